@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what pyrkt needs on a fresh Debian 12 machine, idempotently:
+# Debian packages (apt-get), then a virtual environment .venv with pyrkt and its test
+# tools (pip). Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio kmod
+  docker-registry skopeo umoci runc podman
+  containernetworking-plugins iptables iproute2
+  redis-server redis-tools zstd gnupg e2fsprogs hyperfine
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+  # The Debian package starts a registry on :5000; tests start their own on loopback.
+  if systemctl list-unit-files docker-registry.service >/dev/null 2>&1; then
+    $SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
+fi
+
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  for c in python3.11 python3.12 python3.13 python3; do
+    if command -v "$c" >/dev/null && "$c" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      PY=$(command -v "$c"); break
+    fi
+  done
+fi
+[ -n "$PY" ] || { echo "setup: need Python 3.11 or newer" >&2; exit 1; }
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $PY"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.pyrkt-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing pyrkt and its test tools into .venv"
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -e '.[test]'
+  touch "$stamp"
+fi

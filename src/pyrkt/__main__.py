@@ -1,0 +1,5 @@
+"""`python -m pyrkt` is the `rkt` command."""
+
+from pyrkt.cli.main import main
+
+raise SystemExit(main())

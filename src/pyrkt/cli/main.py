@@ -1,0 +1,96 @@
+"""The `rkt` command: global flags, then one verb, dispatched to its module lazily.
+
+Every verb module exposes `main(argv: list[str], g: GlobalOptions) -> int`. This is the
+only place that turns an `RktError` into a one-line message and exit 254 (a traceback
+only with --debug).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+
+from pyrkt import log
+from pyrkt.errors import RktError
+
+# verb -> (module, one-line help). Modules are imported only when their verb runs, so
+# that `rkt run` pays for nothing else.
+VERBS: dict[str, tuple[str, str]] = {
+    "run": ("pyrkt.cli.run", "Run image(s) in a pod in rkt"),
+    "prepare": ("pyrkt.cli.run", "Prepare to run image(s) in a pod in rkt"),
+    "run-prepared": ("pyrkt.cli.pods", "Run a prepared application pod in rkt"),
+    "list": ("pyrkt.cli.pods", "List pods"),
+    "status": ("pyrkt.cli.pods", "Check the status of a rkt pod"),
+    "stop": ("pyrkt.cli.pods", "Stop a pod"),
+    "rm": ("pyrkt.cli.pods", "Remove all files and resources associated with an exited pod"),
+    "gc": ("pyrkt.cli.pods", "Garbage collect rkt pods no longer in use"),
+    "cat-manifest": ("pyrkt.cli.pods", "Inspect and print the pod manifest"),
+    "enter": ("pyrkt.cli.pods", "Enter the namespaces of an app within a rkt pod"),
+    "export": ("pyrkt.cli.pods", "Export an app from an exited pod to an ACI file"),
+    "fetch": ("pyrkt.cli.fetch", "Fetch image(s) and store them in the local store"),
+    "image": ("pyrkt.cli.image", "Operate on image(s) in the local store"),
+    "trust": ("pyrkt.cli.trust", "Trust a key for image verification"),
+    "stage1": ("pyrkt.cli.stage1", "Build stage1 images (flavors x hypervisors)"),
+    "config": ("pyrkt.cli.config", "Print configuration for each stage in JSON format"),
+    "version": ("pyrkt.cli.version", "Print the version and exit"),
+}
+
+
+def usage() -> str:
+    lines = [
+        "NAME:",
+        "\trkt - rkt, the application container runner",
+        "",
+        "USAGE:",
+        "\trkt [command]",
+        "",
+        "COMMANDS:",
+    ]
+    lines += [f"\t{verb:<14}{text}" for verb, (_, text) in VERBS.items()]
+    lines += [
+        "",
+        "GLOBAL OPTIONS:",
+        "\t--debug[=false]\t\tprint out more debug information to stderr",
+        "\t--dir=/var/lib/rkt\trkt data directory",
+        "\t--insecure-options=none\tcomma-separated list of security features to disable."
+        " Allowed values: \"none\", \"image\", \"tls\", \"ondisk\", \"http\", \"pubkey\","
+        " \"capabilities\", \"paths\", \"seccomp\", \"all-fetch\", \"all-run\", \"all\"",
+        "\t--local-config=/etc/rkt\tlocal configuration directory",
+        "\t--system-config=/usr/lib/rkt\tsystem configuration directory",
+        "\t--user-config=\t\tuser configuration directory",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pyrkt.cli.common import extract_globals
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or any(a.startswith("--debug=t") for a in args)
+    try:
+        g, rest = extract_globals(args)
+        log.set_debug(g.debug)
+        if not rest or rest[0] in ("help", "-h", "--help"):
+            if len(rest) > 1 and rest[1] in VERBS:
+                rest = [rest[1], "--help"]
+            else:
+                print(usage())
+                return 0
+        verb, verb_args = rest[0], rest[1:]
+        if verb not in VERBS:
+            raise RktError(f"unknown command {verb!r} for \"rkt\"", "see 'rkt help'")
+        module = importlib.import_module(VERBS[verb][0])
+        code: int = module.main([verb, *verb_args], g)
+        return code
+    except RktError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"{prog_name(rest if 'rest' in locals() else [])}: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def prog_name(rest: list[str]) -> str:
+    return "rkt" if not rest else f"{rest[0]}"

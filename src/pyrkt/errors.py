@@ -1,0 +1,80 @@
+"""The one family of errors pyrkt raises for its own failures.
+
+    RktError                 rkt's own failure: one line on stderr, exit 254
+     ├── UsageError          bad flags or arguments
+     ├── CommandFailed       a child process failed (exact argv + exit code or signal)
+     ├── NotFound            no pod / image matches ("no matches found for ...")
+     ├── Ambiguous           a prefix matches several ("ambiguous uuid ...")
+     └── PermissionRequired  root-only command run by someone else
+
+The CLI is the only place that turns these into output and an exit status; everything
+else raises. Low-level errors are re-raised as one of these `from` their cause.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Sequence
+
+RKT_EXIT_CODE = 254
+
+
+class RktError(Exception):
+    """A failure of rkt itself; `hint` tells the user what to do about it."""
+
+    exit_code = RKT_EXIT_CODE
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class UsageError(RktError):
+    """Bad command-line usage."""
+
+
+class NotFound(RktError):
+    """Nothing matched what the user named."""
+
+
+class Ambiguous(RktError):
+    """A prefix matched more than one thing."""
+
+
+class PermissionRequired(RktError):
+    """The command needs root."""
+
+    def __init__(self) -> None:
+        super().__init__("cannot run as unprivileged user")
+
+
+def describe_status(returncode: int) -> str:
+    """'exit status 3' or 'killed by SIGKILL' for a subprocess return code."""
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit status {returncode}"
+
+
+class CommandFailed(RktError):
+    """A child process failed; the message names the exact command."""
+
+    def __init__(
+        self, argv: Sequence[str], returncode: int, stderr: str | None = None
+    ) -> None:
+        cmd = " ".join(argv)
+        detail = ""
+        if stderr:
+            last = stderr.strip().splitlines()
+            if last:
+                detail = f": {last[-1]}"
+        super().__init__(f"{cmd!r} failed with {describe_status(returncode)}{detail}")
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr

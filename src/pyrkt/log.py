@@ -1,0 +1,43 @@
+"""Diagnostics on stderr: `debug()` only with --debug, `info()` always.
+
+rkt prefixes its own messages with the component that printed them; we do the same
+(`stage0: ...`, `stage1: ...`). Progress bars live in the CLI; libraries call `info`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_debug = os.environ.get("RKT_DEBUG", "") not in ("", "0", "false")
+_prefix = "rkt"
+
+
+def set_debug(on: bool) -> None:
+    global _debug
+    _debug = on
+    if on:
+        os.environ["RKT_DEBUG"] = "1"
+
+
+def debug_enabled() -> bool:
+    return _debug
+
+
+def set_prefix(prefix: str) -> None:
+    """Name the component whose messages these are (`stage0`, `stage1`...)."""
+    global _prefix
+    _prefix = prefix
+
+
+def debug(msg: str) -> None:
+    if _debug:
+        print(f"{_prefix}: {msg}", file=sys.stderr, flush=True)
+
+
+def info(msg: str) -> None:
+    print(f"{_prefix}: {msg}", file=sys.stderr, flush=True)
+
+
+def warn(msg: str) -> None:
+    print(f"{_prefix}: warning: {msg}", file=sys.stderr, flush=True)

@@ -1,0 +1,61 @@
+"""What a stage1 executes, computed once on the host from the pod manifest.
+
+Both the container flavor (in Python) and the KVM flavor (a busybox `sh` script written
+for the guest init) execute the same `PodPlan`: every decision (env precedence, user and
+group resolution inside the image, mount targets resolved inside the rootfs, limits,
+capabilities) is made here, so the guest needs no Python and no decisions.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class VolumeKind(enum.StrEnum):
+    HOST = "host"
+    EMPTY = "empty"
+
+
+@dataclass(frozen=True)
+class MountPlan:
+    """One volume mounted into one app."""
+
+    volume: str  # volume name
+    kind: VolumeKind
+    source: Path  # host path (kind=host) or the pod's folder for an empty volume
+    target: str  # absolute path inside the app's rootfs, symlinks and `..` resolved
+    read_only: bool = False
+    recursive: bool = True
+
+
+@dataclass(frozen=True)
+class AppPlan:
+    name: str
+    rootfs: Path  # host path of the app's rootfs (inside the pod folder)
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    uid: int = 0
+    gid: int = 0
+    supplementary_gids: tuple[int, ...] = ()
+    working_dir: str = "/"
+    capabilities: tuple[str, ...] = ()  # retained set, "CAP_..." names
+    memory_limit: int | None = None  # bytes
+    cpu_limit_milli: int | None = None  # millicores
+    cpu_shares: int | None = None
+    readonly_rootfs: bool = False
+    no_new_privs: bool = True
+    mounts: tuple[MountPlan, ...] = ()
+
+
+@dataclass(frozen=True)
+class PodPlan:
+    uuid: str
+    hostname: str
+    apps: tuple[AppPlan, ...]
+    interactive: bool = False
+    # /etc/hosts and /etc/resolv.conf contents for every app (None: leave the image's)
+    hosts: str | None = None
+    resolv_conf: str | None = None
+    annotations: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,61 @@
+"""Test-suite wide rules.
+
+Tests that need root, QEMU, the CNI plugins or a registry carry a marker (`root`, `qemu`,
+`cni`, `registry`, `lkvm`). Where the need is not met they are skipped with the reason;
+in CI (`CI=true`) such a skip is turned into a failure, because CI machines have all of
+them: only `lkvm` (no kvmtool package exists here) may skip there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+MAY_SKIP_IN_CI = {"lkvm"}
+
+
+def _missing(marker: str) -> str | None:
+    if marker == "root" and os.geteuid() != 0:
+        return "needs root"
+    if marker == "qemu" and not shutil.which("qemu-system-x86_64"):
+        return "needs qemu-system-x86_64 (Debian qemu-system-x86)"
+    if marker == "cni" and not (
+        Path("/usr/lib/cni/ptp").exists() and shutil.which("iptables")
+    ):
+        return "needs /usr/lib/cni plugins and iptables"
+    if marker == "registry" and not (
+        shutil.which("docker-registry") and shutil.which("skopeo")
+    ):
+        return "needs docker-registry and skopeo"
+    if marker == "lkvm" and not shutil.which("lkvm"):
+        return "needs an lkvm (kvmtool) binary on the PATH; none is packaged for Debian"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for m in ("root", "qemu", "cni", "registry", "lkvm"):
+            if item.get_closest_marker(m) is None:
+                continue
+            reason = _missing(m)
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=f"[{m}] {reason}"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, None]:
+    outcome = yield
+    report = outcome.get_result()
+    if not IN_CI or not report.skipped:
+        return
+    needs = {m for m in ("root", "qemu", "cni", "registry") if item.get_closest_marker(m)}
+    if needs - MAY_SKIP_IN_CI:
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where {sorted(needs)} must run: {report.longrepr}"
