@@ -59,3 +59,7 @@ def pytest_runtest_makereport(
     if needs - MAY_SKIP_IN_CI:
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, where {sorted(needs)} must run: {report.longrepr}"
+
+
+# Shared fixtures (test registry, test images) live in tests/support/.
+pytest_plugins = ["support.fixtures"]

@@ -1,0 +1,1 @@
+"""Test support shared by every test: a real registry on loopback, test images."""
