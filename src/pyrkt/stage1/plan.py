@@ -50,12 +50,39 @@ class AppPlan:
 
 
 @dataclass(frozen=True)
+class PortPlan:
+    """--port=NAME:[HOSTIP:]HOSTPORT resolved against the apps' image ports."""
+
+    name: str
+    protocol: str  # "tcp" | "udp"
+    pod_port: int
+    host_port: int
+    host_ip: str = ""  # "" = all addresses
+
+
+@dataclass(frozen=True)
+class DnsPlan:
+    """--dns / --dns-search / --dns-opt / --dns-domain / --hosts-entry as given.
+
+    servers == ("host",) copies the host's resolv.conf; ("none",) writes none; ()
+    means "whatever the network (CNI) returned, else the image's own file".
+    hosts_entries == (("host", ""),) copies the host's /etc/hosts.
+    """
+
+    servers: tuple[str, ...] = ()
+    search: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+    domain: str = ""
+    hosts_entries: tuple[tuple[str, str], ...] = ()  # (ip, name)
+
+
+@dataclass(frozen=True)
 class PodPlan:
     uuid: str
     hostname: str
     apps: tuple[AppPlan, ...]
     interactive: bool = False
-    # /etc/hosts and /etc/resolv.conf contents for every app (None: leave the image's)
-    hosts: str | None = None
-    resolv_conf: str | None = None
+    net: str = "default"  # the --net value: "default", "none", "host", "a,b:ARGS", ...
+    ports: tuple[PortPlan, ...] = ()
+    dns: DnsPlan = field(default_factory=DnsPlan)
     annotations: dict[str, str] = field(default_factory=dict)
