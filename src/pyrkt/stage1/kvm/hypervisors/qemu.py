@@ -1,0 +1,114 @@
+"""QEMU command line for a `VmPlan` (pure).
+
+Devices: one virtio-serial bus whose port numbers are fixed (vm.PORT_*): app stdout,
+app stderr, the enter/stop agent; the ISA serial port carries the kernel console (to a
+log file, and to stderr under --debug) or, interactively, the app's terminal on QEMU's
+stdio with the mux escape (Ctrl-a x). Each share is a virtio-9p device.
+"""
+
+from __future__ import annotations
+
+from pyrkt.stage1.kvm.vm import (
+    PORT_AGENT,
+    PORT_STDERR,
+    PORT_STDOUT,
+    Accel,
+    ConsoleMode,
+    Machine,
+    VmPlan,
+)
+
+
+def _opt(*parts: str) -> str:
+    return ",".join(p for p in parts if p)
+
+
+class Qemu:
+    name = "qemu"
+
+    def binary(self) -> str:
+        return "qemu-system-x86_64"
+
+    def supports_agent(self) -> bool:
+        return True
+
+    def argv(self, plan: VmPlan) -> list[str]:
+        machine = plan.machine.value
+        if plan.machine is Machine.MICROVM:
+            machine += ",pit=on,pic=on,rtc=on"
+        a: list[str] = [
+            self.binary(),
+            "-name", "rkt",
+            "-nodefaults", "-no-user-config", "-nographic",
+            "-M", machine,
+            "-accel", plan.accel.value,
+            "-smp", str(plan.vcpus),
+            "-m", str(plan.memory_mib),
+            "-no-reboot",
+            "-kernel", str(plan.kernel),
+            "-initrd", str(plan.initrd),
+            "-append", " ".join(plan.cmdline),
+        ]  # fmt: skip
+        if plan.accel is Accel.KVM:
+            a += ["-cpu", "host"]
+        if plan.bios is not None:
+            a += ["-bios", str(plan.bios)]
+        a += self._console(plan)
+        a += self._serial_ports(plan)
+        for i, share in enumerate(plan.shares):
+            a += [
+                "-fsdev",
+                _opt(
+                    f"local,id=fs{i}",
+                    f"path={share.path}",
+                    "security_model=passthrough",
+                    "multidevs=remap",
+                    "readonly=on" if share.read_only else "",
+                ),
+                "-device",
+                f"virtio-9p-pci,fsdev=fs{i},mount_tag={share.tag}",
+            ]
+        for i, tap in enumerate(plan.taps):
+            a += [
+                "-netdev", f"tap,id=net{i},ifname={tap.ifname},script=no,downscript=no",
+                "-device", f"virtio-net-pci,netdev=net{i},mac={tap.mac}",
+            ]  # fmt: skip
+        if plan.qmp_socket is not None:
+            a += ["-qmp", f"unix:{plan.qmp_socket},server=on,wait=off"]
+        if plan.pidfile is not None:
+            a += ["-pidfile", str(plan.pidfile)]
+        a += list(plan.extra_args)
+        return a
+
+    def _console(self, plan: VmPlan) -> list[str]:
+        if plan.console is ConsoleMode.INTERACTIVE:
+            log = f",logfile={plan.serial_log}" if plan.serial_log else ""
+            return [
+                "-chardev", f"stdio,id=con,mux=on,signal=off{log}",
+                "-serial", "chardev:con",
+                "-mon", "chardev=con,mode=readline",
+            ]  # fmt: skip
+        if plan.serial_to_stderr:
+            log = f",logfile={plan.serial_log}" if plan.serial_log else ""
+            return ["-chardev", f"file,id=con,path=/proc/self/fd/2,append=on{log}",
+                    "-serial", "chardev:con"]  # fmt: skip
+        if plan.serial_log is not None:
+            return ["-chardev", f"file,id=con,path={plan.serial_log}", "-serial", "chardev:con"]
+        return ["-chardev", "null,id=con", "-serial", "chardev:con"]
+
+    def _serial_ports(self, plan: VmPlan) -> list[str]:
+        a = ["-device", "virtio-serial-pci,id=vser,max_ports=8"]
+        ports: list[tuple[int, str, str]] = []
+        if plan.app_stdout is not None:
+            ports.append((PORT_STDOUT, "out", f"file,id=out,path={plan.app_stdout},append=on"))
+        if plan.app_stderr is not None:
+            ports.append((PORT_STDERR, "err", f"file,id=err,path={plan.app_stderr},append=on"))
+        if plan.agent_socket is not None:
+            spec = f"socket,id=agent,path={plan.agent_socket},server=on,wait=off"
+            ports.append((PORT_AGENT, "agent", spec))
+        for nr, cid, spec in ports:
+            a += [
+                "-chardev", spec,
+                "-device", f"virtserialport,bus=vser.0,nr={nr},chardev={cid},name=rkt.{cid}",
+            ]  # fmt: skip
+        return a

@@ -1,0 +1,76 @@
+"""The VM plan: everything a hypervisor needs to boot one pod, computed on the host.
+
+A `VmPlan` is pure data; `hypervisors.<name>.argv(plan)` turns it into a command line.
+NET adds `taps` (and runs the hypervisor inside the pod's netns); the guest side gets
+its addresses through the pod script.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class Accel(enum.StrEnum):
+    KVM = "kvm"
+    TCG = "tcg"
+
+
+class Machine(enum.StrEnum):
+    PC = "pc"
+    MICROVM = "microvm"
+
+
+class ConsoleMode(enum.StrEnum):
+    """How the app's stdio reaches the user."""
+
+    STREAMS = "streams"  # app stdout/stderr on virtio-serial ports -> host fds 1 and 2
+    INTERACTIVE = "interactive"  # the app owns the serial terminal (QEMU stdio, Ctrl-a x)
+
+
+# Guest-visible names; the guest finds ports by their number on the one virtio-serial bus.
+PORT_STDOUT = 1
+PORT_STDERR = 2
+PORT_AGENT = 3
+SHARE_STAGE1 = "rkt.stage1"
+
+
+@dataclass(frozen=True)
+class Share:
+    """A host folder exported to the guest over virtio-9p."""
+
+    tag: str
+    path: Path
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Tap:
+    """A tap device (created by NET inside the pod netns) given to the guest as a NIC."""
+
+    ifname: str
+    mac: str
+
+
+@dataclass(frozen=True)
+class VmPlan:
+    kernel: Path
+    initrd: Path
+    cmdline: tuple[str, ...]
+    vcpus: int
+    memory_mib: int
+    accel: Accel
+    machine: Machine = Machine.PC
+    shares: tuple[Share, ...] = ()
+    taps: tuple[Tap, ...] = ()
+    console: ConsoleMode = ConsoleMode.STREAMS
+    serial_log: Path | None = None  # kernel + init messages always land here
+    serial_to_stderr: bool = False  # --debug: also show them on stderr
+    app_stdout: Path | None = None  # file or /proc/self/fd/1
+    app_stderr: Path | None = None
+    agent_socket: Path | None = None  # unix socket, QEMU is the server
+    qmp_socket: Path | None = None
+    pidfile: Path | None = None
+    bios: Path | None = None
+    extra_args: tuple[str, ...] = field(default=())
