@@ -1,0 +1,32 @@
+"""Network-namespace syscalls: setns(2) on a namespace file, through ctypes.
+
+Each wrapper raises OSError naming the syscall. Used by `pyrkt.net.netns` to run code
+or a child process (QEMU, a test server) inside a pod's network namespace.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from pathlib import Path
+
+CLONE_NEWNET = 0x40000000
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
+    """Move the calling thread into the namespace open at `fd`."""
+    if _libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def setns_path(path: Path | str, nstype: int = CLONE_NEWNET) -> None:
+    """Move the calling thread into the namespace bind-mounted (or linked) at `path`."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        setns(fd, nstype)
+    finally:
+        os.close(fd)
