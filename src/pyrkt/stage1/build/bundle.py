@@ -1,0 +1,152 @@
+"""Put the host's QEMU into a stage1 rootfs so the image runs VMs on hosts without QEMU.
+
+Layout inside the stage1 rootfs (the contract with the kvm flavor's runner):
+
+    kvm/bin/qemu-system-x86_64        sh wrapper: the command the runner executes
+    kvm/qemu/bin/qemu-system-x86_64   the real binary
+    kvm/qemu/lib/                     every library `ldd` names, and the dynamic loader
+    kvm/qemu/modules/                 QEMU's loadable modules it needs (accel-tcg-x86_64)
+    kvm/qemu/share/qemu/              firmware and option ROMs for -M pc and -M microvm
+
+The wrapper runs the binary through the bundled loader (`ld-linux-x86-64.so.2
+--library-path`), so the host's libraries are never mixed in, sets QEMU_MODULE_DIR, and
+passes `-L` for the firmware. A runner that finds `kvm/bin/<binary>` in the stage1
+rootfs runs it instead of the host's QEMU (see `bundled_hypervisor`).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from pyrkt import proc
+from pyrkt.errors import RktError
+
+QEMU_BINARY = "qemu-system-x86_64"
+WRAPPER_DIR = "kvm/bin"
+BUNDLE_DIR = "kvm/qemu"
+LOADER = "ld-linux-x86-64.so.2"
+# Loadable modules QEMU opens for what the kvm flavor uses (Debian builds TCG as one).
+MODULES = ("accel-tcg-x86_64.so",)
+# Firmware opened by `-M pc` (SeaBIOS, linuxboot, vapic, the virtio-net option ROM) and
+# by `-M microvm` (qboot, PVH loader), as measured with strace on QEMU 7.2.
+FIRMWARE = (
+    "bios-256k.bin",
+    "bios-microvm.bin",
+    "linuxboot_dma.bin",
+    "linuxboot.bin",
+    "kvmvapic.bin",
+    "pvh.bin",
+    "efi-virtio.rom",
+)
+# Libraries loaded with dlopen at run time, which ldd cannot see.
+DLOPENED = ("libgcc_s.so.1",)
+
+
+def bundled_hypervisor(stage1_rootfs: Path, binary: str) -> Path | None:
+    """The bundled wrapper for `binary` in a stage1 rootfs, if the image carries one."""
+    p = stage1_rootfs / WRAPPER_DIR / binary
+    return p if p.is_file() else None
+
+
+def ldd_paths(binary: Path) -> list[Path]:
+    """The absolute paths of the shared libraries (and loader) `ldd` lists for binary."""
+    out = proc.output(["ldd", binary])
+    paths: list[Path] = []
+    for line in out.splitlines():
+        line = line.strip()
+        if "not found" in line:
+            raise RktError(f"{binary}: library missing: {line}")
+        m = re.search(r"=>\s*(/\S+)", line) or re.match(r"(/\S+)\s+\(", line)
+        if m:
+            paths.append(Path(m.group(1)))
+    return paths
+
+
+def qemu_search_dirs(qemu: Path) -> list[Path]:
+    """The firmware directories this QEMU searches (`-L help`)."""
+    out = proc.output([qemu, "-L", "help"])
+    return [Path(line.strip()).resolve() for line in out.splitlines() if line.strip()]
+
+
+def module_dir(qemu: Path) -> Path:
+    """Where this QEMU keeps its loadable modules (Debian: lib/<triplet>/qemu)."""
+    base = qemu.resolve().parent.parent
+    for cand in [*sorted(base.glob("lib/*/qemu")), base / "lib/qemu"]:
+        if any((cand / m).exists() for m in MODULES):
+            return cand
+    raise RktError(f"no QEMU modules directory found for {qemu}")
+
+
+def _find(name: str, dirs: Iterable[Path]) -> Path | None:
+    for d in dirs:
+        if (d / name).exists():
+            return (d / name).resolve()
+    return None
+
+
+def wrapper_script(binary: str) -> str:
+    return (
+        "#!/bin/sh\n"
+        "# pyrkt: run the QEMU bundled in this stage1 with its own loader and libraries.\n"
+        'here="${0%/*}/../qemu"\n'
+        'QEMU_MODULE_DIR="$here/modules" export QEMU_MODULE_DIR\n'
+        f'exec "$here/lib/{LOADER}" --library-path "$here/lib" --argv0 "$0" \\\n'
+        f'  "$here/bin/{binary}" -L "$here/share/qemu" "$@"\n'
+    )
+
+
+def bundle_qemu(
+    rootfs: Path,
+    *,
+    qemu: Path | None = None,
+    firmware: Sequence[str] = FIRMWARE,
+) -> Path:
+    """Copy QEMU, its libraries, modules and firmware into rootfs; return the wrapper."""
+    if qemu is None:
+        found = shutil.which(QEMU_BINARY)
+        if found is None:
+            raise RktError(
+                f"{QEMU_BINARY} not found to bundle", "apt-get install qemu-system-x86"
+            )
+        qemu = Path(found)
+    qemu = qemu.resolve()
+    base = rootfs / BUNDLE_DIR
+    for sub in ("bin", "lib", "modules", "share/qemu"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(qemu, base / "bin" / QEMU_BINARY)
+
+    mods = [module_dir(qemu) / m for m in MODULES]
+    libs: dict[str, Path] = {}
+    for obj in [qemu, *mods]:
+        for lib in ldd_paths(obj):
+            libs.setdefault(lib.name, lib)
+    for name in DLOPENED:
+        extra = _find(name, [Path("/lib/x86_64-linux-gnu"), Path("/usr/lib/x86_64-linux-gnu")])
+        if extra is not None:
+            libs.setdefault(name, extra)
+    if LOADER not in libs:
+        raise RktError(f"ldd {qemu} names no {LOADER}", "only x86-64 glibc hosts are supported")
+    for name, src in libs.items():
+        shutil.copy2(src.resolve(), base / "lib" / name)
+    for m in mods:
+        shutil.copy2(m, base / "modules" / m.name)
+
+    dirs = qemu_search_dirs(qemu)
+    missing: list[str] = []
+    for fw in firmware:
+        found_fw = _find(fw, dirs)
+        if found_fw is None:
+            missing.append(fw)
+            continue
+        shutil.copy2(found_fw, base / "share/qemu" / fw)
+    if missing:
+        raise RktError(f"QEMU firmware not found: {', '.join(missing)}", f"searched {dirs}")
+
+    wrapper = rootfs / WRAPPER_DIR / QEMU_BINARY
+    wrapper.parent.mkdir(parents=True, exist_ok=True)
+    wrapper.write_text(wrapper_script(QEMU_BINARY))
+    wrapper.chmod(0o755)
+    return wrapper
