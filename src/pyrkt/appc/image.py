@@ -1,0 +1,392 @@
+"""The appc image manifest (`manifest` at the root of an ACI), typed and validated.
+
+`parse_image_manifest(dict)` returns an `ImageManifest` or raises `ManifestError` naming
+the offending key path (`app.ports[0].port`); unknown keys are rejected the same way.
+`ImageManifest.to_json()` gives back the JSON form (keys in the spec's spelling,
+empty optional fields omitted).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyrkt.errors import RktError
+
+AC_VERSION = "0.8.11"
+_ACID_CHARS = re.compile(r"[^a-z0-9\-._~/]")
+_ACID_EDGES = re.compile(r"(^[\-._~/]+)|([\-._~/]+$)")
+_ACNAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+class ManifestError(RktError):
+    """An image manifest that does not follow the appc schema."""
+
+
+def is_ac_identifier(s: str) -> bool:
+    return bool(s) and not _ACID_CHARS.search(s) and not _ACID_EDGES.search(s)
+
+
+def sanitize_ac_identifier(s: str) -> str:
+    """appc's suggestion for a legal ACIdentifier: lower case, invalid chars to `_`."""
+    out = _ACID_EDGES.sub("", _ACID_CHARS.sub("_", s.lower()))
+    if not out:
+        raise ManifestError(f"cannot make an AC identifier out of {s!r}")
+    return out
+
+
+def sanitize_ac_name(s: str) -> str:
+    """appc's suggestion for a legal ACName: runs of invalid chars to one `-`."""
+    out = re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-")
+    if not out:
+        raise ManifestError(f"cannot make an AC name out of {s!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class NameValue:
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class EventHandler:
+    name: str
+    exec: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Isolator:
+    name: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class MountPoint:
+    name: str
+    path: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    protocol: str
+    port: int
+    count: int = 1
+    socket_activated: bool = False
+
+
+@dataclass(frozen=True)
+class App:
+    exec: tuple[str, ...] = ()
+    user: str = "0"
+    group: str = "0"
+    supplementary_gids: tuple[int, ...] = ()
+    event_handlers: tuple[EventHandler, ...] = ()
+    working_directory: str = ""
+    environment: tuple[NameValue, ...] = ()
+    isolators: tuple[Isolator, ...] = ()
+    mount_points: tuple[MountPoint, ...] = ()
+    ports: tuple[Port, ...] = ()
+    user_annotations: tuple[tuple[str, str], ...] = ()
+    user_labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Dependency:
+    image_name: str
+    image_id: str = ""
+    labels: tuple[NameValue, ...] = ()
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class ImageManifest:
+    name: str
+    ac_version: str = AC_VERSION
+    labels: tuple[NameValue, ...] = ()
+    app: App | None = None
+    dependencies: tuple[Dependency, ...] = ()
+    path_whitelist: tuple[str, ...] = ()
+    annotations: tuple[NameValue, ...] = field(default=())
+
+    def label(self, name: str) -> str | None:
+        for lab in self.labels:
+            if lab.name == name:
+                return lab.value
+        return None
+
+    def annotation(self, name: str) -> str | None:
+        for a in self.annotations:
+            if a.name == name:
+                return a.value
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"acKind": "ImageManifest", "acVersion": self.ac_version}
+        d["name"] = self.name
+        if self.labels:
+            d["labels"] = _nv_out(self.labels)
+        if self.app is not None:
+            d["app"] = _app_out(self.app)
+        if self.dependencies:
+            d["dependencies"] = [_dep_out(x) for x in self.dependencies]
+        if self.path_whitelist:
+            d["pathWhitelist"] = list(self.path_whitelist)
+        if self.annotations:
+            d["annotations"] = _nv_out(self.annotations)
+        return d
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+
+# ---- output -------------------------------------------------------------------------
+
+
+def _nv_out(items: Sequence[NameValue]) -> list[dict[str, str]]:
+    return [{"name": x.name, "value": x.value} for x in items]
+
+
+def _dep_out(x: Dependency) -> dict[str, Any]:
+    d: dict[str, Any] = {"imageName": x.image_name}
+    if x.image_id:
+        d["imageID"] = x.image_id
+    if x.labels:
+        d["labels"] = _nv_out(x.labels)
+    if x.size:
+        d["size"] = x.size
+    return d
+
+
+def _app_out(a: App) -> dict[str, Any]:
+    d: dict[str, Any] = {}
+    if a.exec:
+        d["exec"] = list(a.exec)
+    d["user"] = a.user
+    d["group"] = a.group
+    if a.supplementary_gids:
+        d["supplementaryGIDs"] = list(a.supplementary_gids)
+    if a.event_handlers:
+        d["eventHandlers"] = [{"name": e.name, "exec": list(e.exec)} for e in a.event_handlers]
+    if a.working_directory:
+        d["workingDirectory"] = a.working_directory
+    if a.environment:
+        d["environment"] = _nv_out(a.environment)
+    if a.isolators:
+        d["isolators"] = [{"name": i.name, "value": i.value} for i in a.isolators]
+    if a.mount_points:
+        d["mountPoints"] = [
+            {"name": m.name, "path": m.path, "readOnly": m.read_only} for m in a.mount_points
+        ]
+    if a.ports:
+        d["ports"] = [
+            {
+                "name": p.name,
+                "protocol": p.protocol,
+                "port": p.port,
+                "count": p.count,
+                "socketActivated": p.socket_activated,
+            }
+            for p in a.ports
+        ]
+    if a.user_annotations:
+        d["userAnnotations"] = dict(a.user_annotations)
+    if a.user_labels:
+        d["userLabels"] = dict(a.user_labels)
+    return d
+
+
+# ---- parsing ------------------------------------------------------------------------
+
+
+class _Obj:
+    """A JSON object being read: typed getters that name the key path in errors."""
+
+    def __init__(self, raw: object, path: str, allowed: set[str]) -> None:
+        if not isinstance(raw, Mapping):
+            raise ManifestError(f"image manifest: {path or 'manifest'}: expected an object")
+        for k in raw:
+            if k not in allowed:
+                raise ManifestError(f"image manifest: unknown key {_join(path, str(k))!r}")
+        self.raw = raw
+        self.path = path
+
+    def p(self, key: str) -> str:
+        return _join(self.path, key)
+
+    def str_(self, key: str, default: str | None = None) -> str:
+        v = self.raw.get(key, default)
+        if v is None:
+            raise ManifestError(f"image manifest: missing required key {self.p(key)!r}")
+        if not isinstance(v, str):
+            raise ManifestError(f"image manifest: {self.p(key)}: expected a string")
+        return v
+
+    def int_(self, key: str, default: int | None = None) -> int:
+        v = self.raw.get(key, default)
+        if v is None:
+            raise ManifestError(f"image manifest: missing required key {self.p(key)!r}")
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise ManifestError(f"image manifest: {self.p(key)}: expected an integer")
+        return v
+
+    def bool_(self, key: str) -> bool:
+        v = self.raw.get(key, False)
+        if not isinstance(v, bool):
+            raise ManifestError(f"image manifest: {self.p(key)}: expected true or false")
+        return v
+
+    def list_(self, key: str) -> list[tuple[str, object]]:
+        v = self.raw.get(key)
+        if v is None:
+            return []
+        if not isinstance(v, list):
+            raise ManifestError(f"image manifest: {self.p(key)}: expected a list")
+        return [(f"{self.p(key)}[{i}]", x) for i, x in enumerate(v)]
+
+    def strs(self, key: str) -> tuple[str, ...]:
+        out = []
+        for p, x in self.list_(key):
+            if not isinstance(x, str):
+                raise ManifestError(f"image manifest: {p}: expected a string")
+            out.append(x)
+        return tuple(out)
+
+    def str_map(self, key: str) -> tuple[tuple[str, str], ...]:
+        v = self.raw.get(key)
+        if v is None:
+            return ()
+        if not isinstance(v, Mapping) or not all(
+            isinstance(k, str) and isinstance(x, str) for k, x in v.items()
+        ):
+            raise ManifestError(f"image manifest: {self.p(key)}: expected an object of strings")
+        return tuple(sorted(v.items()))
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _name_values(o: _Obj, key: str, *, identifiers: bool) -> tuple[NameValue, ...]:
+    out = []
+    for p, raw in o.list_(key):
+        e = _Obj(raw, p, {"name", "value"})
+        nv = NameValue(e.str_("name"), e.str_("value"))
+        if identifiers and not is_ac_identifier(nv.name):
+            raise ManifestError(f"image manifest: {p}.name: {nv.name!r} is not an AC identifier")
+        out.append(nv)
+    return tuple(out)
+
+
+def _parse_port(p: str, raw: object) -> Port:
+    o = _Obj(raw, p, {"name", "protocol", "port", "count", "socketActivated"})
+    port = Port(
+        name=o.str_("name"),
+        protocol=o.str_("protocol"),
+        port=o.int_("port"),
+        count=o.int_("count", 1),
+        socket_activated=o.bool_("socketActivated"),
+    )
+    if not _ACNAME.match(port.name):
+        raise ManifestError(f"image manifest: {p}.name: {port.name!r} is not an AC name")
+    if not 1 <= port.port <= 65535:
+        raise ManifestError(f"image manifest: {p}.port: {port.port} is out of range")
+    if port.count < 1:
+        raise ManifestError(f"image manifest: {p}.count: must be at least 1")
+    return port
+
+
+def _parse_app(raw: object) -> App:
+    o = _Obj(
+        raw,
+        "app",
+        {
+            "exec", "user", "group", "supplementaryGIDs", "eventHandlers",
+            "workingDirectory", "environment", "isolators", "mountPoints", "ports",
+            "userAnnotations", "userLabels",
+        },
+    )  # fmt: skip
+    gids = []
+    for p, g in o.list_("supplementaryGIDs"):
+        if not isinstance(g, int) or isinstance(g, bool):
+            raise ManifestError(f"image manifest: {p}: expected an integer")
+        gids.append(g)
+    handlers = []
+    for p, h in o.list_("eventHandlers"):
+        ho = _Obj(h, p, {"name", "exec"})
+        handlers.append(EventHandler(ho.str_("name"), ho.strs("exec")))
+    isolators = []
+    for p, i in o.list_("isolators"):
+        io = _Obj(i, p, {"name", "value"})
+        isolators.append(Isolator(io.str_("name"), io.raw.get("value")))
+    mps = []
+    for p, m in o.list_("mountPoints"):
+        mo = _Obj(m, p, {"name", "path", "readOnly"})
+        mps.append(MountPoint(mo.str_("name"), mo.str_("path"), mo.bool_("readOnly")))
+    wd = o.str_("workingDirectory", "")
+    if wd and not wd.startswith("/"):
+        raise ManifestError("image manifest: app.workingDirectory: must be an absolute path")
+    return App(
+        exec=o.strs("exec"),
+        user=o.str_("user"),
+        group=o.str_("group"),
+        supplementary_gids=tuple(gids),
+        event_handlers=tuple(handlers),
+        working_directory=wd,
+        environment=_name_values(o, "environment", identifiers=False),
+        isolators=tuple(isolators),
+        mount_points=tuple(mps),
+        ports=tuple(_parse_port(p, x) for p, x in o.list_("ports")),
+        user_annotations=o.str_map("userAnnotations"),
+        user_labels=o.str_map("userLabels"),
+    )
+
+
+def parse_image_manifest(raw: object) -> ImageManifest:
+    """Validate a decoded manifest; raise ManifestError naming the first bad key."""
+    o = _Obj(
+        raw,
+        "",
+        {"acKind", "acVersion", "name", "labels", "app", "dependencies", "pathWhitelist",
+         "annotations"},
+    )  # fmt: skip
+    kind = o.str_("acKind")
+    if kind != "ImageManifest":
+        raise ManifestError(f"image manifest: acKind: expected 'ImageManifest', got {kind!r}")
+    name = o.str_("name")
+    if not is_ac_identifier(name):
+        raise ManifestError(f"image manifest: name: {name!r} is not an AC identifier")
+    deps = []
+    for p, d in o.list_("dependencies"):
+        do = _Obj(d, p, {"imageName", "imageID", "labels", "size"})
+        deps.append(
+            Dependency(
+                image_name=do.str_("imageName"),
+                image_id=do.str_("imageID", ""),
+                labels=_name_values(do, "labels", identifiers=True),
+                size=do.int_("size", 0),
+            )
+        )
+    app_raw = o.raw.get("app")
+    return ImageManifest(
+        name=name,
+        ac_version=o.str_("acVersion"),
+        labels=_name_values(o, "labels", identifiers=True),
+        app=_parse_app(app_raw) if app_raw is not None else None,
+        dependencies=tuple(deps),
+        path_whitelist=o.strs("pathWhitelist"),
+        annotations=_name_values(o, "annotations", identifiers=True),
+    )
+
+
+def load_image_manifest(data: bytes | str) -> ImageManifest:
+    try:
+        raw = json.loads(data)
+    except ValueError as e:
+        raise ManifestError(f"image manifest: not valid JSON: {e}") from e
+    return parse_image_manifest(raw)

@@ -1,0 +1,439 @@
+"""The local image store under `DIR/cas`.
+
+Layout:
+
+    cas/db/index.sqlite   one row per image (id, name, labels, kind, manifest, import
+                          time, last use, size) and remote refs -> image id
+    cas/blobs/<id>        the image as an uncompressed ACI tar (images imported as ACIs)
+    cas/trees/<id>/       the rendered tree: `manifest` + `rootfs/` (what pods use)
+    cas/tmp/              staging; each staging dir is flocked by the process filling it
+    cas/locks/            flock files: `store` (index + renames), `render-<id>`, `<id>`
+
+Image IDs are `sha512-<128 hex>`. For an ACI, as in rkt, the ID is the SHA-512 of the
+uncompressed ACI tar, and the tar itself is kept, so `rkt image export` gives back the
+same bytes and re-importing them gives the same ID. Docker and OCI images are never
+turned into an ACI tar on fetch (that would cost a second copy of every byte): their ID
+is the SHA-512 of a canonical JSON document (sorted keys, no spaces):
+
+    {"layers": [<layer digest>, ...], "manifest": <appc image manifest>, "v": 1}
+
+(layer digests as the registry named them, in order) and their content is the rendered
+tree itself, built in staging by applying the layers. `rkt image export` of such an image
+writes a deterministic ACI tar of the tree; `rkt fetch` of that file imports it as an
+ACI (a new ID: the tar's hash, as rkt would compute it).
+
+Crash safety: content is written to staging (blobs fsynced), moved into place with
+rename, and the index row is inserted last in one sqlite transaction; so a killed fetch
+leaves at most unreferenced staging (removed by `rkt image gc`) and never a visible half
+image. Concurrency: the index and the renames are guarded by the `store` flock; renders
+by a per-image flock; a rendered tree appears atomically (rename), so the fast path of
+`render()` is one stat.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyrkt import log
+from pyrkt.appc.image import ImageManifest, load_image_manifest
+from pyrkt.errors import Ambiguous, NotFound, RktError
+from pyrkt.image.layers import ByteStream, apply_layer, decompressed
+
+ID_PREFIX = "sha512-"
+_CHUNK = 1 << 20
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    import_time REAL NOT NULL,
+    last_used REAL NOT NULL,
+    size INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_name ON images(name);
+CREATE TABLE IF NOT EXISTS remotes (
+    ref TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL,
+    meta TEXT NOT NULL,
+    fetched REAL NOT NULL
+);
+"""
+
+
+class ImageKind(enum.StrEnum):
+    ACI = "aci"  # kept as an ACI blob; rendered on first use
+    TREE = "tree"  # docker / OCI: the rendered tree is the content
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    kind: ImageKind
+    import_time: float
+    last_used: float
+    size: int
+
+    def label(self, name: str) -> str | None:
+        return dict(self.labels).get(name)
+
+    @property
+    def name_version(self) -> str:
+        """`name:version` as rkt listed it (just `name` without a version label)."""
+        v = self.label("version")
+        return f"{self.name}:{v}" if v else self.name
+
+
+def short_id(image_id: str, hexlen: int = 12) -> str:
+    return image_id[: len(ID_PREFIX) + hexlen]
+
+
+def canonical_id(doc: Any) -> str:
+    """sha512-<hex> of a JSON document in canonical form (sorted keys, no spaces)."""
+    raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return ID_PREFIX + hashlib.sha512(raw).hexdigest()
+
+
+def tree_image_id(manifest: ImageManifest, layer_digests: list[str]) -> str:
+    """The ID of a docker/OCI image (see the module docstring)."""
+    return canonical_id({"layers": layer_digests, "manifest": manifest.to_dict(), "v": 1})
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def flocked(path: Path, *, blocking: bool = True) -> Iterator[bool]:
+    """Hold an exclusive flock on path (created if needed) for the block."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+class Store:
+    def __init__(self, data_dir: Path) -> None:
+        self.root = Path(data_dir) / "cas"
+        self.blobs = self.root / "blobs"
+        self.trees = self.root / "trees"
+        self.tmp = self.root / "tmp"
+        self.locks = self.root / "locks"
+        self._conn: sqlite3.Connection | None = None
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _ensure(self) -> None:
+        for d in (self.root / "db", self.blobs, self.trees, self.tmp, self.locks):
+            d.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._ensure()
+            conn = sqlite3.connect(
+                self.root / "db" / "index.sqlite", timeout=60, isolation_level=None
+            )
+            conn.execute("PRAGMA busy_timeout = 60000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(_SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def lock(self, name: str = "store") -> contextlib.AbstractContextManager[bool]:
+        self.locks.mkdir(parents=True, exist_ok=True)
+        return flocked(self.locks / name)
+
+    @contextlib.contextmanager
+    def staging(self, what: str) -> Iterator[Path]:
+        """A fresh staging dir, flocked while in use, removed afterwards."""
+        self._ensure()
+        path = self.tmp / f"{what}-{os.getpid()}-{secrets.token_hex(8)}"
+        with flocked(path.with_name(path.name + ".lock")):
+            path.mkdir()
+            try:
+                yield path
+            finally:
+                if path.exists():
+                    shutil.rmtree(path, ignore_errors=True)
+                path.with_name(path.name + ".lock").unlink(missing_ok=True)
+
+    # -- queries ---------------------------------------------------------------------
+
+    @staticmethod
+    def _info(row: tuple[Any, ...]) -> ImageInfo:
+        return ImageInfo(
+            id=row[0],
+            name=row[1],
+            labels=tuple((k, v) for k, v in json.loads(row[2])),
+            kind=ImageKind(row[3]),
+            import_time=row[4],
+            last_used=row[5],
+            size=row[6],
+        )
+
+    _COLS = "id, name, labels, kind, import_time, last_used, size"
+
+    def get(self, image_id: str) -> ImageInfo | None:
+        row = self.db.execute(
+            f"SELECT {self._COLS} FROM images WHERE id = ?", (image_id,)
+        ).fetchone()
+        return self._info(row) if row else None
+
+    def all_images(self) -> list[ImageInfo]:
+        rows = self.db.execute(f"SELECT {self._COLS} FROM images ORDER BY import_time")
+        return [self._info(r) for r in rows]
+
+    def resolve(self, ref: str) -> ImageInfo:
+        """An image by ID (or unambiguous ID prefix) or by `name[:version]`."""
+        if ref.startswith(ID_PREFIX):
+            rows = self.db.execute(
+                f"SELECT {self._COLS} FROM images WHERE id LIKE ? ESCAPE '\\'",
+                (ref.replace("_", "\\_").replace("%", "\\%") + "%",),
+            ).fetchall()
+            if not rows:
+                raise NotFound(f"no image with ID {ref!r} in the store")
+            if len(rows) > 1:
+                raise Ambiguous(f"ambiguous image ID {ref!r}", "give more characters")
+            return self._info(rows[0])
+        name, version = split_name_version(ref)
+        rows = self.db.execute(
+            f"SELECT {self._COLS} FROM images WHERE name = ? ORDER BY import_time DESC",
+            (name,),
+        ).fetchall()
+        if not rows and "/" not in name:
+            rows = self.db.execute(
+                f"SELECT {self._COLS} FROM images WHERE name LIKE ? ESCAPE '\\' "
+                "ORDER BY import_time DESC",
+                ("%/" + name.replace("_", "\\_").replace("%", "\\%"),),
+            ).fetchall()
+        for row in rows:
+            info = self._info(row)
+            if version is None or info.label("version") == version:
+                return info
+        raise NotFound(f"no image named {ref!r} in the store")
+
+    def manifest_bytes(self, image_id: str) -> bytes:
+        row = self.db.execute("SELECT manifest FROM images WHERE id = ?", (image_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no image with ID {image_id!r} in the store")
+        return str(row[0]).encode()
+
+    def manifest(self, image_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.manifest_bytes(image_id))
+        return data
+
+    def touch(self, image_id: str) -> None:
+        self.db.execute("UPDATE images SET last_used = ? WHERE id = ?", (time.time(), image_id))
+
+    # -- remote refs -----------------------------------------------------------------
+
+    def remote_get(self, ref: str) -> tuple[str, dict[str, Any]] | None:
+        row = self.db.execute(
+            "SELECT r.image_id, r.meta FROM remotes r JOIN images i ON i.id = r.image_id "
+            "WHERE r.ref = ?",
+            (ref,),
+        ).fetchone()
+        return (row[0], json.loads(row[1])) if row else None
+
+    def remote_put(self, ref: str, image_id: str, meta: dict[str, Any] | None = None) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO remotes (ref, image_id, meta, fetched) VALUES (?, ?, ?, ?)",
+            (ref, image_id, json.dumps(meta or {}), time.time()),
+        )
+
+    # -- imports ---------------------------------------------------------------------
+
+    def _insert(self, image_id: str, m: ImageManifest, raw: bytes, kind: ImageKind,
+                size: int) -> None:  # fmt: skip
+        now = time.time()
+        labels = json.dumps([[x.name, x.value] for x in m.labels])
+        self.db.execute(
+            "INSERT INTO images (id, name, labels, kind, manifest, import_time, last_used,"
+            " size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (image_id, m.name, labels, kind.value, raw.decode(), now, now, size),
+        )
+
+    def import_aci(self, src: Path | ByteStream) -> str:
+        """Import an ACI file or stream (plain, gzip or zstd); returns its image ID."""
+        with self.staging("aci") as stage:
+            blob = stage / "blob"
+            h = hashlib.sha512()
+            size = 0
+            with contextlib.ExitStack() as es:
+                raw: ByteStream = (
+                    es.enter_context(open(src, "rb")) if isinstance(src, Path) else src
+                )
+                plain = decompressed(raw)
+                out = es.enter_context(open(blob, "wb"))
+                while buf := plain.read(_CHUNK):
+                    h.update(buf)
+                    out.write(buf)
+                    size += len(buf)
+                out.flush()
+                os.fsync(out.fileno())
+            raw_manifest = read_aci_manifest(blob)
+            m = load_image_manifest(raw_manifest)
+            if m.dependencies:
+                raise RktError(
+                    f"image {m.name!r} has dependencies; layered ACIs are not supported"
+                )
+            image_id = ID_PREFIX + h.hexdigest()
+            with self.lock():
+                if self.get(image_id) is not None:
+                    log.debug(f"image {short_id(image_id)} already in the store")
+                    return image_id
+                os.rename(blob, self.blobs / image_id)
+                _fsync_dir(self.blobs)
+                self._insert(image_id, m, raw_manifest, ImageKind.ACI, size)
+            return image_id
+
+    def commit_tree(self, image_id: str, staged: Path, manifest: ImageManifest,
+                    size: int) -> None:  # fmt: skip
+        """Move a staged tree (`rootfs/` filled in) into place and index it."""
+        raw = manifest.to_json().encode()
+        mpath = staged / "manifest"
+        with open(mpath, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        with self.lock():
+            if self.get(image_id) is not None:
+                return
+            dest = self.trees / image_id
+            if dest.exists():  # left by a removed image or a crash after the rename
+                shutil.rmtree(dest)
+            os.rename(staged, dest)
+            _fsync_dir(self.trees)
+            self._insert(image_id, manifest, raw, ImageKind.TREE, size)
+
+    # -- render ----------------------------------------------------------------------
+
+    def render(self, image_id: str) -> Path:
+        """The image's rendered tree (`rootfs/` + `manifest`); read-only for callers."""
+        tree = self.trees / image_id
+        info = self.get(image_id)
+        if info is None:
+            raise NotFound(f"no image with ID {image_id!r} in the store")
+        if not tree.is_dir():
+            if info.kind is ImageKind.TREE:
+                raise RktError(
+                    f"image {short_id(image_id)}: rendered tree is missing",
+                    "remove it with 'rkt image rm' and fetch it again",
+                )
+            with self.lock(f"render-{image_id}"):
+                if not tree.is_dir():
+                    self._render_aci(image_id, tree)
+        self.touch(image_id)
+        return tree
+
+    def _render_aci(self, image_id: str, tree: Path) -> None:
+        with self.staging("render") as stage, open(self.blobs / image_id, "rb") as f:
+            apply_layer(f, stage, whiteouts=False)
+            (stage / "rootfs").mkdir(exist_ok=True)
+            os.rename(stage, tree)
+            _fsync_dir(self.trees)
+
+    def blob_path(self, image_id: str) -> Path | None:
+        p = self.blobs / image_id
+        return p if p.is_file() else None
+
+    # -- removal ---------------------------------------------------------------------
+
+    def remove(self, image_id: str) -> None:
+        with self.lock():
+            cur = self.db.execute("DELETE FROM images WHERE id = ?", (image_id,))
+            if cur.rowcount == 0:
+                raise NotFound(f"no image with ID {image_id!r} in the store")
+            self.db.execute("DELETE FROM remotes WHERE image_id = ?", (image_id,))
+            self._discard(image_id)
+
+    def _discard(self, image_id: str) -> None:
+        (self.blobs / image_id).unlink(missing_ok=True)
+        tree = self.trees / image_id
+        if tree.exists():
+            # rename first so that the tree disappears at once, then delete at leisure
+            doomed = Path(tempfile.mkdtemp(prefix="rm-", dir=self.tmp))
+            os.rename(tree, doomed / "tree")
+            shutil.rmtree(doomed, ignore_errors=True)
+
+    def gc_storage(self) -> list[str]:
+        """Remove abandoned staging and content no index row references."""
+        removed: list[str] = []
+        self._ensure()
+        for entry in sorted(self.tmp.iterdir()):
+            if entry.name.endswith(".lock"):
+                continue
+            lockf = entry.with_name(entry.name + ".lock")
+            with flocked(lockf, blocking=False) as got:
+                if got:
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed.append(str(entry))
+            if got:
+                lockf.unlink(missing_ok=True)
+        with self.lock():
+            known = {r[0] for r in self.db.execute("SELECT id FROM images")}
+            for d in (self.blobs, self.trees):
+                for entry in d.iterdir():
+                    if entry.name not in known:
+                        if entry.is_dir():
+                            shutil.rmtree(entry, ignore_errors=True)
+                        else:
+                            entry.unlink(missing_ok=True)
+                        removed.append(str(entry))
+        return removed
+
+
+def split_name_version(ref: str) -> tuple[str, str | None]:
+    """`example.com/app:1.0` -> ('example.com/app', '1.0'); no version -> None."""
+    name, sep, version = ref.rpartition(":")
+    if sep and name and "/" not in version:
+        return name, version
+    return ref, None
+
+
+def read_aci_manifest(tar_path: Path) -> bytes:
+    """The `manifest` member of an uncompressed ACI tar."""
+    try:
+        with tarfile.open(tar_path, "r:") as tf:
+            for m in tf:
+                if m.name.strip("/").removeprefix("./") == "manifest" and m.isreg():
+                    f = tf.extractfile(m)
+                    if f is not None:
+                        return f.read()
+    except tarfile.TarError as e:
+        raise RktError(f"not a valid ACI: {e}") from e
+    raise RktError("not a valid ACI: no 'manifest' file in the archive")

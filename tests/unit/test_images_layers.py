@@ -1,0 +1,197 @@
+"""Applying tar layers: contents, whiteouts, compression, and hostile layers."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from pyrkt.image.layers import LayerError, apply_layer
+
+Add = Callable[[tarfile.TarFile], None]
+
+
+def entry(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", *,
+          link: str = "", mode: int = 0o644, mtime: int = 1_600_000_000) -> Add:  # fmt: skip
+    def add(tf: tarfile.TarFile) -> None:
+        ti = tarfile.TarInfo(name)
+        ti.type = kind
+        ti.mode = mode
+        ti.mtime = mtime
+        ti.linkname = link
+        ti.size = len(data) if kind == tarfile.REGTYPE else 0
+        tf.addfile(ti, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+
+    return add
+
+
+def layer(*entries: Add, compress: str = "") -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for add in entries:
+            add(tf)
+    data = buf.getvalue()
+    if compress == "gzip":
+        data = gzip.compress(data)
+    elif compress == "zstd":
+        data = zstandard.ZstdCompressor().compress(data)
+    return io.BytesIO(data)
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> tuple[Path, Path]:
+    """A root to extract into and a sibling 'outside' dir that must stay untouched."""
+    root = tmp_path / "root"
+    outside = tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "victim").write_text("original")
+    return root, outside
+
+
+def untouched(outside: Path) -> bool:
+    return sorted(p.name for p in outside.iterdir()) == ["victim"] and (
+        (outside / "victim").read_text() == "original"
+    )
+
+
+@pytest.mark.parametrize("compress", ["", "gzip", "zstd"])
+def test_files_dirs_links_modes_and_mtimes(box: tuple[Path, Path], compress: str) -> None:
+    root, _ = box
+    apply_layer(
+        layer(
+            entry("bin", tarfile.DIRTYPE, mode=0o755, mtime=1_500_000_000),
+            entry("bin/tool", data=b"#!/bin/sh\n", mode=0o4755),
+            entry("bin/alias", tarfile.SYMTYPE, link="tool"),
+            entry("bin/hard", tarfile.LNKTYPE, link="bin/tool"),
+            entry("etc/conf", data=b"x=1\n"),
+            compress=compress,
+        ),
+        root,
+    )
+    tool = root / "bin" / "tool"
+    assert tool.read_bytes() == b"#!/bin/sh\n"
+    assert tool.stat().st_mode & 0o7777 == 0o4755
+    assert tool.stat().st_mtime == 1_600_000_000
+    assert os.readlink(root / "bin" / "alias") == "tool"
+    assert (root / "bin" / "hard").stat().st_ino == tool.stat().st_ino
+    assert (root / "etc" / "conf").read_text() == "x=1\n"
+    assert (root / "bin").stat().st_mtime == 1_500_000_000
+
+
+def test_whiteouts_remove_lower_files_and_opaque_dirs(box: tuple[Path, Path]) -> None:
+    root, _ = box
+    apply_layer(
+        layer(
+            entry("a/keep", data=b"1"),
+            entry("a/gone", data=b"2"),
+            entry("d/old1", data=b"3"),
+            entry("d/sub/old2", data=b"4"),
+        ),
+        root,
+    )
+    apply_layer(
+        layer(
+            entry("a/.wh.gone"),
+            entry("d", tarfile.DIRTYPE, mode=0o755),
+            entry("d/new", data=b"5"),
+            entry("d/.wh..wh..opq"),
+            entry(".wh.nothing-there"),
+        ),
+        root,
+    )
+    assert sorted(p.name for p in (root / "a").iterdir()) == ["keep"]
+    assert sorted(p.name for p in (root / "d").iterdir()) == ["new"]
+    assert not list(root.rglob(".wh.*"))
+
+
+def test_file_replaces_symlink_instead_of_writing_through_it(box: tuple[Path, Path]) -> None:
+    root, outside = box
+    target = str(outside / "victim")
+    apply_layer(layer(entry("evil", tarfile.SYMTYPE, link=target)), root)
+    apply_layer(layer(entry("evil", data=b"pwned")), root)
+    assert (root / "evil").read_bytes() == b"pwned"
+    assert not (root / "evil").is_symlink()
+    assert untouched(outside)
+
+
+HOSTILE: dict[str, list[Add]] = {
+    "dotdot": [entry("../outside/pwned", data=b"x")],
+    "dotdot-deep": [entry("a/../../outside/pwned", data=b"x")],
+    "abs-symlink-dir": [
+        entry("esc", tarfile.SYMTYPE, link="/OUTSIDE"),
+        entry("esc/pwned", data=b"x"),
+    ],
+    "rel-symlink-dir": [
+        entry("esc", tarfile.SYMTYPE, link="../outside"),
+        entry("esc/pwned", data=b"x"),
+    ],
+    "symlink-dir-then-dir": [
+        entry("esc", tarfile.SYMTYPE, link="../outside"),
+        entry("esc/sub", tarfile.DIRTYPE),
+    ],
+    "hardlink-dotdot": [entry("h", tarfile.LNKTYPE, link="../outside/victim")],
+    "hardlink-through-symlink": [
+        entry("esc", tarfile.SYMTYPE, link="../outside"),
+        entry("h", tarfile.LNKTYPE, link="esc/victim"),
+    ],
+    "symlink-in-parent-chain": [
+        entry("a", tarfile.DIRTYPE),
+        entry("a/b", tarfile.SYMTYPE, link="../../outside"),
+        entry("a/b/c/pwned", data=b"x"),
+    ],
+    "whiteout-through-symlink": [
+        entry("esc", tarfile.SYMTYPE, link="../outside"),
+        entry("esc/.wh.victim"),
+    ],
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_layers_never_write_outside_the_root(box: tuple[Path, Path], case: str) -> None:
+    root, outside = box
+    entries = [
+        (entry("esc", tarfile.SYMTYPE, link=str(outside)) if e is HOSTILE[case][0] and
+         case == "abs-symlink-dir" else e)
+        for e in HOSTILE[case]
+    ]  # fmt: skip
+    try:
+        apply_layer(layer(*entries), root)
+    except LayerError as e:
+        assert "layer entry" in str(e)
+    assert untouched(outside)
+    # hardlinks resolved inside the root never share an inode with the victim
+    victim_ino = (outside / "victim").stat().st_ino
+    assert all(p.lstat().st_ino != victim_ino for p in root.rglob("*"))
+
+
+def test_dotdot_and_symlinked_dir_are_refused_with_a_clear_message(box: tuple[Path, Path]) -> None:
+    root, outside = box
+    with pytest.raises(LayerError, match=r"escapes the image root"):
+        apply_layer(layer(entry("../outside/pwned", data=b"x")), root)
+    with pytest.raises(LayerError, match=r"not a directory; refusing to write through it"):
+        apply_layer(
+            layer(entry("esc", tarfile.SYMTYPE, link=str(outside)), entry("esc/f", data=b"x")),
+            root,
+        )
+    assert untouched(outside)
+
+
+def test_absolute_member_names_land_inside_the_root(box: tuple[Path, Path]) -> None:
+    root, outside = box
+    apply_layer(layer(entry(str(outside / "victim"), data=b"inside")), root)
+    assert untouched(outside)
+    assert (root / str(outside / "victim").lstrip("/")).read_bytes() == b"inside"
+
+
+def test_corrupt_layer_is_a_layer_error(box: tuple[Path, Path]) -> None:
+    root, _ = box
+    data = layer(entry("f", data=b"x" * 5000), compress="gzip").getvalue()
+    with pytest.raises(LayerError):
+        apply_layer(io.BytesIO(data[: len(data) // 2]), root)
