@@ -1,0 +1,84 @@
+"""Turning the current (forked) process into an app: cgroups, chroot, user, capabilities,
+no_new_privs, environment, exec. Shared by the coreos and fly flavors and by `enter`.
+
+Everything here runs in a child after fork; failures are written to stderr and the
+child exits (127/126 when the command cannot be executed, 254 for other set-up errors).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import NoReturn
+
+from pyrkt.linux import caps, prctl
+from pyrkt.stage1.plan import AppPlan
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SETUP_FAILED = 254
+
+
+def child_fail(prefix: str, err: BaseException, code: int = SETUP_FAILED) -> NoReturn:
+    try:
+        os.write(2, f"stage1: {prefix}: {err}\n".encode())
+    finally:
+        os._exit(code)
+
+
+def exec_argv(argv: Sequence[str], env: Mapping[str, str], prefix: str) -> NoReturn:
+    """execvpe with the app's PATH; never returns."""
+    env = dict(env)
+    env.setdefault("PATH", DEFAULT_PATH)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(argv[0], list(argv), env)
+    except FileNotFoundError:
+        child_fail(prefix, OSError(f"{argv[0]}: no such file or directory"), 127)
+    except PermissionError:
+        child_fail(prefix, OSError(f"{argv[0]}: permission denied"), 126)
+    except OSError as e:
+        child_fail(prefix, e, 126)
+
+
+def drop_privileges(app: AppPlan, *, restrict_caps: bool) -> None:
+    """Bounding set, user and groups, retained caps, no_new_privs (in that order: the
+    bounding set needs CAP_SETPCAP, which setuid may take away)."""
+    keep = caps.mask_of(app.capabilities)
+    if restrict_caps:
+        caps.drop_bounding(keep)
+    os.setgroups(list(app.supplementary_gids))
+    os.setgid(app.gid)
+    if app.uid != 0:
+        prctl.set_keepcaps(True)
+    os.setuid(app.uid)
+    if restrict_caps:
+        caps.apply_retained(keep, ambient=app.uid != 0)
+    if app.no_new_privs:
+        prctl.set_no_new_privs()
+
+
+def become_app(
+    app: AppPlan,
+    *,
+    before_chroot: Callable[[], None] | None = None,
+    restrict_caps: bool = True,
+) -> NoReturn:
+    """chroot into app.rootfs, drop privileges, exec app.argv."""
+    prefix = f"app {app.name}"
+    try:
+        if before_chroot is not None:
+            before_chroot()
+        os.chroot(app.rootfs)
+        try:
+            os.chdir(app.working_dir or "/")
+        except OSError as e:
+            raise OSError(e.errno, f"working directory {app.working_dir}: {e.strerror}") from e
+        drop_privileges(app, restrict_caps=restrict_caps)
+        os.closerange(3, 1 << 20)
+    except BaseException as e:  # in a forked child: never unwind into the parent's code
+        child_fail(prefix, e)
+    if not app.argv:
+        child_fail(prefix, OSError("no command to execute"))
+    exec_argv(app.argv, dict(app.env), prefix)

@@ -1,0 +1,108 @@
+"""The stage1 entrypoint arguments (rkt's stage1 contract), shared by coreos and fly.
+
+`run [--debug] --net=LIST [--interactive] [--hostname=H] [--local-config=DIR] ... UUID`,
+`enter --pid=PID --appname=APP [--] CMD...`, `stop [--force] UUID`, `gc UUID`.
+Flags we do not know are accepted (rkt's contract grows with flags a stage1 may ignore)
+and kept in `extra`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pyrkt.errors import UsageError
+
+_TRUE = ("", "true", "1", "yes")
+
+
+@dataclass(frozen=True)
+class RunArgs:
+    uuid: str
+    debug: bool = False
+    net: str = "default"
+    interactive: bool = False
+    hostname: str | None = None
+    local_config: str | None = None
+    disable_capabilities: bool = False
+    disable_paths: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EnterArgs:
+    pid: int | None
+    appname: str | None
+    cmd: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StopArgs:
+    uuid: str
+    force: bool = False
+
+
+def _split(argv: list[str]) -> tuple[dict[str, str], list[str], list[str]]:
+    """--k=v / --k flags, positionals, and what follows `--`."""
+    flags: dict[str, str] = {}
+    pos: list[str] = []
+    rest: list[str] = []
+    for i, a in enumerate(argv):
+        if a == "--":
+            rest = argv[i + 1 :]
+            break
+        if a.startswith("--"):
+            k, _, v = a[2:].partition("=")
+            flags[k] = v
+        elif a.startswith("-") and len(a) > 1:
+            flags[a[1:]] = ""
+        else:
+            pos.append(a)
+    return flags, pos, rest
+
+
+def _bool(v: str | None) -> bool:
+    return v is not None and v.lower() in _TRUE
+
+
+def parse_run(argv: list[str]) -> RunArgs:
+    flags, pos, _ = _split(argv)
+    if len(pos) != 1:
+        raise UsageError("stage1 run: expected exactly one pod UUID", f"got {pos!r}")
+    known = {"debug", "net", "interactive", "hostname", "local-config",
+             "disable-capabilities-restriction", "disable-paths"}
+    return RunArgs(
+        uuid=pos[0],
+        debug=_bool(flags.get("debug")),
+        net=flags.get("net") or "default",
+        interactive=_bool(flags.get("interactive")),
+        hostname=flags.get("hostname") or None,
+        local_config=flags.get("local-config") or None,
+        disable_capabilities=_bool(flags.get("disable-capabilities-restriction")),
+        disable_paths=_bool(flags.get("disable-paths")),
+        extra={k: v for k, v in flags.items() if k not in known},
+    )
+
+
+def parse_enter(argv: list[str]) -> EnterArgs:
+    flags, pos, rest = _split(argv)
+    pid = flags.get("pid")
+    try:
+        pid_n = int(pid) if pid else None
+    except ValueError:
+        raise UsageError(f"stage1 enter: invalid --pid {pid!r}") from None
+    cmd = tuple(rest or pos)
+    return EnterArgs(pid=pid_n, appname=flags.get("appname") or None, cmd=cmd)
+
+
+def parse_stop(argv: list[str]) -> StopArgs:
+    flags, pos, _ = _split(argv)
+    if len(pos) != 1:
+        raise UsageError("stage1 stop: expected exactly one pod UUID", f"got {pos!r}")
+    return StopArgs(uuid=pos[0], force=_bool(flags.get("force")))
+
+
+def parse_uuid(argv: list[str], verb: str) -> str:
+    _, pos, _ = _split(argv)
+    if len(pos) != 1:
+        raise UsageError(f"stage1 {verb}: expected exactly one pod UUID", f"got {pos!r}")
+    return pos[0]

@@ -1,0 +1,139 @@
+"""The pod init: PID 1 of the pod's PID namespace, a reaper that starts every app.
+
+It prepares each app's rootfs (mounts are made here so that /proc is the pod's), forks
+one child per app, forwards stop signals to everything in the pod, reaps every process
+(orphans included), writes each app's exit code as it exits, and exits with the first
+failing app's code in pod-manifest order (0 if all succeeded).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+from pyrkt.linux import prctl
+from pyrkt.linux.cgroup import PodCgroups
+from pyrkt.stage1 import contract
+from pyrkt.stage1.container import app as appexec
+from pyrkt.stage1.container import rootfs
+from pyrkt.stage1.plan import AppPlan, PodPlan
+
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
+             signal.SIGUSR1, signal.SIGUSR2)
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    plan: PodPlan
+    pod: Path
+    cgroups: PodCgroups
+    etc_files: dict[str, Path]
+    console_tty: str | None = None
+    protect_paths: bool = True
+    restrict_caps: bool = True
+
+
+def exit_code(status: int) -> int:
+    """A wait status as rkt reports it: the exit code, or 128 + the killing signal."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def write_status(pod: Path, app: str, code: int) -> None:
+    path = contract.app_status(pod, app)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{app}.tmp")
+    tmp.write_text(f"{code}")
+    tmp.replace(path)
+
+
+def app_info_file(pod: Path, app: str) -> Path:
+    """What `enter` needs to know about an app (env, working dir), written at start."""
+    return contract.app_dir(pod, app) / "pyrkt-app.json"
+
+
+def _write_app_info(pod: Path, app: AppPlan) -> None:
+    f = app_info_file(pod, app.name)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(json.dumps({"env": dict(app.env), "working_dir": app.working_dir,
+                             "rootfs": str(app.rootfs)}))
+
+
+def _start_app(cfg: InitConfig, app: AppPlan) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    for sig in FORWARDED:
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        if not cfg.plan.interactive:
+            os.setsid()
+            null = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(null, 0)
+            os.close(null)
+    except OSError as e:
+        appexec.child_fail(f"app {app.name}", e)
+    appexec.become_app(
+        app,
+        before_chroot=lambda: cfg.cgroups.join(app.name),
+        restrict_caps=cfg.restrict_caps,
+    )
+
+
+def run_init(cfg: InitConfig, parent: int) -> NoReturn:
+    """Body of the forked pod init; never returns."""
+    try:
+        prctl.set_pdeathsig(signal.SIGKILL)
+        # The parent is outside our PID namespace (getppid() is 0): look at the host's
+        # /proc, still mounted here, in case it died before the death signal was set.
+        if not os.path.exists(f"/proc/{parent}"):
+            os._exit(1)
+        prctl.set_child_subreaper()
+        cfg.cgroups.join("stage1")
+        if not cfg.plan.interactive:
+            os.setsid()
+        for app in cfg.plan.apps:
+            rootfs.prepare(
+                app,
+                cfg.etc_files,
+                cfg.cgroups.views(app.name),
+                console_tty=cfg.console_tty,
+                protect_paths=cfg.protect_paths,
+            )
+            _write_app_info(cfg.pod, app)
+    except BaseException as e:
+        appexec.child_fail("pod init", e)
+
+    def forward(sig: int, _frame: FrameType | None) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(-1, sig)  # every process in the pod but init itself
+
+    ignored = (signal.SIGINT, signal.SIGQUIT) if cfg.plan.interactive else ()
+    for sig in FORWARDED:
+        signal.signal(sig, signal.SIG_IGN if sig in ignored else forward)
+
+    names: dict[int, str] = {}
+    codes: dict[str, int] = {}
+    try:
+        for app in cfg.plan.apps:
+            names[_start_app(cfg, app)] = app.name
+    except BaseException as e:
+        os.write(2, f"stage1: pod init: {e}\n".encode())
+        codes["<init>"] = appexec.SETUP_FAILED
+    while len(codes) < len(names) + ("<init>" in codes):
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        name = names.get(pid)
+        if name is not None:
+            codes[name] = exit_code(status)
+            write_status(cfg.pod, name, codes[name])
+    failed = [codes[a.name] for a in cfg.plan.apps if codes.get(a.name, 0) != 0]
+    os._exit(failed[0] if failed else codes.get("<init>", 0))

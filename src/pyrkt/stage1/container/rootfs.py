@@ -1,0 +1,130 @@
+"""Preparing one app's rootfs inside the pod's mount namespace: /proc, /sys (read-only,
+with the app's own cgroups), /dev, the pod's /etc files, volumes, read-only rootfs.
+
+Runs in the pod init (PID 1 of the pod's PID namespace, so /proc shows the pod), before
+the app is forked; the app then chroots into the rootfs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+from pyrkt import log
+from pyrkt.linux.mount import MS, bind, mount, remount_bind, submounts
+from pyrkt.stage1.container import dev
+from pyrkt.stage1.container.paths import secure_join
+from pyrkt.stage1.plan import AppPlan, MountPlan, VolumeKind
+
+# Parts of /proc an app must not write (as systemd-nspawn and rkt do).
+PROC_READONLY = ("sys", "sysrq-trigger", "irq", "bus")
+NOSUID_NODEV_NOEXEC = MS.NOSUID | MS.NODEV | MS.NOEXEC
+
+
+def _ensure_dir(p: Path) -> None:
+    if not p.is_dir():
+        p.mkdir(parents=True, exist_ok=True)
+
+
+def _ensure_file(p: Path) -> None:
+    if not p.exists() and not p.is_symlink():
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.touch(0o644)
+
+
+def mount_proc(root: Path, *, protect: bool) -> None:
+    proc = root / "proc"
+    _ensure_dir(proc)
+    mount("proc", str(proc), "proc", NOSUID_NODEV_NOEXEC)
+    if not protect:
+        return
+    for name in PROC_READONLY:
+        p = proc / name
+        if p.exists():
+            bind(str(p), str(p), recursive=True)
+            remount_bind(str(p), read_only=True, extra=NOSUID_NODEV_NOEXEC)
+
+
+def mount_sys(root: Path, cgroup_views: list[tuple[str, Path]], *, protect: bool) -> None:
+    sysd = root / "sys"
+    _ensure_dir(sysd)
+    mount("sysfs", str(sysd), "sysfs", NOSUID_NODEV_NOEXEC | (MS.RDONLY if protect else 0))
+    cg = sysd / "fs" / "cgroup"
+    if not cgroup_views or not cg.is_dir():
+        return
+    if len(cgroup_views) == 1 and cgroup_views[0][0] == "":
+        bind(str(cgroup_views[0][1]), str(cg), recursive=False, read_only=True)
+        return
+    mount("tmpfs", str(cg), "tmpfs", NOSUID_NODEV_NOEXEC, "mode=755")
+    for rel, group in cgroup_views:
+        target = cg / rel if rel else cg / "unified"
+        target.mkdir(parents=True, exist_ok=True)
+        bind(str(group), str(target), recursive=False, read_only=True)
+    remount_bind(str(cg), read_only=True, extra=NOSUID_NODEV_NOEXEC)
+
+
+def _seed_empty_volume(source: Path, target: Path) -> None:
+    """Docker semantics: an empty volume over image content starts with that content."""
+    if not target.is_dir() or any(source.iterdir()):
+        return
+    for entry in target.iterdir():
+        dst = source / entry.name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, dst, symlinks=True)
+        else:
+            shutil.copy2(entry, dst, follow_symlinks=False)
+    for dirpath, dirnames, filenames in os.walk(target):
+        for name in (".", *dirnames, *filenames):
+            src = Path(dirpath) / name
+            st = src.lstat()
+            with contextlib.suppress(OSError):
+                os.chown(source / src.relative_to(target), st.st_uid, st.st_gid,
+                         follow_symlinks=False)
+
+
+def mount_volume(root: Path, m: MountPlan) -> None:
+    target = secure_join(root, m.target)
+    source = m.source
+    if m.kind is VolumeKind.EMPTY:
+        source.mkdir(parents=True, exist_ok=True)
+        _seed_empty_volume(source, target)
+    if source.is_dir():
+        _ensure_dir(target)
+    else:
+        _ensure_file(target)
+    log.debug(f"volume {m.volume}: {source} on {m.target}"
+              f"{' (ro)' if m.read_only else ''}{'' if m.recursive else ' (non-recursive)'}")
+    bind(str(source), str(target), recursive=m.recursive)
+    if m.read_only:
+        points = submounts(str(target)) if m.recursive else [str(target)]
+        for mp in points:
+            remount_bind(mp, read_only=True)
+
+
+def prepare(
+    app: AppPlan,
+    etc_files: dict[str, Path],
+    cgroup_views: list[tuple[str, Path]],
+    *,
+    console_tty: str | None = None,
+    protect_paths: bool = True,
+) -> None:
+    """Make app.rootfs ready to chroot into. Mounts live in the pod's mount namespace."""
+    root = app.rootfs
+    r = str(root)
+    bind(r, r, recursive=True)
+    mount_proc(root, protect=protect_paths)
+    mount_sys(root, cgroup_views, protect=protect_paths)
+    devd = root / "dev"
+    _ensure_dir(devd)
+    dev.populate(devd, console_tty=console_tty)
+    for inside, host_file in etc_files.items():
+        target = secure_join(root, inside)
+        _ensure_file(target)
+        bind(str(host_file), str(target), recursive=False)
+    for m in sorted(app.mounts, key=lambda m: m.target.count("/")):
+        mount_volume(root, m)
+    if app.readonly_rootfs:
+        remount_bind(r, read_only=True)

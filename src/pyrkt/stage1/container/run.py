@@ -1,0 +1,159 @@
+"""The `run` entrypoint of the container flavor: namespaces, cgroups, pod init, clean-up.
+
+The process stage0 execs (it holds the pod lock) unshares the pod's mount, UTS, IPC,
+PID and (unless --net=host) network namespaces, forks the pod init (PID 1 of the new
+PID namespace, killed if this process dies), writes its pid to POD/pid, waits for it and
+removes the pod's cgroups. Mounts live in the pod's mount namespace and vanish with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from pyrkt import log
+from pyrkt.errors import RktError
+from pyrkt.linux import mount, netif, ns
+from pyrkt.linux.cgroup import Limits, PodCgroups
+from pyrkt.stage1 import contract
+from pyrkt.stage1.container import etcfiles
+from pyrkt.stage1.container.args import RunArgs
+from pyrkt.stage1.container.init import FORWARDED, InitConfig, exit_code, run_init
+from pyrkt.stage1.plan import PodPlan
+
+SPECIAL_NETS = ("host", "none")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to execute a plan. netns: a network namespace (file) to join, as made by NET
+    for CNI networks; None with plan.net != "host" means a fresh one with only `lo`."""
+
+    netns: Path | None = None
+    protect_paths: bool = True
+    restrict_caps: bool = True
+
+
+def write_pid(pod: Path, pid: int) -> None:
+    f = contract.pid_file(pod)
+    tmp = f.with_name(".pid.tmp")
+    tmp.write_text(f"{pid}\n")
+    tmp.replace(f)
+
+
+def _limits(plan: PodPlan) -> dict[str, Limits]:
+    return {
+        a.name: Limits(memory=a.memory_limit, cpu_milli=a.cpu_limit_milli,
+                       cpu_shares=a.cpu_shares)
+        for a in plan.apps
+    }
+
+
+def _enter_namespaces(plan: PodPlan, opts: RunOptions) -> None:
+    flags = ns.CLONE.NEWNS | ns.CLONE.NEWPID | ns.CLONE.NEWUTS | ns.CLONE.NEWIPC
+    new_net = plan.net != "host" and opts.netns is None
+    if opts.netns is not None:
+        ns.setns_path(str(opts.netns), ns.CLONE.NEWNET)
+    elif new_net:
+        flags |= ns.CLONE.NEWNET
+    ns.unshare(flags)
+    mount.make_private("/", slave=True)
+    ns.sethostname(plan.hostname)
+    if new_net:
+        netif.set_up("lo")
+
+
+def execute(plan: PodPlan, pod: Path, opts: RunOptions = RunOptions()) -> int:
+    """Run every app of the plan in one pod; the first failing app's exit code."""
+    pod = pod.resolve()
+    if not plan.apps:
+        raise RktError("stage1: the pod has no apps")
+    cg = PodCgroups(plan.uuid)
+    try:
+        cg.create("stage1")
+        for name, lim in _limits(plan).items():
+            cg.create(name, lim)
+        etc = etcfiles.write_pod_etc(contract.stage1_rootfs(pod) / "rkt" / "etc",
+                                     plan.hostname, plan.dns)
+        console = os.ttyname(0) if plan.interactive and os.isatty(0) else None
+        cfg = InitConfig(plan=plan, pod=pod, cgroups=cg, etc_files=etc, console_tty=console,
+                         protect_paths=opts.protect_paths, restrict_caps=opts.restrict_caps)
+        _enter_namespaces(plan, opts)
+        parent = os.getpid()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        init_pid = os.fork()
+        if init_pid == 0:
+            run_init(cfg, parent)
+        write_pid(pod, init_pid)
+        log.debug(f"pod init is pid {init_pid}")
+
+        def forward(sig: int, _frame: FrameType | None) -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(init_pid, sig)
+
+        interactive_ignored = (signal.SIGINT, signal.SIGQUIT) if plan.interactive else ()
+        for sig in FORWARDED:
+            signal.signal(sig, signal.SIG_IGN if sig in interactive_ignored else forward)
+        _, status = os.waitpid(init_pid, 0)
+        code = exit_code(status)
+        if os.WIFSIGNALED(status):
+            recorded = contract.read_exit_codes(pod)
+            failed = [recorded[a.name] for a in plan.apps if recorded.get(a.name, 0)]
+            code = failed[0] if failed else code
+        return code
+    except OSError as e:
+        raise RktError(f"stage1: {e}") from e
+    finally:
+        try:
+            cg.destroy()
+        except OSError as e:
+            log.warn(f"cannot remove the pod's cgroups: {e}")
+
+
+def plan_for(args: RunArgs, pod: Path) -> PodPlan:
+    """The pod's plan from the planner, with the contract flags applied."""
+    from pyrkt.stage1.planner import build_plan  # type: ignore[import-not-found,unused-ignore]
+
+    plan: PodPlan = build_plan(pod)
+    changes: dict[str, object] = {"net": args.net, "interactive": args.interactive}
+    if args.hostname:
+        changes["hostname"] = args.hostname
+    if not plan.hostname and not args.hostname:
+        changes["hostname"] = f"rkt-{args.uuid}"
+    return dataclasses.replace(plan, **changes)  # type: ignore[arg-type]
+
+
+def _network(plan: PodPlan, pod: Path) -> Path | None:
+    """CNI networks come from pyrkt.net; until it offers them, a pod gets only `lo`."""
+    nets = plan.net
+    if nets in SPECIAL_NETS:
+        return None
+    try:
+        from pyrkt.net import pod as netpod  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        log.warn(f"networks {nets!r} need pyrkt.net.pod, not available: using --net=none")
+        return None
+    netns: Path = netpod.setup(pod, plan)
+    return netns
+
+
+def main(args: RunArgs) -> int:
+    pod = Path.cwd()
+    plan = plan_for(args, pod)
+    netns = _network(plan, pod)
+    opts = RunOptions(netns=netns, protect_paths=not args.disable_paths,
+                      restrict_caps=not args.disable_capabilities)
+    try:
+        return execute(plan, pod, opts)
+    finally:
+        if netns is not None:
+            from pyrkt.net import pod as netpod  # type: ignore[attr-defined,unused-ignore]
+
+            netpod.teardown(pod)
