@@ -1,0 +1,273 @@
+"""The container (coreos) stage1 executor, driven with hand-built PodPlans the way the
+`run` entrypoint drives it, in a child process. Asserts what a user sees: output, exit
+codes, status files, what the apps can and cannot do, and what is left afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid as uuidlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import _container_pod as cp
+import pytest
+
+from pyrkt.linux.caps import mask_of
+from pyrkt.linux.cgroup import PodCgroups
+from pyrkt.stage1 import contract
+from pyrkt.stage1.plan import AppPlan, DnsPlan, MountPlan, PodPlan, VolumeKind
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cp.busybox_rootfs(tmp_path_factory.mktemp("busybox") / "rootfs")
+
+
+class Pods:
+    def __init__(self, base: Path, template: Path) -> None:
+        self.base = base
+        self.template = template
+        self.uuids: list[str] = []
+
+    def pod(self, *apps: str) -> tuple[str, Path]:
+        uuid = str(uuidlib.uuid4())
+        self.uuids.append(uuid)
+        return uuid, cp.new_pod(self.base, uuid, self.template, apps)
+
+
+@pytest.fixture
+def pods(tmp_path: Path, template: Path) -> Iterator[Pods]:
+    p = Pods(tmp_path, template)
+    yield p
+    for uuid in p.uuids:  # never leave cgroups behind, even when a test fails
+        PodCgroups(uuid).destroy()
+
+
+def sh(pod: Path, name: str, script: str, **kw: object) -> AppPlan:
+    return cp.app(pod, name, "/bin/sh", "-c", script, **kw)
+
+
+def plan(uuid: str, *apps: AppPlan, **kw: object) -> PodPlan:
+    kw.setdefault("hostname", f"rkt-{uuid}")
+    kw.setdefault("net", "none")
+    return PodPlan(uuid=uuid, apps=apps, **kw)  # type: ignore[arg-type]
+
+
+def test_exit_code_and_status_file(pods: Pods) -> None:
+    uuid, pod = pods.pod("five")
+    r = cp.run(plan(uuid, sh(pod, "five", "echo out; echo err >&2; exit 5")), pod)
+    assert r.returncode == 5, r.stderr
+    assert r.stdout == "out\n"
+    assert "err\n" in r.stderr
+    assert contract.read_exit_codes(pod) == {"five": 5}
+    assert int(contract.pid_file(pod).read_text()) > 1
+
+
+def test_multi_app_pod_shares_namespaces(pods: Pods) -> None:
+    uuid, pod = pods.pod("a", "b")
+    p = plan(uuid,
+             sh(pod, "a", "echo a:$$ > /dev/null; echo a-done"),
+             sh(pod, "b", "sleep 0.2; echo b:$(hostname); ps | grep -c 'sh -c' ; exit 3"),
+             hostname="shared")
+    r = cp.run(p, pod)
+    assert r.returncode == 3, r.stderr
+    assert "a-done" in r.stdout
+    assert "b:shared" in r.stdout
+    assert contract.read_exit_codes(pod) == {"a": 0, "b": 3}
+
+
+def test_first_failing_app_in_manifest_order(pods: Pods) -> None:
+    uuid, pod = pods.pod("x", "y")
+    r = cp.run(plan(uuid, sh(pod, "x", "sleep 0.3; exit 7"), sh(pod, "y", "exit 9")), pod)
+    assert r.returncode == 7
+    assert contract.read_exit_codes(pod) == {"x": 7, "y": 9}
+
+
+def test_env_user_groups_workdir(pods: Pods) -> None:
+    uuid, pod = pods.pod("u")
+    (contract.app_rootfs(pod, "u") / "work").mkdir()
+    app = sh(pod, "u", 'echo "$FOO|$(id -u)|$(id -g)|$(id -G)|$(pwd)"',
+             env=(*cp.ENV, ("FOO", "bar baz")), uid=1000, gid=1001,
+             supplementary_gids=(10, 20), working_dir="/work")
+    r = cp.run(plan(uuid, app), pod)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "bar baz|1000|1001|1001 10 20|/work"
+
+
+def test_hostname_hosts_and_pid_namespace(pods: Pods) -> None:
+    uuid, pod = pods.pod("h")
+    p = plan(uuid, sh(pod, "h", "hostname; cat /etc/hostname; grep -c myhost /etc/hosts;"
+                               " echo pid=$$; ls /sys/class/net"),
+             hostname="myhost", dns=DnsPlan(servers=("10.0.0.53",), search=("example.org",)))
+    script_resolv = sh(pod, "h", "cat /etc/resolv.conf")
+    r = cp.run(p, pod)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["myhost", "myhost", "1", "pid=2", "lo"]
+    r = cp.run(plan(uuid, script_resolv, dns=p.dns), pod)
+    assert "nameserver 10.0.0.53" in r.stdout and "search example.org" in r.stdout
+
+
+def test_net_host_sees_host_interfaces(pods: Pods) -> None:
+    uuid, pod = pods.pod("n")
+    r = cp.run(plan(uuid, sh(pod, "n", "ls /sys/class/net"), net="host"), pod)
+    assert r.returncode == 0, r.stderr
+    assert sorted(r.stdout.split()) == sorted(os.listdir("/sys/class/net"))
+
+
+def test_proc_sys_and_rootfs_read_only(pods: Pods) -> None:
+    uuid, pod = pods.pod("ro")
+    script = ("echo x > /proc/sys/kernel/hostname && echo procsys-writable;"
+              " touch /sys/kernel/x 2>/dev/null && echo sys-writable;"
+              " touch /newfile 2>/dev/null && echo rootfs-writable;"
+              " echo tmp > /dev/shm/ok && cat /dev/shm/ok;"
+              " echo hello > /dev/null && test -c /dev/ptmx && test -c /dev/urandom && echo dev-ok")
+    r = cp.run(plan(uuid, sh(pod, "ro", script, readonly_rootfs=True)), pod)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["tmp", "dev-ok"]
+    assert not (contract.app_rootfs(pod, "ro") / "newfile").exists()
+
+
+def test_capabilities_bounding_set_and_no_new_privs(pods: Pods) -> None:
+    uuid, pod = pods.pod("c")
+    keep = ("CAP_NET_BIND_SERVICE", "CAP_KILL")
+    app = sh(pod, "c", "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status",
+             capabilities=keep)
+    r = cp.run(plan(uuid, app), pod)
+    assert r.returncode == 0, r.stderr
+    fields = dict(line.split(":\t") for line in r.stdout.splitlines())
+    assert int(fields["CapBnd"], 16) == mask_of(keep)
+    assert int(fields["CapEff"], 16) == mask_of(keep)
+    assert fields["NoNewPrivs"] == "1"
+
+
+def test_non_root_user_keeps_retained_caps(pods: Pods) -> None:
+    uuid, pod = pods.pod("c")
+    app = sh(pod, "c", "grep -E '^CapEff' /proc/self/status", uid=1000, gid=1000,
+             capabilities=("CAP_NET_BIND_SERVICE",))
+    r = cp.run(plan(uuid, app), pod)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout.split()[1], 16) == mask_of(("CAP_NET_BIND_SERVICE",))
+
+
+def test_cgroup_limits_visible_to_the_app(pods: Pods) -> None:
+    uuid, pod = pods.pod("m")
+    script = ("cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null"
+              " || cut -d' ' -f1 /sys/fs/cgroup/memory.max;"
+              " cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null"
+              " || cut -d' ' -f1 /sys/fs/cgroup/cpu.max")
+    app = sh(pod, "m", script, memory_limit=42 * 1024 * 1024, cpu_limit_milli=500)
+    r = cp.run(plan(uuid, app), pod)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(42 * 1024 * 1024), "50000"]
+    assert not any(d.exists() for d in PodCgroups(uuid).pod_dirs()), "cgroups left behind"
+
+
+@pytest.fixture
+def nested_host_dir(tmp_path: Path) -> Iterator[Path]:
+    """A host folder with a tmpfs mounted on a subfolder (unmounted afterwards)."""
+    src = tmp_path / "vol"
+    (src / "sub").mkdir(parents=True)
+    (src / "top.txt").write_text("top\n")
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(src / "sub")], check=True)
+    try:
+        (src / "sub" / "nested.txt").write_text("nested\n")
+        yield src
+    finally:
+        subprocess.run(["umount", str(src / "sub")], check=True)
+
+
+def test_host_volumes_read_only_and_recursive(pods: Pods, nested_host_dir: Path) -> None:
+    uuid, pod = pods.pod("v")
+    mounts = (
+        MountPlan("rec", VolumeKind.HOST, nested_host_dir, "/rec", read_only=True),
+        MountPlan("flat", VolumeKind.HOST, nested_host_dir, "/flat", recursive=False),
+    )
+    script = ("cat /rec/top.txt /rec/sub/nested.txt;"
+              " touch /rec/new 2>/dev/null && echo rec-writable;"
+              " touch /rec/sub/new 2>/dev/null && echo nested-writable;"
+              " ls /flat/sub | wc -l; echo w > /flat/written")
+    r = cp.run(plan(uuid, sh(pod, "v", script, mounts=mounts)), pod)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["top", "nested", "0"]
+    assert (nested_host_dir / "written").read_text() == "w\n"
+    assert not (nested_host_dir / "new").exists()
+
+
+def test_empty_volume_starts_with_image_content(pods: Pods, tmp_path: Path) -> None:
+    uuid, pod = pods.pod("e")
+    data = contract.app_rootfs(pod, "e") / "data"
+    data.mkdir()
+    (data / "seed.txt").write_text("from-image\n")
+    vol = pod / "volumes" / "cache"
+    m = MountPlan("cache", VolumeKind.EMPTY, vol, "/data")
+    r = cp.run(plan(uuid, sh(pod, "e", "cat /data/seed.txt; echo new > /data/new",
+                             mounts=(m,))), pod)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "from-image\n"
+    assert (vol / "new").read_text() == "new\n"
+
+
+def _wait_running(pod: Path, proc: subprocess.Popen[str]) -> int:
+    """Wait until the app printed 'ready' (it is running); the pod init's pid."""
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line == "ready\n", (line, proc.stderr.read() if proc.stderr else "")
+    return int(contract.pid_file(pod).read_text())
+
+
+def test_stop_enter_and_sigkill_leave_nothing(pods: Pods) -> None:
+    # enter, then SIGTERM (stop): the app sees it; then a SIGKILLed pod leaves nothing.
+    uuid, pod = pods.pod("s")
+    loop = "trap 'echo got-term; exit 9' TERM; echo ready; while :; do sleep 0.05; done"
+    app = sh(pod, "s", loop,
+             env=(*cp.ENV, ("WHO", "inside")))
+    proc = cp.start(plan(uuid, app, hostname="entered"), pod)
+    try:
+        init = _wait_running(pod, proc)
+        enter = subprocess.run(
+            [sys.executable, "-m", "pyrkt.stage1.container", "enter", f"--pid={init}",
+             "--appname=s", "--", "/bin/sh", "-c", "echo $WHO $(hostname); exit 4"],
+            cwd=pod, capture_output=True, text=True, timeout=30)
+        assert (enter.returncode, enter.stdout) == (4, "inside entered\n"), enter.stderr
+        subprocess.run([sys.executable, "-m", "pyrkt.stage1.container", "stop", uuid],
+                       cwd=pod, check=True, timeout=30)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 9, err
+        assert "got-term" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    uuid, pod = pods.pod("k")
+    proc = cp.start(plan(uuid, sh(pod, "k", "echo ready; sleep 1000")), pod)
+    try:
+        init = _wait_running(pod, proc)
+        in_pod = PodCgroups(uuid).pids()
+        assert init in in_pod and len(in_pod) >= 2
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{p}").exists() for p in in_pod) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not any(Path(f"/proc/{p}").exists() for p in in_pod), "pod processes survived"
+    gc = subprocess.run([sys.executable, "-m", "pyrkt.stage1.container", "gc", uuid],
+                        cwd=pod, capture_output=True, text=True, timeout=30)
+    assert gc.returncode == 0, gc.stderr
+    assert not any(d.exists() for d in PodCgroups(uuid).pod_dirs())
+    assert str(pod) not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_missing_command_is_reported(pods: Pods) -> None:
+    uuid, pod = pods.pod("bad")
+    r = cp.run(plan(uuid, cp.app(pod, "bad", "/no/such/binary")), pod)
+    assert r.returncode == 127
+    assert "app bad: /no/such/binary: no such file or directory" in r.stderr
+    assert contract.read_exit_codes(pod) == {"bad": 127}
