@@ -222,3 +222,14 @@ def test_truncated_download_is_rejected(private_registry: Registry, tmp_path: Pa
 def test_errors_are_rkt_errors() -> None:
     with pytest.raises(RktError, match="invalid docker image reference"):
         pull("docker://UPPER/Case", Path("/nonexistent"))
+
+
+def test_layers_download_only_when_asked(redis_image: str, tmp_path: Path) -> None:
+    with pull(redis_image, tmp_path, options=HTTP) as img:
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            img.config_digest.replace(":", "-")]
+        first = next(img.layers)
+        assert first.digest == img.layer_descriptors[0].digest
+    names = {p.name for p in tmp_path.iterdir()}
+    assert first.path.name in names
+    assert not any(n.endswith(".part") for n in names)

@@ -1,11 +1,12 @@
 """Blob downloads: streamed to files, size and digest verified on the way, layers fetched
 in parallel and handed out in manifest order as each one completes.
 
-`LayerDownloads` starts every download at once (a small thread pool) when it is created;
-iterating it yields `LayerBlob`s in order, waiting only for the next one, so a caller can
-extract layer 0 while the others still download. `close()` (also on an early exit from
-the loop or an error) stops the remaining downloads. A blob's file appears under its
-final name only once its digest has been checked; nothing unverified is ever handed out.
+`LayerDownloads` starts every download at once (a small thread pool) on `start()` or
+the first `next()`; iterating it yields `LayerBlob`s in order, waiting only for the next
+one, so a caller can extract layer 0 while the others still download. `close()` (also
+on an early exit from the loop or an error) stops the remaining downloads. A blob's
+file appears under its final name only once its digest has been checked; nothing
+unverified is ever handed out.
 """
 
 from __future__ import annotations
@@ -112,16 +113,24 @@ class LayerDownloads:
     def __init__(self, sess: RegistrySession, layers: Sequence[Descriptor], dest_dir: Path,
                  *, progress: ProgressFn | None = None, workers: int = 3) -> None:
         self.descriptors = tuple(layers)
+        self._sess, self._dest, self._progress = sess, dest_dir, progress
         self._cancel = threading.Event()
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="pyrkt-blob")
         self._futures: dict[str, Future[Path]] = {}
+        self._iter = self._generate()
+
+    def start(self) -> None:
+        """Start every download (done by the first next() if not called before)."""
+        if self._futures or self._cancel.is_set():
+            return
         for d in self.descriptors:
             if d.digest not in self._futures:  # the same layer twice: fetch it once
                 self._futures[d.digest] = self._pool.submit(
-                    download_blob, sess, d, dest_dir, progress=progress, cancel=self._cancel)
-        self._iter = self._generate()
+                    download_blob, self._sess, d, self._dest, progress=self._progress,
+                    cancel=self._cancel)
 
     def _generate(self) -> Iterator[LayerBlob]:
+        self.start()
         try:
             for d in self.descriptors:
                 path = self._futures[d.digest].result()

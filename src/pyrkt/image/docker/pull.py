@@ -5,10 +5,11 @@
         for blob in img.layers:   # LayerBlob(path, digest, media_type, size), in order,
             apply(blob.path)      # each verified; later layers download meanwhile
 
-`pull` returns once the manifest and the config are fetched and verified; layer downloads
-have started in the background by then. Leaving the `with` block (or `img.close()`) stops
-any that are still running. Files are written only under `workdir` (the caller's temp
-dir, which the caller removes).
+`pull` returns once the manifest and the config are fetched and verified (so a caller
+can decide from them that it has the image already); layer downloads start, all at once
+in a small thread pool, with `img.layers.start()` or the first `next(img.layers)`.
+Leaving the `with` block (or `img.close()`) stops any that are still running. Files are
+written only under `workdir` (the caller's temp dir, which the caller removes).
 """
 
 from __future__ import annotations
