@@ -67,7 +67,10 @@ def test_bundled_qemu_boots_without_host_qemu(tmp_path: Path, machine: str) -> N
         argv = ["strace", "-f", "-qq", "-e", "trace=openat,execve", "-o", str(trace), *argv]
         argv[0] = shutil.which("strace") or "strace"
     cp = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
-    detail = f"argv: {argv}\nexit: {cp.returncode}\nserial/stdout:\n{cp.stdout}\nstderr:\n{cp.stderr}"
+    detail = (
+        f"argv: {argv}\nexit: {cp.returncode}\n"
+        f"serial/stdout:\n{cp.stdout}\nstderr:\n{cp.stderr}"
+    )
     assert MARKER in cp.stdout, detail
     if trace.exists():
         host_files = _host_files_opened_by_qemu(trace.read_text())
