@@ -324,3 +324,38 @@ def oci_layout(
     outer["manifests"] = [*kept, top]
     index_path.write_text(json.dumps(outer, sort_keys=True))
     return str(top["digest"])
+
+
+def bulk_layout(
+    layout_dir: Path,
+    *,
+    total_mb: int = 100,
+    layers: int = 4,
+    tag: str = "latest",
+    compression: str = "gzip",
+    seed: int = 0,
+) -> str:
+    """A big multi-layer image (for benchmarks): busybox, then `layers` layers of 1 MiB
+    files adding up to about total_mb MiB, half random bytes (incompressible), half text
+    (compressible), from a seeded generator so the image is the same every time."""
+    import random
+
+    rng = random.Random(seed)
+    root = busybox_rootfs(layout_dir.parent / f"{layout_dir.name}-busybox")
+    data_layers: list[DictLayer] = []
+    per_layer = max(1, total_mb // max(1, layers))
+    for n in range(layers):
+        files: dict[str, bytes | Entry] = {}
+        for i in range(per_layer):
+            if i % 2 == 0:
+                blob = rng.randbytes(1 << 20)
+            else:
+                line = f"layer {n} file {i} {rng.random()}\n".encode()
+                blob = (line * ((1 << 20) // len(line) + 1))[: 1 << 20]
+            files[f"data/layer{n}/file{i:04d}"] = blob
+        data_layers.append(files)
+    return oci_layout(layout_dir, [root, *data_layers], BULK_CONFIG, tag,
+                      compression=compression)
+
+
+BULK_CONFIG = ImageConfigSpec(cmd=["/bin/sh"], env=["PATH=/usr/bin:/bin"])
