@@ -19,8 +19,8 @@ _TRUE = ("", "true", "1", "yes")
 class RunArgs:
     uuid: str
     debug: bool = False
-    net: str = "default"
-    interactive: bool = False
+    net: str | None = None  # None: as the pod's plan says
+    interactive: bool | None = None
     hostname: str | None = None
     local_config: str | None = None
     disable_capabilities: bool = False
@@ -73,8 +73,8 @@ def parse_run(argv: list[str]) -> RunArgs:
     return RunArgs(
         uuid=pos[0],
         debug=_bool(flags.get("debug")),
-        net=flags.get("net") or "default",
-        interactive=_bool(flags.get("interactive")),
+        net=flags.get("net") or None,
+        interactive=_bool(flags["interactive"]) if "interactive" in flags else None,
         hostname=flags.get("hostname") or None,
         local_config=flags.get("local-config") or None,
         disable_capabilities=_bool(flags.get("disable-capabilities-restriction")),

@@ -21,6 +21,7 @@ from pyrkt import log
 from pyrkt.errors import RktError
 from pyrkt.linux import mount, netif, ns
 from pyrkt.linux.cgroup import Limits, PodCgroups
+from pyrkt.net.dns import CniDns
 from pyrkt.stage1 import contract
 from pyrkt.stage1.container import etcfiles
 from pyrkt.stage1.container.args import RunArgs
@@ -38,6 +39,8 @@ class RunOptions:
     netns: Path | None = None
     protect_paths: bool = True
     restrict_caps: bool = True
+    cni_dns: tuple[CniDns, ...] = ()
+    pod_ip: str | None = None
 
 
 def write_pid(pod: Path, pid: int) -> None:
@@ -80,7 +83,7 @@ def execute(plan: PodPlan, pod: Path, opts: RunOptions = RunOptions()) -> int:
         for name, lim in _limits(plan).items():
             cg.create(name, lim)
         etc = etcfiles.write_pod_etc(contract.stage1_rootfs(pod) / "rkt" / "etc",
-                                     plan.hostname, plan.dns)
+                                     plan.hostname, plan.dns, opts.cni_dns, opts.pod_ip)
         console = os.ttyname(0) if plan.interactive and os.isatty(0) else None
         cfg = InitConfig(plan=plan, pod=pod, cgroups=cg, etc_files=etc, console_tty=console,
                          protect_paths=opts.protect_paths, restrict_caps=opts.restrict_caps)
@@ -119,10 +122,14 @@ def execute(plan: PodPlan, pod: Path, opts: RunOptions = RunOptions()) -> int:
 
 def plan_for(args: RunArgs, pod: Path) -> PodPlan:
     """The pod's plan from the planner, with the contract flags applied."""
-    from pyrkt.stage1.planner import build_plan  # type: ignore[import-not-found,unused-ignore]
+    from pyrkt.stage1.planner import build_plan
 
-    plan: PodPlan = build_plan(pod)
-    changes: dict[str, object] = {"net": args.net, "interactive": args.interactive}
+    plan = build_plan(pod)
+    changes: dict[str, object] = {}
+    if args.net is not None:
+        changes["net"] = args.net
+    if args.interactive is not None:
+        changes["interactive"] = args.interactive
     if args.hostname:
         changes["hostname"] = args.hostname
     if not plan.hostname and not args.hostname:
@@ -130,30 +137,25 @@ def plan_for(args: RunArgs, pod: Path) -> PodPlan:
     return dataclasses.replace(plan, **changes)  # type: ignore[arg-type]
 
 
-def _network(plan: PodPlan, pod: Path) -> Path | None:
-    """CNI networks come from pyrkt.net; until it offers them, a pod gets only `lo`."""
-    nets = plan.net
-    if nets in SPECIAL_NETS:
-        return None
-    try:
-        from pyrkt.net import pod as netpod  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        log.warn(f"networks {nets!r} need pyrkt.net.pod, not available: using --net=none")
-        return None
-    netns: Path = netpod.setup(pod, plan)
-    return netns
+def config_dirs(args: RunArgs) -> list[Path]:
+    return [Path("/usr/lib/rkt"), Path(args.local_config or "/etc/rkt")]
 
 
 def main(args: RunArgs) -> int:
     pod = Path.cwd()
     plan = plan_for(args, pod)
-    netns = _network(plan, pod)
-    opts = RunOptions(netns=netns, protect_paths=not args.disable_paths,
+    opts = RunOptions(protect_paths=not args.disable_paths,
                       restrict_caps=not args.disable_capabilities)
+    if plan.net in SPECIAL_NETS:
+        return execute(plan, pod, opts)
+    # CNI networks: pyrkt.net makes the namespace; torn down here and again by `gc`.
+    from pyrkt.net.api import setup_pod_network, teardown_pod_network
+
     try:
+        net = setup_pod_network(pod, plan.uuid, plan.net, config_dirs=config_dirs(args),
+                                ports=plan.ports)
+        opts = dataclasses.replace(opts, netns=net.netns, cni_dns=net.dns,
+                                   pod_ip=net.first_ip or None)
         return execute(plan, pod, opts)
     finally:
-        if netns is not None:
-            from pyrkt.net import pod as netpod  # type: ignore[attr-defined,unused-ignore]
-
-            netpod.teardown(pod)
+        teardown_pod_network(pod)

@@ -37,9 +37,7 @@ def gc(uuid: str, pod: Path | None = None) -> int:
     """Release what an exited pod still holds: its cgroups, its network."""
     pod = pod or Path.cwd()
     PodCgroups(uuid).destroy()
-    try:
-        from pyrkt.net import pod as netpod  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return 0
-    netpod.teardown(pod)
+    from pyrkt.net.api import teardown_pod_network
+
+    teardown_pod_network(pod)
     return 0
