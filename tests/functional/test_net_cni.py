@@ -108,14 +108,19 @@ class Pods:
         return leftovers(self.uuids, self.host_ifs)
 
 
-@pytest.fixture
-def pods(tmp_path: Path) -> Iterator[Pods]:
+def pods_in(tmp_path: Path) -> Iterator[Pods]:
+    """The body of the `pods` fixture (shared with test_net_vm)."""
     p = Pods(tmp_path)
     try:
         yield p
     finally:
         left = p.close()
     assert left == [], f"left behind: {left}"
+
+
+@pytest.fixture
+def pods(tmp_path: Path) -> Iterator[Pods]:
+    yield from pods_in(tmp_path)
 
 
 def http_get(ip: str, port: int = 80, *, tries: int = 50) -> str:

@@ -150,5 +150,5 @@ def test_guest_script_configures_nic_by_mac() -> None:
     assert "2a:b9:8c:b4:5e:ee" in script
     assert "ip link set dev eth0 mtu 1450 up" in script
     assert "ip addr add 172.16.28.2/24 dev eth0" in script
-    assert "ip route add 172.16.28.1 dev eth0 scope link" in script
-    assert "ip route add default via 172.16.28.1 dev eth0" in script
+    assert "ip route replace 172.16.28.1 dev eth0 scope link" in script
+    assert "ip route replace default via 172.16.28.1 dev eth0" in script

@@ -101,14 +101,14 @@ def guest_network_script(ifaces: list[IfaceState]) -> str:
     for st in ifaces:
         lines += [
             f"dev=''; for d in /sys/class/net/*; do "
-            f"[ \"$(cat $d/address)\" = {q(st.mac.lower())} ] && dev=${{d##*/}}; done",
+            f"if [ \"$(cat $d/address)\" = {q(st.mac.lower())} ]; then dev=${{d##*/}}; fi; done",
             f"[ -n \"$dev\" ] || {{ echo 'no NIC with MAC {st.mac}' >&2; exit 1; }}",
             f"[ \"$dev\" = {q(st.ifname)} ] || ip link set dev \"$dev\" name {q(st.ifname)}",
             f"ip link set dev {q(st.ifname)} mtu {st.mtu} up",
         ]
         lines += [f"ip addr add {q(a)} dev {q(st.ifname)}" for a in st.addresses]
         for r in st.routes:
-            cmd = f"ip route add {q(r.dst)}"
+            cmd = f"ip route replace {q(r.dst)}"
             if r.gateway:
                 cmd += f" via {q(r.gateway)}"
             cmd += f" dev {q(st.ifname)}"
