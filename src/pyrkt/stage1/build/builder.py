@@ -73,8 +73,10 @@ def kvm_populate(
     """The rootfs filler of one kvm stage1 image."""
 
     def populate(rootfs: Path) -> None:
-        from pyrkt.stage1.kvm import assets
-
+        try:
+            from pyrkt.stage1.kvm import assets
+        except ImportError as e:
+            raise RktError("the kvm flavor's assets are missing from this source tree") from e
         assets.populate_stage1_rootfs(rootfs, kernel=guest.image)
         bundled = None
         if bundle_qemu and hypervisor is Hypervisor.QEMU:
