@@ -1,0 +1,452 @@
+"""The appc pod manifest (`POD/pod`, schema 0.8.11), as frozen dataclasses.
+
+`parse_pod_manifest(data)` rejects unknown keys naming their path
+(`apps[0].app.exek`); `PodManifest.to_json()` writes what rkt wrote. `parse_app(data)`
+reads an image manifest's `app` section (leniently: image manifests in the wild carry
+extra keys).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyrkt.errors import RktError
+
+AC_VERSION = "0.8.11"
+
+ISO_MEMORY = "resource/memory"
+ISO_CPU = "resource/cpu"
+ISO_CPU_SHARES = "os/linux/cpu-shares"
+ISO_CAPS_RETAIN = "os/linux/capabilities-retain-set"
+ISO_CAPS_REMOVE = "os/linux/capabilities-remove-set"
+ISO_NO_NEW_PRIVS = "os/linux/no-new-privileges"
+
+
+class ManifestError(RktError):
+    """A pod or image manifest that does not follow the schema."""
+
+
+@dataclass(frozen=True)
+class KV:
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Isolator:
+    name: str
+    value: Any  # the isolator's JSON value
+
+
+@dataclass(frozen=True)
+class MountPoint:
+    name: str
+    path: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    protocol: str
+    port: int
+    count: int = 1
+    socket_activated: bool = False
+
+
+@dataclass(frozen=True)
+class App:
+    exec: tuple[str, ...] = ()
+    user: str = "0"
+    group: str = "0"
+    supplementary_gids: tuple[int, ...] = ()
+    working_directory: str = ""
+    environment: tuple[KV, ...] = ()
+    isolators: tuple[Isolator, ...] = ()
+    mount_points: tuple[MountPoint, ...] = ()
+    ports: tuple[Port, ...] = ()
+    event_handlers: tuple[Any, ...] = ()
+
+    def isolator(self, name: str) -> Any | None:
+        for iso in self.isolators:
+            if iso.name == name:
+                return iso.value
+        return None
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    name: str
+    id: str
+    labels: tuple[KV, ...] = ()
+
+
+@dataclass(frozen=True)
+class Mount:
+    volume: str
+    path: str
+
+
+@dataclass(frozen=True)
+class RuntimeApp:
+    name: str
+    image: ImageRef
+    app: App | None = None
+    read_only_rootfs: bool = False
+    mounts: tuple[Mount, ...] = ()
+    annotations: tuple[KV, ...] = ()
+
+
+@dataclass(frozen=True)
+class Volume:
+    name: str
+    kind: str  # "host" | "empty"
+    source: str = ""
+    read_only: bool | None = None
+    recursive: bool | None = None
+    mode: str = ""
+    uid: int | None = None
+    gid: int | None = None
+
+
+@dataclass(frozen=True)
+class ExposedPort:
+    name: str
+    host_port: int
+    host_ip: str = ""
+
+
+@dataclass(frozen=True)
+class PodManifest:
+    apps: tuple[RuntimeApp, ...]
+    volumes: tuple[Volume, ...] = ()
+    isolators: tuple[Isolator, ...] = ()
+    annotations: tuple[KV, ...] = ()
+    ports: tuple[ExposedPort, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)  # userAnnotations/userLabels
+
+    def app(self, name: str) -> RuntimeApp | None:
+        for a in self.apps:
+            if a.name == name:
+                return a
+        return None
+
+    def annotation(self, name: str) -> str | None:
+        for kv in self.annotations:
+            if kv.name == name:
+                return kv.value
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "acVersion": AC_VERSION,
+            "acKind": "PodManifest",
+            "apps": [_runtime_app_dict(a) for a in self.apps],
+            "volumes": [_volume_dict(v) for v in self.volumes] or None,
+            "isolators": [_iso_dict(i) for i in self.isolators] or None,
+            "annotations": [_kv_dict(k) for k in self.annotations] or None,
+            "ports": [_exposed_dict(p) for p in self.ports] or None,
+        }
+        out.update(self.extra)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+
+# ---- serialisation ----------------------------------------------------------------
+
+
+def _kv_dict(kv: KV) -> dict[str, str]:
+    return {"name": kv.name, "value": kv.value}
+
+
+def _iso_dict(i: Isolator) -> dict[str, Any]:
+    return {"name": i.name, "value": i.value}
+
+
+def app_dict(a: App) -> dict[str, Any]:
+    out: dict[str, Any] = {"exec": list(a.exec), "user": a.user, "group": a.group}
+    if a.supplementary_gids:
+        out["supplementaryGIDs"] = list(a.supplementary_gids)
+    if a.event_handlers:
+        out["eventHandlers"] = list(a.event_handlers)
+    if a.working_directory:
+        out["workingDirectory"] = a.working_directory
+    if a.environment:
+        out["environment"] = [_kv_dict(k) for k in a.environment]
+    if a.isolators:
+        out["isolators"] = [_iso_dict(i) for i in a.isolators]
+    if a.mount_points:
+        out["mountPoints"] = [
+            {"name": m.name, "path": m.path, "readOnly": m.read_only} for m in a.mount_points
+        ]
+    if a.ports:
+        out["ports"] = [
+            {
+                "name": p.name,
+                "protocol": p.protocol,
+                "port": p.port,
+                "count": p.count,
+                "socketActivated": p.socket_activated,
+            }
+            for p in a.ports
+        ]
+    return out
+
+
+def _runtime_app_dict(a: RuntimeApp) -> dict[str, Any]:
+    image: dict[str, Any] = {"name": a.image.name, "id": a.image.id}
+    if a.image.labels:
+        image["labels"] = [_kv_dict(k) for k in a.image.labels]
+    out: dict[str, Any] = {"name": a.name, "image": image}
+    if a.app is not None:
+        out["app"] = app_dict(a.app)
+    if a.read_only_rootfs:
+        out["readOnlyRootFS"] = True
+    if a.mounts:
+        out["mounts"] = [{"volume": m.volume, "path": m.path} for m in a.mounts]
+    if a.annotations:
+        out["annotations"] = [_kv_dict(k) for k in a.annotations]
+    return out
+
+
+def _volume_dict(v: Volume) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": v.name, "kind": v.kind}
+    if v.source:
+        out["source"] = v.source
+    if v.read_only is not None:
+        out["readOnly"] = v.read_only
+    if v.recursive is not None:
+        out["recursive"] = v.recursive
+    if v.mode:
+        out["mode"] = v.mode
+    if v.uid is not None:
+        out["uid"] = v.uid
+    if v.gid is not None:
+        out["gid"] = v.gid
+    return out
+
+
+def _exposed_dict(p: ExposedPort) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": p.name, "hostPort": p.host_port}
+    if p.host_ip:
+        out["hostIP"] = p.host_ip
+    return out
+
+
+# ---- parsing ------------------------------------------------------------------------
+
+
+class _Obj:
+    """A JSON object being read; remembers its path and which keys were consumed."""
+
+    def __init__(self, data: Any, path: str, strict: bool = True) -> None:
+        if not isinstance(data, dict):
+            raise ManifestError(f"{path or 'manifest'}: expected a JSON object")
+        self.data: dict[str, Any] = data
+        self.path = path
+        self.strict = strict
+        self.seen: set[str] = set()
+
+    def sub(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def get(self, key: str, typ: type | tuple[type, ...], default: Any = None) -> Any:
+        self.seen.add(key)
+        if key not in self.data or self.data[key] is None:
+            return default
+        v = self.data[key]
+        if not isinstance(v, typ) or (isinstance(v, bool) and typ is int):
+            raise ManifestError(f"{self.sub(key)}: unexpected type {type(v).__name__}")
+        return v
+
+    def req(self, key: str, typ: type | tuple[type, ...]) -> Any:
+        v = self.get(key, typ)
+        if v is None:
+            raise ManifestError(f"{self.sub(key)}: missing")
+        return v
+
+    def items(self, key: str) -> list[tuple[str, Any]]:
+        lst = self.get(key, list, [])
+        return [(f"{self.sub(key)}[{i}]", x) for i, x in enumerate(lst)]
+
+    def done(self) -> None:
+        if not self.strict:
+            return
+        for k in self.data:
+            if k not in self.seen:
+                raise ManifestError(f"{self.sub(k)}: unknown key")
+
+
+def _kv(data: Any, path: str, strict: bool) -> KV:
+    o = _Obj(data, path, strict)
+    kv = KV(o.req("name", str), str(o.get("value", str, "")))
+    o.done()
+    return kv
+
+
+def _iso(data: Any, path: str, strict: bool) -> Isolator:
+    o = _Obj(data, path, strict)
+    iso = Isolator(o.req("name", str), o.get("value", object))
+    o.done()
+    return iso
+
+
+def parse_app(data: Any, path: str = "app", strict: bool = False) -> App:
+    o = _Obj(data, path, strict)
+    mps = []
+    for p, x in o.items("mountPoints"):
+        m = _Obj(x, p, strict)
+        mps.append(
+            MountPoint(m.req("name", str), m.req("path", str), m.get("readOnly", bool, False))
+        )
+        m.done()
+    ports = []
+    for p, x in o.items("ports"):
+        m = _Obj(x, p, strict)
+        ports.append(
+            Port(
+                m.req("name", str),
+                m.get("protocol", str, "tcp"),
+                m.req("port", int),
+                m.get("count", int, 1),
+                m.get("socketActivated", bool, False),
+            )
+        )
+        m.done()
+    gids = o.get("supplementaryGIDs", list, [])
+    if not all(isinstance(g, int) for g in gids):
+        raise ManifestError(f"{o.sub('supplementaryGIDs')}: expected integers")
+    app = App(
+        exec=tuple(str(x) for x in o.get("exec", list, [])),
+        user=o.get("user", str, "0"),
+        group=o.get("group", str, "0"),
+        supplementary_gids=tuple(gids),
+        working_directory=o.get("workingDirectory", str, ""),
+        environment=tuple(_kv(x, p, strict) for p, x in o.items("environment")),
+        isolators=tuple(_iso(x, p, strict) for p, x in o.items("isolators")),
+        mount_points=tuple(mps),
+        ports=tuple(ports),
+        event_handlers=tuple(o.get("eventHandlers", list, [])),
+    )
+    o.done()
+    return app
+
+
+def _runtime_app(data: Any, path: str) -> RuntimeApp:
+    o = _Obj(data, path)
+    im = _Obj(o.req("image", dict), o.sub("image"))
+    image = ImageRef(
+        im.get("name", str, ""),
+        im.req("id", str),
+        tuple(_kv(x, p, True) for p, x in im.items("labels")),
+    )
+    im.done()
+    raw_app = o.get("app", dict)
+    mounts = []
+    for p, x in o.items("mounts"):
+        m = _Obj(x, p)
+        mounts.append(Mount(m.req("volume", str), m.req("path", str)))
+        m.get("appVolume", dict)
+        m.done()
+    ra = RuntimeApp(
+        name=o.req("name", str),
+        image=image,
+        app=parse_app(raw_app, o.sub("app"), strict=True) if raw_app is not None else None,
+        read_only_rootfs=o.get("readOnlyRootFS", bool, False),
+        mounts=tuple(mounts),
+        annotations=tuple(_kv(x, p, True) for p, x in o.items("annotations")),
+    )
+    o.done()
+    return ra
+
+
+def _volume(data: Any, path: str) -> Volume:
+    o = _Obj(data, path)
+    v = Volume(
+        name=o.req("name", str),
+        kind=o.req("kind", str),
+        source=o.get("source", str, ""),
+        read_only=o.get("readOnly", bool),
+        recursive=o.get("recursive", bool),
+        mode=o.get("mode", str, ""),
+        uid=o.get("uid", int),
+        gid=o.get("gid", int),
+    )
+    o.done()
+    if v.kind not in ("host", "empty"):
+        raise ManifestError(f"{path}.kind: unknown volume kind {v.kind!r}")
+    if v.kind == "host" and not v.source.startswith("/"):
+        raise ManifestError(f"{path}.source: must be an absolute path")
+    return v
+
+
+def _exposed(data: Any, path: str) -> ExposedPort:
+    o = _Obj(data, path)
+    p = ExposedPort(o.req("name", str), o.req("hostPort", int), o.get("hostIP", str, ""))
+    o.get("podPort", dict)
+    o.done()
+    return p
+
+
+def parse_pod_manifest(data: Any) -> PodManifest:
+    o = _Obj(data, "")
+    kind = o.req("acKind", str)
+    if kind != "PodManifest":
+        raise ManifestError(f"acKind: expected PodManifest, got {kind!r}")
+    o.req("acVersion", str)
+    extra: dict[str, Any] = {
+        k: o.get(k, dict) for k in ("userAnnotations", "userLabels") if k in o.data
+    }
+    pm = PodManifest(
+        apps=tuple(_runtime_app(x, p) for p, x in o.items("apps")),
+        volumes=tuple(_volume(x, p) for p, x in o.items("volumes")),
+        isolators=tuple(_iso(x, p, True) for p, x in o.items("isolators")),
+        annotations=tuple(_kv(x, p, True) for p, x in o.items("annotations")),
+        ports=tuple(_exposed(x, p) for p, x in o.items("ports")),
+        extra=extra,
+    )
+    o.done()
+    names = [a.name for a in pm.apps]
+    for n in names:
+        if names.count(n) > 1:
+            raise ManifestError(f"apps: duplicate app name {n!r}")
+    return pm
+
+
+def load_pod_manifest(text: str | bytes) -> PodManifest:
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise ManifestError(f"pod manifest is not valid JSON: {e}") from e
+    return parse_pod_manifest(data)
+
+
+# ---- resource quantities (Kubernetes notation, as appc isolators use) ----------------
+
+_DECIMAL = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
+
+
+def parse_quantity(text: str, *, milli: bool = False) -> int:
+    """'42M' -> 42000000, '1Gi' -> 1073741824; with milli, '500m' -> 500 and '2' -> 2000."""
+    s = str(text).strip()
+    num, suffix = s, ""
+    for suf in sorted([*_BINARY, *_DECIMAL, "m"], key=len, reverse=True):
+        if suf and s.endswith(suf):
+            num, suffix = s[: -len(suf)], suf
+            break
+    try:
+        value = float(num)
+    except ValueError:
+        raise ManifestError(f"invalid quantity {text!r}") from None
+    if value < 0:
+        raise ManifestError(f"invalid quantity {text!r}: negative")
+    if suffix == "m":
+        return round(value) if milli else max(1, round(value / 1000))
+    mult = _BINARY.get(suffix) or _DECIMAL[suffix]
+    return round(value * mult * (1000 if milli else 1))

@@ -1,0 +1,274 @@
+"""rkt's `run` / `prepare` command line: pod flags, then images each followed by its flags.
+
+    rkt run [pod flags] IMAGE [app flags] [-- ARGS... ---] [IMAGE [app flags] ...]
+
+Per-app flags apply to the image before them; one given before any image is an error
+("--exec must follow an image"). `parse_run_args` returns the pod-level flags and the
+list of apps; nothing here touches the disk except `--set-env-file`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyrkt.appc import pod as appc
+from pyrkt.cli.common import parse_bool
+from pyrkt.errors import UsageError
+from pyrkt.stage0.prepare import AppSpec
+
+POD_VALUE = {
+    "--net", "--port", "--dns", "--dns-search", "--dns-opt", "--dns-domain", "--hosts-entry",
+    "--hostname", "--uuid-file-save", "--set-env", "--set-env-file", "--volume",
+    "--pod-manifest", "--pull-policy", "--stage1-url", "--stage1-path", "--stage1-name",
+    "--stage1-hash", "--stage1-from-dir", "--annotation", "--label", "--user-annotation",
+    "--user-label",
+}  # fmt: skip
+POD_BOOL = {"--interactive", "--inherit-env", "--no-overlay", "--no-store", "--store-only",
+            "--mds-register", "--private-users", "--quiet"}  # fmt: skip
+APP_VALUE = {
+    "--exec", "--name", "--working-dir", "--user", "--group", "--supplementary-gids",
+    "--environment", "--mount", "--memory", "--cpu", "--cpu-shares", "--caps-retain",
+    "--caps-remove", "--seccomp", "--signature", "--stdin", "--stdout", "--stderr",
+    "--oom-score-adj",
+}  # fmt: skip
+APP_BOOL = {"--readonly-rootfs"}
+PULL_POLICIES = ("new", "never", "update")
+
+
+@dataclass
+class RunArgs:
+    apps: list[AppSpec] = field(default_factory=list)
+    values: dict[str, list[str]] = field(default_factory=dict)
+    bools: dict[str, bool] = field(default_factory=dict)
+    help: bool = False
+
+    def last(self, flag: str, default: str = "") -> str:
+        v = self.values.get(flag)
+        return v[-1] if v else default
+
+    def all(self, flag: str) -> list[str]:
+        return self.values.get(flag, [])
+
+    def flag(self, flag: str) -> bool:
+        return self.bools.get(flag, False)
+
+
+def _split_kv(text: str, flag: str) -> tuple[str, str]:
+    k, eq, v = text.partition("=")
+    if not eq or not k:
+        raise UsageError(f"invalid {flag} {text!r}: expected NAME=VALUE")
+    return k, v
+
+
+def _csv(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _apply_app_flag(spec: dict[str, object], flag: str, value: str) -> None:
+    if flag == "--readonly-rootfs":
+        spec["readonly_rootfs"] = parse_bool(flag, value)
+    elif flag == "--exec":
+        spec["exec"] = value
+    elif flag == "--name":
+        spec["name"] = value
+    elif flag == "--working-dir":
+        spec["working_dir"] = value
+    elif flag == "--user":
+        spec["user"] = value
+    elif flag == "--group":
+        spec["group"] = value
+    elif flag == "--supplementary-gids":
+        try:
+            spec["supplementary_gids"] = tuple(int(x) for x in _csv(value))
+        except ValueError:
+            raise UsageError(f"invalid --supplementary-gids {value!r}") from None
+    elif flag == "--environment":
+        env = list(spec.get("environment", ()))  # type: ignore[call-overload]
+        env.append(_split_kv(value, flag))
+        spec["environment"] = tuple(env)
+    elif flag == "--mount":
+        opts = dict(_split_kv(x, flag) for x in _csv(value))
+        if set(opts) != {"volume", "target"}:
+            raise UsageError(f"invalid --mount {value!r}", "expected volume=NAME,target=PATH")
+        mounts = list(spec.get("mounts", ()))  # type: ignore[call-overload]
+        mounts.append((opts["volume"], opts["target"]))
+        spec["mounts"] = tuple(mounts)
+    elif flag in ("--memory", "--cpu"):
+        try:
+            appc.parse_quantity(value, milli=flag == "--cpu")
+        except appc.ManifestError:
+            raise UsageError(f"invalid {flag} {value!r}") from None
+        spec[flag[2:]] = value
+    elif flag == "--cpu-shares":
+        if not value.isdigit():
+            raise UsageError(f"invalid --cpu-shares {value!r}")
+        spec["cpu_shares"] = int(value)
+    elif flag in ("--caps-retain", "--caps-remove"):
+        spec[flag[2:].replace("-", "_")] = tuple(_csv(value))
+    elif flag == "--signature":
+        spec["signature"] = value
+    # --seccomp, --stdin, --stdout, --stderr, --oom-score-adj: accepted, not enforced
+
+
+def parse_run_args(argv: list[str]) -> RunArgs:
+    out = RunArgs()
+    cur: dict[str, object] | None = None
+    specs: list[dict[str, object]] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        i += 1
+        if tok in ("-h", "--help"):
+            out.help = True
+            continue
+        if tok == "--":
+            if cur is None:
+                raise UsageError("-- must follow an image")
+            args: list[str] = []
+            while i < len(argv) and argv[i] != "---":
+                args.append(argv[i])
+                i += 1
+            i += 1  # skip ---
+            cur["args"] = tuple(args)
+            continue
+        if not tok.startswith("-") or tok == "-":
+            cur = {"image": tok}
+            specs.append(cur)
+            continue
+        name, eq, val = tok.partition("=")
+        if name.startswith("-") and not name.startswith("--"):
+            name = "-" + name
+        if name in APP_BOOL or name in APP_VALUE:
+            if cur is None:
+                raise UsageError(f"{name} must follow an image")
+            if name in APP_VALUE and not eq:
+                if i >= len(argv):
+                    raise UsageError(f"flag needs an argument: {name}")
+                val = argv[i]
+                i += 1
+            _apply_app_flag(cur, name, val if eq or name in APP_VALUE else "true")
+        elif name in POD_BOOL and (eq or name not in POD_VALUE):
+            out.bools[name] = parse_bool(name, val) if eq else True
+        elif name in POD_VALUE:
+            if not eq:
+                if i >= len(argv):
+                    raise UsageError(f"flag needs an argument: {name}")
+                val = argv[i]
+                i += 1
+            out.values.setdefault(name, []).append(val)
+        else:
+            raise UsageError(f"unknown flag: {name}")
+    out.apps = [AppSpec(**s) for s in specs]  # type: ignore[arg-type]
+    return out
+
+
+# ---- pod-level values ---------------------------------------------------------------
+
+
+def parse_volume(text: str) -> appc.Volume:
+    parts = _csv(text)
+    if not parts:
+        raise UsageError("empty --volume")
+    name = parts[0]
+    opts: dict[str, str] = {}
+    if "=" in name:
+        parts = parts
+        name = ""
+    else:
+        parts = parts[1:]
+    for p in parts:
+        k, v = _split_kv(p, "--volume")
+        opts[k] = v
+    name = opts.pop("name", name)
+    if not name:
+        raise UsageError(f"invalid --volume {text!r}: no name")
+    kind = opts.pop("kind", "")
+    if kind not in ("host", "empty"):
+        raise UsageError(f"invalid --volume {text!r}", "kind must be host or empty")
+
+    def b(key: str) -> bool | None:
+        return parse_bool("--volume " + key, opts.pop(key)) if key in opts else None
+
+    def n(key: str) -> int | None:
+        if key not in opts:
+            return None
+        v = opts.pop(key)
+        if not v.isdigit():
+            raise UsageError(f"invalid --volume {key}={v!r}")
+        return int(v)
+
+    vol = appc.Volume(
+        name=name,
+        kind=kind,
+        source=opts.pop("source", ""),
+        read_only=b("readOnly"),
+        recursive=b("recursive"),
+        mode=opts.pop("mode", ""),
+        uid=n("uid"),
+        gid=n("gid"),
+    )
+    if opts:
+        raise UsageError(f"invalid --volume {text!r}: unknown option {next(iter(opts))!r}")
+    if kind == "host" and not vol.source.startswith("/"):
+        raise UsageError(f"invalid --volume {text!r}", "source must be an absolute path")
+    if vol.mode:
+        try:
+            int(vol.mode, 8)
+        except ValueError:
+            raise UsageError(f"invalid --volume mode {vol.mode!r}") from None
+    return vol
+
+
+def parse_port(text: str) -> appc.ExposedPort:
+    """NAME:[HOSTIP:]HOSTPORT"""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[-1].isdigit() or not parts[0]:
+        raise UsageError(f"invalid --port {text!r}", "expected NAME:[HOSTIP:]HOSTPORT")
+    port = int(parts[-1])
+    if not 0 < port < 65536:
+        raise UsageError(f"invalid --port {text!r}: port out of range")
+    return appc.ExposedPort(parts[0], port, parts[1] if len(parts) == 3 else "")
+
+
+def parse_env_list(values: list[str], flag: str) -> tuple[tuple[str, str], ...]:
+    seen: dict[str, str] = {}
+    for v in values:
+        k, val = _split_kv(v, flag)
+        if k in seen:
+            raise UsageError(f"environment variable {k!r} is set more than once with {flag}")
+        seen[k] = val
+    return tuple(seen.items())
+
+
+def read_env_files(paths: list[str]) -> tuple[tuple[str, str], ...]:
+    env: dict[str, str] = {}
+    for p in paths:
+        try:
+            text = Path(p).read_text()
+        except OSError as e:
+            raise UsageError(f"cannot read --set-env-file {p}: {e.strerror}") from e
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            k, v = _split_kv(line, "--set-env-file")
+            env[k] = v
+    return tuple(env.items())
+
+
+def parse_hosts_entries(values: list[str]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for v in values:
+        if v == "host":
+            out.append(("host", ""))
+            continue
+        ip, eq, name = v.partition("=")
+        if not eq or not ip or not name:
+            raise UsageError(f"invalid --hosts-entry {v!r}", "expected IP=HOSTNAME or host")
+        out.append((ip, name))
+    return tuple(out)
+
+
+def split_list(values: list[str]) -> tuple[str, ...]:
+    return tuple(x for v in values for x in _csv(v))

@@ -1,0 +1,68 @@
+"""`rkt export UUID OUT.aci`: an exited pod's app, with what it changed, as an ACI.
+
+The pod's mounts died with it, so the app's rootfs is put together again here: a
+read-only overlay of the app's upper dir over the image tree, mounted in a private mount
+namespace of this (short-lived) process, then tarred with the image manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from pyrkt import proc
+from pyrkt.errors import RktError
+from pyrkt.options import GlobalOptions
+from pyrkt.pod.pods import Pod, State
+from pyrkt.stage0 import mounts
+from pyrkt.stage1 import contract
+
+
+def export(g: GlobalOptions, pod: Pod, app: str, out: Path) -> None:
+    from pyrkt.linux import mountns
+    from pyrkt.stage1.planner import load_manifest
+
+    state = pod.state()
+    if state not in (State.EXITED, State.EXITED_GARBAGE):
+        raise RktError(f"pod {pod.uuid} is not exited (state: {state})", "stop it first")
+    names = [a.name for a in load_manifest(pod.path).apps]
+    if not app:
+        if len(names) != 1:
+            raise RktError("the pod has more than one app", "choose one with --app")
+        app = names[0]
+    if app not in names:
+        raise RktError(f"pod {pod.uuid} has no app named {app!r}")
+    d = pod.path
+    manifest = json.loads((d / "appsinfo" / app / "manifest").read_text())
+    with tempfile.TemporaryDirectory(prefix="rkt-export-", dir=g.dir) as tmp:
+        t = Path(tmp)
+        (t / "manifest").write_text(json.dumps(manifest))
+        rootfs = t / "rootfs"
+        rootfs.mkdir()
+        pid = os.fork()
+        if pid == 0:  # child: private namespace, mount, tar, exit
+            code = 1
+            try:
+                if mounts.uses_overlay(d):
+                    mountns.private_mount_namespace()
+                    lower = mounts.app_tree(d, app) / "rootfs"
+                    upper = mounts.app_upper(d, app)
+                    mountns.mount("overlay", str(rootfs), "overlay", mountns.MS_RDONLY,
+                                  f"lowerdir={upper}:{lower}")  # fmt: skip
+                    src = rootfs
+                else:
+                    src = contract.app_rootfs(d, app)
+                proc.run(["tar", "-C", str(t), "--numeric-owner", "-cf", str(out) + ".tmp",
+                          "manifest", "--transform", f"s,^{src.relative_to('/')},rootfs,",
+                          str(src)])  # fmt: skip
+                code = 0
+            except BaseException as e:
+                print(f"export: {e}", flush=True)
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RktError(f"cannot export app {app!r} of pod {pod.uuid}")
+        os.replace(str(out) + ".tmp", out)

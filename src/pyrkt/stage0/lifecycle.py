@@ -1,0 +1,174 @@
+"""stop, enter, rm and gc: everything after a pod ran, through its stage1's entrypoints.
+
+None of these needs the pod's mounts (they live and die in the pod's private mount
+namespace): entrypoints are run from the rendered stage1 tree, with cwd = pod folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import NoReturn
+
+from pyrkt import log, proc
+from pyrkt.errors import CommandFailed, RktError
+from pyrkt.options import GlobalOptions
+from pyrkt.pod import pods
+from pyrkt.pod.pods import Folder, Pod, State
+from pyrkt.stage0 import mounts
+from pyrkt.stage0.run import entrypoint, stage1_env
+from pyrkt.stage1 import contract
+
+
+def stop(g: GlobalOptions, pod: Pod, *, force: bool = False) -> None:
+    state = pod.state()
+    if state is not State.RUNNING:
+        raise RktError(f"pod {pod.uuid} is not running (state: {state})")
+    args = [str(entrypoint(pod.path, contract.ANN_STOP))]
+    if force:
+        args.append("--force")
+    args.append(pod.uuid)
+    proc.run(args, cwd=pod.path, env=stage1_env())
+
+
+def enter(g: GlobalOptions, pod: Pod, app: str, cmd: list[str]) -> NoReturn:
+    from pyrkt.pod.status import read_pid
+    from pyrkt.stage1.planner import load_manifest
+
+    state = pod.state()
+    if state is not State.RUNNING:
+        raise RktError(f"pod {pod.uuid} is not running (state: {state})")
+    names = [a.name for a in load_manifest(pod.path).apps]
+    if not app:
+        if len(names) != 1:
+            raise RktError(
+                "the pod has more than one app: " + ", ".join(names), "choose one with --app"
+            )
+        app = names[0]
+    elif app not in names:
+        raise RktError(f"pod {pod.uuid} has no app named {app!r}")
+    pid = read_pid(pod.path)
+    entry = entrypoint(pod.path, contract.ANN_ENTER)
+    argv = [str(entry)]
+    if g.debug:
+        argv.append("--debug")
+    if pid is not None:
+        argv.append(f"--pid={pid}")
+    argv += [f"--appname={app}", "--", *(cmd or ["/bin/sh"])]
+    log.debug("+ " + " ".join(argv))
+    os.chdir(pod.path)
+    try:
+        os.execve(entry, argv, stage1_env())
+    except OSError as e:
+        raise RktError(f"cannot execute the stage1 enter entrypoint: {e}") from e
+
+
+# ---- removal ------------------------------------------------------------------------
+
+
+def _stage1_gc(g: GlobalOptions, pod: Pod) -> None:
+    try:
+        entry = entrypoint(pod.path, contract.ANN_GC)
+    except (RktError, OSError) as e:
+        log.debug(f"pod {pod.uuid}: no stage1 gc ({e})")
+        return
+    if not entry.exists():
+        log.warn(f"pod {pod.uuid}: stage1 gc entrypoint {entry} is missing")
+        return
+    args = [str(entry)]
+    if g.debug:
+        args.append("--debug")
+    args.append(pod.uuid)
+    try:
+        proc.run(args, cwd=pod.path, env=stage1_env())
+    except CommandFailed as e:
+        log.warn(f"pod {pod.uuid}: stage1 gc failed: {e}")
+
+
+def delete(g: GlobalOptions, pod: Pod) -> None:
+    """Remove a pod this process holds locked (in exited-garbage or garbage)."""
+    if pod.folder is Folder.EXITED_GARBAGE:
+        _stage1_gc(g, pod)
+    mounts.unmount_all(pod.path)
+    path = pod.path
+    pod.close()
+    shutil.rmtree(path, ignore_errors=True)
+    if path.exists():
+        raise RktError(f"cannot remove pod folder {path}")
+
+
+def remove(g: GlobalOptions, pod: Pod) -> None:
+    """`rkt rm`: an exited, prepared or aborted pod, now."""
+    if not pod.try_lock():
+        raise RktError(f"pod {pod.uuid} is running or in use", "stop it first")
+    state = pod.folder
+    if state is Folder.RUN:
+        pod.move(Folder.EXITED_GARBAGE)
+    elif state in (Folder.PREPARE, Folder.PREPARED, Folder.EMBRYO):
+        pod.move(Folder.GARBAGE)
+    delete(g, pod)
+
+
+@dataclass(frozen=True)
+class GcEvent:
+    uuid: str
+    what: str  # "marked", "removed", "kept"
+    detail: str = ""
+
+
+def _age(pod: Pod) -> float:
+    try:
+        return time.time() - os.stat(pod.path).st_mtime
+    except OSError:
+        return 0.0
+
+
+def gc(
+    g: GlobalOptions,
+    *,
+    grace: float = 1800.0,
+    expire_prepared: float = 86400.0,
+    mark_only: bool = False,
+    on_event: Callable[[GcEvent], None] | None = None,
+) -> Iterator[GcEvent]:
+    """rkt gc: mark exited pods (and stale prepared ones), then delete old marked ones."""
+
+    def ev(e: GcEvent) -> GcEvent:
+        if on_event:
+            on_event(e)
+        return e
+
+    for pod in list(pods.all_pods(g.dir)):
+        if pod.folder in (Folder.RUN, Folder.PREPARE, Folder.PREPARED):
+            expired = pod.folder is Folder.PREPARED and _age(pod) > expire_prepared
+            if pod.folder is Folder.PREPARED and not expired:
+                continue
+            if not pod.try_lock():
+                continue  # running or being prepared
+            try:
+                to = Folder.EXITED_GARBAGE if pod.folder is Folder.RUN else Folder.GARBAGE
+                pod.move(to)
+                os.utime(pod.path)  # the mark time
+                yield ev(GcEvent(pod.uuid, "marked"))
+            finally:
+                pod.close()
+    if mark_only:
+        return
+    for pod in list(pods.all_pods(g.dir)):
+        if pod.folder not in (Folder.EXITED_GARBAGE, Folder.GARBAGE):
+            continue
+        if pod.folder is Folder.EXITED_GARBAGE and _age(pod) < grace:
+            yield ev(GcEvent(pod.uuid, "kept", "still within grace period"))
+            continue
+        if not pod.try_lock():
+            continue
+        try:
+            delete(g, pod)
+            yield ev(GcEvent(pod.uuid, "removed"))
+        except RktError as e:
+            yield ev(GcEvent(pod.uuid, "kept", str(e)))
+        finally:
+            pod.close()

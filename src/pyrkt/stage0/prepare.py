@@ -1,0 +1,308 @@
+"""`rkt prepare` (and the first half of `rkt run`): images -> a prepared pod folder.
+
+Fetches each image, merges the image's app with the per-app flags and the environment
+flags into the pod manifest (as rkt's stage0 did), selects the stage1, and leaves the pod
+in `prepared` with everything the run needs recorded in the folder:
+
+    POD/pod                     the pod manifest
+    POD/stage1/manifest         the stage1 image manifest
+    POD/stage1-tree             path of the stage1's rendered tree (mounted, never copied)
+    POD/appsinfo/<app>/tree     path of the app image's rendered tree
+    POD/appsinfo/<app>/manifest the app's image manifest
+    POD/volumes/<name>          `empty` volumes
+    POD/no-overlay              present with --no-overlay (trees are copied instead)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pyrkt import log, proc
+from pyrkt.appc import pod as appc
+from pyrkt.errors import RktError, UsageError
+from pyrkt.options import GlobalOptions
+from pyrkt.pod import pods
+from pyrkt.stage0.stage1img import Stage1Flags, select_stage1
+from pyrkt.stage1 import contract
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """One image on the command line and the per-app flags that followed it."""
+
+    image: str
+    args: tuple[str, ...] | None = None
+    exec: str = ""
+    name: str = ""
+    working_dir: str = ""
+    user: str = ""
+    group: str = ""
+    supplementary_gids: tuple[int, ...] | None = None
+    environment: tuple[tuple[str, str], ...] = ()
+    readonly_rootfs: bool | None = None
+    mounts: tuple[tuple[str, str], ...] = ()  # (volume, target)
+    memory: str = ""
+    cpu: str = ""
+    cpu_shares: int | None = None
+    caps_retain: tuple[str, ...] | None = None
+    caps_remove: tuple[str, ...] | None = None
+    signature: str = ""
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    apps: tuple[AppSpec, ...] = ()
+    volumes: tuple[appc.Volume, ...] = ()
+    ports: tuple[appc.ExposedPort, ...] = ()
+    inherit_env: bool = False
+    set_env: tuple[tuple[str, str], ...] = ()
+    set_env_file: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    pod_manifest: Path | None = None
+    pull_policy: str = "new"
+    stage1: Stage1Flags = field(default_factory=Stage1Flags)
+    no_overlay: bool = False
+    host_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+_NAME_BAD = re.compile(r"[^a-z0-9-]+")
+
+
+def default_app_name(image_name: str) -> str:
+    """Last path component of the image name, as an appc AC name."""
+    base = image_name.rstrip("/").rsplit("/", 1)[-1].split(":", 1)[0]
+    name = _NAME_BAD.sub("-", base.lower()).strip("-")
+    return name or "app"
+
+
+def _merge_env(
+    base: Sequence[appc.KV], layers: Sequence[Sequence[tuple[str, str]]]
+) -> tuple[appc.KV, ...]:
+    env: dict[str, str] = {kv.name: kv.value for kv in base}
+    for layer in layers:
+        env.update(layer)
+    return tuple(appc.KV(k, v) for k, v in env.items())
+
+
+def _set_isolator(isos: list[appc.Isolator], name: str, value: Any) -> None:
+    isos[:] = [i for i in isos if i.name != name]
+    isos.append(appc.Isolator(name, value))
+
+
+def merge_app(image_app: appc.App | None, spec: AppSpec, opts: PrepareOptions) -> appc.App:
+    """The image's app with the flags applied, as rkt's stage0 wrote it to the manifest."""
+    app = image_app or appc.App()
+    exec_ = list(app.exec)
+    if spec.exec:
+        exec_ = [spec.exec]
+    if spec.args is not None:
+        exec_ += list(spec.args)
+    if not exec_:
+        raise UsageError(f"image {spec.image!r} has no app to run", "use --exec")
+    inherited: list[tuple[str, str]] = []
+    if opts.inherit_env:
+        own = {kv.name for kv in app.environment}
+        inherited = [(k, v) for k, v in opts.host_env.items() if k not in own]
+    env = _merge_env(
+        [*[appc.KV(k, v) for k, v in inherited], *app.environment],
+        [opts.set_env_file, opts.set_env, spec.environment],
+    )
+    isos = list(app.isolators)
+    if spec.memory:
+        appc.parse_quantity(spec.memory)
+        _set_isolator(isos, appc.ISO_MEMORY, {"limit": spec.memory})
+    if spec.cpu:
+        appc.parse_quantity(spec.cpu, milli=True)
+        _set_isolator(isos, appc.ISO_CPU, {"limit": spec.cpu})
+    if spec.cpu_shares is not None:
+        _set_isolator(isos, appc.ISO_CPU_SHARES, spec.cpu_shares)
+    if spec.caps_retain is not None:
+        _set_isolator(isos, appc.ISO_CAPS_RETAIN, {"set": list(spec.caps_retain)})
+    if spec.caps_remove is not None:
+        _set_isolator(isos, appc.ISO_CAPS_REMOVE, {"set": list(spec.caps_remove)})
+    return replace(
+        app,
+        exec=tuple(exec_),
+        user=spec.user or app.user or "0",
+        group=spec.group or app.group or "0",
+        supplementary_gids=(
+            spec.supplementary_gids
+            if spec.supplementary_gids is not None
+            else app.supplementary_gids
+        ),
+        working_directory=spec.working_dir or app.working_directory,
+        environment=env,
+        isolators=tuple(isos),
+    )
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    image_id: str
+    tree: Path
+    manifest: dict[str, Any]
+
+
+def _resolve_image(g: GlobalOptions, store: Any, ref: str, pull_policy: str) -> _Resolved:
+    from pyrkt.stage0.images import fetch
+
+    image_id = fetch(g, store, ref, pull_policy)
+    return _Resolved(image_id, Path(store.render(image_id)), store.manifest(image_id))
+
+
+def _labels(manifest: Mapping[str, Any]) -> tuple[appc.KV, ...]:
+    out = []
+    for lab in manifest.get("labels") or []:
+        if isinstance(lab, dict) and "name" in lab:
+            out.append(appc.KV(str(lab["name"]), str(lab.get("value", ""))))
+    return tuple(out)
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    proc.run(["cp", "-a", "--reflink=auto", str(src), str(dst)])
+
+
+def _implicit_volumes(
+    pm: appc.PodManifest, resolved: Mapping[str, _Resolved]
+) -> appc.PodManifest:
+    """rkt's implicit `empty` volumes for mount points that no volume covers."""
+    names = {v.name for v in pm.volumes}
+    vols = list(pm.volumes)
+    for ra in pm.apps:
+        if ra.app is None:
+            continue
+        mounted = {m.volume for m in ra.mounts} | {m.path for m in ra.mounts}
+        for mp in ra.app.mount_points:
+            if mp.name in names or mp.name in mounted or mp.path in mounted:
+                continue
+            log.warn(
+                f"no volume specified for mount point {mp.name!r}, implicitly creating an "
+                '"empty" volume. This volume will be removed when the pod is '
+                "garbage-collected."
+            )
+            vols.append(appc.Volume(mp.name, "empty", mode="0755", uid=0, gid=0))
+            names.add(mp.name)
+    return replace(pm, volumes=tuple(vols))
+
+
+def _make_empty_volumes(
+    pod_dir: Path, pm: appc.PodManifest, resolved: Mapping[str, _Resolved]
+) -> None:
+    from pyrkt.stage1.planner import empty_volume_dir, resolve_in_rootfs
+
+    for v in pm.volumes:
+        if v.kind != "empty":
+            continue
+        d = empty_volume_dir(pod_dir, v.name)
+        d.mkdir(parents=True, exist_ok=True)
+        # docker volume semantics: a mount point over image content starts with it
+        for ra in pm.apps:
+            app = ra.app
+            res = resolved.get(ra.name)
+            if app is None or res is None:
+                continue
+            for mp in app.mount_points:
+                if mp.name != v.name:
+                    continue
+                rootfs = res.tree / "rootfs"
+                src = rootfs / resolve_in_rootfs(rootfs, mp.path).lstrip("/")
+                if src.is_dir() and not any(d.iterdir()):
+                    proc.run(["cp", "-a", "--reflink=auto", f"{src}/.", str(d)])
+        os.chmod(d, int(v.mode or "0755", 8))
+        os.chown(d, v.uid or 0, v.gid or 0)
+
+
+def _build_manifest(
+    g: GlobalOptions, store: Any, opts: PrepareOptions
+) -> tuple[appc.PodManifest, dict[str, _Resolved]]:
+    resolved: dict[str, _Resolved] = {}
+    if opts.pod_manifest is not None:
+        try:
+            pm = appc.load_pod_manifest(opts.pod_manifest.read_bytes())
+        except OSError as e:
+            raise RktError(f"cannot read pod manifest {opts.pod_manifest}: {e.strerror}") from e
+        for ra in pm.apps:
+            resolved[ra.name] = _resolve_image(
+                g, store, ra.image.id or ra.image.name, opts.pull_policy
+            )
+        return pm, resolved
+    apps: list[appc.RuntimeApp] = []
+    for spec in opts.apps:
+        res = _resolve_image(g, store, spec.image, opts.pull_policy)
+        img_name = str(res.manifest.get("name", spec.image))
+        name = spec.name or default_app_name(img_name)
+        if name in resolved:
+            raise UsageError(
+                f'duplicate app name "{name}"', "give each app its own with --name"
+            )
+        raw_app = res.manifest.get("app")
+        image_app = appc.parse_app(raw_app) if isinstance(raw_app, dict) else None
+        apps.append(
+            appc.RuntimeApp(
+                name=name,
+                image=appc.ImageRef(img_name, res.image_id, _labels(res.manifest)),
+                app=merge_app(image_app, spec, opts),
+                read_only_rootfs=bool(spec.readonly_rootfs),
+                mounts=tuple(appc.Mount(v, t) for v, t in spec.mounts),
+            )
+        )
+        resolved[name] = res
+    if not apps:
+        raise UsageError("must provide at least one image or --pod-manifest")
+    pm = appc.PodManifest(
+        apps=tuple(apps),
+        volumes=opts.volumes,
+        ports=opts.ports,
+        annotations=tuple(appc.KV(k, v) for k, v in opts.annotations),
+    )
+    return _implicit_volumes(pm, resolved), resolved
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def prepare(g: GlobalOptions, opts: PrepareOptions) -> pods.Pod:
+    """A new pod in `prepared`, still locked by this process (the caller closes or runs it)."""
+    from pyrkt.image.store import Store
+
+    store = Store(g.dir)
+    try:
+        pm, resolved = _build_manifest(g, store, opts)
+        s1 = select_stage1(g, opts.stage1, store)
+    finally:
+        store.close()
+    pod = pods.create(g.dir)
+    try:
+        d = pod.path
+        _write(d / "stage1-tree", str(s1.tree))
+        _write(contract.stage1_manifest(d), json.dumps(s1.manifest))
+        for name, res in resolved.items():
+            _write(d / "appsinfo" / name / "tree", str(res.tree))
+            _write(d / "appsinfo" / name / "manifest", json.dumps(res.manifest))
+        _make_empty_volumes(d, pm, resolved)
+        if opts.no_overlay:
+            _write(d / "no-overlay", "")
+            _copy_tree(s1.tree / "rootfs", contract.stage1_rootfs(d))
+            for name, res in resolved.items():
+                _copy_tree(res.tree / "rootfs", contract.app_rootfs(d, name))
+                _write(contract.app_dir(d, name) / "manifest", json.dumps(res.manifest))
+        else:
+            contract.stage1_rootfs(d).mkdir(parents=True)
+        _write(contract.pod_manifest(d), pm.to_json())
+        pod.move(pods.Folder.PREPARED)
+    except BaseException:
+        pod.move(pods.Folder.GARBAGE) if pod.path.exists() else None
+        shutil.rmtree(pod.path, ignore_errors=True)
+        pod.close()
+        raise
+    return pod

@@ -1,0 +1,109 @@
+"""Hand a prepared pod to its stage1: move it to `run` (locked), mount, exec `run`.
+
+This process *becomes* the stage1 (as rkt's stage0 did with exec): the pod's lock fd is
+inherited (RKT_LOCK_FD) so the pod reads as running exactly as long as the stage1 (or
+anything it left holding the fd) lives, and `rkt run` exits with the stage1's code. The
+mounts are made in a private mount namespace unshared just before, so they vanish with
+the pod even when everything is SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from pyrkt import log
+from pyrkt.errors import RktError
+from pyrkt.options import GlobalOptions
+from pyrkt.pod import pods, runopts
+from pyrkt.stage0 import mounts
+from pyrkt.stage1 import contract
+
+
+def stage1_annotation(pod_dir: Path, name: str) -> str | None:
+    try:
+        m = json.loads(contract.stage1_manifest(pod_dir).read_text())
+    except (OSError, ValueError):
+        return None
+    for a in m.get("annotations") or []:
+        if isinstance(a, dict) and a.get("name") == name:
+            return str(a.get("value", ""))
+    return None
+
+
+def entrypoint(pod_dir: Path, ann: str, *, mounted: bool = False) -> Path:
+    """The host path of one of the stage1's entrypoints.
+
+    Outside the pod's mount namespace the stage1 rootfs is not mounted: the entrypoint
+    is taken from the rendered stage1 tree instead (or the copy with --no-overlay).
+    """
+    rel = stage1_annotation(pod_dir, ann)
+    if not rel:
+        raise RktError(f"the stage1 image of this pod has no {ann} entrypoint")
+    if mounted or not mounts.uses_overlay(pod_dir):
+        root = contract.stage1_rootfs(pod_dir)
+    else:
+        root = mounts.stage1_tree(pod_dir) / "rootfs"
+    return root / rel.lstrip("/")
+
+
+def stage1_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env[contract.ENV_PYTHON] = sys.executable
+    if extra:
+        env.update(extra)
+    return env
+
+
+def app_names(pod_dir: Path) -> list[str]:
+    from pyrkt.stage1.planner import load_manifest
+
+    return [a.name for a in load_manifest(pod_dir).apps]
+
+
+def run_args(g: GlobalOptions, pod: pods.Pod, ro: runopts.RunOptions) -> list[str]:
+    args: list[str] = []
+    if g.debug:
+        args.append("--debug")
+    args.append(f"--net={ro.net}")
+    if ro.interactive:
+        args.append("--interactive")
+    if ro.hostname:
+        args.append(f"--hostname={ro.hostname}")
+    args.append(f"--local-config={g.local_config}")
+    args += [f"--{k}={v}" for k, v in ro.extra]
+    args.append(pod.uuid)
+    return args
+
+
+def exec_stage1(g: GlobalOptions, pod: pods.Pod, ro: runopts.RunOptions) -> NoReturn:
+    """Run a prepared pod this process holds locked; never returns."""
+    if pod.folder is not pods.Folder.PREPARED:
+        raise RktError(f"pod {pod.uuid} is not prepared (state: {pod.state()})")
+    if not pod.locked:
+        pod.lock()
+    d = pod.path
+    runopts.write(d, ro)
+    names = app_names(d)
+    pod.move(pods.Folder.RUN)
+    d = pod.path
+    try:
+        from pyrkt.linux import mountns
+
+        mountns.private_mount_namespace()
+        mounts.mount_pod(d, names)
+        entry = entrypoint(d, contract.ANN_RUN, mounted=True)
+        fd = pod.lock_fd_for_child()
+        argv = [str(entry), *run_args(g, pod, ro)]
+        env = stage1_env({contract.ENV_LOCK_FD: str(fd)})
+        log.debug("+ " + " ".join(argv))
+        os.chdir(d)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(entry, argv, env)
+    except OSError as e:
+        # the pod never ran: leave it as exited (the lock goes with this process)
+        raise RktError(f"cannot execute the stage1 of pod {pod.uuid}: {e}") from e

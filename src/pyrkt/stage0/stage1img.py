@@ -1,0 +1,153 @@
+"""Which stage1 image a pod gets: the `--stage1-*` flags, else `stage1.d` config, else ours.
+
+The five flags are mutually exclusive. Without any, the configured default applies
+(rkt's `stage1.d/*.json` in the system then local config dirs: `name`, `version`,
+`location`); without one, the `coreos` flavor is built on demand by
+`pyrkt.stage1.build.aci.ensure_stage1`. The result is an image in the store and its
+rendered tree, which pods mount (never copy).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyrkt import log
+from pyrkt.errors import NotFound, RktError, UsageError
+from pyrkt.options import GlobalOptions
+
+
+@dataclass(frozen=True)
+class Stage1Flags:
+    path: str = ""
+    name: str = ""
+    url: str = ""
+    hash: str = ""
+    from_dir: str = ""
+
+    def given(self) -> list[tuple[str, str]]:
+        pairs = [
+            ("--stage1-path", self.path),
+            ("--stage1-name", self.name),
+            ("--stage1-url", self.url),
+            ("--stage1-hash", self.hash),
+            ("--stage1-from-dir", self.from_dir),
+        ]
+        return [(f, v) for f, v in pairs if v]
+
+
+@dataclass(frozen=True)
+class Stage1Image:
+    image_id: str
+    tree: Path  # rendered: tree/rootfs, tree/manifest
+    manifest: dict[str, Any]
+
+
+def stage1_images_dir(g: GlobalOptions) -> Path:
+    """Where `--stage1-from-dir` looks (rkt: /usr/lib/rkt/stage1-images)."""
+    return g.system_config / "stage1-images"
+
+
+def _configured(g: GlobalOptions) -> dict[str, str] | None:
+    """The last `stage1.d` entry (local config overrides system config)."""
+    found: dict[str, str] | None = None
+    for d in (g.system_config, g.local_config):
+        sd = d / "stage1.d"
+        if not sd.is_dir():
+            continue
+        for f in sorted(sd.glob("*.json")):
+            try:
+                data = json.loads(f.read_text())
+            except (OSError, ValueError) as e:
+                raise RktError(f"invalid stage1 configuration {f}: {e}") from e
+            if data.get("rktKind") != "stage1":
+                continue
+            found = {k: str(data.get(k, "")) for k in ("name", "version", "location")}
+    return found
+
+
+def _import_cached(g: GlobalOptions, store: Any, aci: Path) -> str:
+    """Import an ACI file, skipping the re-hash when this exact file was imported before."""
+    try:
+        st = aci.stat()
+    except OSError as e:
+        raise RktError(f"stage1 image {aci}: {e.strerror}") from e
+    key = f"{aci.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    cache = g.dir / "cache" / "stage1-ids.json"
+    try:
+        known: dict[str, str] = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    image_id = known.get(key)
+    if image_id and store.get(image_id) is not None:
+        return image_id
+    log.debug(f"importing stage1 image {aci}")
+    image_id = str(store.import_aci(aci))
+    known[key] = image_id
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}")
+    tmp.write_text(json.dumps(known))
+    os.replace(tmp, cache)
+    return image_id
+
+
+def _fetch(g: GlobalOptions, store: Any, ref: str) -> str:
+    from pyrkt.stage0.images import fetch
+
+    return fetch(g, store, ref)
+
+
+def select_stage1(g: GlobalOptions, flags: Stage1Flags, store: Any) -> Stage1Image:
+    given = flags.given()
+    if len(given) > 1:
+        raise UsageError(
+            "flags " + " and ".join(f for f, _ in given) + " are mutually exclusive"
+        )
+    if flags.path:
+        image_id = _import_cached(g, store, Path(flags.path))
+    elif flags.from_dir:
+        image_id = _import_cached(g, store, stage1_images_dir(g) / flags.from_dir)
+    elif flags.hash:
+        image_id = store.resolve(flags.hash).id
+    elif flags.url:
+        if "://" not in flags.url and not flags.url.startswith("file:"):
+            image_id = _import_cached(g, store, Path(flags.url))
+        elif flags.url.startswith("file://"):
+            image_id = _import_cached(g, store, Path(flags.url[len("file://") :]))
+        else:
+            image_id = _fetch(g, store, flags.url)
+    elif flags.name:
+        try:
+            image_id = store.resolve(flags.name).id
+        except NotFound:
+            image_id = _fetch(g, store, flags.name)
+    else:
+        image_id = _default(g, store)
+    tree = Path(store.render(image_id))
+    manifest = json.loads((tree / "manifest").read_text())
+    return Stage1Image(image_id, tree, manifest)
+
+
+def _default(g: GlobalOptions, store: Any) -> str:
+    conf = _configured(g)
+    if conf is not None:
+        ref = conf["name"] + (f":{conf['version']}" if conf["version"] else "")
+        if conf["name"]:
+            try:
+                return str(store.resolve(ref).id)
+            except NotFound:
+                pass
+        loc = conf["location"]
+        if loc:
+            if loc.startswith("file://"):
+                loc = loc[len("file://") :]
+            if "://" not in loc:
+                return _import_cached(g, store, Path(loc))
+            return _fetch(g, store, loc)
+        raise RktError(f"configured stage1 {ref!r} is not in the store and has no location")
+    from pyrkt.stage1.build.aci import ensure_stage1
+
+    return _import_cached(g, store, ensure_stage1(g, "coreos"))
