@@ -101,6 +101,7 @@ def config_to_manifest(
     original_name: str = "",
     image_digest: str = "",
     manifest_digest: str = "",
+    name: str | None = None,
 ) -> ImageManifest:
     """The appc manifest of a docker/OCI image from its config blob (decoded JSON)."""
     inner: Mapping[str, Any] = config.get("config") or {}
@@ -148,7 +149,7 @@ def config_to_manifest(
         user_labels=tuple(sorted((str(k), str(v)) for k, v in user_labels.items())),
     )
     return ImageManifest(
-        name=image_name(registry, repository),
+        name=name or image_name(registry, repository),
         labels=tuple(labels),
         app=app,
         annotations=tuple(ann),

@@ -1,0 +1,147 @@
+"""`fetch_image`: get an image into the store from wherever its reference points.
+
+    docker://[REGISTRY/]NAME[:TAG|@DIGEST]   a Docker Registry v2 / OCI distribution server
+                                            (needs --insecure-options=image, as in rkt)
+    /path/x.aci, file:///path/x.aci         an ACI file, checked against x.aci.asc
+    http(s)://host/x.aci                    an ACI download, checked against x.aci.asc
+    oci:DIR[:TAG]                           an OCI image layout on disk (pyrkt extension)
+    sha512-<hex prefix>                     an image already in the store
+    NAME[:VERSION]                          an image already in the store, by name
+
+Pull policy (`--pull-policy`): `new` uses what the store has for a remote reference and
+fetches only what is missing; `update` always asks the remote; `never` only uses the
+store. Progress goes to the caller's callback: `progress(what, bytes_done, bytes_total)`,
+possibly from download threads.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pyrkt import log
+from pyrkt.errors import NotFound, RktError, UsageError
+from pyrkt.image.layers import ByteStream
+from pyrkt.image.store import ID_PREFIX, Store, short_id
+from pyrkt.options import GlobalOptions, Insecure
+
+if TYPE_CHECKING:
+    from pyrkt.image.docker.reference import DockerRef
+
+Progress = Callable[[str, int, int], None]
+
+
+class PullPolicy(enum.StrEnum):
+    NEW = "new"
+    NEVER = "never"
+    UPDATE = "update"
+
+
+def parse_pull_policy(value: str) -> PullPolicy:
+    try:
+        return PullPolicy(value)
+    except ValueError:
+        raise UsageError(
+            f"invalid value {value!r} for --pull-policy", "valid: new, never, update"
+        ) from None
+
+
+def fetch_image(
+    g: GlobalOptions,
+    ref: str,
+    *,
+    pull_policy: str | PullPolicy = PullPolicy.NEW,
+    progress: Progress | None = None,
+) -> str:
+    """Make sure the image `ref` is in the store; return its ID (`sha512-<128 hex>`)."""
+    policy = parse_pull_policy(str(pull_policy))
+    store = Store(g.dir)
+    try:
+        return _fetch(g, store, ref, policy, progress)
+    finally:
+        store.close()
+
+
+def _fetch(g: GlobalOptions, store: Store, ref: str, policy: PullPolicy,
+           progress: Progress | None) -> str:  # fmt: skip
+    if ref.startswith(ID_PREFIX):
+        return store.resolve(ref).id
+    if ref.startswith("docker://"):
+        return _fetch_docker(g, store, ref, policy, progress)
+    if ref.startswith("oci:"):
+        from pyrkt.image.oci_layout import fetch_oci_layout
+
+        return fetch_oci_layout(store, ref)
+    from pyrkt.image import aci_fetch
+
+    if aci_fetch.is_url(ref):
+        if policy is not PullPolicy.UPDATE:
+            cached = store.remote_get(ref)
+            if cached is not None:
+                return cached[0]
+        if policy is PullPolicy.NEVER:
+            raise NotFound(f"image {ref!r} is not in the store", "--pull-policy=never")
+        image_id = aci_fetch.fetch_aci(g, store, ref, progress=progress)
+        store.remote_put(ref, image_id)
+        return image_id
+    if ref.startswith("file://") or ref.endswith(".aci") or ("/" in ref and Path(ref).exists()):
+        return aci_fetch.fetch_aci(g, store, ref, progress=progress)
+    try:
+        return store.resolve(ref).id
+    except NotFound:
+        raise NotFound(
+            f"image {ref!r} not found in the store",
+            "fetch it by docker://, oci:, an ACI path or URL; appc discovery is not supported",
+        ) from None
+
+
+def _fetch_docker(g: GlobalOptions, store: Store, ref: str, policy: PullPolicy,
+                  progress: Progress | None) -> str:  # fmt: skip
+    if not g.allows(Insecure.IMAGE):
+        raise RktError(
+            "signature verification for docker images is not supported",
+            "try --insecure-options=image",
+        )
+    from pyrkt.image.docker.reference import parse_ref
+
+    dref = parse_ref(ref)
+    key = str(dref)
+    if policy is not PullPolicy.UPDATE:
+        cached = store.remote_get(key)
+        if cached is not None:
+            log.debug(f"{key}: using {short_id(cached[0])} from the store")
+            return cached[0]
+    if policy is PullPolicy.NEVER:
+        raise NotFound(f"image {key!r} is not in the store", "--pull-policy=never")
+    image_id = _pull_docker(g, store, dref, progress)
+    store.remote_put(key, image_id)
+    return image_id
+
+
+def _pull_docker(g: GlobalOptions, store: Store, dref: DockerRef,
+                 progress: Progress | None) -> str:  # fmt: skip
+    from pyrkt.image.docker.pull import PullOptions, pull
+    from pyrkt.image.docker2aci import config_to_manifest
+    from pyrkt.image.layered import import_layered
+
+    with store.staging("pull") as work, pull(
+        dref, work, options=PullOptions.from_global(g), progress=progress
+    ) as img:
+        digests = [d.digest for d in img.layer_descriptors]
+        manifest = config_to_manifest(
+            img.config,
+            registry=dref.registry,
+            repository=dref.repository,
+            tag=dref.tag,
+            original_name=str(dref),
+            image_digest=img.config_digest,
+            manifest_digest=img.manifest_digest,
+        )
+
+        def layers() -> Iterator[ByteStream]:
+            for blob in img.layers:
+                yield open(blob.path, "rb")  # noqa: SIM115 (closed by import_layered)
+
+        return import_layered(store, manifest, digests, layers)
