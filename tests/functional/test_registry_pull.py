@@ -233,3 +233,20 @@ def test_layers_download_only_when_asked(redis_image: str, tmp_path: Path) -> No
     names = {p.name for p in tmp_path.iterdir()}
     assert first.path.name in names
     assert not any(n.endswith(".part") for n in names)
+
+
+def test_https_registry_certificate_checks(make_registry: Callable[..., Registry],
+                                           image_layouts: ImageLayouts, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = make_registry(Auth.ANONYMOUS, tls=True)
+    reg.push(image_layouts.busybox, "latest", "busybox")
+    ref = reg.ref("busybox")
+    with pytest.raises(RegistryError, match=f"TLS error talking to registry {reg.host}") as e:
+        pull(ref, tmp_path / "verified", options=PullOptions())
+    assert e.value.hint is not None and "--insecure-options=tls" in e.value.hint
+    _, paths = _pull_all(ref, tmp_path / "insecure", PullOptions(insecure_tls=True))
+    assert len(paths) == 1
+    assert reg.ca_cert is not None
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(reg.ca_cert))
+    _, paths = _pull_all(ref, tmp_path / "trusted", PullOptions())
+    assert len(paths) == 1

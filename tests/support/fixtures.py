@@ -8,7 +8,8 @@ Registries (Debian docker-registry on 127.0.0.1, filled by skopeo, see support.r
     redis_image          "docker://127.0.0.1:PORT/redis:latest"
     basic_auth_registry  htpasswd auth (.username / .password); busybox pushed (session)
     token_auth_registry  bearer-token auth, token server in-process; busybox pushed
-    make_registry        factory for a private, function-scoped Registry (to corrupt it)
+    make_registry        make_registry(auth, tls=False): a private, function-scoped
+                         Registry (to corrupt it; tls=True serves https, self-signed)
 Tests using the registries must carry `@pytest.mark.registry`.
 """
 
@@ -114,9 +115,9 @@ def make_registry(tmp_path: Path) -> Iterator[Callable[..., Registry]]:
     """make_registry(auth=Auth.ANONYMOUS) -> a started, empty Registry for this test."""
     made: list[Registry] = []
 
-    def make(auth: Auth = Auth.ANONYMOUS) -> Registry:
+    def make(auth: Auth = Auth.ANONYMOUS, *, tls: bool = False) -> Registry:
         _need("docker-registry", "skopeo")
-        reg = Registry(tmp_path / f"registry-{len(made)}", auth=auth)
+        reg = Registry(tmp_path / f"registry-{len(made)}", auth=auth, tls=tls)
         made.append(reg)
         return reg.start()
 

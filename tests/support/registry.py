@@ -9,13 +9,18 @@
 The registry listens on 127.0.0.1 on a free port, keeps its storage under workdir and
 logs to workdir/registry.log. It is started and stopped by PID (never by name). Basic
 auth uses an htpasswd file (bcrypt); token auth runs support.tokenserver in a thread.
+With `tls=True` it serves https with a self-signed certificate for 127.0.0.1
+(`.ca_cert`, a PEM file a client can be told to trust).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
+import ipaddress
 import json
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -23,6 +28,10 @@ import urllib.request
 from pathlib import Path
 
 import bcrypt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from support.tokenserver import ISSUER, SERVICE, TokenServer
 
@@ -34,6 +43,30 @@ class Auth(enum.StrEnum):
     ANONYMOUS = "anonymous"
     BASIC = "basic"
     TOKEN = "token"
+
+
+def make_tls_cert(dest_dir: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key: (cert.pem, key.pem)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = dest_dir / "tls-cert.pem", dest_dir / "tls-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
 
 
 def free_port() -> int:
@@ -49,6 +82,7 @@ class Registry:
         *,
         auth: Auth = Auth.ANONYMOUS,
         users: dict[str, str] | None = None,
+        tls: bool = False,
     ) -> None:
         self.workdir = workdir
         self.auth = auth
@@ -57,6 +91,8 @@ class Registry:
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.token_server: TokenServer | None = None
+        self.tls = tls
+        self.ca_cert: Path | None = None
 
     # -- addresses
 
@@ -90,6 +126,11 @@ class Registry:
                         "delete": {"enabled": True}},
             "http": {"addr": self.host, "secret": "pyrkt-test-secret"},
         }
+        if self.tls:
+            if self.ca_cert is None:
+                self.ca_cert, self._tls_key = make_tls_cert(self.workdir / "tls")
+            cfg["http"]["tls"] = {  # type: ignore[index]
+                "certificate": str(self.ca_cert), "key": str(self._tls_key)}
         if self.auth is Auth.BASIC:
             htpasswd = self.workdir / "htpasswd"
             htpasswd.write_text("".join(
@@ -134,7 +175,10 @@ class Registry:
             if self.proc.poll() is not None:
                 return False
             try:
-                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1).close()
+                scheme = "https" if self.tls else "http"
+                ctx = ssl._create_unverified_context() if self.tls else None
+                urllib.request.urlopen(f"{scheme}://{self.host}/v2/", timeout=1,
+                                       context=ctx).close()
                 return True
             except urllib.error.HTTPError as e:
                 return e.code == 401
@@ -183,7 +227,9 @@ class Registry:
 
     def manifest(self, repo: str, ref: str, accept: str) -> tuple[str, bytes]:
         """(digest, body) of a manifest as the registry serves it (anonymous only)."""
-        req = urllib.request.Request(f"http://{self.host}/v2/{repo}/manifests/{ref}",
+        scheme = "https" if self.tls else "http"
+        req = urllib.request.Request(f"{scheme}://{self.host}/v2/{repo}/manifests/{ref}",
                                      headers={"Accept": accept})
-        with urllib.request.urlopen(req, timeout=10) as r:
+        ctx = ssl._create_unverified_context() if self.tls else None
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
             return r.headers["Docker-Content-Digest"], r.read()

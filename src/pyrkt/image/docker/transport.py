@@ -65,6 +65,10 @@ class RegistrySession:
 
             s = requests.Session()
             s.headers["User-Agent"] = USER_AGENT
+            if not self.verify:
+                import urllib3
+
+                urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
             self._local.session = s
         return s
 
@@ -92,6 +96,17 @@ class RegistrySession:
             url = f"{scheme}://{self.host}/v2/"
             try:
                 resp = self._session().get(url, timeout=TIMEOUT, verify=self.verify)
+            except requests.exceptions.SSLError as e:
+                log.debug(f"{url}: {e}")
+                if scheme != schemes[-1]:
+                    continue
+                if "certificate" in str(e).lower():
+                    raise RegistryError(
+                        f"TLS error talking to registry {self.host}: {e}",
+                        "--insecure-options=tls skips certificate verification") from e
+                raise RegistryError(
+                    f"cannot reach registry {self.host} over https: {e}",
+                    "a plain-http registry needs --insecure-options=http") from e
             except requests.exceptions.RequestException as e:
                 log.debug(f"{url}: {e}")
                 if scheme == schemes[-1]:
