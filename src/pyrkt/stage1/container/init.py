@@ -58,7 +58,7 @@ def app_info_file(pod: Path, app: str) -> Path:
     return contract.app_dir(pod, app) / "pyrkt-app.json"
 
 
-def _write_app_info(pod: Path, app: AppPlan) -> None:
+def write_app_info(pod: Path, app: AppPlan) -> None:
     f = app_info_file(pod, app.name)
     f.parent.mkdir(parents=True, exist_ok=True)
     f.write_text(json.dumps({"env": dict(app.env), "working_dir": app.working_dir,
@@ -106,7 +106,7 @@ def run_init(cfg: InitConfig, parent: int) -> NoReturn:
                 console_tty=cfg.console_tty,
                 protect_paths=cfg.protect_paths,
             )
-            _write_app_info(cfg.pod, app)
+            write_app_info(cfg.pod, app)
     except BaseException as e:
         appexec.child_fail("pod init", e)
 

@@ -16,17 +16,20 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from pyrkt import log
 from pyrkt.errors import RktError
 from pyrkt.linux import mount, netif, ns
 from pyrkt.linux.cgroup import Limits, PodCgroups
-from pyrkt.net.dns import CniDns
 from pyrkt.stage1 import contract
 from pyrkt.stage1.container import etcfiles
 from pyrkt.stage1.container.args import RunArgs
 from pyrkt.stage1.container.init import FORWARDED, InitConfig, exit_code, run_init
 from pyrkt.stage1.plan import PodPlan
+
+if TYPE_CHECKING:
+    from pyrkt.net.dns import CniDns
 
 SPECIAL_NETS = ("host", "none")
 
@@ -39,7 +42,7 @@ class RunOptions:
     netns: Path | None = None
     protect_paths: bool = True
     restrict_caps: bool = True
-    cni_dns: tuple[CniDns, ...] = ()
+    cni_dns: tuple[CniDns, ...] | None = None  # None: no CNI network
     pod_ip: str | None = None
 
 
