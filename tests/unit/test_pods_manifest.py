@@ -1,0 +1,149 @@
+"""The appc pod manifest, run flags and pod folder states (no root needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pyrkt.appc import pod as appc
+from pyrkt.cli import runflags as rf
+from pyrkt.cli.run import build_prepare_options
+from pyrkt.errors import Ambiguous, NotFound, UsageError
+from pyrkt.pod import pods
+
+
+def sample() -> dict[str, object]:
+    return {
+        "acVersion": "0.8.11",
+        "acKind": "PodManifest",
+        "apps": [
+            {
+                "name": "redis",
+                "image": {"name": "example.com/redis", "id": "sha512-abc",
+                          "labels": [{"name": "version", "value": "1"}]},
+                "app": {
+                    "exec": ["/bin/redis-server"],
+                    "user": "0",
+                    "group": "0",
+                    "environment": [{"name": "A", "value": "1"}],
+                    "isolators": [{"name": "resource/memory", "value": {"limit": "42M"}}],
+                    "mountPoints": [{"name": "data", "path": "/data", "readOnly": False}],
+                    "ports": [{"name": "redis", "protocol": "tcp", "port": 6379}],
+                },
+                "readOnlyRootFS": True,
+                "mounts": [{"volume": "data", "path": "/data"}],
+            }
+        ],
+        "volumes": [{"name": "data", "kind": "host", "source": "/srv", "readOnly": True}],
+        "ports": [{"name": "redis", "hostPort": 6379}],
+        "annotations": [{"name": "x", "value": "y"}],
+    }  # fmt: skip
+
+
+def test_pod_manifest_round_trips() -> None:
+    pm = appc.parse_pod_manifest(sample())
+    again = appc.load_pod_manifest(pm.to_json())
+    assert again == pm
+    ra = pm.apps[0]
+    assert ra.read_only_rootfs and ra.app is not None
+    assert ra.app.isolator(appc.ISO_MEMORY) == {"limit": "42M"}
+    assert pm.volumes[0].read_only is True
+    assert pm.ports[0].host_port == 6379
+
+
+def test_unknown_key_is_rejected_with_its_path() -> None:
+    data = sample()
+    data["apps"][0]["app"]["exek"] = ["x"]  # type: ignore[index]
+    with pytest.raises(appc.ManifestError, match=r"apps\[0\]\.app\.exek: unknown key"):
+        appc.parse_pod_manifest(data)
+    data = sample()
+    data["volumes"][0]["sauce"] = "/x"  # type: ignore[index]
+    with pytest.raises(appc.ManifestError, match=r"volumes\[0\]\.sauce"):
+        appc.parse_pod_manifest(data)
+
+
+def test_duplicate_app_names_rejected() -> None:
+    data = sample()
+    data["apps"] = [data["apps"][0], data["apps"][0]]  # type: ignore[index]
+    with pytest.raises(appc.ManifestError, match="duplicate app name"):
+        appc.parse_pod_manifest(data)
+
+
+@pytest.mark.parametrize(
+    ("text", "milli", "value"),
+    [("42M", False, 42_000_000), ("1Gi", False, 2**30), ("512", False, 512),
+     ("500m", True, 500), ("2", True, 2000), ("1.5", True, 1500)],
+)  # fmt: skip
+def test_quantities(text: str, milli: bool, value: int) -> None:
+    assert appc.parse_quantity(text, milli=milli) == value
+
+
+def test_per_app_flag_before_image_is_an_error() -> None:
+    with pytest.raises(UsageError, match="--exec must follow an image"):
+        rf.parse_run_args(["--exec=/bin/sh", "img.aci"])
+
+
+def test_interleaved_app_flags_and_args() -> None:
+    a = rf.parse_run_args([
+        "--net=host", "a.aci", "--name=one", "--memory=42M", "--", "x", "y", "---",
+        "b.aci", "--exec", "/bin/true", "--environment=K=V", "--readonly-rootfs",
+    ])  # fmt: skip
+    assert a.all("--net") == ["host"]
+    one, two = a.apps
+    assert (one.image, one.name, one.memory, one.args) == ("a.aci", "one", "42M", ("x", "y"))
+    assert (two.image, two.exec, two.environment) == ("b.aci", "/bin/true", (("K", "V"),))
+    assert two.readonly_rootfs is True
+
+
+def test_set_env_duplicates_rejected() -> None:
+    with pytest.raises(UsageError, match="more than once"):
+        rf.parse_env_list(["A=1", "A=2"], "--set-env")
+
+
+def test_volume_and_port_flags() -> None:
+    v = rf.parse_volume("data,kind=host,source=/srv,readOnly=true,recursive=false")
+    assert (v.name, v.kind, v.source, v.read_only, v.recursive) == (
+        "data", "host", "/srv", True, False)  # fmt: skip
+    e = rf.parse_volume("scratch,kind=empty,mode=0700,uid=5,gid=6")
+    assert (e.mode, e.uid, e.gid) == ("0700", 5, 6)
+    with pytest.raises(UsageError):
+        rf.parse_volume("x,kind=host,source=relative")
+    p = rf.parse_port("http:127.0.0.1:8080")
+    assert (p.name, p.host_ip, p.host_port) == ("http", "127.0.0.1", 8080)
+    with pytest.raises(UsageError):
+        rf.parse_port("http")
+
+
+def test_pod_manifest_conflicts() -> None:
+    a = rf.parse_run_args(["--pod-manifest=/x.json", "img.aci"])
+    msg = r"conflicting flags set with --pod-manifest \(see --help\)"
+    with pytest.raises(UsageError, match=msg):
+        build_prepare_options(a)
+
+
+def test_pod_states_and_uuid_prefixes(tmp_path: Path) -> None:
+    pod = pods.create(tmp_path)
+    assert pod.folder is pods.Folder.PREPARE
+    assert pods.lookup(tmp_path, pod.uuid[:6]).state() is pods.State.PREPARING
+    pod.move(pods.Folder.PREPARED)
+    pod.move(pods.Folder.RUN)
+    assert pods.lookup(tmp_path, pod.uuid).state() is pods.State.RUNNING
+    pod.close()  # the lock goes with the last fd
+    assert pods.lookup(tmp_path, pod.uuid).state() is pods.State.EXITED
+    with pytest.raises(NotFound, match='no matches found for "zzz"'):
+        pods.lookup(tmp_path, "zzz")
+    for u in ("abcd0000-0000-0000-0000-000000000001", "abcd0000-0000-0000-0000-000000000002"):
+        (pods.pods_root(tmp_path) / "prepared" / u).mkdir()
+    with pytest.raises(Ambiguous, match="ambiguous uuid"):
+        pods.lookup(tmp_path, "abcd")
+    assert pods.lookup(tmp_path, "abcd0000-0000-0000-0000-000000000002").state() is (
+        pods.State.PREPARED
+    )
+
+
+def test_manifest_written_is_json_with_kind(tmp_path: Path) -> None:
+    pm = appc.parse_pod_manifest(sample())
+    data = json.loads(pm.to_json())
+    assert data["acKind"] == "PodManifest" and data["acVersion"] == "0.8.11"
