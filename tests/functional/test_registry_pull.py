@@ -56,13 +56,16 @@ def _auth_d(dir_: Path, registry: str, user: str, password: str) -> Path:
 
 @pytest.fixture(scope="module")
 def extra_images(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    """multiarch:latest (amd64 + arm64 index) and mixed:latest (gzip, zstd, plain layers)."""
+    """multiarch:latest (amd64 + arm64 OCI index), dockerlist:latest (the same as a Docker
+    manifest list of schema 2 manifests), mixed:latest (gzip, zstd, plain layers)."""
     base = tmp_path_factory.mktemp("extra-images")
     root = busybox_rootfs(base / "root")
     layout = base / "oci"
     oci_layout(layout, [root], BUSYBOX_CONFIG, "multi",
                platforms=["linux/arm64", "linux/amd64"])
     registry.push(layout, "multi", "multiarch", all_platforms=True, dest_tag="latest")
+    registry.push(layout, "multi", "dockerlist", all_platforms=True, dest_tag="latest",
+                  manifest_format="v2s2")
     oci_layout(layout, [root, {"etc/motd": b"zstd layer\n", "bin/.wh.ls": b""},
                         {"etc/plain": b"plain layer\n"}], BUSYBOX_CONFIG, "mixed",
                compression=["gzip", "zstd", "none"])
@@ -171,6 +174,14 @@ def test_multi_arch_index_resolves_to_amd64(extra_images: Registry, tmp_path: Pa
     with pytest.raises(NotFound, match="no image for linux/s390x"):
         pull(extra_images.ref("multiarch"), tmp_path / "s390x",
              options=PullOptions(insecure_http=True, arch="s390x"))
+
+
+def test_docker_manifest_list_and_schema2(extra_images: Registry, tmp_path: Path) -> None:
+    img, paths = _pull_all(extra_images.ref("dockerlist"), tmp_path)
+    assert img.manifest_media_type == "application/vnd.docker.distribution.manifest.v2+json"
+    assert [d.media_type for d in img.layer_descriptors] == [
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"] * 2
+    assert _tar_file(paths[-1], "etc/platform") == b"linux/amd64\n"
 
 
 def test_gzip_zstd_and_plain_layers(extra_images: Registry, tmp_path: Path) -> None:

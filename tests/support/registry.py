@@ -207,10 +207,14 @@ class Registry:
     # -- filling
 
     def push(self, layout: Path, tag: str, repo: str, *, all_platforms: bool = False,
-             dest_tag: str | None = None) -> str:
-        """skopeo copy oci:LAYOUT:TAG docker://HOST/REPO:DEST_TAG; returns the ref."""
-        argv = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
-                "--preserve-digests"]
+             dest_tag: str | None = None, manifest_format: str | None = None) -> str:
+        """skopeo copy oci:LAYOUT:TAG docker://HOST/REPO:DEST_TAG; returns the ref.
+
+        Manifests and layers go as they are in the layout (digests preserved), unless
+        manifest_format ("v2s2": Docker schema 2) asks skopeo to convert them.
+        """
+        argv = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false"]
+        argv += [f"--format={manifest_format}"] if manifest_format else ["--preserve-digests"]
         if all_platforms:
             argv.append("--all")
         if self.auth is not Auth.ANONYMOUS:
