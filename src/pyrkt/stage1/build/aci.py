@@ -16,7 +16,6 @@ from __future__ import annotations
 import enum
 import fcntl
 import hashlib
-import importlib
 import json
 import os
 import platform
@@ -27,7 +26,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pyrkt import APPC_SPEC_VERSION, __version__
-from pyrkt.errors import RktError
 from pyrkt.options import GlobalOptions
 from pyrkt.stage1 import contract
 
@@ -78,6 +76,12 @@ def go_arch() -> str:
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
 
 
+def image_version(hypervisor: Hypervisor | None = None) -> str:
+    """The version label: the kvm images of each hypervisor share a name, so the version
+    tells them apart (`--stage1-name=coreos.com/rkt/stage1-kvm:0.1.0-qemu`)."""
+    return __version__ if hypervisor is None else f"{__version__}-{hypervisor.value}"
+
+
 def stage1_manifest(flavor: Flavor, hypervisor: Hypervisor | None = None) -> dict[str, object]:
     annotations = [{"name": ann, "value": f"/{verb}"} for verb, ann in ENTRYPOINTS.items()]
     annotations.append(
@@ -91,7 +95,7 @@ def stage1_manifest(flavor: Flavor, hypervisor: Hypervisor | None = None) -> dic
         "acVersion": APPC_SPEC_VERSION,
         "name": image_name(flavor),
         "labels": [
-            {"name": "version", "value": __version__},
+            {"name": "version", "value": image_version(hypervisor)},
             {"name": "os", "value": "linux"},
             {"name": "arch", "value": go_arch()},
         ],
@@ -119,18 +123,14 @@ def write_rootfs(rootfs: Path, flavor: Flavor) -> None:
 
 
 def default_populate(flavor: Flavor, hypervisor: Hypervisor | None) -> Populate | None:
-    """The flavor's asset writer (the kvm flavor's kernel + initramfs), if any."""
+    """The flavor's asset writer: for kvm, the kernel (tailored when this machine has
+    built it, else the distro kernel) and initramfs, with the host's hypervisor."""
     if flavor is not Flavor.KVM:
         return None
-    try:
-        assets = importlib.import_module("pyrkt.stage1.kvm.assets")
-    except ImportError as e:
-        raise RktError("the kvm stage1 assets are not available in this build") from e
+    from pyrkt.stage1.build import builder, kernel
 
-    def populate(rootfs: Path) -> None:
-        assets.populate_stage1_rootfs(rootfs)
-
-    return populate
+    guest = kernel.cached_tailored_kernel() or kernel.distro_kernel()
+    return builder.kvm_populate(guest, hypervisor or Hypervisor.QEMU, bundle_qemu=False)
 
 
 def build_stage1_aci(
@@ -170,9 +170,13 @@ def _code_hash(flavor: Flavor) -> str:
     """A digest of the code that goes into a flavor's image: a change rebuilds it."""
     here = Path(__file__).resolve().parent
     roots = [here]
+    h = hashlib.sha256(__version__.encode())
     if flavor is Flavor.KVM:
         roots.append(here.parent / "kvm")
-    h = hashlib.sha256(__version__.encode())
+        from pyrkt.stage1.build import kernel
+
+        tailored = kernel.cached_tailored_kernel()  # its arrival rebuilds the image
+        h.update(str(tailored.image if tailored else "distro").encode())
     for root in roots:
         for p in sorted(root.rglob("*")):
             if p.is_file() and "__pycache__" not in p.parts:
