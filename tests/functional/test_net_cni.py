@@ -24,6 +24,7 @@ import pytest
 from pyrkt.errors import RktError
 from pyrkt.net import (
     PodNetwork,
+    check_pod_network,
     netns_exec_argv,
     setup_pod_network,
     teardown_pod_network,
@@ -164,6 +165,15 @@ def test_host_reaches_server_in_pod(pods: Pods, net: str, prefix: str) -> None:
     assert info[0]["ifName"] == "eth0" and info[0]["mask"]
     masq = sh("iptables-save -t nat")
     assert (pods.uuids[0] in masq) == (net == "default")  # only `default` masquerades
+
+
+def test_cni_check_notices_a_broken_attachment(pods: Pods) -> None:
+    pn = pods.new("default")
+    check_pod_network(pods.dirs[0])
+    assert pn.netns is not None
+    in_ns(pn.netns, ["ip", "addr", "flush", "dev", "eth0"])
+    with pytest.raises(RktError, match="network 'default': plugin ptp CHECK failed"):
+        check_pod_network(pods.dirs[0])
 
 
 def test_two_pods_on_one_network_reach_each_other(pods: Pods) -> None:

@@ -17,6 +17,7 @@ Public API (import from `pyrkt.net`):
 - `teardown_pod_network(pod_dir)`: CNI DEL per network (reverse order; leases,
   veths, iptables rules), taps, the namespace. Idempotent, works after SIGKILL; `gc`,
   `stop` and the flavors' exit path call it.
+- `check_pod_network(pod_dir)`: CNI CHECK of every network (raises CniError).
 - `netns_exec_argv(path)` (argv prefix: `nsenter --net=PATH --`), `preexec_setns(path)`
   (a Popen `preexec_fn`), `in_netns(path)` (context manager, current thread).
 - `render_resolv_conf(dns, cni_dns) -> str | None`, `render_hosts(hostname, dns,
@@ -30,6 +31,7 @@ mount must be visible to `gc`).
 from pyrkt.net.api import (
     PodInterface,
     PodNetwork,
+    check_pod_network,
     pod_netns,
     setup_pod_network,
     teardown_pod_network,
@@ -46,6 +48,7 @@ __all__ = [
     "PodInterface",
     "PodNetwork",
     "Route",
+    "check_pod_network",
     "guest_network_script",
     "in_netns",
     "netns_exec_argv",

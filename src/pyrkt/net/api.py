@@ -12,7 +12,7 @@ from typing import Any
 
 from pyrkt import log
 from pyrkt.errors import RktError
-from pyrkt.net import cni, netinfo
+from pyrkt.net import cni, iptables, netinfo
 from pyrkt.net.config import NetworkConfig, cni_path, parse_config, select_networks
 from pyrkt.net.dns import CniDns
 from pyrkt.net.netlist import parse_net_list
@@ -216,8 +216,22 @@ def teardown_pod_network(pod_dir: Path) -> None:
             conf.unlink()
     if ns is not None:
         delete_netns(ns)
+    for cid in {i.containerID for i in infos if i.containerID}:
+        iptables.sweep(cid)
     if not failed:
         with contextlib.suppress(FileNotFoundError):
             (pod_dir / NETNS_FILE).unlink()
         with contextlib.suppress(OSError):
             (pod_dir / NET_DIR).rmdir()
+
+
+def check_pod_network(pod_dir: Path) -> None:
+    """CNI CHECK every network of a running pod; CniError names the broken one."""
+    for info in netinfo.load(pod_dir):
+        conf = Path(info.netConf)
+        if not conf.exists():
+            raise RktError(f"network {info.netName!r} of this pod was torn down")
+        cfg = parse_config(json.loads(conf.read_text()), str(conf))
+        path = [Path(p) for p in info.pluginPath.split(":") if p] or cni_path()
+        att = cni.Attachment(info.containerID or pod_dir.name, info.netns, info.ifName, info.args)
+        cni.check(cfg, att, info.runtimeConfig, info.result or {}, path)
