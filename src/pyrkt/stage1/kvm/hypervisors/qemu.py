@@ -97,7 +97,7 @@ class Qemu:
         return ["-chardev", "null,id=con", "-serial", "chardev:con"]
 
     def _serial_ports(self, plan: VmPlan) -> list[str]:
-        a = ["-device", "virtio-serial-pci,id=vser,max_ports=8"]
+        a = ["-device", "virtio-serial-pci,id=vser,max_ports=8,ioeventfd=off"]
         ports: list[tuple[int, str, str]] = []
         if plan.app_stdout is not None:
             ports.append((PORT_STDOUT, "out", f"file,id=out,path={plan.app_stdout},append=on"))

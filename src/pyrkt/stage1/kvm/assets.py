@@ -1,0 +1,68 @@
+"""The kvm flavor's assets in a stage1 rootfs: `/kvm/vmlinuz`, `/kvm/initrd.img`.
+
+STAGE1-BUILD calls `populate_stage1_rootfs` when it makes the stage1-kvm ACI; at run
+time the runner reads them from `contract.stage1_rootfs(pod)/kvm/`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from pyrkt.errors import RktError
+from pyrkt.stage1.kvm.guest import initramfs
+
+ASSET_DIR = "kvm"
+KERNEL = "vmlinuz"
+INITRD = "initrd.img"
+KVER = "kernel-release"
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pyrkt" / "kvm"
+
+
+def kernel_release(kernel: Path) -> str:
+    """The release string inside a bzImage ("6.1.0-57-amd64"), from its setup header."""
+    with kernel.open("rb") as f:
+        head = f.read(0x4000)
+        if head[0x202:0x206] != b"HdrS":
+            raise RktError(f"{kernel} is not a bzImage kernel")
+        off = int.from_bytes(head[0x20E:0x210], "little") + 0x200
+        f.seek(off)
+        raw = f.read(256)
+    return raw.split(b"\0", 1)[0].split(b" ", 1)[0].decode(errors="replace")
+
+
+def default_kernel() -> Path:
+    """The newest /boot/vmlinuz-* that has modules installed (the distro kernel)."""
+    found = sorted(Path("/boot").glob("vmlinuz-*"), reverse=True)
+    for k in found:
+        if (Path("/lib/modules") / k.name.removeprefix("vmlinuz-") / "modules.dep").exists():
+            return k
+    raise RktError("no guest kernel found in /boot", "install linux-image-amd64")
+
+
+def populate_stage1_rootfs(rootfs: Path, *, kernel: Path | None = None) -> None:
+    """Write the guest kernel and initramfs into a stage1 rootfs (under /kvm/)."""
+    kernel = kernel or default_kernel()
+    if not os.access(kernel, os.R_OK):
+        raise RktError(f"cannot read guest kernel {kernel}")
+    kver = kernel_release(kernel)
+    d = rootfs / ASSET_DIR
+    d.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(kernel, d / KERNEL)
+    initramfs.copy_cached(cache_dir(), d / INITRD, kver=kver)
+    (d / KVER).write_text(kver + "\n")
+
+
+def asset_paths(stage1_rootfs: Path) -> tuple[Path, Path]:
+    """(kernel, initrd) of a stage1 rootfs, checked to exist."""
+    d = stage1_rootfs / ASSET_DIR
+    kernel, initrd = d / KERNEL, d / INITRD
+    for p in (kernel, initrd):
+        if not p.exists():
+            raise RktError(f"stage1 image lacks {p.name}", "is this a kvm stage1?")
+    return kernel, initrd

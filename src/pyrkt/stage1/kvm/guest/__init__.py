@@ -1,0 +1,1 @@
+"""Guest side of the kvm flavor: the initramfs (busybox, init, rkt-exec) and pod script."""

@@ -1,0 +1,62 @@
+#!/bin/sh
+# pyrkt kvm guest init (busybox sh, PID 1 in the initramfs).
+# Mounts the pod's stage1 rootfs shared by the host (9p tag rkt.stage1) at /stage1 and
+# sources the pod script the host wrote there (/stage1/rkt/kvm/pod.sh), which starts
+# the apps, records their exit codes and returns; then the VM powers off.
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+case " $(cat /proc/cmdline) " in
+*" rkt.probe=1 "*) poweroff -f ;;
+esac
+rkt_say() { echo "rkt-init: $*" >/dev/console; }
+rkt_halt() { sync; poweroff -f; reboot -f; }
+while read -r m; do
+	insmod "/lib/modules/$m" 2>/dev/null || rkt_say "cannot load $m"
+done </etc/rkt-modules
+mkdir -p /dev/pts /dev/shm /tmp /run
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+# /dev/rkt.<name> for each virtio-serial port the host named rkt.<name>.
+for p in /sys/class/virtio-ports/*; do
+	[ -e "$p/name" ] || continue
+	n=$(cat "$p/name")
+	[ -n "$n" ] && ln -sf "/dev/${p##*/}" "/dev/$n"
+done
+if ! mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,access=any rkt.stage1 /stage1; then
+	rkt_say "cannot mount the pod share"
+	rkt_halt
+fi
+# The enter/stop agent: one request line at a time on the rkt.agent port.
+#   enter ID -> runs /stage1/rkt/kvm/enter/ID/cmd.sh, replies "done ID RC"
+#   stop     -> replies "ok", sends SIGTERM to the apps (SIGKILL after the grace time)
+rkt_agent() {
+	exec 3<>/dev/rkt.agent || return
+	while :; do
+		if ! read -r rkt_cmd rkt_arg <&3; then
+			sleep 0.3
+			continue
+		fi
+		case $rkt_cmd in
+		enter)
+			d=/stage1/rkt/kvm/enter/$rkt_arg
+			sh "$d/cmd.sh" <"$d/stdin" >"$d/stdout" 2>"$d/stderr"
+			echo "done $rkt_arg $?" >&3
+			;;
+		stop)
+			echo "ok" >&3
+			kill -TERM $rkt_pids 2>/dev/null
+			(sleep "${rkt_stop_grace:-10}"; kill -KILL $rkt_pids 2>/dev/null) &
+			;;
+		ping) echo "pong" >&3 ;;
+		*) echo "error unknown request" >&3 ;;
+		esac
+	done
+}
+if [ -r /stage1/rkt/kvm/pod.sh ]; then
+	. /stage1/rkt/kvm/pod.sh
+else
+	rkt_say "no pod script"
+fi
+rkt_halt

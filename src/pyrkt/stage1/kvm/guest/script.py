@@ -1,0 +1,150 @@
+"""The pod script: a busybox `sh` program the host writes for the guest init.
+
+Every decision is made here, on the host, from the `PodPlan`; the guest only executes.
+The init sources the script with /stage1 = the pod's stage1 rootfs (9p tag rkt.stage1),
+/dev/rkt.{out,err,agent} = the virtio-serial ports and `rkt_agent` defined.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+
+from pyrkt.stage1.plan import AppPlan, MountPlan, PodPlan
+
+GUEST_STAGE1 = "/stage1"
+CGROUP_ROOT = "/sys/fs/cgroup/rkt"
+CPU_PERIOD_US = 100000
+
+# Linux capability numbers (include/uapi/linux/capability.h).
+_CAP_NAMES = (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE",
+    "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME",
+    "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ",
+    "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+)
+CAPS: dict[str, int] = {name: i for i, name in enumerate(_CAP_NAMES)}
+
+
+def q(s: str) -> str:
+    return shlex.quote(s)
+
+
+def volume_tag(index: int) -> str:
+    return f"rkt.v{index}"
+
+
+def guest_rootfs(app: AppPlan) -> str:
+    return f"{GUEST_STAGE1}/opt/stage2/{app.name}/rootfs"
+
+
+def cap_arg(caps: Sequence[str]) -> str:
+    """rkt-exec's CAPS argument: "all" (leave alone) when the plan names none."""
+    if not caps:
+        return "all"
+    nums = []
+    for c in caps:
+        key = c.upper().removeprefix("CAP_")
+        if key in CAPS:
+            nums.append(str(CAPS[key]))
+    return ",".join(sorted(set(nums), key=int)) or "-"
+
+
+def exec_line(app: AppPlan, argv: Sequence[str] | None = None) -> str:
+    """`env -i ... rkt-exec ...` running argv (default: the app's) as the app would run."""
+    env = " ".join(q(f"{k}={v}") for k, v in app.env)
+    groups = ",".join(str(g) for g in app.supplementary_gids) or "-"
+    cg = f"{CGROUP_ROOT}/{app.name}"
+    args = " ".join(q(a) for a in (argv if argv is not None else app.argv))
+    return (
+        f"env -i {env} /bin/rkt-exec {q(guest_rootfs(app))} {q(app.working_dir or '/')} "
+        f"{app.uid} {app.gid} {groups} {cap_arg(app.capabilities)} "
+        f"{1 if app.no_new_privs else 0} {q(cg)} -- {args}"
+    )
+
+
+def _mount_lines(app: AppPlan, tags: dict[MountPlan, str]) -> list[str]:
+    r = q(guest_rootfs(app))
+    lines: list[str] = []
+    if app.readonly_rootfs:
+        lines += [f"mount --bind {r} {r}", f"mount -o remount,bind,ro {r} {r}"]
+    for d in ("proc", "sys", "dev"):
+        lines.append(f"mkdir -p {r}/{d} 2>/dev/null")
+    lines += [
+        f"mount -t proc proc {r}/proc",
+        f"mount -t sysfs -o ro sysfs {r}/sys",
+        f"mount --rbind /dev {r}/dev",
+    ]
+    for m in app.mounts:
+        t = q(guest_rootfs(app) + m.target)
+        ro = ",ro" if m.read_only else ""
+        lines += [
+            f"[ -e {t} ] || mkdir -p {t}",
+            f"mount -t 9p -o trans=virtio,version=9p2000.L,access=any{ro} {tags[m]} {t}",
+        ]
+    return lines
+
+
+def _cgroup_lines(app: AppPlan) -> list[str]:
+    cg = q(f"{CGROUP_ROOT}/{app.name}")
+    lines = [f"mkdir -p {cg}"]
+    if app.memory_limit is not None:
+        lines.append(f"echo {app.memory_limit} > {cg}/memory.max")
+    if app.cpu_limit_milli is not None:
+        quota = max(1000, app.cpu_limit_milli * CPU_PERIOD_US // 1000)
+        lines.append(f"echo {quota} {CPU_PERIOD_US} > {cg}/cpu.max")
+    if app.cpu_shares is not None:
+        weight = max(1, min(10000, 1 + ((app.cpu_shares - 2) * 9999) // 262142))
+        lines.append(f"echo {weight} > {cg}/cpu.weight")
+    return lines
+
+
+def mount_tags(plan: PodPlan) -> dict[MountPlan, str]:
+    """One 9p tag per distinct volume mount (by plan order)."""
+    tags: dict[MountPlan, str] = {}
+    for app in plan.apps:
+        for m in app.mounts:
+            if m not in tags:
+                tags[m] = volume_tag(len(tags))
+    return tags
+
+
+def pod_script(plan: PodPlan, *, stop_grace_s: int = 10) -> str:
+    tags = mount_tags(plan)
+    out = [
+        f"# pod {plan.uuid}: written by pyrkt's kvm stage1 on the host",
+        f"hostname {q(plan.hostname)}",
+        f"rkt_stop_grace={stop_grace_s}",
+        "mkdir -p /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup",
+        "echo '+memory +cpu' > /sys/fs/cgroup/cgroup.subtree_control",
+        f"mkdir -p {CGROUP_ROOT}",
+        f"echo '+memory +cpu' > {CGROUP_ROOT}/cgroup.subtree_control",
+        f"mkdir -p {GUEST_STAGE1}/rkt/status",
+        "rkt_pids=",
+    ]
+    if not plan.interactive:
+        # A virtio port opens once: the init holds it and every app inherits it.
+        out.append("exec 4>/dev/rkt.out 5>/dev/rkt.err")
+    for i, app in enumerate(plan.apps):
+        out.append(f"# app {app.name}")
+        out += _mount_lines(app, tags)
+        out += _cgroup_lines(app)
+        if plan.interactive:
+            stdio = "</dev/ttyS0 >/dev/ttyS0 2>&1"
+            out.append(f"setsid -c {exec_line(app)} {stdio} &")
+        else:
+            out.append(f"{exec_line(app)} </dev/null >&4 2>&5 4>&- 5>&- &")
+        out.append(f'rkt_pid_{i}=$!; rkt_pids="$rkt_pids $!"')
+    out += [
+        "rkt_agent &",
+        "rkt_agent_pid=$!",
+        f": > {GUEST_STAGE1}/rkt/kvm/started",
+    ]
+    for i, app in enumerate(plan.apps):
+        st = q(f"{GUEST_STAGE1}/rkt/status/{app.name}")
+        out.append(f"wait $rkt_pid_{i}; echo $? > {st}")
+    out += ["kill $rkt_agent_pid 2>/dev/null", "sync", ""]
+    return "\n".join(out)

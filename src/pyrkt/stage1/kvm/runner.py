@@ -1,0 +1,193 @@
+"""`run` for the kvm flavor: PodPlan -> pod script + VmPlan -> QEMU, wait, exit codes.
+
+The runner stays the parent of the hypervisor (POD/pid is the hypervisor's pid), waits
+for it, then reads the exit codes the guest wrote on the share and returns the first
+failing app's code (in pod order).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from pyrkt import log
+from pyrkt.errors import RktError, describe_status
+from pyrkt.stage1 import contract
+from pyrkt.stage1.kvm import accel, assets, hypervisors
+from pyrkt.stage1.kvm.guest import script
+from pyrkt.stage1.kvm.sizing import vm_size
+from pyrkt.stage1.kvm.vm import SHARE_STAGE1, Accel, ConsoleMode, Machine, Share, Tap, VmPlan
+from pyrkt.stage1.plan import PodPlan
+
+ENV_EXTRA_KERNEL_PARAMS = "RKT_HYPERVISOR_EXTRA_KERNEL_PARAMS"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    debug: bool = False
+    accel: Accel | None = None  # None: probe (cached)
+    hypervisor: str = "qemu"
+    machine: Machine = Machine.PC
+    taps: tuple[Tap, ...] = ()
+    netns: Path | None = None  # run the hypervisor inside this netns (NET)
+    guest_net_script: str = ""  # sh run in the guest before the apps (NET)
+
+
+def kvm_dir(pod: Path) -> Path:
+    """Host-side runtime files of the VM (sockets, serial log)."""
+    return pod / "kvm"
+
+
+def guest_dir(pod: Path) -> Path:
+    """Files on the share for the guest (pod script, enter requests, app exec lines)."""
+    return contract.stage1_rootfs(pod) / "rkt" / "kvm"
+
+
+def serial_log(pod: Path) -> Path:
+    return kvm_dir(pod) / "serial.log"
+
+
+def agent_socket_rel() -> Path:
+    """Relative to the pod folder (QEMU's cwd): keeps under the unix socket path limit."""
+    return Path("kvm") / "agent.sock"
+
+
+def cache_dir_for(pod: Path) -> Path:
+    """DIR/cache for a pod at DIR/pods/<state>/<uuid>, else the user cache."""
+    if pod.parent.parent.name == "pods":
+        return pod.parent.parent.parent / "cache"
+    return assets.cache_dir()
+
+
+def host_cpus() -> int:
+    return len(os.sched_getaffinity(0)) or os.cpu_count() or 1
+
+
+def kernel_cmdline(debug: bool, interactive: bool) -> tuple[str, ...]:
+    args = ["console=ttyS0", "panic=-1", "no_timer_check", "tsc=reliable", "noreplace-smp"]
+    if not debug or interactive:
+        args.append("quiet")
+    args += shlex.split(os.environ.get(ENV_EXTRA_KERNEL_PARAMS, ""))
+    return tuple(args)
+
+
+def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions) -> None:
+    g = guest_dir(pod)
+    (g / "apps").mkdir(parents=True, exist_ok=True)
+    (g / "enter").mkdir(exist_ok=True)
+    (g / "started").unlink(missing_ok=True)
+    status = contract.status_dir(pod)
+    status.mkdir(parents=True, exist_ok=True)
+    for f in status.iterdir():
+        f.unlink()
+    text = script.pod_script(plan)
+    if opts.guest_net_script:
+        text = opts.guest_net_script + "\n" + text
+    (g / "pod.sh").write_text(text)
+    for app in plan.apps:
+        # `enter` appends the command to this prefix (rkt-exec ... --).
+        (g / "apps" / app.name).write_text(script.exec_line(app, argv=()) + "\n")
+
+
+def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions) -> tuple[VmPlan, str]:
+    """The VM for this pod, and the accelerator decision's reason."""
+    kernel, initrd = assets.asset_paths(contract.stage1_rootfs(pod))
+    size = vm_size(plan.apps, host_cpus())
+    decision = accel.decide(kernel, initrd, cache_dir_for(pod), opts.accel)
+    shares = [Share(SHARE_STAGE1, contract.stage1_rootfs(pod))]
+    for m, tag in script.mount_tags(plan).items():
+        if not m.source.is_dir():
+            raise RktError(
+                f"volume {m.volume!r}: {m.source} is not a folder",
+                "the kvm flavor shares folders with the VM, not single files",
+            )
+        shares.append(Share(tag, m.source, read_only=m.read_only))
+    interactive = plan.interactive
+    vp = VmPlan(
+        kernel=kernel,
+        initrd=initrd,
+        cmdline=kernel_cmdline(opts.debug, interactive),
+        vcpus=size.vcpus,
+        memory_mib=size.memory_mib,
+        accel=decision.accel,
+        machine=opts.machine,
+        shares=tuple(shares),
+        taps=opts.taps,
+        console=ConsoleMode.INTERACTIVE if interactive else ConsoleMode.STREAMS,
+        serial_log=Path("kvm") / "serial.log",
+        serial_to_stderr=opts.debug and not interactive,
+        app_stdout=None if interactive else Path("/proc/self/fd/1"),
+        app_stderr=None if interactive else Path("/proc/self/fd/2"),
+        agent_socket=agent_socket_rel(),
+    )
+    return vp, decision.reason
+
+
+def _first_failure(plan: PodPlan, codes: dict[str, int]) -> int:
+    for app in plan.apps:
+        c = codes.get(app.name, 0)
+        if c != 0:
+            return c
+    return 0
+
+
+def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
+    """Boot the pod's VM, run its apps, return the first failing app's exit code."""
+    pod = pod.resolve()
+    kvm_dir(pod).mkdir(exist_ok=True)
+    serial_log(pod).unlink(missing_ok=True)
+    write_guest_files(pod, plan, opts)
+    vp, reason = vm_plan(pod, plan, opts)
+    if vp.accel is Accel.TCG and not reason.startswith("forced"):
+        log.info("kvm: KVM cannot boot a guest here, using TCG (software emulation)")
+    log.debug(f"kvm: accelerator {vp.accel}: {reason}")
+    log.debug(f"kvm: VM size {vp.vcpus} vCPU(s), {vp.memory_mib} MiB")
+    hv = hypervisors.get(opts.hypervisor)
+    argv = hv.argv(vp)
+    if opts.netns is not None:
+        from pyrkt.net.netns import netns_exec_argv
+
+        argv = [*netns_exec_argv(opts.netns), *argv]
+    log.debug("kvm: " + shlex.join(argv))
+    (kvm_dir(pod) / "cmdline").write_text(shlex.join(argv) + "\n")
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C"}
+    try:
+        p = subprocess.Popen(
+            argv,
+            cwd=pod,
+            env=env,
+            stdin=None if plan.interactive else subprocess.DEVNULL,
+            stdout=None,
+            stderr=None,
+        )
+    except FileNotFoundError as e:
+        raise RktError(f"{argv[0]}: command not found", "install qemu-system-x86") from e
+    contract.pid_file(pod).write_text(f"{p.pid}\n")
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        p.send_signal(signal.SIGTERM)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # QEMU gets it too
+    try:
+        rc = p.wait()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        signal.signal(signal.SIGINT, old_int)
+        (pod / agent_socket_rel()).unlink(missing_ok=True)
+    codes = contract.read_exit_codes(pod)
+    missing = [a.name for a in plan.apps if a.name not in codes]
+    log.debug(f"kvm: hypervisor exited with {describe_status(rc)}; app exit codes {codes}")
+    if missing and rc > 0:
+        raise RktError(
+            f"the VM stopped ({describe_status(rc)}) before app(s) {', '.join(missing)} "
+            "finished",
+            f"serial console log: {serial_log(pod)}",
+        )
+    return _first_failure(plan, codes)

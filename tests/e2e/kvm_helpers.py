@@ -1,0 +1,66 @@
+"""Helpers for the kvm stage1 tests: hand-built pod folders booted with the real runner.
+
+`make_pod` builds `POD/stage1/rootfs` with the kvm assets (kernel + initramfs, cached
+once per session) and a busybox rootfs per app, as stage0 would leave them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid as uuidlib
+from dataclasses import replace
+from pathlib import Path
+
+from pyrkt.stage1 import contract
+from pyrkt.stage1.kvm import assets
+from pyrkt.stage1.kvm.runner import kvm_dir
+from pyrkt.stage1.plan import AppPlan, PodPlan
+
+BUSYBOX = Path("/bin/busybox")
+
+
+def busybox_rootfs(root: Path) -> None:
+    (root / "bin").mkdir(parents=True, exist_ok=True)
+    (root / "etc").mkdir(exist_ok=True)
+    (root / "tmp").mkdir(exist_ok=True)
+    shutil.copy(BUSYBOX, root / "bin" / "busybox")
+    for applet in ("sh", "echo", "cat", "true", "false", "sleep", "hostname", "nproc", "id",
+                   "touch", "env", "grep", "ls", "mkdir", "rm"):
+        (root / "bin" / applet).symlink_to("busybox")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\n")
+
+
+def app(name: str, *argv: str, **kw: object) -> AppPlan:
+    base = AppPlan(name=name, rootfs=Path("/"), argv=tuple(argv),
+                   env=(("PATH", "/bin"), ("AC_APP_NAME", name)))
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def make_pod(
+    base: Path, assets_dir: Path, apps: list[AppPlan], **kw: object
+) -> tuple[Path, PodPlan]:
+    """A pod folder at base/pods/run/<uuid> with kvm assets copied from assets_dir."""
+    uuid = str(uuidlib.uuid4())
+    pod = base / "pods" / "run" / uuid
+    s1 = contract.stage1_rootfs(pod)
+    (s1 / assets.ASSET_DIR).mkdir(parents=True)
+    for f in (assets.KERNEL, assets.INITRD):
+        shutil.copy(assets_dir / assets.ASSET_DIR / f, s1 / assets.ASSET_DIR / f)
+    planned = []
+    for a in apps:
+        root = contract.app_rootfs(pod, a.name)
+        busybox_rootfs(root)
+        planned.append(replace(a, rootfs=root))
+    plan = PodPlan(uuid=uuid, hostname=f"rkt-{uuid}", apps=tuple(planned), net="none")
+    plan = replace(plan, **kw)  # type: ignore[arg-type]
+    return pod, plan
+
+
+def diagnostics(pod: Path) -> str:
+    """The hypervisor command line and serial log, for a failing test's output."""
+    out = []
+    for name in ("cmdline", "serial.log"):
+        p = kvm_dir(pod) / name
+        out.append(f"--- {p}:\n" + (p.read_text(errors="replace") if p.exists() else "(none)"))
+    return "\n".join(out)
