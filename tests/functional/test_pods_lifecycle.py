@@ -1,0 +1,293 @@
+"""The pod lifecycle through the `rkt` command: run, status, list, prepare, stop, rm, gc.
+
+Most tests use a tiny stage1 built here (its `run` runs each app of the planner's plan
+with chroot and writes the exit codes), so that they test stage0 alone; one test runs
+the real default (coreos) stage1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+STAGE1_RUN = r"""#!/bin/sh
+echo "$@" > stage1-args
+echo $$ > pid
+exec "$PYRKT_PYTHON" -c '
+import os, signal, subprocess, sys
+from pyrkt.stage1.planner import build_plan
+try:
+    os.setpgid(0, 0)
+except OSError:
+    pass  # already a session leader
+signal.signal(signal.SIGTERM, lambda *a: os.killpg(0, signal.SIGKILL))
+plan = build_plan(os.getcwd())
+first = 0
+os.makedirs("stage1/rootfs/rkt/status", exist_ok=True)
+for app in plan.apps:
+    cp = subprocess.run(["chroot", str(app.rootfs), *app.argv], env=dict(app.env))
+    open("stage1/rootfs/rkt/status/" + app.name, "w").write(str(cp.returncode))
+    first = first or cp.returncode
+sys.exit(first)
+'
+"""
+STAGE1_STOP = '#!/bin/sh\nkill -TERM "$(cat pid)"\n'
+STAGE1_GC = '#!/bin/sh\necho "$@" > "$(dirname "$0")/../gc-called-$1" 2>/dev/null; exit 0\n'
+
+
+def _manifest(name: str, extra: dict[str, object]) -> str:
+    return json.dumps({
+        "acKind": "ImageManifest", "acVersion": "0.8.11", "name": name,
+        "labels": [{"name": "version", "value": "1.0"}, {"name": "os", "value": "linux"},
+                   {"name": "arch", "value": "amd64"}],
+        **extra,
+    })  # fmt: skip
+
+
+def _aci(src: Path, out: Path) -> Path:
+    subprocess.run(["tar", "-C", str(src), "-cf", str(out), "manifest", "rootfs"], check=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def acis(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("acis")
+    app = base / "busybox"
+    (app / "rootfs/bin").mkdir(parents=True)
+    (app / "rootfs/etc").mkdir()
+    shutil.copy(shutil.which("busybox") or "/bin/busybox", app / "rootfs/bin/busybox")
+    for applet in ("sh", "env", "sleep", "cat", "true"):
+        (app / "rootfs/bin" / applet).symlink_to("busybox")
+    (app / "rootfs/etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (app / "rootfs/etc/group").write_text("root:x:0:\n")
+    (app / "manifest").write_text(_manifest("example.com/busybox", {"app": {
+        "exec": ["/bin/sh", "-c", "exit 5"], "user": "0", "group": "0",
+        "environment": [{"name": "FROM_IMAGE", "value": "image"}],
+    }}))  # fmt: skip
+    s1 = base / "stage1"
+    (s1 / "rootfs").mkdir(parents=True)
+    for verb, text in (("run", STAGE1_RUN), ("stop", STAGE1_STOP), ("gc", STAGE1_GC),
+                       ("enter", "#!/bin/sh\necho enter \"$@\"\n")):  # fmt: skip
+        (s1 / "rootfs" / verb).write_text(text)
+        (s1 / "rootfs" / verb).chmod(0o755)
+    anns = [{"name": f"coreos.com/rkt/stage1/{v}", "value": f"/{v}"}
+            for v in ("run", "stop", "gc", "enter")]  # fmt: skip
+    anns.append({"name": "coreos.com/rkt/stage1/interface-version", "value": "5"})
+    (s1 / "manifest").write_text(_manifest("example.com/stage1-test", {"annotations": anns}))
+    return {"app": _aci(app, base / "busybox.aci"), "stage1": _aci(s1, base / "stage1.aci")}
+
+
+class Rkt:
+    def __init__(self, d: Path, stage1: Path | None) -> None:
+        self.dir = d
+        self.stage1 = stage1
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "pyrkt", f"--dir={self.dir}", "--insecure-options=image",
+                *args]  # fmt: skip
+
+    def s1(self) -> list[str]:
+        return [f"--stage1-path={self.stage1}"] if self.stage1 else []
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        cp = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=120)
+        print(f"$ rkt {' '.join(args)}\n-> {cp.returncode}\n{cp.stdout}{cp.stderr}")
+        return cp
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self("run", *self.s1(), *args)
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        p = subprocess.Popen(self.argv("run", *self.s1(), *args), text=True,
+                             start_new_session=True)  # fmt: skip
+        self.procs.append(p)
+        return p
+
+    def status(self, uuid: str) -> dict[str, str]:
+        cp = self("status", uuid)
+        assert cp.returncode == 0, cp.stderr
+        return dict(line.split("=", 1) for line in cp.stdout.splitlines())
+
+    def cleanup(self) -> None:
+        for p in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        subprocess.run(self.argv("gc", "--grace-period=0s"), capture_output=True, check=False)
+
+
+def mounts_under(d: Path) -> list[str]:
+    return [ln for ln in Path("/proc/self/mountinfo").read_text().splitlines()
+            if f" {d}" in ln]  # fmt: skip
+
+
+@pytest.fixture
+def rkt(tmp_path: Path, acis: dict[str, Path]) -> Iterator[Rkt]:
+    r = Rkt(tmp_path / "data", acis["stage1"])
+    yield r
+    r.cleanup()
+    assert mounts_under(tmp_path) == []
+
+
+def only_uuid(r: Rkt) -> str:
+    uuids = [p.name for f in (r.dir / "pods").iterdir() for p in f.iterdir()]
+    assert len(uuids) == 1
+    return uuids[0]
+
+
+def test_app_exit_code_is_rkts_and_status_shows_it(rkt: Rkt, acis: dict[str, Path]) -> None:
+    cp = rkt.run(str(acis["app"]))
+    assert cp.returncode == 5
+    uuid = only_uuid(rkt)
+    st = rkt.status(uuid[:8])
+    assert st["state"] == "exited"
+    assert st["exited"] == "true"
+    assert st["app-busybox"] == "5"
+    assert {"created", "started", "pid"} <= set(st)
+    args = (rkt.dir / "pods/run" / uuid / "stage1-args").read_text().split()
+    assert args[-1] == uuid and f"--hostname=rkt-{uuid}" in args and "--net=default" in args
+
+
+def test_list_columns_one_row_per_app(rkt: Rkt, acis: dict[str, Path]) -> None:
+    app = str(acis["app"])
+    assert rkt.run(app, "--name=one", "--exec=/bin/true", app, "--name=two",
+                   "--exec=/bin/true").returncode == 0  # fmt: skip
+    uuid = only_uuid(rkt)
+    lines = rkt("list").stdout.splitlines()
+    header = [c for c in lines[0].split("\t") if c]
+    assert header == ["UUID", "APP", "IMAGE NAME", "STATE", "CREATED", "STARTED", "NETWORKS"]
+    rows = [[c for c in ln.split("\t") if c] for ln in lines[1:]]
+    assert [r[:4] for r in rows] == [
+        [uuid[:8], "one", "example.com/busybox:1.0", "exited"],
+        [uuid[:8], "two", "example.com/busybox:1.0", "exited"],
+    ]
+    assert rkt("list", "--no-legend", "--full").stdout.split("\t")[0] == uuid
+    data = json.loads(rkt("list", "--format=json").stdout)
+    assert data[0]["name"] == uuid and data[0]["app_names"] == ["one", "two"]
+    assert rkt.status(uuid)["app-two"] == "0"
+
+
+def test_env_flags_reach_the_app(rkt: Rkt, acis: dict[str, Path], tmp_path: Path) -> None:
+    env_file = tmp_path / "env"
+    env_file.write_text("# comment\nFROM_FILE=file\nOVER=file\n")
+    cp = rkt.run(
+        f"--set-env-file={env_file}", "--set-env=OVER=set", "--set-env=SET=set",
+        str(acis["app"]), "--environment=OVER=app", "--exec=/bin/env",
+    )  # fmt: skip
+    assert cp.returncode == 0
+    env = dict(line.split("=", 1) for line in cp.stdout.splitlines() if "=" in line)
+    assert env["FROM_IMAGE"] == "image"
+    assert env["FROM_FILE"] == "file"
+    assert env["OVER"] == "app"
+    assert env["SET"] == "set"
+    assert env["AC_APP_NAME"] == "busybox"
+    dup = rkt.run("--set-env=A=1", "--set-env=A=2", str(acis["app"]))
+    assert dup.returncode == 254 and "more than once" in dup.stderr
+
+
+def test_rm_of_unknown_uuid(rkt: Rkt) -> None:
+    cp = rkt("rm", "deadbeef")
+    assert cp.returncode == 254
+    assert 'no matches found for "deadbeef"' in cp.stderr
+
+
+def test_app_flag_before_image_is_refused(rkt: Rkt, acis: dict[str, Path]) -> None:
+    cp = rkt.run("--exec=/bin/true", str(acis["app"]))
+    assert cp.returncode == 254
+    assert "--exec must follow an image" in cp.stderr
+
+
+def test_prepare_run_prepared_rm(rkt: Rkt, acis: dict[str, Path], tmp_path: Path) -> None:
+    uuid_file = tmp_path / "uuid"
+    cp = rkt("prepare", *rkt.s1(), f"--uuid-file-save={uuid_file}", str(acis["app"]),
+             "--exec=/bin/sh", "--", "-c", "exit 7")  # fmt: skip
+    assert cp.returncode == 0
+    uuid = cp.stdout.strip()
+    assert uuid_file.read_text().strip() == uuid
+    assert rkt.status(uuid)["state"] == "prepared"
+    assert rkt("run-prepared", uuid[:10]).returncode == 7
+    assert rkt.status(uuid)["app-busybox"] == "7"
+    cp = rkt("rm", uuid)
+    assert cp.returncode == 0 and uuid in cp.stdout
+    assert rkt("status", uuid).returncode == 254
+    assert not any((rkt.dir / "pods").glob(f"*/{uuid}"))
+
+
+def _wait_running(rkt: Rkt, uuid_file: Path) -> str:
+    for _ in range(400):
+        if uuid_file.exists() and uuid_file.read_text().strip():
+            break
+        time.sleep(0.05)
+    uuid = uuid_file.read_text().strip()
+    cp = rkt("status", "--wait-ready=20s", uuid)
+    assert cp.returncode == 0
+    return uuid
+
+
+def test_gc_stop_and_sigkill(rkt: Rkt, acis: dict[str, Path], tmp_path: Path) -> None:
+    app = str(acis["app"])
+    assert rkt.run(app, "--exec=/bin/true").returncode == 0
+    exited = only_uuid(rkt)
+    uf1, uf2 = tmp_path / "u1", tmp_path / "u2"
+    p1 = rkt.start(f"--uuid-file-save={uf1}", app, "--exec=/bin/sleep", "--", "60")
+    running = _wait_running(rkt, uf1)
+    assert rkt.status(running)["state"] == "running"
+
+    gc = rkt("gc", "--grace-period=0s")
+    assert gc.returncode == 0 and exited in gc.stdout
+    assert not any((rkt.dir / "pods").glob(f"*/{exited}"))
+    assert rkt.status(running)["state"] == "running"
+
+    # stop goes through the stage1's stop entrypoint
+    cp = rkt("stop", running[:8])
+    assert cp.returncode == 0 and running in cp.stdout
+    p1.wait(timeout=30)
+    assert rkt.status(running)["state"] == "exited"
+
+    # SIGKILL of the stage1: the pod is exited by itself, gc leaves nothing behind
+    p2 = rkt.start(f"--uuid-file-save={uf2}", app, "--exec=/bin/sleep", "--", "60")
+    killed = _wait_running(rkt, uf2)
+    os.kill(int(rkt.status(killed)["pid"]), signal.SIGKILL)
+    p2.wait(timeout=30)
+    assert p2.returncode == -signal.SIGKILL
+    assert rkt.status(killed)["state"] == "exited"
+    os.killpg(p2.pid, signal.SIGKILL)  # the orphaned app
+    assert rkt("gc", "--grace-period=0s").returncode == 0
+    assert rkt("list", "--no-legend").stdout.strip() == ""
+    assert mounts_under(rkt.dir) == []
+
+
+def test_gc_mark_only_and_grace_period(rkt: Rkt, acis: dict[str, Path]) -> None:
+    assert rkt.run(str(acis["app"]), "--exec=/bin/true").returncode == 0
+    uuid = only_uuid(rkt)
+    assert rkt("gc", "--mark-only").returncode == 0
+    assert rkt.status(uuid)["state"] == "exited garbage"
+    assert rkt("gc").returncode == 0  # default grace period: 30 minutes
+    assert rkt.status(uuid)["state"] == "exited garbage"
+    assert rkt("gc", "--grace-period=0s").returncode == 0
+    assert rkt("status", uuid).returncode == 254
+
+
+def test_default_stage1_runs_the_app(tmp_path: Path, acis: dict[str, Path]) -> None:
+    r = Rkt(tmp_path / "data", None)
+    try:
+        cp = r.run("--net=host", str(acis["app"]), "--exec=/bin/sh", "--", "-c", "exit 3")
+        assert cp.returncode == 3
+        uuid = only_uuid(r)
+        assert r.status(uuid)["app-busybox"] == "3"
+        assert mounts_under(tmp_path) == []
+    finally:
+        r.cleanup()
