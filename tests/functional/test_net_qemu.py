@@ -8,6 +8,7 @@ the host fetches it at the address CNI assigned, and through a `--port` forward 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -56,7 +57,11 @@ def module_paths() -> list[str]:
     return out
 
 
-def build_initramfs(root: Path, net_script: str) -> Path:
+HTTPD = "httpd -p 0.0.0.0:80 -h /www"
+
+
+def build_initramfs(root: Path, net_script: str, service: str = HTTPD) -> Path:
+    """A busybox initramfs: load virtio-net, run net_script, start service, say READY."""
     (root / "bin").mkdir(parents=True)
     shutil.copy("/bin/busybox", root / "bin" / "busybox")
     (root / "bin" / "sh").symlink_to("busybox")
@@ -77,7 +82,7 @@ def build_initramfs(root: Path, net_script: str) -> Path:
         "sleep 0.2",
         net_script,
         "ip -4 addr; ip route",
-        "httpd -p 0.0.0.0:80 -h /www",
+        service,
         "echo RKT-GUEST-READY",
         "while :; do sleep 60; done",
     ])
@@ -98,28 +103,44 @@ def test_real_vm_owns_the_pod_address(pods: Pods) -> None:
     (iface,) = pn.interfaces
     initrd = build_initramfs(pods.tmp / "initramfs", guest_network_script([iface.state]))
     serial = pods.tmp / "serial.log"
+    argv = qemu_argv(initrd, serial, iface.tap, iface.mac)
+    qemu = pods.spawn(pn.netns, argv)
+    with vm_diagnostics(serial, pn.netns, argv):
+        wait_ready(qemu, serial)
+        assert http_get(iface.ip) == "hello from a VM\n"
+        assert http_get("127.0.0.1", hp) == "hello from a VM\n"
+
+
+def qemu_argv(initrd: Path, serial: Path, tap: str, mac: str) -> list[str]:
+    """QEMU for a one-NIC test guest (TCG unless PYRKT_TEST_KVM=1 and /dev/kvm)."""
     argv = [
         "qemu-system-x86_64", "-M", "pc", "-nodefaults", "-no-user-config", "-display", "none",
         "-no-reboot", "-m", "256", "-smp", "1", "-kernel", str(KERNEL), "-initrd", str(initrd),
         "-append", "console=ttyS0 panic=-1 quiet", "-serial", f"file:{serial}",
-        "-netdev", f"tap,id=n0,ifname={iface.tap},script=no,downscript=no",
-        "-device", f"virtio-net-pci,netdev=n0,mac={iface.mac},romfile=",
+        "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
+        "-device", f"virtio-net-pci,netdev=n0,mac={mac},romfile=",
     ]
     if os.access("/dev/kvm", os.R_OK | os.W_OK) and os.environ.get("PYRKT_TEST_KVM") == "1":
-        argv += ["-accel", "kvm"]
-    else:
-        argv += ["-accel", "tcg"]
-    qemu = pods.spawn(pn.netns, argv)
+        return [*argv, "-accel", "kvm"]
+    return [*argv, "-accel", "tcg"]
+
+
+def wait_ready(qemu: subprocess.Popen[bytes], serial: Path, timeout: float = 180) -> None:
+    """Wait for the guest's READY line on the serial console."""
+    deadline = time.monotonic() + timeout
+    while "RKT-GUEST-READY" not in (serial.read_text(errors="replace")
+                                    if serial.exists() else ""):
+        assert qemu.poll() is None, "QEMU exited"
+        assert time.monotonic() < deadline, "the guest did not come up"
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def vm_diagnostics(serial: Path, netns: Path, argv: list[str]) -> Iterator[None]:
+    """On any failure inside, print the QEMU command line and the serial log."""
     try:
-        deadline = time.monotonic() + 180
-        while "RKT-GUEST-READY" not in (serial.read_text(errors="replace")
-                                        if serial.exists() else ""):
-            assert qemu.poll() is None, "QEMU exited"
-            assert time.monotonic() < deadline, "the guest did not come up"
-            time.sleep(0.5)
-        assert http_get(iface.ip) == "hello from a VM\n"
-        assert http_get("127.0.0.1", hp) == "hello from a VM\n"
+        yield
     except BaseException:
-        print("QEMU:", shlex.join(netns_exec_argv(pn.netns) + argv))
+        print("QEMU:", shlex.join(netns_exec_argv(netns) + argv))
         print("serial log:\n" + (serial.read_text(errors="replace") if serial.exists() else ""))
         raise
