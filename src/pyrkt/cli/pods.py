@@ -14,6 +14,7 @@ from pyrkt.cli.common import parse_bool
 from pyrkt.errors import PermissionRequired, RktError, UsageError
 from pyrkt.options import GlobalOptions
 from pyrkt.pod import pods
+from pyrkt.pod.runopts import EXTENSION_PREFIXES
 
 ROOT_VERBS = {"run-prepared", "stop", "rm", "gc", "enter", "export"}
 
@@ -33,7 +34,12 @@ class Flags:
 
 
 def parse_flags(
-    argv: list[str], value_flags: set[str], bool_flags: set[str], *, stop_at_positional: bool
+    argv: list[str],
+    value_flags: set[str],
+    bool_flags: set[str],
+    *,
+    stop_at_positional: bool,
+    extensions: bool = False,
 ) -> Flags:
     values: dict[str, str] = {}
     pos: list[str] = []
@@ -58,7 +64,7 @@ def parse_flags(
             values["--help"] = "true"
         elif name in bool_flags:
             values[name] = val if eq else "true"
-        elif name in value_flags:
+        elif name in value_flags or (extensions and name.startswith(EXTENSION_PREFIXES)):
             if not eq:
                 if i >= len(argv):
                     raise UsageError(f"flag needs an argument: {name}")
@@ -308,6 +314,7 @@ def cmd_run_prepared(g: GlobalOptions, f: Flags) -> int:
         hosts_entries=rf.parse_hosts_entries(
             [f.get("--hosts-entry")] if f.get("--hosts-entry") else []
         ),
+        extra=tuple((k[2:], v) for k, v in f.values.items() if k.startswith(EXTENSION_PREFIXES)),
     )
     exec_stage1(g, pod, ro)
 
@@ -363,7 +370,8 @@ def main(argv: list[str], g: GlobalOptions) -> int:
     if verb == "status":
         # --wait / --wait-ready take an optional value: only in the --flag=value form
         args = [a + "=true" if a in ("--wait", "--wait-ready") else a for a in args]
-    f = parse_flags(args, value_flags, bool_flags, stop_at_positional=verb == "enter")
+    f = parse_flags(args, value_flags, bool_flags, stop_at_positional=verb == "enter",
+                    extensions=verb == "run-prepared")  # fmt: skip
     if f.flag("--help"):
         flags = " ".join(f"[{x}]" for x in sorted(value_flags | bool_flags))
         print(f"Usage: rkt {verb} {flags}")

@@ -83,6 +83,7 @@ def build_run_options(a: rf.RunArgs, uuid: str) -> RunOptions:
         dns_opt=rf.split_list(a.all("--dns-opt")),
         dns_domain=a.last("--dns-domain"),
         hosts_entries=rf.parse_hosts_entries(a.all("--hosts-entry")),
+        extra=a.extensions(),
     )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from pyrkt.appc import pod as appc
 from pyrkt.cli.common import parse_bool
 from pyrkt.errors import UsageError
+from pyrkt.pod.runopts import EXTENSION_PREFIXES
 from pyrkt.stage0.prepare import AppSpec
 
 POD_VALUE = {
@@ -33,6 +34,7 @@ APP_VALUE = {
     "--oom-score-adj",
 }  # fmt: skip
 APP_BOOL = {"--readonly-rootfs"}
+
 PULL_POLICIES = ("new", "never", "update")
 
 
@@ -52,6 +54,11 @@ class RunArgs:
 
     def flag(self, flag: str) -> bool:
         return self.bools.get(flag, False)
+
+    def extensions(self) -> tuple[tuple[str, str], ...]:
+        return tuple(
+            (k[2:], v[-1]) for k, v in self.values.items() if k.startswith(EXTENSION_PREFIXES)
+        )
 
 
 def _split_kv(text: str, flag: str) -> tuple[str, str]:
@@ -150,7 +157,7 @@ def parse_run_args(argv: list[str]) -> RunArgs:
             _apply_app_flag(cur, name, val if eq or name in APP_VALUE else "true")
         elif name in POD_BOOL and (eq or name not in POD_VALUE):
             out.bools[name] = parse_bool(name, val) if eq else True
-        elif name in POD_VALUE:
+        elif name in POD_VALUE or name.startswith(EXTENSION_PREFIXES):
             if not eq:
                 if i >= len(argv):
                     raise UsageError(f"flag needs an argument: {name}")

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 FILE = "run-options.json"
+# Flavor extension flags of `run`/`run-prepared` (`--kvm-accel=tcg`), passed to the
+# stage1 `run` entrypoint as they are.
+EXTENSION_PREFIXES = ("--kvm-",)
 
 
 @dataclass(frozen=True)

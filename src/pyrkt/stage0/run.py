@@ -17,7 +17,7 @@ from typing import NoReturn
 
 from pyrkt import log
 from pyrkt.errors import RktError
-from pyrkt.options import GlobalOptions
+from pyrkt.options import GlobalOptions, Insecure
 from pyrkt.pod import pods, runopts
 from pyrkt.stage0 import mounts
 from pyrkt.stage1 import contract
@@ -74,6 +74,12 @@ def run_args(g: GlobalOptions, pod: pods.Pod, ro: runopts.RunOptions) -> list[st
     if ro.hostname:
         args.append(f"--hostname={ro.hostname}")
     args.append(f"--local-config={g.local_config}")
+    if g.allows(Insecure.CAPABILITIES):
+        args.append("--disable-capabilities-restriction")
+    if g.allows(Insecure.PATHS):
+        args.append("--disable-paths")
+    if g.allows(Insecure.SECCOMP):
+        args.append("--disable-seccomp")
     args += [f"--{k}={v}" for k, v in ro.extra]
     args.append(pod.uuid)
     return args
