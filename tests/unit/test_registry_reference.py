@@ -96,3 +96,20 @@ def test_bad_auth_file_is_reported(tmp_path: Path) -> None:
                                             "registries": ["q"], "credentials": {}})
     with pytest.raises(AuthConfigError, match=r"x\.json"):
         load_credentials([tmp_path], tmp_path / "none.json")
+
+
+def test_pick_platform_names_what_the_index_has() -> None:
+    from pyrkt.errors import NotFound
+    from pyrkt.image.docker.manifest import pick_platform
+
+    def entry(arch: str, digest: str) -> dict[str, object]:
+        return {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest, "size": 10,
+                "platform": {"os": "linux", "architecture": arch}}
+
+    doc = {"manifests": [entry("arm64", "sha256:" + "1" * 64),
+                         entry("amd64", "sha256:" + "2" * 64)]}
+    assert pick_platform(doc, "linux", "amd64", "x") == "sha256:" + "2" * 64
+    with pytest.raises(NotFound) as e:
+        pick_platform(doc, "linux", "riscv64", "x")
+    assert e.value.hint == "it has: linux/arm64, linux/amd64"
