@@ -118,6 +118,9 @@ def test_configure_and_make_from_a_fresh_clone(tmp_path: Path) -> None:
     assert "rootfs/kvm/qemu/lib/ld-linux-x86-64.so.2" in names
     assert "rootfs/kvm/qemu/share/qemu/bios-256k.bin" in names
     assert "rootfs/kvm/qemu/modules/accel-tcg-x86_64.so" in names
+    with tarfile.open(out / "stage1-kvm-qemu.aci") as tar:
+        run = tar.extractfile("rootfs/run").read().decode()  # type: ignore[union-attr]
+    assert 'PATH="$s1/kvm/bin:' in run, "the entrypoint must prefer the bundled QEMU"
 
 
 @pytest.mark.qemu

@@ -19,7 +19,7 @@ from typing import TypeVar
 from pyrkt import log
 from pyrkt.errors import RktError, UsageError
 from pyrkt.stage1.build import bundle, kernel
-from pyrkt.stage1.build.aci import Flavor, Hypervisor, build_stage1_aci
+from pyrkt.stage1.build.aci import ENTRYPOINTS, Flavor, Hypervisor, build_stage1_aci
 
 # Written into a kvm stage1 rootfs: how it was built (kernel kind, bundled hypervisor).
 BUILD_INFO = "kvm/build-info.json"
@@ -81,6 +81,9 @@ def kvm_populate(
         bundled = None
         if bundle_qemu and hypervisor is Hypervisor.QEMU:
             bundled = bundle.bundle_qemu(rootfs).relative_to(rootfs)
+            for verb in ENTRYPOINTS:
+                script = rootfs / verb
+                script.write_text(bundle.entrypoint_with_bundle(script.read_text()))
         info = {
             "kernel": guest.kind,
             "kernel-release": guest.release,

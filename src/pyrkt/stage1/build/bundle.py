@@ -87,6 +87,24 @@ def _find(name: str, dirs: Iterable[Path]) -> Path | None:
     return None
 
 
+def entrypoint_with_bundle(script: str) -> str:
+    """A stage1 entrypoint script that puts this image's `kvm/bin` first on the PATH.
+
+    The kvm runner then starts the bundled QEMU (and its accelerator probe finds it too);
+    `PYRKT_HOST_HYPERVISOR=1` in rkt's environment uses the host's QEMU instead.
+    """
+    lines = script.splitlines(keepends=True)
+    prefix = (
+        '# this image carries its hypervisor: put it first on the PATH\n'
+        'case "$0" in /*) s1="${0%/*}" ;; *) s1="$PWD/${0%/*}" ;; esac\n'
+        '[ -n "${PYRKT_HOST_HYPERVISOR:-}" ] || '
+        f'PATH="$s1/{WRAPPER_DIR}:${{PATH:-/usr/bin:/bin}}"\n'
+        "export PATH\n"
+    )
+    at = next(i for i, line in enumerate(lines) if line.startswith("exec "))
+    return "".join([*lines[:at], prefix, *lines[at:]])
+
+
 def wrapper_script(binary: str) -> str:
     return (
         "#!/bin/sh\n"
