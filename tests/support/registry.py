@@ -19,6 +19,7 @@ import datetime as dt
 import enum
 import ipaddress
 import json
+import signal
 import socket
 import ssl
 import subprocess
@@ -33,6 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from pyrkt.linux.prctl import set_pdeathsig
 from support.tokenserver import ISSUER, SERVICE, TokenServer
 
 USER = "alice"
@@ -160,6 +162,8 @@ class Registry:
                     ["docker-registry", "serve", str(config)],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                    # dies with the test run even when pytest itself is killed
+                    preexec_fn=lambda: set_pdeathsig(signal.SIGTERM),
                 )
             if self._wait_ready(timeout):
                 return self
