@@ -1,0 +1,146 @@
+"""`rkt run` with the container (coreos, the default) and fly stage1s, as a user runs it:
+a busybox ACI (and, with the registry fixture, busybox from a Docker registry)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import _container_pod as cp
+import pytest
+
+from pyrkt.linux.cgroup import PodCgroups
+
+pytestmark = pytest.mark.root
+
+MANIFEST = """{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/busybox",
+"labels":[{"name":"version","value":"1.0"},{"name":"arch","value":"amd64"},
+{"name":"os","value":"linux"}],
+"app":{"exec":["/bin/sh","-c","echo default-exec"],"user":"0","group":"0",
+"environment":[{"name":"FROM_IMAGE","value":"image"}]}}"""
+
+
+@pytest.fixture(scope="module")
+def busybox_aci(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("aci")
+    cp.busybox_rootfs(work / "rootfs")
+    (work / "manifest").write_text(MANIFEST)
+    aci = work / "busybox.aci"
+    with tarfile.open(aci, "w") as tar:
+        tar.add(work / "manifest", arcname="manifest")
+        tar.add(work / "rootfs", arcname="rootfs")
+    return aci
+
+
+@pytest.fixture(scope="module")
+def fly_stage1(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pyrkt.stage1.build.aci import Flavor, build_stage1_aci
+
+    return build_stage1_aci(Flavor.FLY, tmp_path_factory.mktemp("stage1"))
+
+
+class Rkt:
+    def __init__(self, d: Path) -> None:
+        self.dir = d
+
+    def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "pyrkt", f"--dir={self.dir}", *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+
+    def uuids(self) -> list[str]:
+        return [p.name for p in (self.dir / "pods").glob("*/*")]
+
+
+@pytest.fixture
+def rkt(tmp_path: Path) -> Iterator[Rkt]:
+    r = Rkt(tmp_path / "rkt")
+    yield r
+    for uuid in r.uuids():
+        PodCgroups(uuid).destroy()
+
+
+def test_exit_code_status_and_image_env(rkt: Rkt, busybox_aci: Path, tmp_path: Path) -> None:
+    uuid_file = tmp_path / "uuid"
+    r = rkt("run", "--insecure-options=image", "--net=none", f"--uuid-file-save={uuid_file}",
+            str(busybox_aci), "--exec", "/bin/sh", "--", "-c",
+            'echo "$FROM_IMAGE $(hostname)"; exit 5')
+    uuid = uuid_file.read_text().strip()
+    assert r.returncode == 5, r.stderr
+    assert r.stdout == f"image rkt-{uuid}\n"
+    st = rkt("status", uuid)
+    assert "app-busybox=5" in st.stdout.splitlines(), st.stdout + st.stderr
+    assert not any(d.exists() for d in PodCgroups(uuid).pod_dirs())
+
+
+def test_limits_caps_and_readonly_volume(rkt: Rkt, busybox_aci: Path, tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "f").write_text("hello\n")
+    script = ("cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null"
+              " || cat /sys/fs/cgroup/memory.max; grep CapBnd /proc/self/status;"
+              " cat /data/f; touch /data/x 2>/dev/null || echo refused; ls /sys/class/net")
+    r = rkt("run", "--insecure-options=image", "--net=none", str(busybox_aci),
+            "--memory=42Mi", "--caps-retain=CAP_NET_BIND_SERVICE",
+            "--exec", "/bin/sh", "--", "-c", script, "---",
+            f"--volume=data,kind=host,source={vol},readOnly=true",
+            "--mount", "volume=data,target=/data")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(42 * 1024 * 1024), "CapBnd:", "0000000000000400",
+                                "hello", "refused", "lo"]
+    assert not (vol / "x").exists()
+
+
+def test_net_host_reaches_a_host_port(rkt: Rkt, busybox_aci: Path) -> None:
+    got: list[bytes] = []
+
+    def serve(srv: socket.socket) -> None:
+        conn, _ = srv.accept()
+        with conn:
+            got.append(conn.recv(16))
+
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        t = threading.Thread(target=serve, args=(srv,), daemon=True)
+        t.start()
+        port = srv.getsockname()[1]
+        r = rkt("run", "--insecure-options=image", "--net=host", str(busybox_aci),
+                "--exec", "/bin/sh", "--", "-c", f"echo ping | nc 127.0.0.1 {port}")
+        t.join(30)
+    assert r.returncode == 0, r.stderr
+    assert got == [b"ping\n"]
+
+
+def test_fly_shares_the_host_and_records_exit(rkt: Rkt, busybox_aci: Path,
+                                              fly_stage1: Path, tmp_path: Path) -> None:
+    uuid_file = tmp_path / "uuid"
+    r = rkt("run", "--insecure-options=image", f"--stage1-path={fly_stage1}",
+            f"--uuid-file-save={uuid_file}", str(busybox_aci), "--user=1000",
+            "--exec", "/bin/sh", "--", "-c", "hostname; id -u; pwd; exit 4")
+    assert r.returncode == 4, r.stderr
+    assert r.stdout.split() == [socket.gethostname(), "1000", "/"]
+    st = rkt("status", uuid_file.read_text().strip())
+    assert "app-busybox=4" in st.stdout.splitlines(), st.stdout + st.stderr
+
+
+def test_fly_refuses_two_apps(rkt: Rkt, busybox_aci: Path, fly_stage1: Path) -> None:
+    r = rkt("run", "--insecure-options=image", f"--stage1-path={fly_stage1}",
+            str(busybox_aci), "--name=a", str(busybox_aci), "--name=b")
+    assert r.returncode == 254
+    assert "only supports 1 application per pod" in r.stderr
+
+
+@pytest.mark.registry
+def test_docker_busybox_from_registry(rkt: Rkt, busybox_image: str) -> None:
+    r = rkt("run", "--insecure-options=image,http", "--net=none", busybox_image,
+            "--exec", "/bin/sh", "--", "-c", "echo from-docker; exit 6")
+    assert r.returncode == 6, r.stderr
+    assert "from-docker" in r.stdout
+    assert os.path.isdir(rkt.dir / "pods")
