@@ -291,3 +291,80 @@ def test_default_stage1_runs_the_app(tmp_path: Path, acis: dict[str, Path]) -> N
         assert mounts_under(tmp_path) == []
     finally:
         r.cleanup()
+
+
+def test_export_keeps_what_the_app_wrote(rkt: Rkt, acis: dict[str, Path], tmp_path: Path) -> None:
+    cp = rkt.run(str(acis["app"]), "--exec=/bin/sh", "--", "-c", "echo changed > /newfile")
+    assert cp.returncode == 0
+    uuid = only_uuid(rkt)
+    out = tmp_path / "out.aci"
+    assert rkt("export", uuid, str(out)).returncode == 0
+    listing = subprocess.run(["tar", "-tf", str(out)], capture_output=True, text=True).stdout
+    assert "manifest" in listing.split() and "rootfs/bin/busybox" in listing.split()
+    content = subprocess.run(["tar", "-xOf", str(out), "rootfs/newfile"], capture_output=True,
+                             text=True).stdout  # fmt: skip
+    assert content == "changed\n"
+    again = rkt("export", uuid, str(out))
+    assert again.returncode == 254 and "already exists" in again.stderr
+
+
+def test_enter_calls_the_stage1_enter(rkt: Rkt, acis: dict[str, Path], tmp_path: Path) -> None:
+    uf = tmp_path / "uuid"
+    rkt.start(f"--uuid-file-save={uf}", str(acis["app"]), "--exec=/bin/sleep", "--", "60")
+    uuid = _wait_running(rkt, uf)
+    pid = rkt.status(uuid)["pid"]
+    cp = rkt("enter", uuid[:8], "/bin/echo", "hi")
+    assert cp.returncode == 0
+    assert cp.stdout.split() == ["enter", f"--pid={pid}", "--appname=busybox", "--",
+                                 "/bin/echo", "hi"]  # fmt: skip
+    assert rkt("enter", "--app=nope", uuid).returncode == 254
+    assert rkt("stop", uuid).returncode == 0
+
+
+def test_stage1_selection(rkt: Rkt, acis: dict[str, Path], tmp_path: Path) -> None:
+    app = str(acis["app"])
+    sysconf = tmp_path / "sys"
+    (sysconf / "stage1-images").mkdir(parents=True)
+    shutil.copy(acis["stage1"], sysconf / "stage1-images" / "test.aci")
+    rkt.stage1 = None
+    g = f"--system-config={sysconf}"
+    assert rkt(g, "run", "--stage1-from-dir=test.aci", app).returncode == 5
+    image_id = rkt("fetch", str(acis["stage1"])).stdout.strip()
+    assert image_id.startswith("sha512-")
+    assert rkt("run", f"--stage1-hash={image_id}", app).returncode == 5
+    assert rkt("run", "--stage1-name=example.com/stage1-test:1.0", app).returncode == 5
+    both = rkt("run", f"--stage1-path={acis['stage1']}", f"--stage1-hash={image_id}", app)
+    assert both.returncode == 254 and "mutually exclusive" in both.stderr
+    # a configured default (stage1.d) instead of the built-in coreos flavor
+    local = tmp_path / "local"
+    (local / "stage1.d").mkdir(parents=True)
+    (local / "stage1.d" / "test.json").write_text(json.dumps({
+        "rktKind": "stage1", "rktVersion": "v1", "name": "example.com/nothing",
+        "version": "1", "location": str(acis["stage1"])}))  # fmt: skip
+    assert rkt(f"--local-config={local}", "run", app).returncode == 5
+    for pod in rkt.dir.glob("pods/run/*"):
+        assert (pod / "stage1-args").exists()  # every pod ran the test stage1
+
+
+def test_no_overlay_copies_trees(rkt: Rkt, acis: dict[str, Path]) -> None:
+    cp = rkt.run("--no-overlay", str(acis["app"]), "--exec=/bin/sh", "--", "-c", "exit 4")
+    assert cp.returncode == 4
+    uuid = only_uuid(rkt)
+    pod = rkt.dir / "pods/run" / uuid
+    assert (pod / "stage1/rootfs/opt/stage2/busybox/rootfs/bin/busybox").is_file()
+    assert rkt.status(uuid)["app-busybox"] == "4"
+
+
+def test_root_verbs_refuse_other_users(rkt: Rkt, acis: dict[str, Path]) -> None:
+    # the interpreter lives under /root: load everything, then drop the effective uid
+    script = (
+        "import os, sys, pyrkt.cli.run, pyrkt.cli.pods\n"
+        "from pyrkt.cli.main import main\n"
+        "os.setegid(65534); os.seteuid(65534)\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    for verb in (["run", str(acis["app"])], ["rm", "x"], ["gc"], ["stop", "x"]):
+        cp = subprocess.run([sys.executable, "-c", script, f"--dir={rkt.dir}", *verb],
+                            capture_output=True, text=True)  # fmt: skip
+        assert cp.returncode == 254, verb
+        assert "cannot run as unprivileged user" in cp.stderr

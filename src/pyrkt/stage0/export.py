@@ -54,9 +54,10 @@ def export(g: GlobalOptions, pod: Pod, app: str, out: Path) -> None:
                     src = rootfs
                 else:
                     src = contract.app_rootfs(d, app)
-                proc.run(["tar", "-C", str(t), "--numeric-owner", "-cf", str(out) + ".tmp",
-                          "manifest", "--transform", f"s,^{src.relative_to('/')},rootfs,",
-                          str(src)])  # fmt: skip
+                rel = str(src.relative_to("/"))
+                tar = ["tar", "--numeric-owner", "-cf", str(out) + ".tmp", "-C", str(t)]
+                tar += ["--transform", f"s,^{rel},rootfs,", "manifest", "-C", "/", rel]
+                proc.run(tar)
                 code = 0
             except BaseException as e:
                 print(f"export: {e}", flush=True)
