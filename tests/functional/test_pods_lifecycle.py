@@ -44,7 +44,7 @@ sys.exit(first)
 '
 """
 STAGE1_STOP = '#!/bin/sh\nkill -TERM "$(cat pid)"\n'
-STAGE1_GC = '#!/bin/sh\necho "$@" > "$(dirname "$0")/../gc-called-$1" 2>/dev/null; exit 0\n'
+STAGE1_GC = '#!/bin/sh\necho "$@" > "../../../gc-called-$1"\n'  # cwd: DIR/pods/STATE/UUID
 
 
 def _manifest(name: str, extra: dict[str, object]) -> str:
@@ -279,6 +279,28 @@ def test_gc_mark_only_and_grace_period(rkt: Rkt, acis: dict[str, Path]) -> None:
     assert rkt.status(uuid)["state"] == "exited garbage"
     assert rkt("gc", "--grace-period=0s").returncode == 0
     assert rkt("status", uuid).returncode == 254
+    assert (rkt.dir / f"gc-called-{uuid}").read_text().split() == [uuid]
+
+
+def test_pod_manifest_and_status_wait(rkt: Rkt, acis: dict[str, Path], tmp_path: Path) -> None:
+    image_id = rkt("fetch", str(acis["app"])).stdout.strip()
+    pm = tmp_path / "pod.json"
+    pm.write_text(json.dumps({
+        "acVersion": "0.8.11", "acKind": "PodManifest",
+        "apps": [{"name": "pm", "image": {"name": "example.com/busybox", "id": image_id},
+                  "app": {"exec": ["/bin/sh", "-c", "sleep 1; exit 9"], "user": "0",
+                          "group": "0"}}],
+    }))  # fmt: skip
+    conflict = rkt.run(f"--pod-manifest={pm}", str(acis["app"]))
+    assert conflict.returncode == 254
+    assert "conflicting flags set with --pod-manifest (see --help)" in conflict.stderr
+    uf = tmp_path / "uuid"
+    p = rkt.start(f"--uuid-file-save={uf}", f"--pod-manifest={pm}")
+    uuid = _wait_running(rkt, uf)
+    cp = rkt("status", "--wait", uuid)
+    assert cp.returncode == 0
+    assert "state=exited" in cp.stdout.splitlines() and "app-pm=9" in cp.stdout.splitlines()
+    assert p.wait(timeout=30) == 9
 
 
 def test_default_stage1_runs_the_app(tmp_path: Path, acis: dict[str, Path]) -> None:
