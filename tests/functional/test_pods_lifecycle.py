@@ -390,3 +390,35 @@ def test_root_verbs_refuse_other_users(rkt: Rkt, acis: dict[str, Path]) -> None:
                             capture_output=True, text=True)  # fmt: skip
         assert cp.returncode == 254, verb
         assert "cannot run as unprivileged user" in cp.stderr
+
+
+def test_volumes_with_default_stage1(tmp_path: Path, acis: dict[str, Path]) -> None:
+    """An image mount point with no volume gets an empty volume seeded from the image
+    (docker semantics); a read-only host volume refuses writes."""
+    src = tmp_path / "vol"
+    subprocess.run(["tar", "-C", str(src.parent), "--one-top-level=vol", "-xf",
+                    str(acis["app"])], check=True)  # fmt: skip
+    (src / "rootfs/data").mkdir()
+    (src / "rootfs/data/file").write_text("seeded\n")
+    m = json.loads((src / "manifest").read_text())
+    m["name"] = "example.com/vol"
+    m["app"]["mountPoints"] = [{"name": "data", "path": "/data"}]
+    m["app"]["exec"] = ["/bin/sh", "-c", "cat /data/file && echo more >> /data/file"]
+    (src / "manifest").write_text(json.dumps(m))
+    aci = _aci(src, tmp_path / "vol.aci")
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "file").write_text("from host\n")
+    r = Rkt(tmp_path / "data", None)
+    try:
+        cp = r.run("--net=host", str(aci))
+        assert cp.returncode == 0 and cp.stdout == "seeded\n"
+        assert "implicitly creating" in cp.stderr
+        cp = r.run("--net=host", f"--volume=data,kind=host,source={host},readOnly=true",
+                   str(aci))  # fmt: skip
+        assert cp.stdout == "from host\n"
+        assert cp.returncode != 0 and "Read-only file system" in cp.stderr
+        assert (host / "file").read_text() == "from host\n"
+    finally:
+        r.cleanup()
+    assert mounts_under(tmp_path) == []
