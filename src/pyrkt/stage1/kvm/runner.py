@@ -7,6 +7,7 @@ failing app's code (in pod order).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
 import signal
@@ -36,6 +37,7 @@ class RunOptions:
     taps: tuple[Tap, ...] = ()
     netns: Path | None = None  # run the hypervisor inside this netns (NET)
     guest_net_script: str = ""  # sh run in the guest before the apps (NET)
+    etc_files: tuple[tuple[str, str], ...] = ()  # (name, content) for each app's /etc
 
 
 def kvm_dir(pod: Path) -> Path:
@@ -85,13 +87,32 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions) -> None:
     status.mkdir(parents=True, exist_ok=True)
     for f in status.iterdir():
         f.unlink()
-    text = script.pod_script(plan)
-    if opts.guest_net_script:
-        text = opts.guest_net_script + "\n" + text
+    etc = g / "etc"
+    etc.mkdir(exist_ok=True)
+    for name, content in opts.etc_files:
+        (etc / name).write_text(content)
+    text = script.pod_script(
+        plan, etc_files=[n for n, _ in opts.etc_files], net_script=opts.guest_net_script
+    )
     (g / "pod.sh").write_text(text)
     for app in plan.apps:
         # `enter` appends the command to this prefix (rkt-exec ... --).
         (g / "apps" / app.name).write_text(script.exec_line(app, argv=()) + "\n")
+
+
+def _stdio_target(fd: int, fdset: int) -> tuple[Path, tuple[int, int] | None]:
+    """Where QEMU writes what the guest sends for our fd (1 or 2).
+
+    A write-only fd (file, pipe) is handed over as is (`-add-fd`), so QEMU shares our
+    file offset; others (a terminal, O_RDWR) are reopened through /proc.
+    """
+    try:
+        mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+    except OSError:
+        return Path("/dev/null"), None
+    if mode == os.O_WRONLY:
+        return Path(f"/dev/fdset/{fdset}"), (os.dup(fd), fdset)
+    return Path(f"/proc/self/fd/{fd}"), None
 
 
 def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions) -> tuple[VmPlan, str]:
@@ -108,6 +129,12 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions) -> tuple[VmPlan, str]:
             )
         shares.append(Share(tag, m.source, read_only=m.read_only))
     interactive = plan.interactive
+    fd_sets: list[tuple[int, int]] = []
+    out = err = None
+    if not interactive:
+        out, fs_out = _stdio_target(1, 1)
+        err, fs_err = _stdio_target(2, 2)
+        fd_sets = [f for f in (fs_out, fs_err) if f is not None]
     vp = VmPlan(
         kernel=kernel,
         initrd=initrd,
@@ -121,8 +148,9 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions) -> tuple[VmPlan, str]:
         console=ConsoleMode.INTERACTIVE if interactive else ConsoleMode.STREAMS,
         serial_log=Path("kvm") / "serial.log",
         serial_to_stderr=opts.debug and not interactive,
-        app_stdout=None if interactive else Path("/proc/self/fd/1"),
-        app_stderr=None if interactive else Path("/proc/self/fd/2"),
+        app_stdout=out,
+        app_stderr=err,
+        fd_sets=tuple(fd_sets),
         agent_socket=agent_socket_rel(),
     )
     return vp, decision.reason
@@ -164,9 +192,13 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
             stdin=None if plan.interactive else subprocess.DEVNULL,
             stdout=None,
             stderr=None,
+            pass_fds=[fd for fd, _ in vp.fd_sets],
         )
     except FileNotFoundError as e:
         raise RktError(f"{argv[0]}: command not found", "install qemu-system-x86") from e
+    finally:
+        for fd, _ in vp.fd_sets:
+            os.close(fd)
     contract.pid_file(pod).write_text(f"{p.pid}\n")
 
     def forward(signum: int, _frame: FrameType | None) -> None:

@@ -67,8 +67,9 @@ class VmPlan:
     console: ConsoleMode = ConsoleMode.STREAMS
     serial_log: Path | None = None  # kernel + init messages always land here
     serial_to_stderr: bool = False  # --debug: also show them on stderr
-    app_stdout: Path | None = None  # file or /proc/self/fd/1
+    app_stdout: Path | None = None  # a file, /proc/self/fd/1 or /dev/fdset/N
     app_stderr: Path | None = None
+    fd_sets: tuple[tuple[int, int], ...] = ()  # (inherited fd, fd set) for /dev/fdset/N
     agent_socket: Path | None = None  # unix socket, QEMU is the server
     qmp_socket: Path | None = None
     pidfile: Path | None = None

@@ -66,9 +66,18 @@ def exec_line(app: AppPlan, argv: Sequence[str] | None = None) -> str:
     )
 
 
-def _mount_lines(app: AppPlan, tags: dict[MountPlan, str]) -> list[str]:
+def _mount_lines(
+    app: AppPlan, tags: dict[MountPlan, str], etc_files: Sequence[str]
+) -> list[str]:
     r = q(guest_rootfs(app))
     lines: list[str] = []
+    for name in etc_files:
+        # The pod's /etc files (on the share): into every app that has an /etc.
+        t = f"{r}/etc/{name}"
+        src = q(f"{GUEST_STAGE1}/rkt/kvm/etc/{name}")
+        lines.append(
+            f"[ -d {r}/etc ] && {{ [ -e {t} ] || : > {t}; }} && mount --bind {src} {t}"
+        )
     if app.readonly_rootfs:
         lines += [f"mount --bind {r} {r}", f"mount -o remount,bind,ro {r} {r}"]
     for d in ("proc", "sys", "dev"):
@@ -112,11 +121,18 @@ def mount_tags(plan: PodPlan) -> dict[MountPlan, str]:
     return tags
 
 
-def pod_script(plan: PodPlan, *, stop_grace_s: int = 10) -> str:
+def pod_script(
+    plan: PodPlan, *, etc_files: Sequence[str] = (), net_script: str = "",
+    stop_grace_s: int = 10,
+) -> str:
+    """The script for plan; etc_files: names under rkt/kvm/etc/ to bind into each app's
+    /etc; net_script: sh that configures the guest NICs (from NET)."""
     tags = mount_tags(plan)
     out = [
         f"# pod {plan.uuid}: written by pyrkt's kvm stage1 on the host",
         f"hostname {q(plan.hostname)}",
+        "ip link set lo up",
+        net_script,
         f"rkt_stop_grace={stop_grace_s}",
         "mkdir -p /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup",
         "echo '+memory +cpu' > /sys/fs/cgroup/cgroup.subtree_control",
@@ -130,7 +146,7 @@ def pod_script(plan: PodPlan, *, stop_grace_s: int = 10) -> str:
         out.append("exec 4>/dev/rkt.out 5>/dev/rkt.err")
     for i, app in enumerate(plan.apps):
         out.append(f"# app {app.name}")
-        out += _mount_lines(app, tags)
+        out += _mount_lines(app, tags, etc_files)
         out += _cgroup_lines(app)
         if plan.interactive:
             stdio = "</dev/ttyS0 >/dev/ttyS0 2>&1"

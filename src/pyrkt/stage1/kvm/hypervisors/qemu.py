@@ -53,6 +53,8 @@ class Qemu:
             a += ["-cpu", "host"]
         if plan.bios is not None:
             a += ["-bios", str(plan.bios)]
+        for fd, fdset in plan.fd_sets:
+            a += ["-add-fd", f"fd={fd},set={fdset}"]
         a += self._console(plan)
         a += self._serial_ports(plan)
         for i, share in enumerate(plan.shares):
@@ -97,6 +99,8 @@ class Qemu:
         return ["-chardev", "null,id=con", "-serial", "chardev:con"]
 
     def _serial_ports(self, plan: VmPlan) -> list[str]:
+        # ioeventfd=off: a port's data reaches the host before the guest's next
+        # instruction, so output written just before the power-off is not lost.
         a = ["-device", "virtio-serial-pci,id=vser,max_ports=8,ioeventfd=off"]
         ports: list[tuple[int, str, str]] = []
         if plan.app_stdout is not None:

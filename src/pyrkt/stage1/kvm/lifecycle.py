@@ -1,0 +1,78 @@
+"""`stop` and `gc` for the kvm flavor."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from pyrkt import log
+from pyrkt.errors import RktError
+from pyrkt.stage1 import contract
+from pyrkt.stage1.kvm import agent, runner
+
+
+def hypervisor_pid(pod: Path) -> int | None:
+    """POD/pid if that process is still a hypervisor (not a recycled pid)."""
+    try:
+        pid = int(contract.pid_file(pod).read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    exe = cmdline.split(b"\0", 1)[0]
+    return pid if b"qemu" in exe or b"lkvm" in exe else None
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # A zombie child of someone else still answers kill(0): check its state.
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+                return True
+        except (OSError, IndexError):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def stop(pod: Path, *, force: bool) -> int:
+    """Graceful: the agent SIGTERMs the apps and the VM powers off; --force kills QEMU."""
+    pid = hypervisor_pid(pod)
+    if pid is None:
+        log.debug("kvm: the pod's hypervisor is not running")
+        return 0
+    if not force:
+        try:
+            agent.stop(pod)
+            return 0
+        except RktError as e:
+            log.warn(f"graceful stop failed ({e}); killing the VM")
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    _wait_gone(pid, 5.0)
+    return 0
+
+
+def gc(pod: Path) -> int:
+    """Release what the pod still holds: a stray hypervisor, sockets, temp files."""
+    pid = hypervisor_pid(pod)
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _wait_gone(pid, 5.0)
+    shutil.rmtree(runner.kvm_dir(pod), ignore_errors=True)
+    shutil.rmtree(runner.guest_dir(pod) / "enter", ignore_errors=True)
+    try:
+        from pyrkt.net.api import teardown_pod_network
+    except ImportError:
+        return 0
+    teardown_pod_network(pod)
+    return 0
