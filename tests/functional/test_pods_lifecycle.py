@@ -422,3 +422,23 @@ def test_volumes_with_default_stage1(tmp_path: Path, acis: dict[str, Path]) -> N
     finally:
         r.cleanup()
     assert mounts_under(tmp_path) == []
+
+
+def test_interactive_gets_a_terminal(tmp_path: Path, acis: dict[str, Path]) -> None:
+    import pexpect
+
+    r = Rkt(tmp_path / "data", None)
+    argv = r.argv("run", "--interactive", "--net=host", str(acis["app"]), "--exec=/bin/sh")
+    child = pexpect.spawn(argv[0], argv[1:], encoding="utf-8", timeout=60)
+    try:
+        child.sendline("[ -t 0 ] && echo is-a-tty; echo $((6*7)); exit 3")
+        child.expect("is-a-tty")
+        child.expect("42")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 3
+        two = r.run("--interactive", str(acis["app"]), str(acis["app"]), "--name=b")
+        assert two.returncode == 254 and "one image" in two.stderr
+    finally:
+        child.close(force=True)
+        r.cleanup()
