@@ -317,3 +317,37 @@ def test_teardown_after_sigkill_of_the_stage1(pods: Pods) -> None:
         p.wait()
     teardown_pod_network(d)
     assert leftovers([u], pods.host_ifs) == []
+
+
+STAGE1_LIKE = """
+import os, sys
+from pathlib import Path
+from pyrkt.linux import mount, ns
+from pyrkt.net import host_namespaces, setup_pod_network, teardown_pod_network
+pod, u = Path(sys.argv[1]), sys.argv[2]
+net = setup_pod_network(pod, u, "default", config_dirs=[])
+try:
+    with host_namespaces():
+        # What the container stage1 does in its own process before forking pod init.
+        ns.setns_path(str(net.netns), ns.CLONE.NEWNET)
+        ns.unshare(ns.CLONE.NEWNS | ns.CLONE.NEWPID)
+        mount.make_private("/", slave=True)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)  # the pod's pid namespace is now dead: fork would say ENOMEM
+finally:
+    teardown_pod_network(pod)
+print("torn down")
+"""
+
+
+def test_teardown_after_the_stage1_entered_pod_namespaces(pods: Pods) -> None:
+    u = str(uuidlib.uuid4())
+    d = pods.tmp / u
+    d.mkdir()
+    pods.dirs.append(d)
+    cp = subprocess.run([sys.executable, "-c", STAGE1_LIKE, str(d), u], capture_output=True,
+                        text=True, timeout=60, check=False)
+    assert cp.returncode == 0 and cp.stdout == "torn down\n", cp.stderr
+    assert leftovers([u], []) == []

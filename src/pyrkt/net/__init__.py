@@ -18,6 +18,8 @@ Public API (import from `pyrkt.net`):
   veths, iptables rules), taps, the namespace. Idempotent, works after SIGKILL; `gc`,
   `stop` and the flavors' exit path call it.
 - `check_pod_network(pod_dir)`: CNI CHECK of every network (raises CniError).
+- `host_namespaces()`: context manager; a stage1 that unshares/joins namespaces in its
+  own process wraps that part in it, so teardown afterwards runs on the host.
 - `netns_exec_argv(path)` (argv prefix: `nsenter --net=PATH --`), `preexec_setns(path)`
   (a Popen `preexec_fn`), `in_netns(path)` (context manager, current thread).
 - `render_resolv_conf(dns, cni_dns) -> str | None`, `render_hosts(hostname, dns,
@@ -28,18 +30,41 @@ Call `setup_pod_network` before the stage1 unshares its mount namespace (the net
 mount must be visible to `gc`).
 """
 
-from pyrkt.net.api import (
-    PodInterface,
-    PodNetwork,
-    check_pod_network,
-    pod_netns,
-    setup_pod_network,
-    teardown_pod_network,
-)
-from pyrkt.net.dns import CniDns, render_hosts, render_resolv_conf
-from pyrkt.net.netlist import NetList, parse_net_list
-from pyrkt.net.netns import in_netns, netns_exec_argv, preexec_setns
-from pyrkt.net.tap import IfaceState, Route, guest_network_script
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyrkt.net.api import (
+        PodInterface,
+        PodNetwork,
+        check_pod_network,
+        pod_netns,
+        setup_pod_network,
+        teardown_pod_network,
+    )
+    from pyrkt.net.dns import CniDns, render_hosts, render_resolv_conf
+    from pyrkt.net.netlist import NetList, parse_net_list
+    from pyrkt.net.netns import host_namespaces, in_netns, netns_exec_argv, preexec_setns
+    from pyrkt.net.tap import IfaceState, Route, guest_network_script
+
+# Imported on first use: a stage1 that needs no network pays nothing at start-up.
+_WHERE = {
+    "api": ("PodInterface", "PodNetwork", "check_pod_network", "pod_netns",
+            "setup_pod_network", "teardown_pod_network"),
+    "dns": ("CniDns", "render_hosts", "render_resolv_conf"),
+    "netlist": ("NetList", "parse_net_list"),
+    "netns": ("host_namespaces", "in_netns", "netns_exec_argv", "preexec_setns"),
+    "tap": ("IfaceState", "Route", "guest_network_script"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    for mod, names in _WHERE.items():
+        if name in names:
+            return getattr(importlib.import_module(f"pyrkt.net.{mod}"), name)
+    raise AttributeError(f"module 'pyrkt.net' has no attribute {name!r}")
+
 
 __all__ = [
     "CniDns",
@@ -50,6 +75,7 @@ __all__ = [
     "Route",
     "check_pod_network",
     "guest_network_script",
+    "host_namespaces",
     "in_netns",
     "netns_exec_argv",
     "parse_net_list",

@@ -5,6 +5,11 @@
 - `netns_exec_argv(path)`: an argv prefix (`nsenter --net=PATH --`) for a command that
   must live in the namespace (QEMU, a test server); `preexec_setns(path)` for Popen.
 - `in_netns(path)`: a context manager moving the *current thread* into the namespace.
+- `host_namespaces()`: a context manager for a stage1 that unshares or joins namespaces
+  in its own process (mount, pid, net): on exit it returns to the namespaces it had on
+  entry, so teardown afterwards runs CNI DEL, iptables and `ip netns delete` on the host
+  (and can fork again: a process whose pid namespace for children has lost its init
+  gets ENOMEM from fork).
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ from pathlib import Path
 
 from pyrkt import proc
 from pyrkt.errors import RktError
-from pyrkt.linux.netns import setns, setns_path
 
 NETNS_DIR = Path("/run/netns")
 
@@ -64,6 +68,8 @@ def preexec_setns(path: Path) -> Callable[[], None]:
     The child opens the namespace file and calls setns(2) before exec.
     """
 
+    from pyrkt.linux.netns import setns_path
+
     def _enter() -> None:
         setns_path(path)
 
@@ -73,6 +79,8 @@ def preexec_setns(path: Path) -> Callable[[], None]:
 @contextlib.contextmanager
 def in_netns(path: Path) -> Iterator[None]:
     """Run the body with the current thread in the namespace, then return to the old one."""
+    from pyrkt.linux.netns import setns, setns_path
+
     old = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         setns_path(path)
@@ -82,3 +90,30 @@ def in_netns(path: Path) -> Iterator[None]:
             setns(old)
     finally:
         os.close(old)
+
+
+@contextlib.contextmanager
+def host_namespaces() -> Iterator[None]:
+    """Return to this process's current net, mount and pid namespaces when the body ends.
+
+    Call it in a single-threaded process (setns on a mount namespace requires that).
+    """
+    from pyrkt.linux.netns import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, setns
+
+    kinds = (("net", CLONE_NEWNET), ("mnt", CLONE_NEWNS), ("pid", CLONE_NEWPID))
+    fds = [(os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), t) for name, t in kinds]
+    try:
+        yield
+    finally:
+        try:
+            for fd, t in fds:
+                if t == CLONE_NEWPID and os.readlink("/proc/self/ns/pid_for_children") == (
+                    os.readlink("/proc/self/ns/pid")
+                ):
+                    continue
+                setns(fd, t)
+        except OSError as e:
+            raise RktError(f"cannot return to the host namespaces: {e}") from e
+        finally:
+            for fd, _ in fds:
+                os.close(fd)
