@@ -153,12 +153,16 @@ def main(args: RunArgs) -> int:
         return execute(plan, pod, opts)
     # CNI networks: pyrkt.net makes the namespace; torn down here and again by `gc`.
     from pyrkt.net.api import setup_pod_network, teardown_pod_network
+    from pyrkt.net.netns import host_namespaces
 
     try:
         net = setup_pod_network(pod, plan.uuid, plan.net, config_dirs=config_dirs(args),
                                 ports=plan.ports)
         opts = dataclasses.replace(opts, netns=net.netns, cni_dns=net.dns,
                                    pod_ip=net.first_ip or None)
-        return execute(plan, pod, opts)
+        # execute() joins the pod's namespaces in this process: come back to the host's
+        # before teardown (else fork fails with ENOMEM and CNI DEL runs in the pod netns).
+        with host_namespaces():
+            return execute(plan, pod, opts)
     finally:
         teardown_pod_network(pod)
