@@ -19,7 +19,8 @@ from pathlib import Path
 
 ROOT_NAME = "pyrkt"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
+# Hierarchies a pod gets groups in: limits (memory, cpu) and process tracking (pids).
+V1_CONTROLLERS = ("memory", "cpu", "pids")
 V2_CONTROLLERS = ("memory", "cpu", "pids")
 CPU_PERIOD_US = 100_000
 
@@ -39,13 +40,14 @@ class Layout:
         return "v1" if self.v1 else "v2"
 
     def hierarchies(self) -> list[Path]:
-        """Distinct mount points this module creates groups in."""
+        """Distinct mount points this module creates groups in: the v1 ones, or the v2
+        one when there is no v1 hierarchy (in hybrid mode the v2 one offers nothing)."""
         out: list[Path] = []
         for c in V1_CONTROLLERS:
             p = self.v1.get(c)
             if p is not None and p not in out:
                 out.append(p)
-        if self.v2 is not None:
+        if self.v2 is not None and (not out or self.v2_controllers):
             out.append(self.v2)
         return out
 
@@ -174,11 +176,17 @@ class PodCgroups:
         return out
 
     def pids(self) -> set[int]:
+        """Processes in the pod's groups (the pod group and its leaves)."""
         found: set[int] = set()
-        for d in self.pod_dirs():
-            for procs in d.glob("**/cgroup.procs") if d.is_dir() else ():
-                with contextlib.suppress(OSError, ValueError):
-                    found |= {int(x) for x in procs.read_text().split()}
+        for pod in self.pod_dirs():
+            try:
+                leaves = [e.path for e in os.scandir(pod) if e.is_dir(follow_symlinks=False)]
+            except OSError:
+                continue
+            for d in (str(pod), *leaves):
+                with contextlib.suppress(OSError, ValueError), \
+                        open(os.path.join(d, "cgroup.procs")) as f:
+                    found |= {int(x) for x in f.read().split()}
         return found
 
     def destroy(self, timeout: float = 5.0) -> None:

@@ -3,6 +3,7 @@ entrypoints. Prints rkt-style one-line errors and exits 254 on its own failures.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from pyrkt import log
@@ -46,4 +47,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # everything is cleaned up: skip the interpreter's teardown

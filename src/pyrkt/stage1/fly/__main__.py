@@ -4,6 +4,7 @@ rootfs and the app's recorded environment)."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 from pyrkt import log
@@ -29,4 +30,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # everything is cleaned up: skip the interpreter's teardown
