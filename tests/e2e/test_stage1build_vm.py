@@ -9,12 +9,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from stage1build_app import APP_EXIT, APP_OUT, app_aci
 
 import pyrkt.stage1
 from pyrkt import __version__
@@ -23,8 +23,6 @@ pytestmark = [pytest.mark.root, pytest.mark.qemu]
 if not (Path(pyrkt.stage1.__file__).parent / "kvm" / "__main__.py").exists():
     pytest.skip("the kvm flavor's entrypoints are not in this tree yet", allow_module_level=True)
 
-APP_EXIT = 3
-APP_OUT = "hello-from-the-vm"
 
 
 @dataclass(frozen=True)
@@ -33,25 +31,6 @@ class Built:
     lkvm_aci: Path
     app_aci: Path
     no_qemu_path: str  # a PATH with every host tool except QEMU
-
-
-def _app_aci(work: Path) -> Path:
-    root = work / "app"
-    (root / "rootfs/bin").mkdir(parents=True)
-    shutil.copy2("/usr/bin/busybox", root / "rootfs/bin/busybox")
-    (root / "rootfs/bin/sh").symlink_to("busybox")
-    (root / "manifest").write_text(
-        '{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/vmtest",'
-        '"labels":[{"name":"version","value":"1"},{"name":"os","value":"linux"},'
-        '{"name":"arch","value":"amd64"}],'
-        f'"app":{{"exec":["/bin/sh","-c","echo {APP_OUT}; exit {APP_EXIT}"],'
-        '"user":"0","group":"0"}}'
-    )
-    aci = work / "vmtest.aci"
-    with tarfile.open(aci, "w") as tar:
-        tar.add(root / "manifest", arcname="manifest")
-        tar.add(root / "rootfs", arcname="rootfs")
-    return aci
 
 
 def _no_qemu_path(work: Path) -> str:
@@ -76,7 +55,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert cp.returncode == 0, cp.stderr
-    return Built(out / "stage1-kvm-qemu.aci", out / "stage1-kvm-lkvm.aci", _app_aci(work),
+    return Built(out / "stage1-kvm-qemu.aci", out / "stage1-kvm-lkvm.aci", app_aci(work),
                  _no_qemu_path(work))  # fmt: skip
 
 
