@@ -47,7 +47,7 @@ class Layout:
             p = self.v1.get(c)
             if p is not None and p not in out:
                 out.append(p)
-        if self.v2 is not None and (not out or self.v2_controllers):
+        if self.v2 is not None and (not out or self.v2_controllers & set(V2_CONTROLLERS)):
             out.append(self.v2)
         return out
 
