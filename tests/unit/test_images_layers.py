@@ -195,3 +195,33 @@ def test_corrupt_layer_is_a_layer_error(box: tuple[Path, Path]) -> None:
     data = layer(entry("f", data=b"x" * 5000), compress="gzip").getvalue()
     with pytest.raises(LayerError):
         apply_layer(io.BytesIO(data[: len(data) // 2]), root)
+
+
+def test_replacements_between_and_within_layers_leak_no_fds(box: tuple[Path, Path]) -> None:
+    root, _ = box
+    fds_before = len(os.listdir("/proc/self/fd"))
+    apply_layer(
+        layer(
+            entry("d/sub/f", data=b"1"),
+            entry("file-then-dir", data=b"x"),
+            entry("dir-then-file/inner", data=b"y"),
+        ),
+        root,
+    )
+    apply_layer(
+        layer(
+            entry("file-then-dir", tarfile.DIRTYPE, mode=0o750),
+            entry("file-then-dir/child", data=b"c"),
+            entry("dir-then-file", data=b"now a file"),
+            entry("d/sub/f", data=b"2"),
+            entry("d/sub", tarfile.SYMTYPE, link="/elsewhere"),
+            entry("d/after", data=b"3"),
+        ),
+        root,
+    )
+    assert (root / "file-then-dir" / "child").read_bytes() == b"c"
+    assert (root / "file-then-dir").stat().st_mode & 0o777 == 0o750
+    assert (root / "dir-then-file").read_bytes() == b"now a file"
+    assert os.readlink(root / "d" / "sub") == "/elsewhere"
+    assert (root / "d" / "after").read_bytes() == b"3"
+    assert len(os.listdir("/proc/self/fd")) == fds_before

@@ -26,8 +26,6 @@ import stat
 import tarfile
 import threading
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -206,6 +204,8 @@ class _Applier:
         self.same_owner = same_owner
         self.created: set[tuple[str, ...]] = set()
         self.dir_times: list[tuple[list[str], int]] = []
+        self._cached: tuple[tuple[str, ...], int] | None = None
+        self._stale: list[int] = []
 
     # -- walking ---------------------------------------------------------------------
 
@@ -237,13 +237,31 @@ class _Applier:
             os.close(fd)
             raise
 
-    @contextmanager
-    def parent(self, parts: list[str], entry: str) -> Iterator[int]:
+    def parent(self, parts: list[str], entry: str) -> int:
+        """An fd for the parent of root/parts; the last one is kept for the next entry
+        (tars list a directory's files together), dropped whenever a directory is removed.
+        """
+        key = tuple(parts[:-1])
+        if self._cached is not None and self._cached[0] == key:
+            return self._cached[1]
         fd = self.open_dir(parts[:-1], create=True, entry=entry)
-        try:
-            yield fd
-        finally:
+        self.drop_cache()
+        self._cached = (key, fd)
+        return fd
+
+    def drop_cache(self) -> None:
+        """Forget the cached fd (it may still be in use: it is closed later)."""
+        if self._cached is not None:
+            self._stale.append(self._cached[1])
+            self._cached = None
+
+    def close_fds(self, *, all_fds: bool = False) -> None:
+        for fd in self._stale:
             os.close(fd)
+        self._stale.clear()
+        if all_fds and self._cached is not None:
+            os.close(self._cached[1])
+            self._cached = None
 
     # -- entries ---------------------------------------------------------------------
 
@@ -253,6 +271,7 @@ class _Applier:
         except FileNotFoundError:
             return
         if stat.S_ISDIR(st.st_mode):
+            self.drop_cache()
             shutil.rmtree(name, dir_fd=dfd)
         else:
             os.unlink(name, dir_fd=dfd)
@@ -285,33 +304,41 @@ class _Applier:
             self.whiteout(parts, m.name)
             return
         self.created.add(tuple(parts))
-        with self.parent(parts, m.name) as dfd:
-            if m.isdir():
-                self.make_dir(dfd, name, m)
-                self.dir_times.append((parts, int(m.mtime)))
-                return
+        self.close_fds()
+        dfd = self.parent(parts, m.name)
+        if m.isdir():
+            self.make_dir(dfd, name, m)
+            self.dir_times.append((parts, int(m.mtime)))
+            return
+        try:
+            self.create(tf, dfd, name, m)
+        except FileExistsError:  # replace what a lower layer (or this one) put there
             self.remove(dfd, name)
-            if m.isreg():
-                self.write_file(tf, dfd, name, m)
-            elif m.issym():
-                os.symlink(m.linkname, name, dir_fd=dfd)
-                self.set_owner(dfd, name, m)
-                os.utime(name, ns=_ns(m), dir_fd=dfd, follow_symlinks=False)
-            elif m.islnk():
-                self.hardlink(dfd, name, m)
-            elif m.ischr() or m.isblk() or m.isfifo():
-                self.make_node(dfd, name, m)
-            else:
-                log.debug(f"layer: skipping {m.name!r} of unsupported type {m.type!r}")
+            self.create(tf, dfd, name, m)
+
+    def create(self, tf: tarfile.TarFile, dfd: int, name: str, m: tarfile.TarInfo) -> None:
+        """Create a non-directory entry; FileExistsError if the name is taken."""
+        if m.isreg():
+            self.write_file(tf, dfd, name, m)
+        elif m.issym():
+            os.symlink(m.linkname, name, dir_fd=dfd)
+            self.set_owner(dfd, name, m)
+            os.utime(name, ns=_ns(m), dir_fd=dfd, follow_symlinks=False)
+        elif m.islnk():
+            self.hardlink(dfd, name, m)
+        elif m.ischr() or m.isblk() or m.isfifo():
+            self.make_node(dfd, name, m)
+        else:
+            log.debug(f"layer: skipping {m.name!r} of unsupported type {m.type!r}")
 
     def make_dir(self, dfd: int, name: str, m: tarfile.TarInfo) -> None:
         try:
+            os.mkdir(name, 0o700, dir_fd=dfd)
+        except FileExistsError:
             st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             if not stat.S_ISDIR(st.st_mode):
                 self.remove(dfd, name)
                 os.mkdir(name, 0o700, dir_fd=dfd)
-        except FileNotFoundError:
-            os.mkdir(name, 0o700, dir_fd=dfd)
         fd = os.open(name, _DIR_FLAGS, dir_fd=dfd)
         try:
             if self.same_owner:
@@ -414,6 +441,7 @@ def apply_layer(stream: ByteStream, root: Path, *, whiteouts: bool = True) -> in
             raise LayerError(f"cannot apply layer: {e}") from e
         finally:
             plain.close()
+            applier.close_fds(all_fds=True)
         applier.finish()
         return size
     finally:
