@@ -176,6 +176,14 @@ def test_cni_check_notices_a_broken_attachment(pods: Pods) -> None:
         check_pod_network(pods.dirs[0])
 
 
+def test_cni_args_choose_the_address(pods: Pods) -> None:
+    ip = f"172.31.{random.randrange(100, 250)}.{random.randrange(2, 250)}"
+    pn = pods.new(f"default-restricted:IP={ip}")
+    assert pn.interfaces[0].ip == ip
+    info = json.loads((pods.dirs[0] / "net-info.json").read_text())
+    assert info[0]["args"] == f"IP={ip}"
+
+
 def test_two_pods_on_one_network_reach_each_other(pods: Pods) -> None:
     a, b = pods.new("default"), pods.new("default")
     assert a.interfaces[0].ip != b.interfaces[0].ip
