@@ -196,11 +196,11 @@ def _implicit_volumes(
 def _make_empty_volumes(
     pod_dir: Path, pm: appc.PodManifest, resolved: Mapping[str, _Resolved]
 ) -> None:
-    from pyrkt.stage1.planner import empty_volume_dir, resolve_in_rootfs
-
     for v in pm.volumes:
         if v.kind != "empty":
             continue
+        from pyrkt.stage1.planner import empty_volume_dir, resolve_in_rootfs
+
         d = empty_volume_dir(pod_dir, v.name)
         d.mkdir(parents=True, exist_ok=True)
         # docker volume semantics: a mount point over image content starts with it

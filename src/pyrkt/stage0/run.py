@@ -59,9 +59,12 @@ def stage1_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def app_names(pod_dir: Path) -> list[str]:
-    from pyrkt.stage1.planner import load_manifest
-
-    return [a.name for a in load_manifest(pod_dir).apps]
+    """The pod's app names (read without parsing the whole manifest: this is hot)."""
+    try:
+        data = json.loads(contract.pod_manifest(pod_dir).read_text())
+        return [str(a["name"]) for a in data["apps"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise RktError(f"pod {pod_dir.name}: unreadable pod manifest") from e
 
 
 def run_args(g: GlobalOptions, pod: pods.Pod, ro: runopts.RunOptions) -> list[str]:
