@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from pyrkt import log, proc
-from pyrkt.errors import CommandFailed, RktError
+from pyrkt.errors import CommandFailed, NotFound, RktError
 from pyrkt.options import GlobalOptions
 from pyrkt.pod import pods
 from pyrkt.pod.pods import Folder, Pod, State
@@ -119,6 +119,14 @@ class GcEvent:
     detail: str = ""
 
 
+def _try_lock(pod: Pod) -> bool:
+    """Lock a pod for gc; False when it is in use or was removed meanwhile."""
+    try:
+        return pod.try_lock()
+    except (NotFound, FileNotFoundError):
+        return False
+
+
 def _age(pod: Pod) -> float:
     try:
         return time.time() - os.stat(pod.path).st_mtime
@@ -146,8 +154,9 @@ def gc(
             expired = pod.folder is Folder.PREPARED and _age(pod) > expire_prepared
             if pod.folder is Folder.PREPARED and not expired:
                 continue
-            if not pod.try_lock():
-                continue  # running or being prepared
+            if not _try_lock(pod):
+                pod.close()
+                continue  # running, being prepared, or gone
             try:
                 to = Folder.EXITED_GARBAGE if pod.folder is Folder.RUN else Folder.GARBAGE
                 pod.move(to)
@@ -163,7 +172,8 @@ def gc(
         if pod.folder is Folder.EXITED_GARBAGE and _age(pod) < grace:
             yield ev(GcEvent(pod.uuid, "kept", "still within grace period"))
             continue
-        if not pod.try_lock():
+        if not _try_lock(pod):
+            pod.close()
             continue
         try:
             delete(g, pod)
