@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,3 +145,77 @@ def test_docker_busybox_from_registry(rkt: Rkt, busybox_image: str) -> None:
     assert r.returncode == 6, r.stderr
     assert "from-docker" in r.stdout
     assert os.path.isdir(rkt.dir / "pods")
+
+
+def _start_pod(rkt: Rkt, busybox_aci: Path, uuid_file: Path,
+               script: str) -> subprocess.Popen[str]:
+    p = subprocess.Popen(
+        [sys.executable, "-m", "pyrkt", f"--dir={rkt.dir}", "run", "--insecure-options=image",
+         "--net=none", f"--uuid-file-save={uuid_file}", str(busybox_aci),
+         "--exec", "/bin/sh", "--", "-c", script],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    assert p.stdout is not None
+    line = p.stdout.readline()
+    if line != "started\n":
+        p.kill()
+        raise AssertionError(f"pod did not start: {line!r} {p.communicate()[1]}")
+    return p
+
+
+def test_enter_then_stop(rkt: Rkt, busybox_aci: Path, tmp_path: Path) -> None:
+    uuid_file = tmp_path / "uuid"
+    p = _start_pod(rkt, busybox_aci, uuid_file, "echo started; exec sleep 1000")
+    try:
+        uuid = uuid_file.read_text().strip()
+        e = rkt("enter", uuid, "/bin/sh", "-c", "echo in $(hostname) $FROM_IMAGE; exit 7")
+        assert (e.returncode, e.stdout) == (7, f"in rkt-{uuid} image\n"), e.stderr
+        s = rkt("stop", uuid)
+        assert s.returncode == 0, s.stderr
+        p.wait(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 143  # the app was killed by SIGTERM
+    st = rkt("status", uuid)
+    assert "app-busybox=143" in st.stdout.splitlines()
+
+
+def test_sigkilled_pod_leaves_nothing_after_gc(rkt: Rkt, busybox_aci: Path,
+                                              tmp_path: Path) -> None:
+    uuid_file = tmp_path / "uuid"
+    p = _start_pod(rkt, busybox_aci, uuid_file, "echo started; exec sleep 1000")
+    uuid = uuid_file.read_text().strip()
+    in_pod = PodCgroups(uuid).pids()
+    assert in_pod, "the pod's processes are not in its cgroups"
+    p.kill()
+    p.wait()
+    st = rkt("status", "--wait=30s", uuid)
+    assert "state=exited" in st.stdout.splitlines(), st.stdout + st.stderr
+    gc = rkt("gc", "--grace-period=0s")
+    assert gc.returncode == 0, gc.stderr
+    deadline = time.monotonic() + 10  # dead processes are reaped by the host's init
+    while [p for p in in_pod if Path(f"/proc/{p}").exists()] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in in_pod if Path(f"/proc/{pid}").exists()]
+    assert not any(d.exists() for d in PodCgroups(uuid).pod_dirs())
+    assert uuid not in Path("/proc/self/mountinfo").read_text()
+    assert not rkt.uuids()
+
+
+def test_interactive_gets_the_terminal(rkt: Rkt, busybox_aci: Path) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    child = pexpect.spawn(
+        sys.executable, ["-m", "pyrkt", f"--dir={rkt.dir}", "run", "--insecure-options=image",
+                         "--interactive", "--net=none", str(busybox_aci), "--exec", "/bin/sh"],
+        encoding="utf-8", timeout=60)
+    try:
+        child.expect("# ")
+        child.sendline("tty; echo $((6*7))")
+        child.expect("/dev/console")
+        child.expect("42")
+        child.sendline("exit 3")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 3

@@ -69,6 +69,13 @@ def main(args: EnterArgs) -> int:
     pid = args.pid if args.pid is not None else _pod_pid(pod)
     if not Path(f"/proc/{pid}").exists():
         raise RktError(f"pod process {pid} is not running")
+    uuid = os.path.basename(pod)
+    # Join first: the stage1 rootfs (where the app's info is) may be a mount that only
+    # exists in the pod's mount namespace (stage0's overlay).
+    try:
+        join_namespaces(pid)
+    except OSError as e:
+        raise RktError(f"cannot enter the pod: {e}") from e
     app = args.appname or _only_app(pod)
     info_file = app_info_file(pod, app)
     try:
@@ -77,11 +84,6 @@ def main(args: EnterArgs) -> int:
         raise NotFound(f"no app {app!r} running in the pod") from e
     rootfs = info.get("rootfs") or str(contract.app_rootfs(pod, app))
     env: dict[str, str] = info.get("env", {})
-    uuid = os.path.basename(pod)
-    try:
-        join_namespaces(pid)
-    except OSError as e:
-        raise RktError(f"cannot enter the pod: {e}") from e
     cmd = args.cmd or DEFAULT_CMD
     child = os.fork()
     if child == 0:
