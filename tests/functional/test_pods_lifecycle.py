@@ -442,3 +442,18 @@ def test_interactive_gets_a_terminal(tmp_path: Path, acis: dict[str, Path]) -> N
     finally:
         child.close(force=True)
         r.cleanup()
+
+
+@pytest.mark.registry
+def test_run_docker_image_from_registry(tmp_path: Path, busybox_image: str) -> None:
+    r = Rkt(tmp_path / "data", None)
+    try:
+        cp = r("--insecure-options=image,http", "run", "--net=host", busybox_image,
+               "--exec=/bin/sh", "--", "-c", "echo from-docker; exit 6")  # fmt: skip
+        assert cp.returncode == 6 and "from-docker" in cp.stdout
+        uuid = only_uuid(r)
+        assert r.status(uuid)["app-busybox"] == "6"
+        row = [c for c in r("list", "--no-legend").stdout.split("\t") if c]
+        assert row[1] == "busybox"
+    finally:
+        r.cleanup()
