@@ -219,3 +219,18 @@ def test_interactive_gets_the_terminal(rkt: Rkt, busybox_aci: Path) -> None:
     finally:
         child.close(force=True)
     assert child.exitstatus == 3
+
+
+@pytest.mark.cni
+def test_default_network_gives_eth0_and_is_released(rkt: Rkt, busybox_aci: Path,
+                                                    tmp_path: Path) -> None:
+    uuid_file = tmp_path / "uuid"
+    r = rkt("run", "--insecure-options=image", "--net=default",
+            f"--uuid-file-save={uuid_file}", str(busybox_aci), "--exec", "/bin/sh", "--",
+            "-c", "ip -4 -o addr show eth0 | awk '{print $4}'; tail -1 /etc/hosts")
+    assert r.returncode == 0, r.stderr
+    uuid = uuid_file.read_text().strip()
+    cidr, hosts_line = r.stdout.splitlines()
+    ip = cidr.split("/")[0]
+    assert hosts_line.split() == [ip, f"rkt-{uuid}"]
+    assert not Path(f"/run/netns/rkt-{uuid}").exists()

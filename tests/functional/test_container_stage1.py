@@ -17,7 +17,7 @@ import _container_pod as cp
 import pytest
 
 from pyrkt.linux.caps import mask_of
-from pyrkt.linux.cgroup import PodCgroups
+from pyrkt.linux.cgroup import Layout, PodCgroups
 from pyrkt.stage1 import contract
 from pyrkt.stage1.plan import AppPlan, DnsPlan, MountPlan, PodPlan, VolumeKind
 
@@ -271,3 +271,25 @@ def test_missing_command_is_reported(pods: Pods) -> None:
     assert r.returncode == 127
     assert "app bad: /no/such/binary: no such file or directory" in r.stderr
     assert contract.read_exit_codes(pod) == {"bad": 127}
+
+
+def test_cgroup_v2_hierarchy_tracks_and_kills(tmp_path: Path) -> None:
+    """The v2 code path on this hybrid host: the unified hierarchy, used alone."""
+    v2 = Path("/sys/fs/cgroup/unified")
+    if not (v2 / "cgroup.procs").exists():
+        pytest.skip("no cgroup v2 hierarchy mounted")
+    cg = PodCgroups(str(uuidlib.uuid4()), Layout(v1={}, v2=v2))
+    assert cg.pod_dirs() == [v2 / "pyrkt" / cg.uuid]
+    cg.create("app")
+    sleeper = subprocess.Popen(["sleep", "1000"])
+    try:
+        cg.join("app", sleeper.pid)
+        assert cg.pids() == {sleeper.pid}
+        assert f"0::/pyrkt/{cg.uuid}/app" in Path(f"/proc/{sleeper.pid}/cgroup").read_text()
+        cg.destroy()
+        assert sleeper.wait(timeout=10) == -signal.SIGKILL
+        assert not (v2 / "pyrkt" / cg.uuid).exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        cg.destroy()
