@@ -11,7 +11,7 @@ import pytest
 
 from pyrkt.errors import UsageError
 from pyrkt.linux.caps import cap_number, mask_of
-from pyrkt.linux.cgroup import Layout, PodCgroups, detect, shares_to_weight
+from pyrkt.linux.cgroup import Layout, Limits, PodCgroups, detect, shares_to_weight
 from pyrkt.stage1.container.args import parse_enter, parse_run, parse_stop
 from pyrkt.stage1.container.etcfiles import hosts_file, resolv_conf, write_pod_etc
 from pyrkt.stage1.container.init import exit_code
@@ -72,12 +72,14 @@ def test_cgroup_layouts(tmp_path: Path) -> None:
     assert cg.dirs("app") == [Path("/sys/fs/cgroup/memory/pyrkt/u/app"),
                               Path("/sys/fs/cgroup/cpu,cpuacct/pyrkt/u/app"),
                               Path("/sys/fs/cgroup/pids/pyrkt/u/app")]
-    assert [rel for rel, _ in cg.views("app")] == ["memory", "cpu,cpuacct", "pids"]
+    assert cg.needed(Limits()) == [Path("/sys/fs/cgroup/pids")]
+    assert cg.needed(Limits(memory=1 << 20)) == [Path("/sys/fs/cgroup/pids"),
+                                                 Path("/sys/fs/cgroup/memory")]
     f.write_text(PURE_V2)
     v2 = PodCgroups("u", detect(str(f)))
     assert v2.layout.mode == "v2"
+    assert v2.needed(Limits(cpu_shares=2)) == [Path("/sys/fs/cgroup")]
     assert v2.dirs("app") == [Path("/sys/fs/cgroup/pyrkt/u/app")]
-    assert v2.views("app") == [("", Path("/sys/fs/cgroup/pyrkt/u/app"))]
 
 
 def test_cpu_shares_to_weight_matches_runc() -> None:

@@ -1,9 +1,10 @@
 """cgroups v1, v2 and hybrid, without systemd: one group per pod, one per app.
 
-Layout under every hierarchy this module uses: `<mount>/pyrkt/<uuid>/<leaf>`, where
-`<leaf>` is an app name or `stage1` (the pod's init: on v2 a group with children may
-hold no processes). Limits go where the controller is: v1 `memory`/`cpu` hierarchies
-when mounted (this machine), else the v2 hierarchy if it offers them. Everything is
+Layout under every hierarchy this module uses: `<mount>/pyrkt/<uuid>/<app>`. The pod's
+init stays where it was started: it is PID 1 of the pod's PID namespace, so its death
+takes every process of the pod with it. Limits go where the controller is: v1
+`memory`/`cpu` hierarchies when mounted (this machine), else the v2 hierarchy if it
+offers them. Everything is
 plain file I/O on cgroupfs; errors are OSError naming the file.
 """
 
@@ -126,11 +127,30 @@ class PodCgroups:
             with contextlib.suppress(OSError):
                 _write(d / "cgroup.subtree_control", spec)
 
+    def needed(self, limits: Limits) -> list[Path]:
+        """Hierarchies a leaf with these limits needs: v2; or on v1 `pids` (to track the
+        processes), `memory` and `cpu` only for a limit. Each v1 hierarchy joined costs
+        milliseconds (an RCU grace period per cgroup.procs write)."""
+        v1 = self.layout.v1
+        if not v1:
+            return self.layout.hierarchies()
+        out: list[Path] = []
+        track = v1.get("pids") or v1.get("memory") or v1.get("cpu")
+        wanted = [track, v1.get("memory") if limits.memory is not None else None,
+                  v1.get("cpu") if (limits.cpu_milli, limits.cpu_shares) != (None, None)
+                  else None]
+        for h in wanted:
+            if h is not None and h not in out:
+                out.append(h)
+        if self.layout.v2 is not None and self.layout.v2 in self.layout.hierarchies():
+            out.append(self.layout.v2)
+        return out
+
     def create(self, leaf: str, limits: Limits = Limits()) -> None:
-        """Create the leaf group in every hierarchy and write its limits."""
+        """Create the leaf group where it is needed and write its limits."""
         self._enable_v2()
-        for d in self.dirs(leaf):
-            d.mkdir(parents=True, exist_ok=True)
+        for h in self.needed(limits):
+            (h / ROOT_NAME / self.uuid / leaf).mkdir(parents=True, exist_ok=True)
         if limits:
             self._set_limits(leaf, limits)
 
@@ -160,9 +180,10 @@ class PodCgroups:
                        str(shares_to_weight(lim.cpu_shares)))
 
     def join(self, leaf: str, pid: int = 0) -> None:
-        """Move pid (0: the caller) into the leaf group of every hierarchy."""
+        """Move pid (0: the caller) into the leaf group of each hierarchy it exists in."""
         for d in self.dirs(leaf):
-            _write(d / "cgroup.procs", str(pid))
+            if d.is_dir():
+                _write(d / "cgroup.procs", str(pid))
 
     def views(self, leaf: str) -> list[tuple[str, Path]]:
         """(path relative to /sys/fs/cgroup, group dir) to show an app its own groups."""
@@ -172,7 +193,9 @@ class PodCgroups:
                 rel = str(h.relative_to(CGROUP_ROOT))
             except ValueError:
                 continue
-            out.append(("" if rel == "." else rel, h / ROOT_NAME / self.uuid / leaf))
+            group = h / ROOT_NAME / self.uuid / leaf
+            if group.is_dir():
+                out.append(("" if rel == "." else rel, group))
         return out
 
     def pids(self) -> set[int]:

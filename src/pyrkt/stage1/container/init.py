@@ -95,7 +95,6 @@ def run_init(cfg: InitConfig, parent: int) -> NoReturn:
         if not os.path.exists(f"/proc/{parent}"):
             os._exit(1)
         prctl.set_child_subreaper()
-        cfg.cgroups.join("stage1")
         if not cfg.plan.interactive:
             os.setsid()
         for app in cfg.plan.apps:

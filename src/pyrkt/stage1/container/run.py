@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from pyrkt import log
 from pyrkt.errors import RktError
-from pyrkt.linux import mount, netif, ns
+from pyrkt.linux import mount, ns
 from pyrkt.linux.cgroup import Limits, PodCgroups
 from pyrkt.stage1 import contract
 from pyrkt.stage1.container import etcfiles
@@ -72,6 +72,8 @@ def _enter_namespaces(plan: PodPlan, opts: RunOptions) -> None:
     mount.make_private("/", slave=True)
     ns.sethostname(plan.hostname)
     if new_net:
+        from pyrkt.linux import netif
+
         netif.set_up("lo")
 
 
@@ -82,7 +84,6 @@ def execute(plan: PodPlan, pod: Path, opts: RunOptions = RunOptions()) -> int:
         raise RktError("stage1: the pod has no apps")
     cg = PodCgroups(plan.uuid)
     try:
-        cg.create("stage1")
         for name, lim in _limits(plan).items():
             cg.create(name, lim)
         etc = etcfiles.write_pod_etc(contract.stage1_rootfs(pod) / "rkt" / "etc",
