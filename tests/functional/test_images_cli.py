@@ -280,3 +280,26 @@ def test_killed_fetch_leaves_nothing_and_the_next_one_completes(tmp_path: Path) 
         _SlowACI.release.set()
         server.shutdown()
         server.server_close()
+
+
+def test_eight_concurrent_first_renders_build_one_tree(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    aci = make_aci(tmp_path / "hello.aci")
+    image_id = rkt(data, "--insecure-options=image", "fetch", "--full", str(aci)).stdout.strip()
+    assert not (data / "cas" / "trees" / image_id).exists()  # ACIs render on first use
+    code = (
+        "import sys; from pathlib import Path; from pyrkt.image.store import Store; "
+        "print(Store(Path(sys.argv[1])).render(sys.argv[2]))"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(data), image_id],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(8)
+    ]  # fmt: skip
+    results = [(*p.communicate(timeout=120), p.returncode) for p in procs]
+    assert all(rc == 0 for _, _, rc in results), results
+    assert {out.strip() for out, _, _ in results} == {str(data / "cas" / "trees" / image_id)}
+    tree = data / "cas" / "trees" / image_id
+    assert (tree / "rootfs" / "etc" / "greeting").read_text() == "hello\n"
+    assert json.loads((tree / "manifest").read_text())["name"] == "example.com/hello"
+    assert [p for p in (data / "cas" / "tmp").iterdir() if not p.name.endswith(".lock")] == []
