@@ -294,3 +294,22 @@ def test_cgroup_v2_hierarchy_tracks_and_kills(tmp_path: Path) -> None:
         sleeper.kill()
         sleeper.wait()
         cg.destroy()
+
+
+def test_symlinks_in_the_image_stay_inside_the_rootfs(pods: Pods, tmp_path: Path) -> None:
+    """An image whose /etc and /proc are symlinks pointing out of it must not make rkt
+    write or mount on the host."""
+    uuid, pod = pods.pod("evil")
+    root = contract.app_rootfs(pod, "evil")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    escape = "/.." * 20 + str(outside)
+    subprocess.run(["rm", "-rf", str(root / "etc"), str(root / "proc")], check=True)
+    os.symlink(escape, root / "etc")
+    os.symlink(escape + "/proc", root / "proc")
+    r = cp.run(plan(uuid, sh(pod, "evil", "cat /etc/hostname; test -f /proc/self/status"),
+                    hostname="inside"), pod)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "inside\n"
+    assert list(outside.iterdir()) == []
+    assert (root / str(outside).lstrip("/") / "hostname").exists()

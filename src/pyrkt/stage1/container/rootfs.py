@@ -35,7 +35,7 @@ def _ensure_file(p: Path) -> None:
 
 
 def mount_proc(root: Path, *, protect: bool) -> None:
-    proc = root / "proc"
+    proc = secure_join(root, "/proc")  # an image's /proc may be a symlink: stay inside
     _ensure_dir(proc)
     mount("proc", str(proc), "proc", NOSUID_NODEV_NOEXEC)
     if not protect:
@@ -48,7 +48,7 @@ def mount_proc(root: Path, *, protect: bool) -> None:
 
 
 def mount_sys(root: Path, cgroup_views: list[tuple[str, Path]], *, protect: bool) -> None:
-    sysd = root / "sys"
+    sysd = secure_join(root, "/sys")
     _ensure_dir(sysd)
     mount("sysfs", str(sysd), "sysfs", NOSUID_NODEV_NOEXEC | (MS.RDONLY if protect else 0))
     cg = sysd / "fs" / "cgroup"
@@ -117,7 +117,7 @@ def prepare(
     bind(r, r, recursive=True)
     mount_proc(root, protect=protect_paths)
     mount_sys(root, cgroup_views, protect=protect_paths)
-    devd = root / "dev"
+    devd = secure_join(root, "/dev")
     _ensure_dir(devd)
     dev.populate(devd, console_tty=console_tty)
     for inside, host_file in etc_files.items():
