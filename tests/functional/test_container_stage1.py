@@ -17,7 +17,7 @@ import _container_pod as cp
 import pytest
 
 from pyrkt.linux.caps import mask_of
-from pyrkt.linux.cgroup import Layout, PodCgroups
+from pyrkt.linux.cgroup import Layout, PodCgroups, shares_to_weight
 from pyrkt.stage1 import contract
 from pyrkt.stage1.plan import AppPlan, DnsPlan, MountPlan, PodPlan, VolumeKind
 
@@ -160,11 +160,14 @@ def test_cgroup_limits_visible_to_the_app(pods: Pods) -> None:
     script = ("cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null"
               " || cut -d' ' -f1 /sys/fs/cgroup/memory.max;"
               " cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null"
-              " || cut -d' ' -f1 /sys/fs/cgroup/cpu.max")
-    app = sh(pod, "m", script, memory_limit=42 * 1024 * 1024, cpu_limit_milli=500)
+              " || cut -d' ' -f1 /sys/fs/cgroup/cpu.max;"
+              " cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/cpu.weight")
+    app = sh(pod, "m", script, memory_limit=42 * 1024 * 1024, cpu_limit_milli=500,
+             cpu_shares=512)
     r = cp.run(plan(uuid, app), pod)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == [str(42 * 1024 * 1024), "50000"]
+    shares = "512" if PodCgroups(uuid).layout.v1.get("cpu") else str(shares_to_weight(512))
+    assert r.stdout.split() == [str(42 * 1024 * 1024), "50000", shares]
     assert not any(d.exists() for d in PodCgroups(uuid).pod_dirs()), "cgroups left behind"
 
 
