@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from pathlib import Path
 
 from pyrkt import log
@@ -69,6 +68,8 @@ def _seed_empty_volume(source: Path, target: Path) -> None:
     """Docker semantics: an empty volume over image content starts with that content."""
     if not target.is_dir() or any(source.iterdir()):
         return
+    import shutil
+
     for entry in target.iterdir():
         dst = source / entry.name
         if entry.is_dir() and not entry.is_symlink():
