@@ -323,7 +323,12 @@ def test_teardown_after_sigkill_of_the_stage1(pods: Pods) -> None:
     finally:
         p.kill()
         p.wait()
-    teardown_pod_network(d)
+    # As `gc` does: the pod folder has moved (run -> exited-garbage) since setup.
+    moved = d.parent / "garbage" / u
+    moved.parent.mkdir()
+    d.rename(moved)
+    pods.dirs[-1] = moved
+    teardown_pod_network(moved)
     assert leftovers([u], pods.host_ifs) == []
 
 

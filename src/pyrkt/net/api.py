@@ -82,7 +82,9 @@ def _with_portmap(cfg: NetworkConfig) -> NetworkConfig:
 def _summarize(result: dict[str, Any], ifname: str) -> tuple[str, int, str, str]:
     """(ip, prefix, gateway, host ifname) for `ifname` from a CNI result."""
     ifaces = result.get("interfaces") or []
-    host_if = next((i.get("name", "") for i in ifaces if not i.get("sandbox")), "")
+    # The host end of the pod's link: the last host-side interface (bridge comes first).
+    host_ifs = [i.get("name", "") for i in ifaces if not i.get("sandbox")]
+    host_if = host_ifs[-1] if host_ifs else ""
     chosen: dict[str, Any] | None = None
     for ip in result.get("ips") or []:
         idx = ip.get("interface")
@@ -113,6 +115,7 @@ def setup_pod_network(
     Validates everything first (unknown network, bad config, missing plugin: RktError
     and nothing created). On a failure midway, tears down what was set up and raises.
     """
+    pod_dir = pod_dir.absolute()
     netlist = parse_net_list(net)
     if netlist.host:
         if for_vm:
@@ -193,7 +196,9 @@ def teardown_pod_network(pod_dir: Path) -> None:
     ns = pod_netns(pod_dir) or next((Path(i.netns) for i in infos if i.netns), None)
     failed = False
     for info in reversed(infos):
-        conf = Path(info.netConf)
+        # The pod folder moves between states (run -> exited-garbage -> garbage):
+        # find the config copy in the folder as it is now.
+        conf = pod_dir / NET_DIR / Path(info.netConf).name
         if not conf.exists():
             continue  # torn down already
         if info.tap and ns is not None:
@@ -228,7 +233,7 @@ def teardown_pod_network(pod_dir: Path) -> None:
 def check_pod_network(pod_dir: Path) -> None:
     """CNI CHECK every network of a running pod; CniError names the broken one."""
     for info in netinfo.load(pod_dir):
-        conf = Path(info.netConf)
+        conf = pod_dir / NET_DIR / Path(info.netConf).name
         if not conf.exists():
             raise RktError(f"network {info.netName!r} of this pod was torn down")
         cfg = parse_config(json.loads(conf.read_text()), str(conf))
