@@ -234,3 +234,40 @@ def test_default_network_gives_eth0_and_is_released(rkt: Rkt, busybox_aci: Path,
     ip = cidr.split("/")[0]
     assert hosts_line.split() == [ip, f"rkt-{uuid}"]
     assert not Path(f"/run/netns/rkt-{uuid}").exists()
+
+
+@pytest.mark.registry
+def test_redis_from_registry_serves_and_stops(rkt: Rkt, redis_image: str,
+                                              tmp_path: Path) -> None:
+    """The seed's example: docker://redis in the container stage1, reached on the host
+    network, stopped with `rkt stop` (redis exits 0 on SIGTERM)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uuid_file = tmp_path / "uuid"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "pyrkt", f"--dir={rkt.dir}", "run",
+         "--insecure-options=image,http", "--net=host", f"--uuid-file-save={uuid_file}",
+         redis_image, "--", "--port", str(port), "--bind", "127.0.0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+    try:
+        reply = b""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and p.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                    c.sendall(b"PING\r\n")
+                    reply = c.recv(16)
+                    break
+            except OSError:
+                time.sleep(0.2)
+        assert reply == b"+PONG\r\n", p.stdout.read() if p.poll() is not None and p.stdout \
+            else "redis did not answer"
+        st = rkt("stop", uuid_file.read_text().strip())
+        assert st.returncode == 0, st.stderr
+        out, _ = p.communicate(timeout=60)
+        assert p.returncode == 0, out
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
