@@ -1,1 +1,1 @@
-
+"""The fly stage1: rkt's chroot-only flavor (one app, no isolation). See `run`."""
