@@ -26,6 +26,7 @@ from pyrkt.stage1.plan import AppPlan, PodPlan
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,19 @@ def _start_app(cfg: InitConfig, app: AppPlan) -> int:
 
 def run_init(cfg: InitConfig, parent: int) -> NoReturn:
     """Body of the forked pod init; never returns."""
+    stopping: list[int] = []
+
+    def forward(sig: int, _frame: FrameType | None) -> None:
+        if sig in STOP_SIGNALS:
+            stopping.append(sig)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(-1, sig)  # every process in the pod but init itself
+
+    # Handlers first: a PID namespace's init gets no signal it has no handler for, so a
+    # `stop` arriving while the apps are being prepared would otherwise be lost.
+    ignored = (signal.SIGINT, signal.SIGQUIT) if cfg.plan.interactive else ()
+    for sig in FORWARDED:
+        signal.signal(sig, signal.SIG_IGN if sig in ignored else forward)
     try:
         prctl.set_pdeathsig(signal.SIGKILL)
         # The parent is outside our PID namespace (getppid() is 0): look at the host's
@@ -109,23 +123,19 @@ def run_init(cfg: InitConfig, parent: int) -> NoReturn:
     except BaseException as e:
         appexec.child_fail("pod init", e)
 
-    def forward(sig: int, _frame: FrameType | None) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(-1, sig)  # every process in the pod but init itself
-
-    ignored = (signal.SIGINT, signal.SIGQUIT) if cfg.plan.interactive else ()
-    for sig in FORWARDED:
-        signal.signal(sig, signal.SIG_IGN if sig in ignored else forward)
-
     names: dict[int, str] = {}
     codes: dict[str, int] = {}
     try:
         for app in cfg.plan.apps:
+            if stopping:  # stopped before every app started: start no more
+                codes[app.name] = 128 + stopping[0]
+                write_status(cfg.pod, app.name, codes[app.name])
+                continue
             names[_start_app(cfg, app)] = app.name
     except BaseException as e:
         os.write(2, f"stage1: pod init: {e}\n".encode())
         codes["<init>"] = appexec.SETUP_FAILED
-    while len(codes) < len(names) + ("<init>" in codes):
+    while any(n not in codes for n in names.values()):
         try:
             pid, status = os.wait()
         except ChildProcessError:
