@@ -57,30 +57,36 @@ def app(pod: Path, name: str, *argv: str, **kw: object) -> AppPlan:
                    **kw)  # type: ignore[arg-type]
 
 
-def start(plan: PodPlan, pod: Path, **popen: object) -> subprocess.Popen[str]:
-    """Start the executor on plan in a child process (stdout/stderr captured)."""
+def start(plan: PodPlan, pod: Path, flavor: str = "container",
+          **popen: object) -> subprocess.Popen[str]:
+    """Start the flavor's executor on plan in a child process (stdout/stderr captured)."""
     plan_file = pod / "plan.pickle"
     plan_file.write_bytes(pickle.dumps(plan))
     popen.setdefault("stdout", subprocess.PIPE)
     popen.setdefault("stderr", subprocess.PIPE)
     return subprocess.Popen(  # type: ignore[call-overload,no-any-return]
-        [sys.executable, __file__, str(plan_file), str(pod)], cwd=pod, text=True, **popen
+        [sys.executable, __file__, flavor, str(plan_file), str(pod)], cwd=pod, text=True,
+        **popen,
     )
 
 
-def run(plan: PodPlan, pod: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    p = start(plan, pod)
+def run(plan: PodPlan, pod: Path, timeout: float = 60,
+        flavor: str = "container") -> subprocess.CompletedProcess[str]:
+    p = start(plan, pod, flavor)
     out, err = p.communicate(timeout=timeout)
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
 if __name__ == "__main__":
     from pyrkt.errors import RktError
-    from pyrkt.stage1.container.run import RunOptions, execute
+    from pyrkt.stage1.container import run as container
+    from pyrkt.stage1.fly import run as fly
 
-    loaded: PodPlan = pickle.loads(Path(sys.argv[1]).read_bytes())
+    loaded: PodPlan = pickle.loads(Path(sys.argv[2]).read_bytes())
     try:
-        sys.exit(execute(loaded, Path(sys.argv[2]), RunOptions()))
+        if sys.argv[1] == "fly":
+            sys.exit(fly.execute(loaded, Path(sys.argv[3])))
+        sys.exit(container.execute(loaded, Path(sys.argv[3]), container.RunOptions()))
     except RktError as e:
         print(f"stage1: {e}", file=sys.stderr)
         sys.exit(254)

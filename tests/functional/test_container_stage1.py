@@ -316,3 +316,17 @@ def test_symlinks_in_the_image_stay_inside_the_rootfs(pods: Pods, tmp_path: Path
     assert r.stdout == "inside\n"
     assert list(outside.iterdir()) == []
     assert (root / str(outside).lstrip("/") / "hostname").exists()
+
+
+def test_fly_volumes_user_and_readonly_rootfs(pods: Pods, nested_host_dir: Path) -> None:
+    uuid, pod = pods.pod("f")
+    mounts = (MountPlan("ro", VolumeKind.HOST, nested_host_dir, "/ro", read_only=True),)
+    script = ("cat /ro/top.txt; touch /ro/x 2>/dev/null || echo ro-refused;"
+              " touch /x 2>/dev/null || echo rootfs-refused; id -u; echo $$ > /dev/null;"
+              " test -e /proc/1/status && echo host-proc; exit 2")
+    app = sh(pod, "f", script, mounts=mounts, uid=1000, gid=1000, readonly_rootfs=True)
+    r = cp.run(plan(uuid, app), pod, flavor="fly")
+    assert r.returncode == 2, r.stderr
+    assert r.stdout.split() == ["top", "ro-refused", "rootfs-refused", "1000", "host-proc"]
+    assert contract.read_exit_codes(pod) == {"f": 2}
+    assert int(contract.pid_file(pod).read_text()) > 1
