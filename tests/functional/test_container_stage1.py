@@ -330,3 +330,13 @@ def test_fly_volumes_user_and_readonly_rootfs(pods: Pods, nested_host_dir: Path)
     assert r.stdout.split() == ["top", "ro-refused", "rootfs-refused", "1000", "host-proc"]
     assert contract.read_exit_codes(pod) == {"f": 2}
     assert int(contract.pid_file(pod).read_text()) > 1
+
+
+def test_apps_of_a_pod_share_localhost(pods: Pods) -> None:
+    uuid, pod = pods.pod("server", "client")
+    server = sh(pod, "server", "nc -l -p 7777 -e echo pong")
+    client = sh(pod, "client", "for i in $(seq 50); do nc 127.0.0.1 7777 </dev/null && exit 0;"
+                               " sleep 0.1; done; exit 1")
+    r = cp.run(plan(uuid, server, client), pod)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "pong\n"
