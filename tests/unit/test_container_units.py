@@ -119,3 +119,17 @@ def test_exit_codes_as_rkt_reports_them() -> None:
 def test_layout_with_no_v1_uses_v2() -> None:
     lay = Layout(v1={}, v2=Path("/sys/fs/cgroup"), v2_controllers=frozenset({"memory"}))
     assert lay.hierarchies() == [Path("/sys/fs/cgroup")]
+
+
+def test_v2_limits_are_written_as_cgroup_v2_spells_them(tmp_path: Path) -> None:
+    """On a pure v2 host: subtree_control enabled down to the pod, memory.max, cpu.max,
+    cpu.weight in the app's group (plain files here, the kernel's on a real host)."""
+    lay = Layout(v1={}, v2=tmp_path, v2_controllers=frozenset({"memory", "cpu", "pids", "io"}))
+    cg = PodCgroups("u", lay)
+    cg.create("web", Limits(memory=42 << 20, cpu_milli=1500, cpu_shares=1024))
+    app = tmp_path / "pyrkt" / "u" / "web"
+    assert (app / "memory.max").read_text() == str(42 << 20)
+    assert (app / "cpu.max").read_text() == "150000 100000"
+    assert (app / "cpu.weight").read_text() == "39"
+    for d in (tmp_path, tmp_path / "pyrkt", tmp_path / "pyrkt" / "u"):
+        assert (d / "cgroup.subtree_control").read_text() == "+memory +cpu +pids"
