@@ -13,11 +13,9 @@ USAGE = """Usage:
 
 Flags:
       --full                 print the full image hash after fetching
-      --pull-policy string   when to pull an image: new, never or update (default "new")
-      --signature string     local signature file to use in validating the preceding image"""
+      --pull-policy string   when to pull an image: new, never or update (default "new")"""
 
-FLAGS = {"full": bool, "pull-policy": str, "signature": str, "no-store": bool,
-         "store-only": bool}  # fmt: skip
+FLAGS = {"full": bool, "pull-policy": str, "no-store": bool, "store-only": bool}
 
 
 def main(argv: list[str], g: GlobalOptions) -> int:
