@@ -17,6 +17,8 @@ from pyrkt.stage1.kvm.runner import kvm_dir
 from pyrkt.stage1.plan import AppPlan, PodPlan
 
 BUSYBOX = Path("/bin/busybox")
+APPLETS = ("sh", "echo", "cat", "true", "false", "sleep", "hostname", "nproc", "id", "touch",
+           "env", "grep", "ls", "mkdir", "rm", "awk", "trap", "kill")
 
 
 def busybox_rootfs(root: Path) -> None:
@@ -24,8 +26,7 @@ def busybox_rootfs(root: Path) -> None:
     (root / "etc").mkdir(exist_ok=True)
     (root / "tmp").mkdir(exist_ok=True)
     shutil.copy(BUSYBOX, root / "bin" / "busybox")
-    for applet in ("sh", "echo", "cat", "true", "false", "sleep", "hostname", "nproc", "id",
-                   "touch", "env", "grep", "ls", "mkdir", "rm"):
+    for applet in APPLETS:
         (root / "bin" / applet).symlink_to("busybox")
     (root / "etc" / "passwd").write_text("root:x:0:0:root:/:/bin/sh\n")
     (root / "etc" / "group").write_text("root:x:0:\n")
@@ -64,3 +65,47 @@ def diagnostics(pod: Path) -> str:
         p = kvm_dir(pod) / name
         out.append(f"--- {p}:\n" + (p.read_text(errors="replace") if p.exists() else "(none)"))
     return "\n".join(out)
+
+
+ACI_MANIFEST = """{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/busybox",
+"labels":[{"name":"version","value":"1.0"},{"name":"arch","value":"amd64"},
+{"name":"os","value":"linux"}],
+"app":{"exec":["/bin/sh","-c","echo default-exec"],"user":"0","group":"0",
+"environment":[{"name":"FROM_IMAGE","value":"image"}]}}"""
+
+
+def busybox_aci(work: Path) -> Path:
+    """A busybox ACI (what `rkt run` is given in the kvm end-to-end tests)."""
+    import tarfile
+
+    busybox_rootfs(work / "rootfs")
+    (work / "manifest").write_text(ACI_MANIFEST)
+    aci = work / "busybox.aci"
+    with tarfile.open(aci, "w") as tar:
+        tar.add(work / "manifest", arcname="manifest")
+        tar.add(work / "rootfs", arcname="rootfs")
+    return aci
+
+
+def pod_dirs(rkt_dir: Path) -> list[Path]:
+    return sorted(p for p in (rkt_dir / "pods").glob("*/*") if p.is_dir())
+
+
+def all_diagnostics(rkt_dir: Path) -> str:
+    return "\n".join(f"=== pod {p.name}\n{diagnostics(p)}" for p in pod_dirs(rkt_dir))
+
+
+def qemu_pids_for(text: str) -> list[int]:
+    """Live processes whose command line mentions text (a pod uuid or folder)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (d / "stat").read_text().split(") ", 1)[1][0]
+        except (OSError, IndexError):
+            continue
+        if "qemu-system" in cmd and text in cmd and state != "Z":
+            out.append(int(d.name))
+    return out

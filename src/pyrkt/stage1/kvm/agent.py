@@ -2,7 +2,7 @@
 
 QEMU listens on `POD/kvm/agent.sock` (one client at a time); the guest init's
 `rkt_agent` reads `enter ID` / `stop` / `ping` and answers one line. Bulk data (the
-command, its output) goes through the 9p share under `rkt/kvm/enter/ID/`.
+command, its output) goes through the 9p share under `POD/kvm/ctl/enter/ID/` (the guest's /ctl).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ READY_TIMEOUT_S = 300.0
 
 
 def wait_started(pod: Path, timeout: float = READY_TIMEOUT_S) -> None:
-    """Until the guest has started the apps (it writes rkt/kvm/started on the share)."""
+    """Until the guest has started the apps (it writes /ctl/started)."""
     flag = runner.guest_dir(pod) / "started"
     deadline = time.monotonic() + timeout
     while not flag.exists():

@@ -69,7 +69,6 @@ def gc(pod: Path) -> int:
             os.kill(pid, signal.SIGKILL)
         _wait_gone(pid, 5.0)
     shutil.rmtree(runner.kvm_dir(pod), ignore_errors=True)
-    shutil.rmtree(runner.guest_dir(pod) / "enter", ignore_errors=True)
     try:
         from pyrkt.net.api import teardown_pod_network
     except ImportError:

@@ -22,7 +22,16 @@ from pyrkt.stage1 import contract
 from pyrkt.stage1.kvm import accel, assets, hypervisors
 from pyrkt.stage1.kvm.guest import script
 from pyrkt.stage1.kvm.sizing import vm_size
-from pyrkt.stage1.kvm.vm import SHARE_STAGE1, Accel, ConsoleMode, Machine, Share, Tap, VmPlan
+from pyrkt.stage1.kvm.vm import (
+    SHARE_CTL,
+    SHARE_STAGE1,
+    Accel,
+    ConsoleMode,
+    Machine,
+    Share,
+    Tap,
+    VmPlan,
+)
 from pyrkt.stage1.plan import PodPlan
 
 ENV_EXTRA_KERNEL_PARAMS = "RKT_HYPERVISOR_EXTRA_KERNEL_PARAMS"
@@ -46,8 +55,11 @@ def kvm_dir(pod: Path) -> Path:
 
 
 def guest_dir(pod: Path) -> Path:
-    """Files on the share for the guest (pod script, enter requests, app exec lines)."""
-    return contract.stage1_rootfs(pod) / "rkt" / "kvm"
+    """The control folder shared with the guest as `rkt.ctl` (at /ctl): the pod script,
+    /etc files, enter requests, app exec lines, the `started` flag. It lives in the pod
+    folder itself, not in the stage1 rootfs, which stage0 mounts in a private mount
+    namespace that `rkt enter` does not see."""
+    return kvm_dir(pod) / "ctl"
 
 
 def serial_log(pod: Path) -> Path:
@@ -120,7 +132,7 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions) -> tuple[VmPlan, str]:
     kernel, initrd = assets.asset_paths(contract.stage1_rootfs(pod))
     size = vm_size(plan.apps, host_cpus())
     decision = accel.decide(kernel, initrd, cache_dir_for(pod), opts.accel)
-    shares = [Share(SHARE_STAGE1, contract.stage1_rootfs(pod))]
+    shares = [Share(SHARE_STAGE1, contract.stage1_rootfs(pod)), Share(SHARE_CTL, guest_dir(pod))]
     for m, tag in script.mount_tags(plan).items():
         if not m.source.is_dir():
             raise RktError(

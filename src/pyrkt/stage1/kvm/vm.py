@@ -34,6 +34,7 @@ PORT_STDOUT = 1
 PORT_STDERR = 2
 PORT_AGENT = 3
 SHARE_STAGE1 = "rkt.stage1"
+SHARE_CTL = "rkt.ctl"
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 #!/bin/sh
 # pyrkt kvm guest init (busybox sh, PID 1 in the initramfs).
 # Mounts the pod's stage1 rootfs shared by the host (9p tag rkt.stage1) at /stage1 and
-# sources the pod script the host wrote there (/stage1/rkt/kvm/pod.sh), which starts
-# the apps, records their exit codes and returns; then the VM powers off.
+# the pod's control folder (tag rkt.ctl) at /ctl, and sources the pod script the host
+# wrote there (/ctl/pod.sh), which starts the apps, records their exit codes in
+# /stage1/rkt/status and returns; then the VM powers off.
 export PATH=/bin:/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -24,12 +25,14 @@ for p in /sys/class/virtio-ports/*; do
 	n=$(cat "$p/name")
 	[ -n "$n" ] && ln -sf "/dev/${p##*/}" "/dev/$n"
 done
-if ! mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,access=any rkt.stage1 /stage1; then
+mkdir -p /ctl
+rkt_9p="-t 9p -o trans=virtio,version=9p2000.L,msize=262144,access=any"
+if ! mount $rkt_9p rkt.stage1 /stage1 || ! mount $rkt_9p rkt.ctl /ctl; then
 	rkt_say "cannot mount the pod share"
 	rkt_halt
 fi
 # The enter/stop agent: one request line at a time on the rkt.agent port.
-#   enter ID -> runs /stage1/rkt/kvm/enter/ID/cmd.sh, replies "done ID RC"
+#   enter ID -> runs /ctl/enter/ID/cmd.sh, replies "done ID RC"
 #   stop     -> replies "ok", sends SIGTERM to the apps (SIGKILL after the grace time)
 rkt_agent() {
 	exec 3<>/dev/rkt.agent || return
@@ -40,7 +43,7 @@ rkt_agent() {
 		fi
 		case $rkt_cmd in
 		enter)
-			d=/stage1/rkt/kvm/enter/$rkt_arg
+			d=/ctl/enter/$rkt_arg
 			sh "$d/cmd.sh" <"$d/stdin" >"$d/stdout" 2>"$d/stderr"
 			echo "done $rkt_arg $?" >&3
 			;;
@@ -54,8 +57,8 @@ rkt_agent() {
 		esac
 	done
 }
-if [ -r /stage1/rkt/kvm/pod.sh ]; then
-	. /stage1/rkt/kvm/pod.sh
+if [ -r /ctl/pod.sh ]; then
+	. /ctl/pod.sh
 else
 	rkt_say "no pod script"
 fi

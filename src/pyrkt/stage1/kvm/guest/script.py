@@ -2,6 +2,7 @@
 
 Every decision is made here, on the host, from the `PodPlan`; the guest only executes.
 The init sources the script with /stage1 = the pod's stage1 rootfs (9p tag rkt.stage1),
+/ctl = the pod's control folder (rkt.ctl),
 /dev/rkt.{out,err,agent} = the virtio-serial ports and `rkt_agent` defined.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from pyrkt.stage1.plan import AppPlan, MountPlan, PodPlan
 
 GUEST_STAGE1 = "/stage1"
+GUEST_CTL = "/ctl"
 CGROUP_ROOT = "/sys/fs/cgroup/rkt"
 CPU_PERIOD_US = 100000
 
@@ -74,7 +76,7 @@ def _mount_lines(
     for name in etc_files:
         # The pod's /etc files (on the share): into every app that has an /etc.
         t = f"{r}/etc/{name}"
-        src = q(f"{GUEST_STAGE1}/rkt/kvm/etc/{name}")
+        src = q(f"{GUEST_CTL}/etc/{name}")
         lines.append(
             f"[ -d {r}/etc ] && {{ [ -e {t} ] || : > {t}; }} && mount --bind {src} {t}"
         )
@@ -125,7 +127,7 @@ def pod_script(
     plan: PodPlan, *, etc_files: Sequence[str] = (), net_script: str = "",
     stop_grace_s: int = 10,
 ) -> str:
-    """The script for plan; etc_files: names under rkt/kvm/etc/ to bind into each app's
+    """The script for plan; etc_files: names under /ctl/etc/ to bind into each app's
     /etc; net_script: sh that configures the guest NICs (from NET)."""
     tags = mount_tags(plan)
     out = [
@@ -157,7 +159,7 @@ def pod_script(
     out += [
         "rkt_agent &",
         "rkt_agent_pid=$!",
-        f": > {GUEST_STAGE1}/rkt/kvm/started",
+        f": > {GUEST_CTL}/started",
     ]
     for i, app in enumerate(plan.apps):
         st = q(f"{GUEST_STAGE1}/rkt/status/{app.name}")

@@ -1,0 +1,222 @@
+"""`rkt run` with the kvm stage1 (QEMU), as a user runs it: real VMs (TCG on these
+machines). Each test boots as few VMs as it can; a failing test prints every pod's
+serial console log and QEMU command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import kvm_helpers as kh
+import pytest
+
+pytestmark = [pytest.mark.qemu, pytest.mark.root]
+
+MIB_KB = 1024
+HOST_CPUS = len(os.sched_getaffinity(0))
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pyrkt.stage1.build.aci import Flavor, Hypervisor, build_stage1_aci
+
+    return build_stage1_aci(Flavor.KVM, tmp_path_factory.mktemp("stage1"), Hypervisor.QEMU)
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return kh.busybox_aci(tmp_path_factory.mktemp("aci"))
+
+
+@pytest.fixture(scope="module")
+def accel_env(tmp_path_factory: pytest.TempPathFactory, stage1: Path) -> Iterator[str]:
+    """Decide the accelerator once for the module (the probe is cached per --dir)."""
+    import tarfile
+
+    from pyrkt.stage1.kvm import accel
+
+    work = tmp_path_factory.mktemp("accel")
+    with tarfile.open(stage1) as tar:
+        for name in ("rootfs/kvm/vmlinuz", "rootfs/kvm/initrd.img"):
+            tar.extract(name, work, filter="data")
+    d = accel.decide(work / "rootfs/kvm/vmlinuz", work / "rootfs/kvm/initrd.img", work)
+    old = os.environ.get(accel.ENV_FORCE)
+    os.environ[accel.ENV_FORCE] = d.accel.value
+    yield d.accel.value
+    if old is None:
+        del os.environ[accel.ENV_FORCE]
+    else:
+        os.environ[accel.ENV_FORCE] = old
+
+
+class Rkt:
+    def __init__(self, d: Path, stage1: Path) -> None:
+        self.dir = d
+        self.stage1 = stage1
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "pyrkt", f"--dir={self.dir}", *args]
+
+    def __call__(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.argv(*args), capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def run_args(self, *args: str) -> list[str]:
+        return ["run", "--insecure-options=image", "--net=none",
+                f"--stage1-path={self.stage1}", *args]
+
+    def run(self, *args: str, debug: bool = False) -> subprocess.CompletedProcess[str]:
+        return self(*(["--debug"] if debug else []), *self.run_args(*args))
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        p = subprocess.Popen(self.argv(*self.run_args(*args)), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        self.procs.append(p)
+        return p
+
+    def wait_running(self, uuid_file: Path, timeout: float = 300) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if uuid_file.exists() and uuid_file.read_text().strip():
+                uuid = uuid_file.read_text().strip()
+                pods = [p for p in kh.pod_dirs(self.dir) if p.name == uuid]
+                if pods and (pods[0] / "kvm/ctl/started").exists():
+                    return uuid
+            time.sleep(0.2)
+        raise AssertionError("the pod did not start\n" + kh.all_diagnostics(self.dir))
+
+    def cleanup(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for pod in kh.pod_dirs(self.dir):
+            for pid in kh.qemu_pids_for(str(pod)):
+                os.kill(pid, 9)
+
+
+@pytest.fixture
+def rkt(tmp_path: Path, stage1: Path, accel_env: str) -> Iterator[Rkt]:
+    r = Rkt(tmp_path / "rkt", stage1)
+    yield r
+    print(kh.all_diagnostics(r.dir))  # shown when the test failed
+    r.cleanup()
+
+
+def meminfo_kb(out: str) -> int:
+    line = next(x for x in out.splitlines() if x.startswith("MemTotal:"))
+    return int(line.split()[1])
+
+
+def assert_memory(kb: int, mib: int) -> None:
+    # The guest kernel keeps some of the VM's RAM for itself.
+    assert mib * MIB_KB - 80 * MIB_KB < kb <= mib * MIB_KB, (kb, mib)
+
+
+SIZE_PROBE = 'nproc; grep MemTotal /proc/meminfo'
+
+
+def test_exit_code_env_args_output_and_size_with_no_limits(rkt: Rkt, image: Path,
+                                                           tmp_path: Path) -> None:
+    uuid_file = tmp_path / "uuid"
+    r = rkt.run(f"--uuid-file-save={uuid_file}", "--set-env=FOO=from flag", str(image),
+                "--exec", "/bin/sh", "--", "-c",
+                f'echo "$FROM_IMAGE|$FOO|$1|$(hostname)"; echo to-stderr >&2; {SIZE_PROBE}',
+                "arg0", "first arg")
+    uuid = uuid_file.read_text().strip()
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"image|from flag|first arg|rkt-{uuid}"
+    assert lines[1] == str(HOST_CPUS)  # no CPU limit: every host CPU
+    assert_memory(meminfo_kb(r.stdout), 128 + 128)
+    assert "to-stderr" in r.stderr.splitlines()
+    # Without --debug: no kernel messages, no hypervisor command line.
+    assert "Linux version" not in r.stderr and "qemu-system" not in r.stderr
+    st = rkt("status", uuid)
+    assert "state=exited" in st.stdout and "app-busybox=0" in st.stdout, st.stdout
+
+
+def test_multi_app_first_failure_and_size_with_one_unlimited(rkt: Rkt, image: Path,
+                                                             tmp_path: Path) -> None:
+    uuid_file = tmp_path / "uuid"
+    r = rkt.run(f"--uuid-file-save={uuid_file}",
+                str(image), "--name=ok", "--memory=128Mi", "--cpu=1", "--exec", "/bin/sh", "--",
+                "-c", f"{SIZE_PROBE}; exit 0", "---",
+                str(image), "--name=fails", "--exec", "/bin/sh", "--", "-c", "exit 5")
+    assert r.returncode == 5, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == str(HOST_CPUS)  # one app has no CPU limit
+    assert_memory(meminfo_kb(r.stdout), 128 + 128 + 128)
+    st = rkt("status", uuid_file.read_text().strip())
+    assert "app-ok=0" in st.stdout and "app-fails=5" in st.stdout, st.stdout
+
+
+def test_debug_size_all_limited_and_read_only_volume(rkt: Rkt, image: Path,
+                                                     tmp_path: Path) -> None:
+    ro, rw = tmp_path / "ro", tmp_path / "rw"
+    ro.mkdir()
+    rw.mkdir()
+    (ro / "given").write_text("from host\n")
+    script = ("cat /ro/given; touch /ro/new 2>/dev/null && echo ro-writable || echo ro-refused;"
+              f" echo written > /rw/out; {SIZE_PROBE}")
+    r = rkt.run(f"--volume=ro,kind=host,source={ro},readOnly=true",
+                f"--volume=rw,kind=host,source={rw}",
+                str(image), "--memory=256Mi", "--cpu=1",
+                "--mount=volume=ro,target=/ro", "--mount=volume=rw,target=/rw",
+                "--exec", "/bin/sh", "--", "-c", script, debug=True)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:3] == ["from host", "ro-refused", "1"], r.stdout
+    assert_memory(meminfo_kb(r.stdout), 128 + 256)
+    assert not (ro / "new").exists()
+    assert (rw / "out").read_text() == "written\n"
+    # --debug: the hypervisor command line, the VM size, the accelerator, kernel messages.
+    assert "qemu-system-x86_64" in r.stderr
+    assert "VM size 1 vCPU(s), 384 MiB" in r.stderr
+    assert "accelerator" in r.stderr
+    assert "Linux version" in r.stderr
+
+
+def test_enter_and_graceful_stop(rkt: Rkt, image: Path, tmp_path: Path) -> None:
+    uuid_file = tmp_path / "uuid"
+    p = rkt.start(f"--uuid-file-save={uuid_file}", str(image), "--exec", "/bin/sh", "--", "-c",
+                  "trap 'echo got-term; exit 42' TERM; while :; do sleep 1; done")
+    uuid = rkt.wait_running(uuid_file)
+    e = rkt("enter", uuid, "hostname")
+    assert e.returncode == 0, e.stderr
+    assert e.stdout == f"rkt-{uuid}\n"
+    e = rkt("enter", uuid, "/bin/sh", "-c", "echo $FROM_IMAGE; exit 4")
+    assert (e.returncode, e.stdout) == (4, "image\n"), e.stderr
+    st = rkt("status", uuid)
+    pid = int(next(x for x in st.stdout.splitlines() if x.startswith("pid="))[4:])
+    assert "qemu-system" in Path(f"/proc/{pid}/cmdline").read_text()
+    s = rkt("stop", uuid)
+    assert s.returncode == 0, s.stderr
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 42, err  # the app got SIGTERM and exited by itself
+    assert "got-term" in out
+    assert "app-busybox=42" in rkt("status", uuid).stdout
+
+
+def test_stop_force_then_gc_leaves_nothing(rkt: Rkt, image: Path, tmp_path: Path) -> None:
+    uuid_file = tmp_path / "uuid"
+    p = rkt.start(f"--uuid-file-save={uuid_file}", str(image), "--exec", "/bin/sleep",
+                  "--", "600")
+    uuid = rkt.wait_running(uuid_file)
+    pod = next(d for d in kh.pod_dirs(rkt.dir) if d.name == uuid)
+    assert kh.qemu_pids_for(str(pod))
+    s = rkt("stop", "--force", uuid)
+    assert s.returncode == 0, s.stderr
+    p.communicate(timeout=120)
+    assert "state=exited" in rkt("status", uuid).stdout
+    g = rkt("gc", "--grace-period=0s")
+    assert g.returncode == 0, g.stderr
+    assert not kh.qemu_pids_for(uuid)
+    assert not kh.pod_dirs(rkt.dir), "pod folders left behind"
+    with open("/proc/self/mountinfo") as f:
+        assert uuid not in f.read()

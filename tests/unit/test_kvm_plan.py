@@ -1,0 +1,230 @@
+"""The kvm flavor's pure parts: VM sizing, the QEMU command line, the pod script, the
+initramfs archive, kernel release parsing and the accelerator choice when forced/cached."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pyrkt.errors import RktError
+from pyrkt.stage1.kvm import accel, assets
+from pyrkt.stage1.kvm.guest import initramfs, script
+from pyrkt.stage1.kvm.hypervisors import get
+from pyrkt.stage1.kvm.hypervisors.qemu import Qemu
+from pyrkt.stage1.kvm.sizing import vm_size
+from pyrkt.stage1.kvm.vm import Accel, ConsoleMode, Machine, Share, Tap, VmPlan
+from pyrkt.stage1.plan import AppPlan, MountPlan, PodPlan, VolumeKind
+
+MIB = 1024 * 1024
+
+
+def app(name: str = "a", **kw: object) -> AppPlan:
+    base = AppPlan(name=name, rootfs=Path("/x"), argv=("/bin/true",), env=(("PATH", "/bin"),))
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+# ---- sizing --------------------------------------------------------------------------
+
+
+def test_size_no_limits_takes_all_cpus_and_128_per_app() -> None:
+    s = vm_size([app("a"), app("b")], host_cpus=8)
+    assert (s.memory_mib, s.vcpus) == (128 + 128 + 128, 8)
+
+
+def test_size_all_limited_sums_and_rounds_up() -> None:
+    apps = [app("a", memory_limit=64 * MIB, cpu_limit_milli=500),
+            app("b", memory_limit=100 * MIB + 1, cpu_limit_milli=1200)]
+    s = vm_size(apps, host_cpus=8)
+    assert s.memory_mib == 128 + 64 + 101
+    assert s.vcpus == 2  # 1.7 CPUs rounded up
+
+
+def test_size_one_unlimited_cpu_means_all_cpus() -> None:
+    apps = [app("a", memory_limit=256 * MIB, cpu_limit_milli=1000), app("b")]
+    s = vm_size(apps, host_cpus=6)
+    assert (s.memory_mib, s.vcpus) == (128 + 256 + 128, 6)
+
+
+def test_size_never_more_cpus_than_the_host_and_at_least_one() -> None:
+    assert vm_size([app(cpu_limit_milli=64000)], host_cpus=4).vcpus == 4
+    assert vm_size([app(cpu_limit_milli=1)], host_cpus=4).vcpus == 1
+    assert vm_size([app()], host_cpus=0).vcpus == 1
+
+
+# ---- QEMU argv -----------------------------------------------------------------------
+
+
+def plan(**kw: object) -> VmPlan:
+    base = VmPlan(kernel=Path("/k"), initrd=Path("/i"), cmdline=("console=ttyS0", "quiet"),
+                  vcpus=3, memory_mib=384, accel=Accel.TCG)
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def opt_after(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == flag]
+
+
+def test_qemu_argv_basics() -> None:
+    argv = Qemu().argv(plan())
+    assert argv[0] == "qemu-system-x86_64"
+    assert opt_after(argv, "-smp") == ["3"]
+    assert opt_after(argv, "-m") == ["384"]
+    assert opt_after(argv, "-accel") == ["tcg"]
+    assert opt_after(argv, "-M") == ["pc"]
+    assert opt_after(argv, "-append") == ["console=ttyS0 quiet"]
+    assert "-no-reboot" in argv and "-nodefaults" in argv
+    assert "-cpu" not in argv  # TCG: QEMU's default model
+    assert "host" in opt_after(Qemu().argv(plan(accel=Accel.KVM)), "-cpu")
+
+
+def test_qemu_argv_shares_read_only_and_taps() -> None:
+    argv = Qemu().argv(plan(
+        shares=(Share("rkt.stage1", Path("/pod/s1")), Share("rkt.v0", Path("/data"), True)),
+        taps=(Tap("tap0", "02:00:00:00:00:01"),),
+    ))
+    fsdevs = opt_after(argv, "-fsdev")
+    assert "path=/pod/s1" in fsdevs[0] and "readonly=on" not in fsdevs[0]
+    assert "path=/data" in fsdevs[1] and "readonly=on" in fsdevs[1]
+    devices = opt_after(argv, "-device")
+    assert "virtio-9p-pci,fsdev=fs1,mount_tag=rkt.v0" in devices
+    assert "virtio-net-pci,netdev=net0,mac=02:00:00:00:00:01" in devices
+    assert any(n.startswith("tap,id=net0,ifname=tap0,") for n in opt_after(argv, "-netdev"))
+
+
+def test_qemu_argv_console_modes() -> None:
+    streams = Qemu().argv(plan(app_stdout=Path("/dev/fdset/1"), fd_sets=((9, 1),),
+                               agent_socket=Path("kvm/agent.sock"),
+                               serial_log=Path("kvm/serial.log")))
+    chardevs = opt_after(streams, "-chardev")
+    assert "file,id=con,path=kvm/serial.log" in chardevs
+    assert "file,id=out,path=/dev/fdset/1,append=on" in chardevs
+    assert any(c.startswith("socket,id=agent,path=kvm/agent.sock,server=on") for c in chardevs)
+    assert opt_after(streams, "-add-fd") == ["fd=9,set=1"]
+    debug = Qemu().argv(plan(serial_to_stderr=True, serial_log=Path("s.log")))
+    assert "file,id=con,path=/proc/self/fd/2,append=on,logfile=s.log" in opt_after(
+        debug, "-chardev")
+    inter = Qemu().argv(plan(console=ConsoleMode.INTERACTIVE))
+    assert "stdio,id=con,mux=on,signal=off" in opt_after(inter, "-chardev")
+    assert opt_after(inter, "-serial") == ["chardev:con"]
+
+
+def test_qemu_microvm_machine_and_unknown_hypervisor() -> None:
+    argv = Qemu().argv(plan(machine=Machine.MICROVM))
+    assert opt_after(argv, "-M")[0].startswith("microvm")
+    assert get("qemu").name == "qemu"
+    with pytest.raises(RktError):
+        get("firecracker")
+
+
+# ---- pod script ----------------------------------------------------------------------
+
+
+def pod(*apps: AppPlan, interactive: bool = False) -> PodPlan:
+    return PodPlan(uuid="u-1", hostname="rkt-u-1", apps=apps, net="none",
+                   interactive=interactive)
+
+
+def test_script_runs_each_app_with_its_identity_and_records_status() -> None:
+    a = app("web", argv=("/bin/sh", "-c", "echo 'hi there'; exit 3"),
+            env=(("PATH", "/bin"), ("X", "a b")), uid=1000, gid=100,
+            supplementary_gids=(5, 6), working_dir="/srv",
+            capabilities=("CAP_NET_BIND_SERVICE", "CAP_CHOWN"),
+            memory_limit=64 * MIB, cpu_limit_milli=500)
+    text = script.pod_script(pod(a))
+    assert "hostname rkt-u-1" in text
+    line = next(x for x in text.splitlines() if "/bin/rkt-exec" in x)
+    assert "'X=a b'" in line
+    assert "/bin/rkt-exec /stage1/opt/stage2/web/rootfs /srv 1000 100 5,6 0,10 1" in line
+    assert line.endswith("/bin/sh -c 'echo '\"'\"'hi there'\"'\"'; exit 3' </dev/null >&4 2>&5 "
+                         "4>&- 5>&- &")
+    assert f"echo {64 * MIB} > /sys/fs/cgroup/rkt/web/memory.max" in text
+    assert "echo 50000 100000 > /sys/fs/cgroup/rkt/web/cpu.max" in text
+    assert "wait $rkt_pid_0; echo $? > /stage1/rkt/status/web" in text
+
+
+def test_script_volumes_get_their_own_tags_and_read_only() -> None:
+    ro = MountPlan("data", VolumeKind.HOST, Path("/srv/data"), "/data", read_only=True)
+    rw = MountPlan("cache", VolumeKind.EMPTY, Path("/pod/v/cache"), "/cache")
+    text = script.pod_script(pod(app("a", mounts=(ro, rw)), app("b", mounts=(ro,))))
+    tags = script.mount_tags(pod(app("a", mounts=(ro, rw)), app("b", mounts=(ro,))))
+    assert tags == {ro: "rkt.v0", rw: "rkt.v1"}
+    assert ("mount -t 9p -o trans=virtio,version=9p2000.L,access=any,ro rkt.v0 "
+            "/stage1/opt/stage2/b/rootfs/data") in text
+    assert "access=any rkt.v1 /stage1/opt/stage2/a/rootfs/cache" in text
+
+
+def test_script_interactive_gives_the_app_the_serial_terminal() -> None:
+    text = script.pod_script(pod(app("sh", argv=("/bin/sh",)), interactive=True))
+    assert "setsid -c env -i" in text and "</dev/ttyS0 >/dev/ttyS0 2>&1 &" in text
+    assert "/dev/rkt.out" not in text
+
+
+def test_cap_arg() -> None:
+    assert script.cap_arg(()) == "all"
+    assert script.cap_arg(("CAP_SYS_ADMIN", "kill")) == "5,21"
+
+
+# ---- initramfs, kernel ---------------------------------------------------------------
+
+
+def test_newc_archive_lists_with_cpio(tmp_path: Path) -> None:
+    if not shutil.which("cpio"):
+        pytest.skip("needs cpio")
+    data = initramfs._newc([
+        initramfs._Entry("bin", 0o40755),
+        initramfs._Entry("bin/hello", 0o100755, b"#!/bin/sh\necho hi\n"),
+        initramfs._Entry("bin/sh", 0o120777, b"busybox"),
+        initramfs._Entry("dev/console", 0o20600, rdev=(5, 1)),
+    ])
+    out = subprocess.run(["cpio", "-t", "-v"], input=data, capture_output=True, check=True)
+    listing = out.stdout.decode()
+    assert "bin/hello" in listing and "bin/sh -> busybox" in listing
+    assert "5,   1" in listing or "5, 1" in listing
+
+
+def test_initramfs_has_init_busybox_and_modules(tmp_path: Path) -> None:
+    kernel = assets.default_kernel()
+    kver = assets.kernel_release(kernel)
+    assert (Path("/lib/modules") / kver).is_dir()
+    img = initramfs.cached(tmp_path, kver=kver)
+    assert initramfs.cached(tmp_path, kver=kver) == img  # built once
+    names = subprocess.run(["cpio", "-t"], input=gzip.decompress(img.read_bytes()),
+                           capture_output=True, check=True).stdout.decode().split()
+    for n in ("init", "bin/busybox", "bin/rkt-exec", "bin/sh", "dev/console"):
+        assert n in names
+    assert "lib/modules/9pnet_virtio.ko" in names
+
+
+def test_kernel_release_rejects_non_kernels(tmp_path: Path) -> None:
+    f = tmp_path / "k"
+    f.write_bytes(b"\0" * 0x4000)
+    with pytest.raises(RktError, match="not a bzImage"):
+        assets.kernel_release(f)
+
+
+# ---- accelerator ---------------------------------------------------------------------
+
+
+def test_accel_forced_by_env_and_cached_per_kernel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(b"kernel-1")
+    monkeypatch.setenv(accel.ENV_FORCE, "kvm")
+    assert accel.decide(kernel, kernel, tmp_path).accel is Accel.KVM
+    monkeypatch.setenv(accel.ENV_FORCE, "bogus")
+    with pytest.raises(RktError, match="invalid accelerator"):
+        accel.decide(kernel, kernel, tmp_path)
+    monkeypatch.delenv(accel.ENV_FORCE)
+    cache = tmp_path / accel.CACHE_FILE
+    cache.write_text(json.dumps({accel.cache_key(kernel): {"accel": "tcg", "reason": "r"}}))
+    d = accel.decide(kernel, kernel, tmp_path)
+    assert d.accel is Accel.TCG and "cached" in d.reason
+    kernel.write_bytes(b"kernel-2")  # another kernel: not that cache entry
+    assert accel.cache_key(kernel) not in json.loads(cache.read_text())
