@@ -303,3 +303,53 @@ def test_eight_concurrent_first_renders_build_one_tree(tmp_path: Path) -> None:
     assert (tree / "rootfs" / "etc" / "greeting").read_text() == "hello\n"
     assert json.loads((tree / "manifest").read_text())["name"] == "example.com/hello"
     assert [p for p in (data / "cas" / "tmp").iterdir() if not p.name.endswith(".lock")] == []
+
+
+def _hostile_oci_layout(dest: Path, outside: Path) -> Path:
+    """An OCI layout whose one layer plants a symlink to `outside` and writes through it."""
+    import gzip
+    import hashlib
+    import io
+
+    def blob(data: bytes) -> dict[str, object]:
+        digest = hashlib.sha256(data).hexdigest()
+        (dest / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        (dest / "blobs" / "sha256" / digest).write_bytes(data)
+        return {"digest": f"sha256:{digest}", "size": len(data)}
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        link = tarfile.TarInfo("escape")
+        link.type, link.linkname = tarfile.SYMTYPE, str(outside)
+        tf.addfile(link)
+        evil = tarfile.TarInfo("escape/pwned")
+        evil.size = 5
+        tf.addfile(evil, io.BytesIO(b"pwned"))
+    layer = blob(gzip.compress(buf.getvalue()))
+    config = blob(json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                              "rootfs": {"type": "layers", "diff_ids": []}}).encode())
+    manifest = blob(json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **layer}],
+    }).encode())  # fmt: skip
+    (dest / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (dest / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest,
+        "annotations": {"org.opencontainers.image.ref.name": "evil"}}]}))  # fmt: skip
+    return dest
+
+
+def test_hostile_image_fails_cleanly_and_leaves_nothing(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    layout = _hostile_oci_layout(tmp_path / "evil-oci", outside)
+    data = tmp_path / "data"
+    cp = rkt(data, "fetch", f"oci:{layout}:evil")
+    assert cp.returncode == 254
+    assert "refusing to write through it" in cp.stderr
+    assert "Traceback" not in cp.stderr
+    assert list(outside.iterdir()) == []
+    assert rkt(data, "image", "list", "--no-legend").stdout == ""
+    assert not any((data / "cas" / "trees").iterdir())
+    assert [p for p in (data / "cas" / "tmp").iterdir() if not p.name.endswith(".lock")] == []
