@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,29 @@ def test_oci_layout_fetch(tmp_path: Path, image_layouts: ImageLayouts) -> None:
     assert (tree / "rootfs" / "bin" / "busybox").is_file()
     missing = rkt(data, "fetch", f"oci:{image_layouts.busybox}:nope")
     assert missing.returncode == 254 and "no image tagged 'nope'" in missing.stderr
+
+
+def test_pull_policies(tmp_path: Path, make_registry: Callable[..., Registry]) -> None:
+    reg = make_registry()
+    layout = tmp_path / "layout"
+    oci_layout(layout, [{"etc/v": b"1"}], ImageConfigSpec(cmd=["/bin/true"]), "latest")
+    reg.push(layout, "latest", "app")
+    data = tmp_path / "data"
+    ref = reg.ref("app")
+
+    never = rkt(data, "--insecure-options=image,http", "fetch", "--pull-policy=never", ref)
+    assert never.returncode == 254 and "not in the store" in never.stderr
+    first = insecure_fetch(data, ref).stdout.strip()
+    assert rkt(data, "--insecure-options=image,http", "fetch", "--full",
+               "--pull-policy=never", ref).stdout.strip() == first  # fmt: skip
+
+    oci_layout(layout, [{"etc/v": b"2"}], ImageConfigSpec(cmd=["/bin/true"]), "latest")
+    reg.push(layout, "latest", "app")
+    assert insecure_fetch(data, ref).stdout.strip() == first  # new: the store's copy
+    updated = rkt(data, "--insecure-options=image,http", "fetch", "--full",
+                  "--pull-policy=update", ref).stdout.strip()  # fmt: skip
+    assert updated != first
+    assert (data / "cas" / "trees" / updated / "rootfs" / "etc" / "v").read_bytes() == b"2"
+    assert insecure_fetch(data, ref).stdout.strip() == updated
+    bad = rkt(data, "fetch", "--pull-policy=sometimes", ref)
+    assert bad.returncode == 254 and "--pull-policy" in bad.stderr
