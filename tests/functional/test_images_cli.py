@@ -353,3 +353,39 @@ def test_hostile_image_fails_cleanly_and_leaves_nothing(tmp_path: Path) -> None:
     assert rkt(data, "image", "list", "--no-legend").stdout == ""
     assert not any((data / "cas" / "trees").iterdir())
     assert [p for p in (data / "cas" / "tmp").iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_signed_aci_over_http(tmp_path: Path, gpg_home: Path) -> None:
+    served = tmp_path / "www"
+    served.mkdir()
+    aci = make_aci(served / "hello.aci")
+    gpg(gpg_home, "--armor", "--detach-sign", "--output", f"{aci}.asc", str(aci))
+    key = tmp_path / "pubkey.gpg"
+    gpg(gpg_home, "--armor", "--output", str(key), "--export")
+    make_aci(served / "unsigned.aci", name="example.com/unsigned")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a: object, **kw: object) -> None:
+            super().__init__(*a, directory=str(served), **kw)  # type: ignore[arg-type]
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    data, cfg = tmp_path / "data", tmp_path / "etc"
+    try:
+        plain = rkt(data, "fetch", f"{base}/hello.aci", config=cfg)
+        assert plain.returncode == 254 and "--insecure-options=http" in plain.stderr
+        rkt(data, "trust", "--root", "--skip-fingerprint-review", str(key), config=cfg)
+        ok = rkt(data, "--insecure-options=http", "fetch", f"{base}/hello.aci", config=cfg)
+        assert ok.returncode == 0, ok.stderr
+        unsigned = rkt(data, "--insecure-options=http", "fetch", f"{base}/unsigned.aci",
+                       config=cfg)  # fmt: skip
+        assert unsigned.returncode == 254
+        assert f"no signature at {base}/unsigned.aci.asc" in unsigned.stderr
+        assert len(rkt(data, "image", "list", "--no-legend").stdout.splitlines()) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
