@@ -126,7 +126,8 @@ def test_proc_sys_and_rootfs_read_only(pods: Pods) -> None:
               " touch /sys/kernel/x 2>/dev/null && echo sys-writable;"
               " touch /newfile 2>/dev/null && echo rootfs-writable;"
               " echo tmp > /dev/shm/ok && cat /dev/shm/ok;"
-              " echo hello > /dev/null && test -c /dev/ptmx && test -c /dev/urandom && echo dev-ok")
+              " echo hello > /dev/null && test -c /dev/ptmx && test -c /dev/urandom"
+              " && grep -q ' /dev/mqueue mqueue ' /proc/mounts && echo dev-ok")
     r = cp.run(plan(uuid, sh(pod, "ro", script, readonly_rootfs=True)), pod)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["tmp", "dev-ok"]

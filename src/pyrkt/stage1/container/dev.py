@@ -1,5 +1,6 @@
 """A minimal /dev for an app: tmpfs with null, zero, full, random, urandom, tty, a
-private devpts with /dev/ptmx, /dev/shm, /dev/console when the pod is interactive."""
+private devpts with /dev/ptmx, /dev/shm, the pod's /dev/mqueue, /dev/console when the
+pod is interactive."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ def populate(dev: Path, *, console_tty: str | None = None) -> None:
         mount("shm", d + "/shm", "tmpfs", MS.NOSUID | MS.NODEV | MS.NOEXEC,
               "mode=1777,size=65536k")
         (dev / "mqueue").mkdir(0o755)
+        mount("mqueue", d + "/mqueue", "mqueue", MS.NOSUID | MS.NODEV | MS.NOEXEC)
         if console_tty:
             (dev / "console").touch(0o600)
             bind(console_tty, d + "/console", recursive=False)
