@@ -159,18 +159,21 @@ class Store:
     @property
     def db(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._ensure()
-            conn = sqlite3.connect(
-                self.root / "db" / "index.sqlite", timeout=60, isolation_level=None
-            )
-            conn.execute("PRAGMA busy_timeout = 60000")
-            # A rollback journal (not WAL: closing the last WAL connection checkpoints,
-            # which costs ~10 ms on every `rkt` command). Commits stay atomic.
-            conn.execute("PRAGMA synchronous = NORMAL")
-            if not conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE name = 'remotes'"
-            ).fetchone():
-                conn.executescript(_SCHEMA)
+            path = self.root / "db" / "index.sqlite"
+            try:
+                self._ensure()
+                conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+                conn.execute("PRAGMA busy_timeout = 60000")
+                # A rollback journal (not WAL: closing the last WAL connection
+                # checkpoints, ~10 ms on every `rkt` command). Commits stay atomic.
+                conn.execute("PRAGMA synchronous = NORMAL")
+                if not conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE name = 'remotes'"
+                ).fetchone():
+                    conn.executescript(_SCHEMA)
+            except (OSError, sqlite3.Error) as e:
+                raise RktError(f"cannot open the image store {path}: {e}",
+                               "is --dir right, and are you root?") from e  # fmt: skip
             self._conn = conn
         return self._conn
 
