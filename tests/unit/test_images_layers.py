@@ -225,3 +225,26 @@ def test_replacements_between_and_within_layers_leak_no_fds(box: tuple[Path, Pat
     assert os.readlink(root / "d" / "sub") == "/elsewhere"
     assert (root / "d" / "after").read_bytes() == b"3"
     assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
+@pytest.mark.root
+def test_device_nodes_fifos_and_ownership(box: tuple[Path, Path]) -> None:
+    import stat
+
+    root, _ = box
+
+    def node(name: str, kind: bytes, major: int = 0, minor: int = 0) -> Add:
+        def add(tf: tarfile.TarFile) -> None:
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.mode, ti.devmajor, ti.devminor = kind, 0o620, major, minor
+            ti.uid, ti.gid = 1000, 5
+            tf.addfile(ti)
+
+        return add
+
+    apply_layer(layer(node("dev/null", tarfile.CHRTYPE, 1, 3),
+                      node("run/fifo", tarfile.FIFOTYPE)), root)  # fmt: skip
+    st = (root / "dev" / "null").lstat()
+    assert stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) == 1 and os.minor(st.st_rdev) == 3
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1000, 5, 0o620)
+    assert stat.S_ISFIFO((root / "run" / "fifo").lstat().st_mode)
