@@ -248,3 +248,13 @@ def test_device_nodes_fifos_and_ownership(box: tuple[Path, Path]) -> None:
     assert stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) == 1 and os.minor(st.st_rdev) == 3
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1000, 5, 0o620)
     assert stat.S_ISFIFO((root / "run" / "fifo").lstat().st_mode)
+
+
+def test_opaque_whiteout_after_children_keeps_this_layers_children(
+    box: tuple[Path, Path],
+) -> None:
+    root, _ = box
+    apply_layer(layer(entry("d/old/file", data=b"lower")), root)
+    apply_layer(layer(entry("d/new/file", data=b"upper"), entry("d/.wh..wh..opq")), root)
+    assert sorted(p.name for p in (root / "d").iterdir()) == ["new"]
+    assert (root / "d" / "new" / "file").read_bytes() == b"upper"

@@ -313,7 +313,11 @@ class _Applier:
         if self.whiteouts and name.startswith(WHITEOUT_PREFIX):
             self.whiteout(parts, m.name)
             return
-        self.created.add(tuple(parts))
+        for i in range(len(parts), 0, -1):  # the entry and the parents it implies
+            key = tuple(parts[:i])
+            if key in self.created:
+                break
+            self.created.add(key)
         self.close_fds()
         dfd = self.parent(parts, m.name)
         if m.isdir():
