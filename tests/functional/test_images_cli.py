@@ -389,3 +389,24 @@ def test_signed_aci_over_http(tmp_path: Path, gpg_home: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("damage", ["truncated-tar", "truncated-gzip", "garbage-zstd", "no-tar"])
+def test_damaged_aci_is_refused_and_nothing_stored(tmp_path: Path, damage: str) -> None:
+    import gzip
+
+    raw = make_aci(tmp_path / "hello.aci").read_bytes()
+    bad = {
+        "truncated-tar": lambda: raw[: len(raw) // 2],
+        "truncated-gzip": lambda: gzip.compress(raw)[:20000],
+        "garbage-zstd": lambda: b"\x28\xb5\x2f\xfd" + b"garbage" * 100,
+        "no-tar": lambda: b"this is not an archive\n" * 100,
+    }[damage]()
+    aci = tmp_path / "bad.aci"
+    aci.write_bytes(bad)
+    data = tmp_path / "data"
+    cp = rkt(data, "--insecure-options=image", "fetch", str(aci))
+    assert cp.returncode == 254
+    assert "Traceback" not in cp.stderr and "ACI" in cp.stderr
+    assert rkt(data, "image", "list", "--no-legend").stdout == ""
+    assert not any((data / "cas" / "blobs").iterdir())

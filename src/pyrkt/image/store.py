@@ -306,12 +306,17 @@ class Store:
                 raw: ByteStream = (
                     es.enter_context(open(src, "rb")) if isinstance(src, Path) else src
                 )
-                plain = decompressed(raw)
+                plain = es.enter_context(decompressed(raw))
                 out = es.enter_context(open(blob, "wb"))
-                while buf := plain.read(_CHUNK):
-                    h.update(buf)
-                    out.write(buf)
-                    size += len(buf)
+                try:
+                    while buf := plain.read(_CHUNK):
+                        h.update(buf)
+                        out.write(buf)
+                        size += len(buf)
+                except (OSError, EOFError, ValueError) as e:
+                    raise RktError(f"cannot read the ACI: {e}") from e
+                except Exception as e:  # zstandard.ZstdError and the like
+                    raise RktError(f"cannot read the ACI: corrupt data ({e})") from e
                 out.flush()
                 os.fsync(out.fileno())
             raw_manifest = read_aci_manifest(blob)
@@ -436,14 +441,21 @@ def split_name_version(ref: str) -> tuple[str, str | None]:
 
 
 def read_aci_manifest(tar_path: Path) -> bytes:
-    """The `manifest` member of an uncompressed ACI tar."""
+    """The `manifest` member of an uncompressed ACI tar (whose every member is checked
+    to lie within the file: a truncated ACI is refused here, not at first use)."""
+    manifest: bytes | None = None
+    size = tar_path.stat().st_size
     try:
         with tarfile.open(tar_path, "r:") as tf:
             for m in tf:
-                if m.name.strip("/").removeprefix("./") == "manifest" and m.isreg():
+                if m.offset_data + (m.size if m.isreg() else 0) > size:
+                    raise RktError(f"not a valid ACI: truncated in {m.name!r}")
+                if manifest is None and m.isreg() and \
+                        m.name.strip("/").removeprefix("./") == "manifest":  # fmt: skip
                     f = tf.extractfile(m)
-                    if f is not None:
-                        return f.read()
+                    manifest = f.read() if f is not None else None
     except tarfile.TarError as e:
         raise RktError(f"not a valid ACI: {e}") from e
-    raise RktError("not a valid ACI: no 'manifest' file in the archive")
+    if manifest is None:
+        raise RktError("not a valid ACI: no 'manifest' file in the archive")
+    return manifest
