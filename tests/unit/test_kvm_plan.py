@@ -111,7 +111,7 @@ def test_qemu_argv_console_modes() -> None:
         debug, "-chardev")
     inter = Qemu().argv(plan(console=ConsoleMode.INTERACTIVE))
     assert "stdio,id=con,mux=on,signal=off" in opt_after(inter, "-chardev")
-    assert opt_after(inter, "-serial") == ["chardev:con"]
+    assert opt_after(inter, "-serial") == ["chardev:log", "chardev:con"]
 
 
 def test_qemu_microvm_machine_and_unknown_hypervisor() -> None:
@@ -161,7 +161,7 @@ def test_script_volumes_get_their_own_tags_and_read_only() -> None:
 
 def test_script_interactive_gives_the_app_the_serial_terminal() -> None:
     text = script.pod_script(pod(app("sh", argv=("/bin/sh",)), interactive=True))
-    assert "setsid -c env -i" in text and "</dev/ttyS0 >/dev/ttyS0 2>&1 &" in text
+    assert "setsid -c env -i" in text and "</dev/ttyS1 >/dev/ttyS1 2>&1 &" in text
     assert "/dev/rkt.out" not in text
 
 

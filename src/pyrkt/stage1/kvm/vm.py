@@ -26,7 +26,7 @@ class ConsoleMode(enum.StrEnum):
     """How the app's stdio reaches the user."""
 
     STREAMS = "streams"  # app stdout/stderr on virtio-serial ports -> host fds 1 and 2
-    INTERACTIVE = "interactive"  # the app owns the serial terminal (QEMU stdio, Ctrl-a x)
+    INTERACTIVE = "interactive"  # the app owns ttyS1 = QEMU's stdio (Ctrl-a x leaves)
 
 
 # Guest-visible names; the guest finds ports by their number on the one virtio-serial bus.

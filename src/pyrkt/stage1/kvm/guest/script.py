@@ -151,7 +151,7 @@ def pod_script(
         out += _mount_lines(app, tags, etc_files)
         out += _cgroup_lines(app)
         if plan.interactive:
-            stdio = "</dev/ttyS0 >/dev/ttyS0 2>&1"
+            stdio = "</dev/ttyS1 >/dev/ttyS1 2>&1"
             out.append(f"setsid -c {exec_line(app)} {stdio} &")
         else:
             out.append(f"{exec_line(app)} </dev/null >&4 2>&5 4>&- 5>&- &")

@@ -1,9 +1,10 @@
 """QEMU command line for a `VmPlan` (pure).
 
 Devices: one virtio-serial bus whose port numbers are fixed (vm.PORT_*): app stdout,
-app stderr, the enter/stop agent; the ISA serial port carries the kernel console (to a
-log file, and to stderr under --debug) or, interactively, the app's terminal on QEMU's
-stdio with the mux escape (Ctrl-a x). Each share is a virtio-9p device.
+app stderr, the enter/stop agent. ISA serial ttyS0 carries the firmware and kernel
+console (to a log file, and to stderr under --debug); interactively, ttyS1 is the app's
+terminal on QEMU's stdio with the mux escape (Ctrl-a x). Each share is a virtio-9p
+device.
 """
 
 from __future__ import annotations
@@ -84,9 +85,14 @@ class Qemu:
 
     def _console(self, plan: VmPlan) -> list[str]:
         if plan.console is ConsoleMode.INTERACTIVE:
-            log = f",logfile={plan.serial_log}" if plan.serial_log else ""
+            # ttyS0: firmware and kernel messages (log); ttyS1: the app's terminal.
+            log = (
+                f"file,id=log,path={plan.serial_log}" if plan.serial_log else "null,id=log"
+            )
             return [
-                "-chardev", f"stdio,id=con,mux=on,signal=off{log}",
+                "-chardev", log,
+                "-serial", "chardev:log",
+                "-chardev", "stdio,id=con,mux=on,signal=off",
                 "-serial", "chardev:con",
                 "-mon", "chardev=con,mode=readline",
             ]  # fmt: skip
