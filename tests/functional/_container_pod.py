@@ -86,7 +86,8 @@ if __name__ == "__main__":
     try:
         if sys.argv[1] == "fly":
             sys.exit(fly.execute(loaded, Path(sys.argv[3])))
-        sys.exit(container.execute(loaded, Path(sys.argv[3]), container.RunOptions()))
+        opts = container.RunOptions(seccomp=sys.argv[1] != "container-noseccomp")
+        sys.exit(container.execute(loaded, Path(sys.argv[3]), opts))
     except RktError as e:
         print(f"stage1: {e}", file=sys.stderr)
         sys.exit(254)

@@ -341,3 +341,21 @@ def test_apps_of_a_pod_share_localhost(pods: Pods) -> None:
     r = cp.run(plan(uuid, server, client), pod)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "pong\n"
+
+
+def test_default_seccomp_filter_and_its_opt_out(pods: Pods) -> None:
+    """Even with CAP_SYS_ADMIN retained, the default filter refuses umount(2) and
+    unshare(2); --insecure-options=seccomp (RunOptions(seccomp=False)) lifts it."""
+    script = ("grep Seccomp: /proc/self/status; umount /proc/bus 2>/dev/null && echo umounted"
+              " || echo umount-refused; unshare -m true 2>/dev/null && echo unshared"
+              " || echo unshare-refused")
+    caps = (*cp.RKT_DEFAULT_CAPS, "CAP_SYS_ADMIN")
+    uuid, pod = pods.pod("s")
+    r = cp.run(plan(uuid, sh(pod, "s", script, capabilities=caps)), pod)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["Seccomp:", "2", "umount-refused", "unshare-refused"]
+    uuid, pod = pods.pod("s")
+    r = cp.run(plan(uuid, sh(pod, "s", script, capabilities=caps)), pod,
+               flavor="container-noseccomp")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["Seccomp:", "0", "umounted", "unshared"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import struct
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,14 @@ def test_v2_limits_are_written_as_cgroup_v2_spells_them(tmp_path: Path) -> None:
     assert (app / "cpu.weight").read_text() == "39"
     for d in (tmp_path, tmp_path / "pyrkt", tmp_path / "pyrkt" / "u"):
         assert (d / "cgroup.subtree_control").read_text() == "+memory +cpu +pids"
+
+
+def test_seccomp_program_shape() -> None:
+    from pyrkt.linux.seccomp import DEFAULT_REMOVE_SET_X86_64, RET_ALLOW, remove_set_program
+
+    prog = remove_set_program([165, 166, 165])
+    assert len(prog) == 8 * (6 + 2 * 2 + 1)  # header, 2 x (test, deny), allow
+    code, _, _, k = struct.unpack("=HBBI", prog[-8:])
+    assert (code, k) == (0x06, RET_ALLOW)
+    assert DEFAULT_REMOVE_SET_X86_64["mount"] == 165
+    assert DEFAULT_REMOVE_SET_X86_64["unshare"] == 272

@@ -42,9 +42,14 @@ def exec_argv(argv: Sequence[str], env: Mapping[str, str], prefix: str) -> NoRet
         child_fail(prefix, e, 126)
 
 
-def drop_privileges(app: AppPlan, *, restrict_caps: bool) -> None:
-    """Bounding set, user and groups, retained caps, no_new_privs (in that order: the
-    bounding set needs CAP_SETPCAP, which setuid may take away)."""
+def drop_privileges(app: AppPlan, *, restrict_caps: bool, seccomp: bytes | None = None) -> None:
+    """Seccomp filter, bounding set, user and groups, retained caps, no_new_privs (in
+    that order: loading a filter without no_new_privs and the bounding set both need
+    capabilities that setuid may take away)."""
+    if seccomp is not None:
+        from pyrkt.linux import seccomp as seccomp_mod
+
+        seccomp_mod.load(seccomp)
     keep = caps.mask_of(app.capabilities)
     if restrict_caps:
         caps.drop_bounding(keep)
@@ -64,8 +69,10 @@ def become_app(
     *,
     before_chroot: Callable[[], None] | None = None,
     restrict_caps: bool = True,
+    seccomp: bytes | None = None,
 ) -> NoReturn:
-    """chroot into app.rootfs, drop privileges, exec app.argv."""
+    """chroot into app.rootfs, drop privileges, exec app.argv. seccomp: a BPF program
+    (see pyrkt.linux.seccomp) to install, or None."""
     prefix = f"app {app.name}"
     try:
         if before_chroot is not None:
@@ -75,7 +82,7 @@ def become_app(
             os.chdir(app.working_dir or "/")
         except OSError as e:
             raise OSError(e.errno, f"working directory {app.working_dir}: {e.strerror}") from e
-        drop_privileges(app, restrict_caps=restrict_caps)
+        drop_privileges(app, restrict_caps=restrict_caps, seccomp=seccomp)
         os.closerange(3, 1 << 20)
     except BaseException as e:  # in a forked child: never unwind into the parent's code
         child_fail(prefix, e)

@@ -25,6 +25,7 @@ class RunArgs:
     local_config: str | None = None
     disable_capabilities: bool = False
     disable_paths: bool = False
+    disable_seccomp: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -69,7 +70,7 @@ def parse_run(argv: list[str]) -> RunArgs:
     if len(pos) != 1:
         raise UsageError("stage1 run: expected exactly one pod UUID", f"got {pos!r}")
     known = {"debug", "net", "interactive", "hostname", "local-config",
-             "disable-capabilities-restriction", "disable-paths"}
+             "disable-capabilities-restriction", "disable-paths", "disable-seccomp"}
     return RunArgs(
         uuid=pos[0],
         debug=_bool(flags.get("debug")),
@@ -79,6 +80,7 @@ def parse_run(argv: list[str]) -> RunArgs:
         local_config=flags.get("local-config") or None,
         disable_capabilities=_bool(flags.get("disable-capabilities-restriction")),
         disable_paths=_bool(flags.get("disable-paths")),
+        disable_seccomp=_bool(flags.get("disable-seccomp")),
         extra={k: v for k, v in flags.items() if k not in known},
     )
 

@@ -38,6 +38,7 @@ class InitConfig:
     console_tty: str | None = None
     protect_paths: bool = True
     restrict_caps: bool = True
+    seccomp: bytes | None = None  # the filter every app gets (pyrkt.linux.seccomp)
 
 
 def exit_code(status: int) -> int:
@@ -84,6 +85,7 @@ def _start_app(cfg: InitConfig, app: AppPlan) -> int:
         app,
         before_chroot=lambda: cfg.cgroups.join(app.name),
         restrict_caps=cfg.restrict_caps,
+        seccomp=cfg.seccomp,
     )
 
 

@@ -42,6 +42,7 @@ class RunOptions:
     netns: Path | None = None
     protect_paths: bool = True
     restrict_caps: bool = True
+    seccomp: bool = True  # the default syscall filter (--insecure-options=seccomp: off)
     cni_dns: tuple[CniDns, ...] | None = None  # None: no CNI network
     pod_ip: str | None = None
 
@@ -89,8 +90,14 @@ def execute(plan: PodPlan, pod: Path, opts: RunOptions = RunOptions()) -> int:
         etc = etcfiles.write_pod_etc(contract.stage1_rootfs(pod) / "rkt" / "etc",
                                      plan.hostname, plan.dns, opts.cni_dns, opts.pod_ip)
         console = os.ttyname(0) if plan.interactive and os.isatty(0) else None
+        program = None
+        if opts.seccomp:
+            from pyrkt.linux import seccomp
+
+            program = seccomp.default_program()
         cfg = InitConfig(plan=plan, pod=pod, cgroups=cg, etc_files=etc, console_tty=console,
-                         protect_paths=opts.protect_paths, restrict_caps=opts.restrict_caps)
+                         protect_paths=opts.protect_paths, restrict_caps=opts.restrict_caps,
+                         seccomp=program)
         _enter_namespaces(plan, opts)
         parent = os.getpid()
         sys.stdout.flush()
@@ -149,7 +156,8 @@ def main(args: RunArgs) -> int:
     pod = Path.cwd()
     plan = plan_for(args, pod)
     opts = RunOptions(protect_paths=not args.disable_paths,
-                      restrict_caps=not args.disable_capabilities)
+                      restrict_caps=not args.disable_capabilities,
+                      seccomp=not args.disable_seccomp)
     if plan.net in SPECIAL_NETS:
         return execute(plan, pod, opts)
     # CNI networks: pyrkt.net makes the namespace; torn down here and again by `gc`.
