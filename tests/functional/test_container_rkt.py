@@ -271,3 +271,13 @@ def test_redis_from_registry_serves_and_stops(rkt: Rkt, redis_image: str,
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_insecure_options_seccomp_lifts_the_filter(rkt: Rkt, busybox_aci: Path) -> None:
+    seen = []
+    for opts in ("image", "image,seccomp"):
+        r = rkt(f"--insecure-options={opts}", "run", "--net=none", str(busybox_aci),
+                "--exec", "/bin/sh", "--", "-c", "grep Seccomp: /proc/self/status")
+        assert r.returncode == 0, r.stderr
+        seen.append(r.stdout.split())
+    assert seen == [["Seccomp:", "2"], ["Seccomp:", "0"]]
