@@ -213,7 +213,8 @@ def test_ambiguous_prefix_and_gc(tmp_path: Path) -> None:
     assert rkt(data, "image", "gc").stdout == ""  # all used just now: nothing to collect
     gc = rkt(data, "image", "gc", "--grace-period=0s")
     assert gc.returncode == 0
-    assert gc.stdout.count("gc: removed image") == 12
+    assert gc.stdout.count("successfully removed aci for image ID") == 12
+    assert "12 image(s) successfully removed" in gc.stdout
     assert rkt(data, "image", "list", "--no-legend").stdout == ""
 
 

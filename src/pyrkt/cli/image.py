@@ -134,7 +134,7 @@ def cmd_rm(args: list[str], g: GlobalOptions, store: Store) -> int:
             print(f"image rm: {e}", file=sys.stderr)
             failed = True
             continue
-        print(f"successfully removed aci for image: {info.id!r}".replace("'", '"'))
+        print(f'successfully removed aci for image ID: "{info.id}"')
         done += 1
     print(f"rm: {done} image(s) successfully removed")
     return 254 if failed else 0
@@ -174,13 +174,17 @@ def cmd_gc(args: list[str], g: GlobalOptions, store: Store) -> int:
     grace = _duration(str(opts["grace-period"]))
     used = _images_in_use(g)
     now = time.time()
+    for path in store.gc_storage():
+        print(f'removed unreferenced store data "{path}"')
+    removed = 0
     for info in store.all_images():
         if info.id in used or now - info.last_used < grace:
             continue
         store.remove(info.id)
-        print(f"gc: removed image {info.id!r}".replace("'", '"'))
-    for path in store.gc_storage():
-        print(f"gc: removed {path}")
+        print(f'successfully removed aci for image ID: "{info.id}"')
+        removed += 1
+    if removed:
+        print(f"{removed} image(s) successfully removed")
     return 0
 
 
