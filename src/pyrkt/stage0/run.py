@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -88,6 +89,58 @@ def run_args(g: GlobalOptions, pod: pods.Pod, ro: runopts.RunOptions) -> list[st
     return args
 
 
+# Our own stage1 entrypoints are one line: `exec "${PYRKT_PYTHON:-python3}" -m MODULE run "$@"`.
+_OWN_ENTRY = re.compile(
+    r'exec "\$\{PYRKT_PYTHON:-python3\}" -m (pyrkt\.stage1\.(?:container|fly|kvm)) run "\$@"'
+)
+ENV_FORCE_EXEC = "PYRKT_STAGE1_EXEC"
+
+
+def inprocess_module(entry: Path) -> str | None:
+    """The stage1 module an entrypoint would start, if it is one of ours, else None.
+
+    Such an entrypoint would start this very interpreter (PYRKT_PYTHON = sys.executable)
+    on this very package: running its module here, in the process that already holds the
+    lock and the mount namespace, is the same contract without a second interpreter
+    start. PYRKT_STAGE1_EXEC=1 forces a real exec.
+    """
+    if os.environ.get(ENV_FORCE_EXEC, "") not in ("", "0"):
+        return None
+    try:
+        if entry.stat().st_size > 4096:
+            return None
+        lines = [ln.strip() for ln in entry.read_text().splitlines()]
+    except (OSError, UnicodeDecodeError):
+        return None
+    body = [ln for ln in lines if ln and not ln.startswith("#")]
+    if len(body) != 1:
+        return None
+    m = _OWN_ENTRY.fullmatch(body[0])
+    return m.group(1) if m else None
+
+
+def run_inprocess(module: str, argv: list[str], env: dict[str, str]) -> NoReturn:
+    """Become the stage1 module's `__main__`, as `exec python -m MODULE run ARGS` would."""
+    import runpy
+
+    os.environ.clear()
+    os.environ.update(env)
+    sys.argv = [module, "run", *argv[1:]]
+    log.set_prefix("stage1")
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 254)
+    except BaseException as e:  # the stage1 failed outside its own error handling
+        print(f"stage1: {e}", file=sys.stderr)
+        code = 254
+    else:
+        code = 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def exec_stage1(g: GlobalOptions, pod: pods.Pod, ro: runopts.RunOptions) -> NoReturn:
     """Run a prepared pod this process holds locked; never returns."""
     if pod.folder is not pods.Folder.PREPARED:
@@ -112,6 +165,9 @@ def exec_stage1(g: GlobalOptions, pod: pods.Pod, ro: runopts.RunOptions) -> NoRe
         os.chdir(d)
         sys.stdout.flush()
         sys.stderr.flush()
+        module = inprocess_module(entry)
+        if module is not None:
+            run_inprocess(module, argv, env)
         os.execve(entry, argv, env)
     except OSError as e:
         # the pod never ran: leave it as exited (the lock goes with this process)
