@@ -170,3 +170,44 @@ def test_pull_policies(tmp_path: Path, make_registry: Callable[..., Registry]) -
     assert insecure_fetch(data, ref).stdout.strip() == updated
     bad = rkt(data, "fetch", "--pull-policy=sometimes", ref)
     assert bad.returncode == 254 and "--pull-policy" in bad.stderr
+
+
+def test_fetch_killed_while_extracting_leaves_nothing_visible(
+    tmp_path: Path, make_registry: Callable[..., Registry]
+) -> None:
+    import signal
+    import time
+
+    from support.images import bulk_layout
+
+    reg = make_registry()
+    bulk_layout(tmp_path / "bulk", total_mb=24, layers=3)
+    reg.push(tmp_path / "bulk", "latest", "bulk")
+    for attempt in range(5):  # the kill must land while a layer is being applied
+        data = tmp_path / f"data{attempt}"
+        p = subprocess.Popen(
+            [sys.executable, "-m", "pyrkt", f"--dir={data}", "--insecure-options=image,http",
+             "fetch", reg.ref("bulk")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and p.poll() is None:
+                if list((data / "cas" / "tmp").glob("layers-*/rootfs/data")):
+                    break  # a data layer is being applied: kill it now
+                time.sleep(0.005)
+        finally:
+            p.send_signal(signal.SIGKILL)
+            p.communicate()
+        if p.returncode == -signal.SIGKILL:
+            break
+    assert p.returncode == -signal.SIGKILL, "every fetch finished before it could be killed"
+    assert rkt(data, "image", "list", "--no-legend").stdout == ""
+    assert not any((data / "cas" / "trees").iterdir())
+    assert any((data / "cas" / "tmp").iterdir())  # the half-applied staging, invisible
+
+    again = insecure_fetch(data, reg.ref("bulk"))
+    assert again.returncode == 0, again.stderr
+    assert len(rkt(data, "image", "list", "--no-legend").stdout.splitlines()) == 1
+    assert rkt(data, "image", "gc").returncode == 0
+    assert [p.name for p in (data / "cas" / "tmp").iterdir()] == []
