@@ -59,6 +59,10 @@ def build_prepare_options(a: rf.RunArgs) -> PrepareOptions:
         set_env=rf.parse_env_list(a.all("--set-env"), "--set-env"),
         set_env_file=rf.read_env_files(a.all("--set-env-file")),
         annotations=tuple(annotations),
+        user_annotations=tuple(
+            rf._split_kv(x, "--user-annotation") for x in a.all("--user-annotation")
+        ),
+        user_labels=tuple(rf._split_kv(x, "--user-label") for x in a.all("--user-label")),
         pod_manifest=Path(pod_manifest) if pod_manifest else None,
         pull_policy=policy,
         stage1=Stage1Flags(

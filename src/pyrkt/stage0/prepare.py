@@ -65,6 +65,8 @@ class PrepareOptions:
     set_env: tuple[tuple[str, str], ...] = ()
     set_env_file: tuple[tuple[str, str], ...] = ()
     annotations: tuple[tuple[str, str], ...] = ()
+    user_annotations: tuple[tuple[str, str], ...] = ()
+    user_labels: tuple[tuple[str, str], ...] = ()
     pod_manifest: Path | None = None
     pull_policy: str = "new"
     stage1: Stage1Flags = field(default_factory=Stage1Flags)
@@ -262,6 +264,12 @@ def _build_manifest(
         volumes=opts.volumes,
         ports=opts.ports,
         annotations=tuple(appc.KV(k, v) for k, v in opts.annotations),
+        extra={
+            k: dict(v)
+            for k, v in (("userAnnotations", opts.user_annotations),
+                         ("userLabels", opts.user_labels))
+            if v
+        },
     )
     return _implicit_volumes(pm, resolved), resolved
 
