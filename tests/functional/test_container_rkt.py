@@ -147,11 +147,11 @@ def test_docker_busybox_from_registry(rkt: Rkt, busybox_image: str) -> None:
     assert os.path.isdir(rkt.dir / "pods")
 
 
-def _start_pod(rkt: Rkt, busybox_aci: Path, uuid_file: Path,
-               script: str) -> subprocess.Popen[str]:
+def _start_pod(rkt: Rkt, busybox_aci: Path, uuid_file: Path, script: str,
+               *flags: str) -> subprocess.Popen[str]:
     p = subprocess.Popen(
         [sys.executable, "-m", "pyrkt", f"--dir={rkt.dir}", "run", "--insecure-options=image",
-         "--net=none", f"--uuid-file-save={uuid_file}", str(busybox_aci),
+         *(flags or ("--net=none",)), f"--uuid-file-save={uuid_file}", str(busybox_aci),
          "--exec", "/bin/sh", "--", "-c", script],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     assert p.stdout is not None
@@ -281,3 +281,22 @@ def test_insecure_options_seccomp_lifts_the_filter(rkt: Rkt, busybox_aci: Path) 
         assert r.returncode == 0, r.stderr
         seen.append(r.stdout.split())
     assert seen == [["Seccomp:", "2"], ["Seccomp:", "0"]]
+
+
+def test_fly_enter_and_stop(rkt: Rkt, busybox_aci: Path, fly_stage1: Path,
+                            tmp_path: Path) -> None:
+    uuid_file = tmp_path / "uuid"
+    p = _start_pod(rkt, busybox_aci, uuid_file, "echo started; exec sleep 1000",
+                   f"--stage1-path={fly_stage1}")
+    try:
+        uuid = uuid_file.read_text().strip()
+        e = rkt("enter", uuid, "/bin/sh", "-c", "echo $FROM_IMAGE; ls /bin/busybox")
+        assert (e.returncode, e.stdout) == (0, "image\n/bin/busybox\n"), e.stderr
+        assert rkt("stop", uuid).returncode == 0
+        p.wait(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 143
+    assert "app-busybox=143" in rkt("status", uuid).stdout.splitlines()
