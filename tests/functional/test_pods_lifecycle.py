@@ -457,3 +457,18 @@ def test_run_docker_image_from_registry(tmp_path: Path, busybox_image: str) -> N
         assert row[1] == "busybox"
     finally:
         r.cleanup()
+
+
+def test_gc_aborted_and_expired_prepared_pods(rkt: Rkt, acis: dict[str, Path]) -> None:
+    from pyrkt.pod import pods
+
+    aborted = pods.create(rkt.dir)  # a prepare that died: folder in prepare/, unlocked
+    aborted.close()
+    assert rkt.status(aborted.uuid)["state"] == "aborted prepare"
+    cp = rkt("prepare", *rkt.s1(), str(acis["app"]))
+    prepared = cp.stdout.strip()
+    assert rkt("gc", "--grace-period=0s").returncode == 0
+    assert rkt("status", aborted.uuid).returncode == 254
+    assert rkt.status(prepared)["state"] == "prepared"  # not expired yet (24h)
+    assert rkt("gc", "--grace-period=0s", "--expire-prepared=0s").returncode == 0
+    assert rkt("status", prepared).returncode == 254
