@@ -147,3 +147,22 @@ def test_manifest_written_is_json_with_kind(tmp_path: Path) -> None:
     pm = appc.parse_pod_manifest(sample())
     data = json.loads(pm.to_json())
     assert data["acKind"] == "PodManifest" and data["acVersion"] == "0.8.11"
+
+
+def test_go_durations_times_and_tables() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from pyrkt.cli.podfmt import go_time, tab_table
+    from pyrkt.cli.pods import parse_duration
+
+    assert parse_duration("30m", "--grace-period") == 1800
+    assert parse_duration("1h30m", "--grace-period") == 5400
+    assert parse_duration("0s", "--grace-period") == 0
+    assert parse_duration("500ms", "--wait") == 0.5
+    with pytest.raises(UsageError):
+        parse_duration("10 minutes", "--grace-period")
+    dt = datetime(2016, 1, 26, 14, 23, 34, 631000, tzinfo=timezone(timedelta(hours=1), "CET"))
+    assert go_time(dt) == "2016-01-26 14:23:34.631 +0100 CET"
+    assert go_time(dt.replace(microsecond=500000)) == "2016-01-26 14:23:34.5 +0100 CET"
+    table = tab_table([["UUID", "APP"], ["0123456789", "redis"]]).splitlines()
+    assert table == ["UUID\t\tAPP", "0123456789\tredis"]
