@@ -357,6 +357,8 @@ def test_stage1_selection(rkt: Rkt, acis: dict[str, Path], tmp_path: Path) -> No
     assert rkt("run", "--stage1-name=example.com/stage1-test:1.0", app).returncode == 5
     both = rkt("run", f"--stage1-path={acis['stage1']}", f"--stage1-hash={image_id}", app)
     assert both.returncode == 254 and "mutually exclusive" in both.stderr
+    not_s1 = rkt("run", f"--stage1-path={acis['app']}", app)
+    assert not_s1.returncode == 254 and "is not a stage1" in not_s1.stderr
     # a configured default (stage1.d) instead of the built-in coreos flavor
     local = tmp_path / "local"
     (local / "stage1.d").mkdir(parents=True)

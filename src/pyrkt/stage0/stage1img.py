@@ -128,7 +128,28 @@ def select_stage1(g: GlobalOptions, flags: Stage1Flags, store: Any) -> Stage1Ima
         image_id = _default(g, store)
     tree = Path(store.render(image_id))
     manifest = json.loads((tree / "manifest").read_text())
+    check_stage1(manifest)
     return Stage1Image(image_id, tree, manifest)
+
+
+def check_stage1(manifest: dict[str, Any]) -> None:
+    """Refuse images that are not stage1s, or speak a newer contract than ours."""
+    from pyrkt.stage1 import contract
+
+    anns = {
+        str(a.get("name")): str(a.get("value", ""))
+        for a in manifest.get("annotations") or []
+        if isinstance(a, dict)
+    }
+    name = manifest.get("name", "?")
+    if not anns.get(contract.ANN_RUN):
+        raise RktError(f"image {name!r} is not a stage1: no {contract.ANN_RUN} annotation")
+    version = anns.get(contract.ANN_INTERFACE_VERSION, "1")
+    if not version.isdigit() or int(version) > contract.INTERFACE_VERSION:
+        raise RktError(
+            f"unsupported stage1 interface version {version!r} of {name!r}",
+            f"this rkt supports up to {contract.INTERFACE_VERSION}",
+        )
 
 
 def _default(g: GlobalOptions, store: Any) -> str:
