@@ -8,7 +8,7 @@
     DIR/pods/garbage/<uuid>         aborted/prepared pods marked for deletion
 
 The lock is an flock on the pod folder itself, so it survives the renames that move a pod
-from state to state; each rename is followed by an fsync of both parents. The running
+from state to state; each rename is followed by an fsync of the new parent. The running
 stage1 inherits the locked fd (RKT_LOCK_FD): when it dies, however it dies, the pod is
 exited.
 """
@@ -169,8 +169,7 @@ class Pod:
             os.rename(src, dst)
         except OSError as e:
             raise RktError(f"cannot move pod {self.uuid} to {to}: {e.strerror}") from e
-        _fsync_dir(dst.parent)
-        _fsync_dir(src.parent)
+        _fsync_dir(dst.parent)  # commits the rename (both folders are on one filesystem)
         self.folder = to
 
     def _relocate(self) -> None:
