@@ -411,3 +411,19 @@ def test_damaged_aci_is_refused_and_nothing_stored(tmp_path: Path, damage: str) 
     assert "Traceback" not in cp.stderr and "ACI" in cp.stderr
     assert rkt(data, "image", "list", "--no-legend").stdout == ""
     assert not any((data / "cas" / "blobs").iterdir())
+
+
+def test_image_gc_keeps_images_that_pods_use(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    used = rkt(data, "--insecure-options=image", "fetch", "--full",
+               str(make_aci(tmp_path / "a.aci", name="example.com/used"))).stdout.strip()
+    unused = rkt(data, "--insecure-options=image", "fetch", "--full",
+                 str(make_aci(tmp_path / "b.aci", name="example.com/unused"))).stdout.strip()
+    pod = data / "pods" / "exited-garbage" / "2b0e7a52-0000-4000-8000-000000000000"
+    pod.mkdir(parents=True)
+    (pod / "pod").write_text(json.dumps({"apps": [{"name": "used", "image": {"id": used}}]}))
+    gc = rkt(data, "image", "gc", "--grace-period=0s")
+    assert gc.returncode == 0
+    assert unused in gc.stdout and used not in gc.stdout
+    assert rkt(data, "image", "list", "--no-legend", "--full",
+               "--fields=id").stdout.split() == [used]  # fmt: skip
