@@ -2,46 +2,38 @@
 
     .venv/bin/python bench/net_rtt.py [--n 2000] [--runs 3]     (root, CNI plugins, QEMU)
 
-One 1-byte echo over one TCP connection (TCP_NODELAY), --n round trips per run:
-  host:      `busybox nc -l -e cat` on 127.0.0.1
-  container: the same server in a pod namespace on the `default` network (pyrkt.net:
-             ptp veth), reached at the pod IP - the container stage1's data path
-  vm:        the same server in a QEMU guest (TCG here: /dev/kvm cannot boot a guest on
-             these machines) behind the pod's tap + tc redirect, reached at the pod IP
+One 1-byte echo over one TCP connection (TCP_NODELAY), --n round trips per run, against
+`busybox nc -ll -e /bin/cat`:
+  host:      on the host, at 127.0.0.1
+  container: `rkt run` with the coreos (container) stage1, --net=default, at the pod IP
+  vm:        `rkt run` with the kvm stage1 (QEMU; TCG where /dev/kvm cannot boot a
+             guest, as on the machines this was written on), --net=default, at the pod IP
 Prints median round-trip times and the ratios to the host process.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "functional"))
-
-from test_net_qemu import build_initramfs, qemu_argv, wait_ready
-
-from pyrkt.net import (
-    PodInterface,
-    guest_network_script,
-    netns_exec_argv,
-    setup_pod_network,
-    teardown_pod_network,
-)
+from pyrkt.stage1.build.aci import Flavor, build_stage1_aci
 
 PORT = 7007
-ECHO = ["busybox", "nc", "-ll", "-p", str(PORT), "-e", "/bin/cat"]
+ECHO = ["/bin/busybox", "nc", "-ll", "-p", str(PORT), "-e", "/bin/cat"]
 
 
-def connect(ip: str, tries: int = 300) -> socket.socket:
+def connect(ip: str, tries: int = 600) -> socket.socket:
     for _ in range(tries):
         try:
             s = socket.create_connection((ip, PORT), timeout=5)
@@ -71,17 +63,59 @@ def rtt_us(ip: str, n: int) -> float:
     return statistics.median(times) * 1e6
 
 
+def echo_aci(work: Path) -> Path:
+    root = work / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    (root / "etc").mkdir()
+    shutil.copy("/bin/busybox", root / "bin" / "busybox")
+    for a in ("sh", "cat", "nc"):
+        (root / "bin" / a).symlink_to("busybox")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\n")
+    (work / "manifest").write_text(json.dumps({
+        "acKind": "ImageManifest", "acVersion": "0.8.11", "name": "example.com/echo",
+        "labels": [{"name": "arch", "value": "amd64"}, {"name": "os", "value": "linux"}],
+        "app": {"exec": ECHO, "user": "0", "group": "0"},
+    }))
+    aci = work / "echo.aci"
+    with tarfile.open(aci, "w") as tar:
+        tar.add(work / "manifest", arcname="manifest")
+        tar.add(root, arcname="rootfs")
+    return aci
+
+
 @contextmanager
-def pod(work: Path, for_vm: bool) -> Iterator[tuple[Path, PodInterface]]:
-    u = str(uuid.uuid4())
-    d = work / u
-    d.mkdir()
-    pn = setup_pod_network(d, u, "default", config_dirs=[], for_vm=for_vm)
+def rkt_pod(work: Path, stage1: Path, aci: Path) -> Iterator[str]:
+    """`rkt run` in the background; the pod's IP on `default` while it runs."""
+    d, uf = work / "rkt", work / f"uuid-{stage1.stem}"
+    base = [sys.executable, "-m", "pyrkt", f"--dir={d}"]
+    p = subprocess.Popen([*base, "run", "--insecure-options=image", f"--stage1-path={stage1}",
+                          "--net=default", f"--uuid-file-save={uf}", str(aci)],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     try:
-        assert pn.netns is not None
-        yield pn.netns, pn.interfaces[0]
+        deadline = time.monotonic() + 300
+        while True:
+            if p.poll() is not None:
+                raise SystemExit(f"rkt run ({stage1.name}) exited {p.returncode}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"rkt run ({stage1.name}): no network after 300 s")
+            u = uf.read_text().strip() if uf.exists() else ""
+            ni = d / "pods" / "run" / u / "net-info.json"
+            if u and ni.exists():
+                info = json.loads(ni.read_text())
+                if info and info[0].get("ip"):
+                    break
+            time.sleep(0.2)
+        yield str(info[0]["ip"])
     finally:
-        teardown_pod_network(d)
+        if p.poll() is None:
+            subprocess.run([*base, "stop", "--force", u], capture_output=True, check=False)
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        subprocess.run([*base, "gc", "--grace-period=0s"], capture_output=True, check=False)
 
 
 def main() -> None:
@@ -92,42 +126,22 @@ def main() -> None:
     res: dict[str, list[float]] = {"host": [], "container": [], "vm": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        host = subprocess.Popen(ECHO, stdin=subprocess.DEVNULL)
+        aci = echo_aci(work / "aci")
+        host = subprocess.Popen(["busybox", *ECHO[1:]], stdin=subprocess.DEVNULL)
         try:
-            for _ in range(a.runs):
-                res["host"].append(rtt_us("127.0.0.1", a.n))
+            res["host"] = [rtt_us("127.0.0.1", a.n) for _ in range(a.runs)]
         finally:
             host.kill()
             host.wait()
-        with pod(work, for_vm=False) as (ns, iface):
-            ip = iface.ip
-            srv = subprocess.Popen(netns_exec_argv(ns) + ECHO, stdin=subprocess.DEVNULL)
-            try:
-                for _ in range(a.runs):
-                    res["container"].append(rtt_us(ip, a.n))
-            finally:
-                srv.kill()
-                srv.wait()
-        with pod(work, for_vm=True) as (ns, iface):
-            script = guest_network_script([iface.state])
-            initrd = build_initramfs(work / "initramfs", script, " ".join(ECHO) + " &")
-            serial = work / "serial.log"
-            argv = qemu_argv(initrd, serial, iface.tap, iface.mac)
-            qemu = subprocess.Popen(netns_exec_argv(ns) + argv, stdin=subprocess.DEVNULL)
-            try:
-                wait_ready(qemu, serial)
-                for _ in range(a.runs):
-                    res["vm"].append(rtt_us(iface.ip, a.n))
-            finally:
-                qemu.kill()
-                qemu.wait()
+        for key, flavor in (("container", Flavor.COREOS), ("vm", Flavor.KVM)):
+            stage1 = build_stage1_aci(flavor, work / "stage1")
+            with rkt_pod(work, stage1, aci) as ip:
+                res[key] = [rtt_us(ip, a.n) for _ in range(a.runs)]
     host_us = statistics.median(res["host"])
-    accel = "kvm" if "kvm" in argv else "tcg"
     print(f"TCP 1-byte echo round trip, median of {a.runs} runs x {a.n}:")
     for k, v in res.items():
         m = statistics.median(v)
-        label = f"vm ({accel})" if k == "vm" else k
-        print(f"  {label:<12} {m:9.1f} us   x{m / host_us:5.2f} vs host")
+        print(f"  {k:<10} {m:9.1f} us   x{m / host_us:6.2f} vs host")
 
 
 if __name__ == "__main__":
