@@ -51,7 +51,7 @@ class State(enum.StrEnum):
 
 
 def pods_root(data_dir: Path) -> Path:
-    return data_dir / "pods"
+    return data_dir.absolute() / "pods"
 
 
 def _fsync_dir(path: Path) -> None:

@@ -292,10 +292,10 @@ def prepare(g: GlobalOptions, opts: PrepareOptions) -> pods.Pod:
     pod = pods.create(g.dir)
     try:
         d = pod.path
-        _write(d / "stage1-tree", str(s1.tree))
+        _write(d / "stage1-tree", str(s1.tree.absolute()))
         _write(contract.stage1_manifest(d), json.dumps(s1.manifest))
         for name, res in resolved.items():
-            _write(d / "appsinfo" / name / "tree", str(res.tree))
+            _write(d / "appsinfo" / name / "tree", str(res.tree.absolute()))
             _write(d / "appsinfo" / name / "manifest", json.dumps(res.manifest))
         _make_empty_volumes(d, pm, resolved)
         if opts.no_overlay:
