@@ -177,3 +177,14 @@ def test_unknown_network_fails_clearly_and_leaves_nothing(rkt: Rkt, web_aci: Pat
     assert r.returncode == 254
     assert "networks not found: nosuchnet" in r.stderr
     assert sh("ip netns list") == before
+
+
+def test_bad_config_and_missing_plugin_are_named(rkt: Rkt, web_aci: Path) -> None:
+    bad = rkt.config / "net.d" / "20-bad.conf"
+    bad.write_text("{ this is not json")
+    r = rkt("run", "--insecure-options=image", "--net=default", str(web_aci))
+    assert r.returncode == 254 and f"invalid network config {bad}" in r.stderr
+    bad.write_text(json.dumps({"name": "odd", "type": "nosuchplugin"}))
+    r = rkt("run", "--insecure-options=image", "--net=odd", str(web_aci))
+    assert r.returncode == 254
+    assert "CNI plugin 'nosuchplugin' not found" in r.stderr and str(bad) in r.stderr

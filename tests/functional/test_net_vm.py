@@ -60,9 +60,10 @@ class FakeVm:
             with in_netns(pn.netns):
                 host_fd = open_tap(iface.tap)
             with in_netns(self.ns):
-                guest_fd = open_tap(f"nic{i}")
+                # Named in the reverse order: the guest script must sort names out.
+                guest_fd = open_tap(nic := f"eth{len(pn.interfaces) - 1 - i}")
             # What QEMU's `-device virtio-net,mac=...` does: the guest NIC gets the MAC.
-            subprocess.run(["ip", "-n", self.name, "link", "set", f"nic{i}", "address",
+            subprocess.run(["ip", "-n", self.name, "link", "set", nic, "address",
                             iface.mac], check=True)
             self.pairs.append((host_fd, guest_fd))
         self.thread = threading.Thread(target=self._pump, daemon=True)

@@ -95,15 +95,23 @@ def detach_tap(netns: Path, tap: str) -> None:
 
 
 def guest_network_script(ifaces: list[IfaceState]) -> str:
-    """busybox `sh` for the guest: find each NIC by MAC, name it, address it, route it."""
+    """busybox `sh` for the guest: find each NIC by MAC, name it, address it, route it.
+
+    NICs are renamed in two steps (to `rkttmpN`, then to `ethN`) so that names the
+    guest kernel gave in another order never collide.
+    """
     q = shlex.quote
     lines = ["ip link set lo up"]
-    for st in ifaces:
+    for i, st in enumerate(ifaces):
         lines += [
             f"dev=''; for d in /sys/class/net/*; do "
             f"if [ \"$(cat $d/address)\" = {q(st.mac.lower())} ]; then dev=${{d##*/}}; fi; done",
             f"[ -n \"$dev\" ] || {{ echo 'no NIC with MAC {st.mac}' >&2; exit 1; }}",
-            f"[ \"$dev\" = {q(st.ifname)} ] || ip link set dev \"$dev\" name {q(st.ifname)}",
+            f"ip link set dev \"$dev\" down; ip link set dev \"$dev\" name rkttmp{i}",
+        ]
+    for i, st in enumerate(ifaces):
+        lines += [
+            f"ip link set dev rkttmp{i} name {q(st.ifname)}",
             f"ip link set dev {q(st.ifname)} mtu {st.mtu} up",
         ]
         lines += [f"ip addr add {q(a)} dev {q(st.ifname)}" for a in st.addresses]
