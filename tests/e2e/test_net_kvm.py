@@ -211,6 +211,10 @@ def test_vm_pod_owns_its_address_and_ports_forward(
                         timeout=30, check=False)
     assert cp.stdout == "hello from a VM pod\n", cp.stderr
     assert f"default:ip4={ips['default']}" in rkt("list", "--no-legend", "--full").stdout
+    # Another pod on `default` (the container stage1) reaches the VM pod.
+    r = rkt("run", "--insecure-options=image", "--net=default", str(web_aci), "--exec",
+            "/bin/wget", "--", "-qO-", f"http://{ips['default']}/")
+    assert r.returncode == 0 and r.stdout == "hello from a VM pod\n", r.stderr
 
 
 def test_vm_pod_on_a_bridge_network_and_default_restricted(rkt: Rkt, web_aci: Path) -> None:
