@@ -289,6 +289,16 @@ def test_port_forwarding_from_loopback_and_another_host(
     assert info[0]["runtimeConfig"]["portMappings"][0]["hostPort"] == hp
 
 
+def test_port_bound_to_one_host_address(pods: Pods, other_host: tuple[Path, str]) -> None:
+    peer_ns, host_ip = other_host
+    hp = free_port()
+    pn = pods.new("default", ports=(PortPlan("http", "tcp", 8080, hp, "127.0.0.1"),))
+    pods.httpd(pn, "local only\n", port=8080)
+    assert http_get("127.0.0.1", hp) == "local only\n"
+    cp = in_ns(peer_ns, ["busybox", "wget", "-qO-", f"http://{host_ip}:{hp}/"])
+    assert cp.returncode != 0 and "refused" in cp.stderr
+
+
 def test_setup_teardown_cycles_leave_nothing(pods: Pods) -> None:
     links_before = len(sh("ip -o link").splitlines())
     for _ in range(20):
