@@ -222,7 +222,10 @@ def teardown_pod_network(pod_dir: Path) -> None:
     if ns is not None:
         delete_netns(ns)
     for cid in {i.containerID for i in infos if i.containerID}:
-        iptables.sweep(cid)
+        try:
+            iptables.sweep(cid)
+        except RktError as e:
+            log.warn(f"net: cannot check for leftover iptables rules: {e}")
     if not failed:
         with contextlib.suppress(FileNotFoundError):
             (pod_dir / NETNS_FILE).unlink()
