@@ -133,7 +133,7 @@ def test_unsigned_aci_needs_insecure_options_image(tmp_path: Path) -> None:
     assert rkt(data, "image", "list", "--no-legend").stdout == ""
     cp = rkt(data, "--insecure-options=image", "fetch", "--full", str(aci))
     assert cp.returncode == 0, cp.stderr
-    assert len(cp.stdout.strip()) == len("sha512-") + 128
+    assert len(cp.stdout.strip()) == len("sha512-") + 64
 
 
 def test_eight_concurrent_fetches_store_the_image_once(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pyrkt.cli.image_common import fulltime, ibytes, parse_flags, reltime, tabwrite
 from pyrkt.errors import RktError, UsageError
-from pyrkt.image.store import ID_PREFIX, ImageInfo, ImageKind, Store, short_id
+from pyrkt.image.store import ImageInfo, ImageKind, Store, image_id_of, short_id
 from pyrkt.options import GlobalOptions
 
 USAGE = """Usage:
@@ -259,7 +259,7 @@ def _check(store: Store, info: ImageInfo) -> str | None:
         with open(blob, "rb") as f:
             while buf := f.read(1 << 20):
                 h.update(buf)
-        if ID_PREFIX + h.hexdigest() != info.id:
+        if image_id_of(h) != info.id:
             return "ACI blob does not match the image ID"
         return None
     tree = store.trees / info.id

@@ -55,7 +55,7 @@ def fetch_image(
     pull_policy: str | PullPolicy = PullPolicy.NEW,
     progress: Progress | None = None,
 ) -> str:
-    """Make sure the image `ref` is in the store; return its ID (`sha512-<128 hex>`)."""
+    """Make sure the image `ref` is in the store; return its ID (`sha512-<64 hex>`)."""
     policy = parse_pull_policy(str(pull_policy))
     store = Store(g.dir)
     try:

@@ -10,9 +10,10 @@ Nothing is ever written outside `root`, whatever the tar says. Every path is wal
 component at a time from a directory fd with O_NOFOLLOW, never joined into a string and
 opened: a `..` component is refused, a leading `/` is taken relative to `root`, and a
 symlink met where a directory is needed is refused (rather than followed). Files are
-created with O_EXCL|O_NOFOLLOW (what holds the name is removed and the creation retried),
-so an existing symlink is replaced, never written through. Hardlink sources are resolved the same way, so they
-cannot name anything outside `root`. A refused entry raises `LayerError`.
+created with O_EXCL|O_NOFOLLOW (what holds the name is removed and the creation
+retried), so an existing symlink is replaced, never written through. Hardlink sources are
+resolved the same way, so they cannot name anything outside `root`. A refused entry
+raises `LayerError`.
 """
 
 from __future__ import annotations

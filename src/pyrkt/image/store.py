@@ -9,11 +9,12 @@ Layout:
     cas/tmp/              staging; each staging dir is flocked by the process filling it
     cas/locks/            flock files: `store` (index + renames), `render-<id>`, `<id>`
 
-Image IDs are `sha512-<128 hex>`. For an ACI, as in rkt, the ID is the SHA-512 of the
-uncompressed ACI tar, and the tar itself is kept, so `rkt image export` gives back the
-same bytes and re-importing them gives the same ID. Docker and OCI images are never
-turned into an ACI tar on fetch (that would cost a second copy of every byte): their ID
-is the SHA-512 of a canonical JSON document (sorted keys, no spaces):
+Image IDs are `sha512-<64 hex>`: as in rkt, the first half of a SHA-512 in hex. For an
+ACI, as in rkt, it is the hash of the uncompressed ACI tar, and the tar itself is kept,
+so `rkt image export` gives back the same bytes and re-importing them gives the same ID.
+Docker and OCI images are never turned into an ACI tar on fetch (that would cost a
+second copy of every byte): their ID is the hash of a canonical JSON document (sorted
+keys, no spaces):
 
     {"layers": [<layer digest>, ...], "manifest": <appc image manifest>, "v": 1}
 
@@ -55,6 +56,7 @@ from pyrkt.errors import Ambiguous, NotFound, RktError
 from pyrkt.image.layers import ByteStream, apply_layer, decompressed
 
 ID_PREFIX = "sha512-"
+ID_HEX_LEN = 64
 _CHUNK = 1 << 20
 TOUCH_INTERVAL = 60.0  # seconds: `last used` is kept to this precision
 _SCHEMA = """
@@ -103,6 +105,11 @@ class ImageInfo:
         return f"{self.name}:{v}" if v else self.name
 
 
+def image_id_of(h: hashlib._Hash) -> str:
+    """rkt's image key: `sha512-` + the first 64 hex digits of the SHA-512."""
+    return ID_PREFIX + h.hexdigest()[:ID_HEX_LEN]
+
+
 def short_id(image_id: str, hexlen: int = 12) -> str:
     return image_id[: len(ID_PREFIX) + hexlen]
 
@@ -110,7 +117,7 @@ def short_id(image_id: str, hexlen: int = 12) -> str:
 def canonical_id(doc: Any) -> str:
     """sha512-<hex> of a JSON document in canonical form (sorted keys, no spaces)."""
     raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-    return ID_PREFIX + hashlib.sha512(raw).hexdigest()
+    return image_id_of(hashlib.sha512(raw))
 
 
 def tree_image_id(manifest: ImageManifest, layer_digests: list[str]) -> str:
@@ -325,7 +332,7 @@ class Store:
                 raise RktError(
                     f"image {m.name!r} has dependencies; layered ACIs are not supported"
                 )
-            image_id = ID_PREFIX + h.hexdigest()
+            image_id = image_id_of(h)
             with self.lock():
                 if self.get(image_id) is not None:
                     log.debug(f"image {short_id(image_id)} already in the store")
