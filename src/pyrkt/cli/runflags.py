@@ -177,13 +177,10 @@ def parse_volume(text: str) -> appc.Volume:
     parts = _csv(text)
     if not parts:
         raise UsageError("empty --volume")
-    name = parts[0]
+    name = ""
     opts: dict[str, str] = {}
-    if "=" in name:
-        parts = parts
-        name = ""
-    else:
-        parts = parts[1:]
+    if "=" not in parts[0]:  # NAME,kind=...; also accepted: name=NAME,kind=...
+        name, parts = parts[0], parts[1:]
     for p in parts:
         k, v = _split_kv(p, "--volume")
         opts[k] = v

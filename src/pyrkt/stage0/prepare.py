@@ -309,7 +309,8 @@ def prepare(g: GlobalOptions, opts: PrepareOptions) -> pods.Pod:
         _write(contract.pod_manifest(d), pm.to_json())
         pod.move(pods.Folder.PREPARED)
     except BaseException:
-        pod.move(pods.Folder.GARBAGE) if pod.path.exists() else None
+        if pod.path.exists():
+            pod.move(pods.Folder.GARBAGE)
         shutil.rmtree(pod.path, ignore_errors=True)
         pod.close()
         raise
