@@ -427,3 +427,22 @@ def test_image_gc_keeps_images_that_pods_use(tmp_path: Path) -> None:
     assert unused in gc.stdout and used not in gc.stdout
     assert rkt(data, "image", "list", "--no-legend", "--full",
                "--fields=id").stdout.split() == [used]  # fmt: skip
+
+
+def test_fetch_signature_flag_names_the_preceding_images_signature(
+    tmp_path: Path, gpg_home: Path
+) -> None:
+    aci = make_aci(tmp_path / "hello.aci")
+    sig = tmp_path / "elsewhere.asc"
+    gpg(gpg_home, "--armor", "--detach-sign", "--output", str(sig), str(aci))
+    key = tmp_path / "pubkey.gpg"
+    gpg(gpg_home, "--armor", "--output", str(key), "--export")
+    data, cfg = tmp_path / "data", tmp_path / "etc"
+    rkt(data, "trust", "--prefix=example.com", "--skip-fingerprint-review", str(key),
+        config=cfg)  # fmt: skip
+    assert rkt(data, "fetch", str(aci), config=cfg).returncode == 254  # no hello.aci.asc
+    cp = rkt(data, "fetch", "--pull-policy", "new", str(aci), "--signature", str(sig),
+             config=cfg)  # fmt: skip
+    assert cp.returncode == 0, cp.stderr
+    bad = rkt(data, "fetch", "--signature", str(sig), str(aci), config=cfg)
+    assert bad.returncode == 254 and "must follow an image" in bad.stderr

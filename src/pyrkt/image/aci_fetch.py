@@ -60,26 +60,32 @@ def _download(g: GlobalOptions, url: str, dest: Path, progress: Progress | None,
     return True
 
 
-def fetch_aci(g: GlobalOptions, store: Store, ref: str, *,
-              progress: Progress | None = None) -> str:  # fmt: skip
-    """Import one ACI file or URL (verified unless insecure); returns its image ID."""
+def fetch_aci(g: GlobalOptions, store: Store, ref: str, *, progress: Progress | None = None,
+              signature: Path | None = None) -> str:  # fmt: skip
+    """Import one ACI file or URL (verified unless insecure); returns its image ID.
+
+    The signature is `signature` if given (a local file), else the ACI's location + `.asc`.
+    """
+    where = str(signature) if signature is not None else ref + ".asc"
     with store.staging("fetch") as stage:
         aci = stage / "image.aci"
         sig = stage / "image.aci.asc"
         if is_url(ref):
             _download(g, ref, aci, progress)
-            have_sig = False
-            if not g.allows(Insecure.IMAGE):
-                have_sig = _download(g, ref + ".asc", sig, None, missing_ok=True)
         else:
             src = local_path(ref)
             if not src.is_file():
                 raise NotFound(f"{ref}: no such file")
             shutil.copyfile(src, aci)
-            src_sig = src.with_name(src.name + ".asc")
-            have_sig = src_sig.is_file()
-            if have_sig and not g.allows(Insecure.IMAGE):
-                shutil.copyfile(src_sig, sig)
+        have_sig = False
+        if not g.allows(Insecure.IMAGE):
+            if signature is not None or not is_url(ref):
+                src_sig = signature or local_path(ref + ".asc")
+                have_sig = src_sig.is_file()
+                if have_sig:
+                    shutil.copyfile(src_sig, sig)
+            else:
+                have_sig = _download(g, where, sig, None, missing_ok=True)
         if g.allows(Insecure.IMAGE):
             log.warn("image signature verification has been disabled")
         else:
@@ -89,7 +95,6 @@ def fetch_aci(g: GlobalOptions, store: Store, ref: str, *,
             name = load_image_manifest(read_aci_manifest(plain)).name
             plain.unlink()
             if not have_sig:
-                where = ref + ".asc"
                 raise SignatureError(
                     f"image {name!r} is not signed: no signature at {where}",
                     "use --insecure-options=image to fetch it anyway",

@@ -54,18 +54,24 @@ def fetch_image(
     *,
     pull_policy: str | PullPolicy = PullPolicy.NEW,
     progress: Progress | None = None,
+    signature: Path | None = None,
 ) -> str:
-    """Make sure the image `ref` is in the store; return its ID (`sha512-<64 hex>`)."""
+    """Make sure the image `ref` is in the store; return its ID (`sha512-<64 hex>`).
+
+    `signature`: a local detached signature for an ACI (default: the ACI's URL + `.asc`).
+    """
     policy = parse_pull_policy(str(pull_policy))
     store = Store(g.dir)
     try:
-        return _fetch(g, store, ref, policy, progress)
+        return _fetch(g, store, ref, policy, progress, signature)
     finally:
         store.close()
 
 
 def _fetch(g: GlobalOptions, store: Store, ref: str, policy: PullPolicy,
-           progress: Progress | None) -> str:  # fmt: skip
+           progress: Progress | None, signature: Path | None) -> str:  # fmt: skip
+    if signature is not None and ref.startswith((ID_PREFIX, "docker://", "oci:")):
+        raise UsageError(f"--signature given for {ref!r}, which is not an ACI")
     if ref.startswith(ID_PREFIX):
         return store.resolve(ref).id
     if ref.startswith("docker://"):
@@ -83,11 +89,13 @@ def _fetch(g: GlobalOptions, store: Store, ref: str, policy: PullPolicy,
                 return cached[0]
         if policy is PullPolicy.NEVER:
             raise NotFound(f"image {ref!r} is not in the store", "--pull-policy=never")
-        image_id = aci_fetch.fetch_aci(g, store, ref, progress=progress)
+        image_id = aci_fetch.fetch_aci(g, store, ref, progress=progress, signature=signature)
         store.remote_put(ref, image_id)
         return image_id
     if ref.startswith("file://") or ref.endswith(".aci") or ("/" in ref and Path(ref).exists()):
-        return aci_fetch.fetch_aci(g, store, ref, progress=progress)
+        return aci_fetch.fetch_aci(g, store, ref, progress=progress, signature=signature)
+    if signature is not None:
+        raise UsageError(f"--signature given for {ref!r}, which is not an ACI")
     try:
         return store.resolve(ref).id
     except NotFound:
