@@ -43,8 +43,9 @@ def build_prepare_options(a: rf.RunArgs) -> PrepareOptions:
         policy = "update"
     if a.flag("--store-only"):
         policy = "never"
-    if policy not in rf.PULL_POLICIES:
-        raise UsageError(f"invalid --pull-policy {policy!r}", "valid: new, never, update")
+    from pyrkt.image.fetch import parse_pull_policy
+
+    parse_pull_policy(policy)
     vols = tuple(rf.parse_volume(v) for v in a.all("--volume"))
     names = [v.name for v in vols]
     for n in names:

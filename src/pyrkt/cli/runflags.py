@@ -35,7 +35,6 @@ APP_VALUE = {
 }  # fmt: skip
 APP_BOOL = {"--readonly-rootfs"}
 
-PULL_POLICIES = ("new", "never", "update")
 
 
 @dataclass

@@ -152,10 +152,12 @@ class _Resolved:
     manifest: dict[str, Any]
 
 
-def _resolve_image(g: GlobalOptions, store: Any, ref: str, pull_policy: str) -> _Resolved:
+def _resolve_image(
+    g: GlobalOptions, store: Any, ref: str, pull_policy: str, signature: str = ""
+) -> _Resolved:
     from pyrkt.stage0.images import fetch
 
-    image_id = fetch(g, store, ref, pull_policy)
+    image_id = fetch(g, store, ref, pull_policy, signature)
     return _Resolved(image_id, Path(store.render(image_id)), store.manifest(image_id))
 
 
@@ -238,7 +240,7 @@ def _build_manifest(
         return pm, resolved
     apps: list[appc.RuntimeApp] = []
     for spec in opts.apps:
-        res = _resolve_image(g, store, spec.image, opts.pull_policy)
+        res = _resolve_image(g, store, spec.image, opts.pull_policy, spec.signature)
         img_name = str(res.manifest.get("name", spec.image))
         name = spec.name or default_app_name(img_name)
         if name in resolved:
