@@ -177,6 +177,7 @@ def test_unknown_network_fails_clearly_and_leaves_nothing(rkt: Rkt, web_aci: Pat
     assert r.returncode == 254
     assert "networks not found: nosuchnet" in r.stderr
     assert sh("ip netns list") == before
+    assert rkt.uuids() == []  # no pod was even prepared
 
 
 def test_bad_config_and_missing_plugin_are_named(rkt: Rkt, web_aci: Path) -> None:

@@ -113,6 +113,12 @@ def main(argv: list[str], g: GlobalOptions) -> int:
     if a.flag("--interactive") and len(a.apps) > 1:
         raise UsageError("interactive option only supports one image")
     opts = build_prepare_options(a)
+    if verb == "run" and a.all("--net"):
+        # Fail on an unknown network or a bad net.d file before any pod exists.
+        from pyrkt.net.config import check_networks
+
+        check_networks(",".join(rf.split_list(a.all("--net"))) or "default",
+                       [g.system_config, g.local_config])
     pod = prepare(g, opts)
     save_uuid(a.last("--uuid-file-save"), pod.uuid)
     if verb == "prepare":

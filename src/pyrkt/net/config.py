@@ -163,3 +163,11 @@ def select_networks(netlist: NetList, config_dirs: list[Path]) -> list[NetworkCo
     for c in chosen:
         check_plugins(c, path)
     return chosen
+
+
+def check_networks(net: str, config_dirs: list[Path]) -> None:
+    """Validate a --net value up front (stage0, before a pod exists): the same errors as
+    setup would give (unknown network, bad config file, missing plugin), nothing created."""
+    from pyrkt.net.netlist import parse_net_list
+
+    select_networks(parse_net_list(net), config_dirs)
