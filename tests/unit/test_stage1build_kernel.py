@@ -36,9 +36,15 @@ def test_fragment_rejects_garbage(tmp_path: Path) -> None:
 
 
 def test_missing_options_names_what_olddefconfig_dropped() -> None:
-    final = "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=m\n"
-    wanted = {"CONFIG_A": "y", "CONFIG_B": "y", "CONFIG_C": "y"}
-    assert kernel.missing_options(final, wanted) == ["CONFIG_B=y", "CONFIG_C=y"]
+    final = "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=m\nCONFIG_E=y\n"
+    wanted = {"CONFIG_A": "y", "CONFIG_B": "y", "CONFIG_C": "y", "CONFIG_D": "n",
+              "CONFIG_E": "n"}  # fmt: skip
+    assert kernel.missing_options(final, wanted) == ["CONFIG_B=y", "CONFIG_C=y", "CONFIG_E=n"]
+
+
+def test_fragment_turns_off_the_slow_ps2_probe() -> None:
+    opts = kernel.fragment_options()
+    assert opts["CONFIG_SERIO_I8042"] == "n" and opts["CONFIG_INPUT_MOUSE"] == "n"
 
 
 def test_cache_key_follows_the_fragment(tmp_path: Path) -> None:

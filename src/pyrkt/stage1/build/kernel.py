@@ -61,10 +61,14 @@ def cache_root() -> Path:
 
 
 def fragment_options(fragment: Path = FRAGMENT) -> dict[str, str]:
-    """`CONFIG_X` -> value for each option the fragment sets."""
+    """`CONFIG_X` -> value for each option the fragment sets ("n" for `is not set`)."""
     opts: dict[str, str] = {}
     for n, line in enumerate(fragment.read_text().splitlines(), 1):
         line = line.strip()
+        unset = re.fullmatch(r"# (CONFIG_[A-Z0-9_]+) is not set", line)
+        if unset:
+            opts[unset.group(1)] = "n"
+            continue
         if not line or line.startswith("#"):
             continue
         m = re.fullmatch(r"(CONFIG_[A-Z0-9_]+)=(.+)", line)
@@ -81,7 +85,7 @@ def missing_options(config_text: str, wanted: dict[str, str]) -> list[str]:
         m = re.fullmatch(r"(CONFIG_[A-Z0-9_]+)=(.+)", line.strip())
         if m:
             have[m.group(1)] = m.group(2)
-    return [f"{k}={v}" for k, v in wanted.items() if have.get(k) != v]
+    return [f"{k}={v}" for k, v in wanted.items() if have.get(k, "n") != v]
 
 
 def cache_key(source: Path = SOURCE_TARBALL, fragment: Path = FRAGMENT) -> str:
