@@ -25,6 +25,8 @@ Public API (import from `pyrkt.net`):
 - `render_resolv_conf(dns, cni_dns) -> str | None`, `render_hosts(hostname, dns,
   pod_ip=None) -> str`: the pod's /etc/resolv.conf and /etc/hosts.
 - `parse_net_list(value) -> NetList` and `netinfo.load(pod_dir)` for `list`/`status`.
+- `check_networks(net, config_dirs)`: the validation alone (stage0 runs it before a pod
+  is prepared, so a bad --net leaves nothing behind).
 
 Call `setup_pod_network` before the stage1 unshares its mount namespace (the netns bind
 mount must be visible to `gc`).
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
         setup_pod_network,
         teardown_pod_network,
     )
+    from pyrkt.net.config import check_networks
     from pyrkt.net.dns import CniDns, render_hosts, render_resolv_conf
     from pyrkt.net.netlist import NetList, parse_net_list
     from pyrkt.net.netns import host_namespaces, in_netns, netns_exec_argv, preexec_setns
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "api": ("PodInterface", "PodNetwork", "check_pod_network", "pod_netns",
             "setup_pod_network", "teardown_pod_network"),
+    "config": ("check_networks",),
     "dns": ("CniDns", "render_hosts", "render_resolv_conf"),
     "netlist": ("NetList", "parse_net_list"),
     "netns": ("host_namespaces", "in_netns", "netns_exec_argv", "preexec_setns"),
@@ -73,6 +77,7 @@ __all__ = [
     "PodInterface",
     "PodNetwork",
     "Route",
+    "check_networks",
     "check_pod_network",
     "guest_network_script",
     "host_namespaces",
