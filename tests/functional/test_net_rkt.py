@@ -189,3 +189,17 @@ def test_bad_config_and_missing_plugin_are_named(rkt: Rkt, web_aci: Path) -> Non
     r = rkt("run", "--insecure-options=image", "--net=odd", str(web_aci))
     assert r.returncode == 254
     assert "CNI plugin 'nosuchplugin' not found" in r.stderr and str(bad) in r.stderr
+
+
+def test_dns_from_the_cni_result(rkt: Rkt, web_aci: Path) -> None:
+    (rkt.config / "net.d" / "10-withdns.conf").write_text(json.dumps({
+        "cniVersion": "0.4.0", "name": "withdns", "type": "ptp",
+        "ipam": {"type": "host-local",
+                 "subnet": f"10.{random.randrange(100, 250)}.{random.randrange(1, 250)}.0/24"},
+        "dns": {"nameservers": ["10.0.0.10"], "search": ["svc.example"]},
+    }))
+    r = rkt("run", "--insecure-options=image", "--net=withdns", str(web_aci), "--exec",
+            "/bin/cat", "--", "/etc/resolv.conf")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "nameserver 10.0.0.10" in lines and "search svc.example" in lines
