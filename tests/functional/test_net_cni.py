@@ -313,6 +313,15 @@ def test_setup_teardown_cycles_leave_nothing(pods: Pods) -> None:
     assert len(sh("ip -o link").splitlines()) <= links_before + 2
 
 
+def test_teardown_when_the_namespace_is_already_gone(pods: Pods) -> None:
+    """As after a reboot (/run is empty): leases and rules still go."""
+    pn = pods.new("default", ports=(PortPlan("p", "tcp", 80, free_port()),))
+    assert pn.netns is not None
+    subprocess.run(["ip", "netns", "delete", pn.netns.name], check=True)
+    teardown_pod_network(pods.dirs[0])
+    assert leftovers(pods.uuids, pods.host_ifs) == []
+
+
 def test_teardown_after_sigkill_of_the_stage1(pods: Pods) -> None:
     """A process that set the network up is SIGKILLed; teardown (gc) still releases all."""
     u = str(uuidlib.uuid4())
