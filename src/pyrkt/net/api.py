@@ -16,7 +16,7 @@ from pyrkt.net import cni, iptables, netinfo
 from pyrkt.net.config import NetworkConfig, cni_path, parse_config, select_networks
 from pyrkt.net.dns import CniDns
 from pyrkt.net.netlist import parse_net_list
-from pyrkt.net.netns import create_netns, delete_netns, netns_name
+from pyrkt.net.netns import NETNS_DIR, create_netns, delete_netns, netns_name
 from pyrkt.net.tap import IfaceState, attach_tap, detach_tap, read_iface
 from pyrkt.stage1.plan import PortPlan
 
@@ -128,8 +128,9 @@ def setup_pod_network(
     if ports and not networks:
         raise RktError("--port needs a network: it cannot be used with --net=none")
     path = cni_path()
+    # Recorded before it exists, so a SIGKILL right after creation cannot leak it.
+    (pod_dir / NETNS_FILE).write_text(str(NETNS_DIR / netns_name(uuid)))
     ns = create_netns(netns_name(uuid))
-    (pod_dir / NETNS_FILE).write_text(str(ns))
     if not networks:
         return PodNetwork("none", ns)
     runtime = port_runtime_config(ports)
