@@ -166,3 +166,22 @@ def test_go_durations_times_and_tables() -> None:
     assert go_time(dt.replace(microsecond=500000)) == "2016-01-26 14:23:34.5 +0100 CET"
     table = tab_table([["UUID", "APP"], ["0123456789", "redis"]]).splitlines()
     assert table == ["UUID\t\tAPP", "0123456789\tredis"]
+
+
+def test_own_stage1_entrypoints_run_in_process(tmp_path: Path) -> None:
+    from pyrkt.stage0.run import inprocess_module
+    from pyrkt.stage1.build.aci import Flavor, entrypoint_script
+
+    flavors = [(Flavor.COREOS, "pyrkt.stage1.container"), (Flavor.KVM, "pyrkt.stage1.kvm"),
+               (Flavor.FLY, "pyrkt.stage1.fly")]  # fmt: skip
+    for flavor, module in flavors:
+        entry = tmp_path / f"run-{flavor}"
+        entry.write_text(entrypoint_script(flavor, "run"))
+        assert inprocess_module(entry) == module
+    other = tmp_path / "other"
+    line = 'exec "${PYRKT_PYTHON:-python3}" -m pyrkt.stage1.kvm run "$@"'
+    other.write_text(f"#!/bin/sh\necho hi\n{line}\n")
+    assert inprocess_module(other) is None
+    foreign = tmp_path / "foreign"
+    foreign.write_text('#!/bin/sh\nexec "${PYRKT_PYTHON:-python3}" -m evil run "$@"\n')
+    assert inprocess_module(foreign) is None
