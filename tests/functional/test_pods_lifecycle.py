@@ -157,6 +157,9 @@ def test_app_exit_code_is_rkts_and_status_shows_it(rkt: Rkt, acis: dict[str, Pat
     assert st["exited"] == "true"
     assert st["app-busybox"] == "5"
     assert {"created", "started", "pid"} <= set(st)
+    js = json.loads(rkt("status", "--format=json", uuid).stdout)
+    assert js["name"] == uuid and js["state"] == "exited"
+    assert js["apps"][0]["name"] == "busybox" and js["apps"][0]["exit_code"] == 5
     args = (rkt.dir / "pods/run" / uuid / "stage1-args").read_text().split()
     assert args[-1] == uuid and f"--hostname=rkt-{uuid}" in args and "--net=default" in args
 
