@@ -19,7 +19,7 @@ from pyrkt.options import GlobalOptions
 from pyrkt.pod import pods
 from pyrkt.pod.pods import Folder, Pod, State
 from pyrkt.stage0 import mounts
-from pyrkt.stage0.run import entrypoint, stage1_env
+from pyrkt.stage0.run import entrypoint, inprocess_module, stage1_env
 from pyrkt.stage1 import contract
 
 
@@ -82,10 +82,33 @@ def _stage1_gc(g: GlobalOptions, pod: Pod) -> None:
     if g.debug:
         args.append("--debug")
     args.append(pod.uuid)
+    module = inprocess_module(entry, "gc")
+    if module is not None:
+        _gc_inprocess(module, pod, args[1:])
+        return
     try:
         proc.run(args, cwd=pod.path, env=stage1_env())
     except CommandFailed as e:
         log.warn(f"pod {pod.uuid}: stage1 gc failed: {e}")
+
+
+def _gc_inprocess(module: str, pod: Pod, args: list[str]) -> None:
+    """Our own flavor's gc, called here rather than through `sh` and a new interpreter
+    (one per pod adds up in `rkt gc`); same cwd and arguments."""
+    import importlib
+
+    cwd = os.getcwd()
+    try:
+        os.chdir(pod.path)
+        main = importlib.import_module(module + ".__main__").main
+        code = main(["gc", *args])
+        if code:
+            log.warn(f"pod {pod.uuid}: stage1 gc failed with exit status {code}")
+    except (Exception, SystemExit) as e:
+        log.warn(f"pod {pod.uuid}: stage1 gc failed: {e}")
+    finally:
+        os.chdir(cwd)
+        log.set_prefix("rkt")
 
 
 def delete(g: GlobalOptions, pod: Pod) -> None:

@@ -91,12 +91,13 @@ def run_args(g: GlobalOptions, pod: pods.Pod, ro: runopts.RunOptions) -> list[st
 
 # Our own stage1 entrypoints are one line: `exec "${PYRKT_PYTHON:-python3}" -m MODULE run "$@"`.
 _OWN_ENTRY = re.compile(
-    r'exec "\$\{PYRKT_PYTHON:-python3\}" -m (pyrkt\.stage1\.(?:container|fly|kvm)) run "\$@"'
+    r'exec "\$\{PYRKT_PYTHON:-python3\}" -m (pyrkt\.stage1\.(?:container|fly|kvm)) '
+    r'(run|enter|stop|gc) "\$@"'
 )
 ENV_FORCE_EXEC = "PYRKT_STAGE1_EXEC"
 
 
-def inprocess_module(entry: Path) -> str | None:
+def inprocess_module(entry: Path, verb: str = "run") -> str | None:
     """The stage1 module an entrypoint would start, if it is one of ours, else None.
 
     Such an entrypoint would start this very interpreter (PYRKT_PYTHON = sys.executable)
@@ -116,7 +117,7 @@ def inprocess_module(entry: Path) -> str | None:
     if len(body) != 1:
         return None
     m = _OWN_ENTRY.fullmatch(body[0])
-    return m.group(1) if m else None
+    return m.group(1) if m and m.group(2) == verb else None
 
 
 def run_inprocess(module: str, argv: list[str], env: dict[str, str]) -> NoReturn:
