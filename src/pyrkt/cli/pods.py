@@ -151,7 +151,7 @@ def _wait(pod: pods.Pod, timeout: float | None, ready: bool) -> None:
 
     deadline = None if timeout is None or timeout <= 0 else time.monotonic() + timeout
     while True:
-        pod._relocate()
+        pod.refresh()
         state = pod.state()
         if ready:
             if state is pods.State.RUNNING and read_pid(pod.path) is not None:

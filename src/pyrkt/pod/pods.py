@@ -91,7 +91,7 @@ class Pod:
             try:
                 self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except FileNotFoundError:
-                self._relocate()
+                self.refresh()
                 self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         return self.fd
 
@@ -105,7 +105,7 @@ class Pod:
                 return False
             raise
         self.locked = True
-        self._relocate()  # it may have moved while we waited for it
+        self.refresh()  # it may have moved while we waited for it
         return True
 
     def lock(self) -> None:
@@ -115,7 +115,7 @@ class Pod:
     def wait_lock(self) -> None:
         fcntl.flock(self.open(), fcntl.LOCK_EX)
         self.locked = True
-        self._relocate()
+        self.refresh()
 
     def unlock(self) -> None:
         if self.fd is not None and self.locked:
@@ -172,7 +172,7 @@ class Pod:
         _fsync_dir(dst.parent)  # commits the rename (both folders are on one filesystem)
         self.folder = to
 
-    def _relocate(self) -> None:
+    def refresh(self) -> None:
         """Find the folder the pod is in now (another process may have moved it)."""
         if self.path.exists():
             return
