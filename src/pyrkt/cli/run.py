@@ -51,7 +51,7 @@ def build_prepare_options(a: rf.RunArgs) -> PrepareOptions:
     for n in names:
         if names.count(n) > 1:
             raise UsageError(f"duplicate volume name {n!r}")
-    annotations = [rf._split_kv(x, "--annotation") for x in a.all("--annotation")]
+    annotations = [rf.split_kv(x, "--annotation") for x in a.all("--annotation")]
     return PrepareOptions(
         apps=tuple(a.apps),
         volumes=vols,
@@ -61,9 +61,9 @@ def build_prepare_options(a: rf.RunArgs) -> PrepareOptions:
         set_env_file=rf.read_env_files(a.all("--set-env-file")),
         annotations=tuple(annotations),
         user_annotations=tuple(
-            rf._split_kv(x, "--user-annotation") for x in a.all("--user-annotation")
+            rf.split_kv(x, "--user-annotation") for x in a.all("--user-annotation")
         ),
-        user_labels=tuple(rf._split_kv(x, "--user-label") for x in a.all("--user-label")),
+        user_labels=tuple(rf.split_kv(x, "--user-label") for x in a.all("--user-label")),
         pod_manifest=Path(pod_manifest) if pod_manifest else None,
         pull_policy=policy,
         stage1=Stage1Flags(

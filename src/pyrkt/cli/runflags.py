@@ -60,7 +60,7 @@ class RunArgs:
         )
 
 
-def _split_kv(text: str, flag: str) -> tuple[str, str]:
+def split_kv(text: str, flag: str) -> tuple[str, str]:
     k, eq, v = text.partition("=")
     if not eq or not k:
         raise UsageError(f"invalid {flag} {text!r}: expected NAME=VALUE")
@@ -91,10 +91,10 @@ def _apply_app_flag(spec: dict[str, object], flag: str, value: str) -> None:
             raise UsageError(f"invalid --supplementary-gids {value!r}") from None
     elif flag == "--environment":
         env = list(spec.get("environment", ()))  # type: ignore[call-overload]
-        env.append(_split_kv(value, flag))
+        env.append(split_kv(value, flag))
         spec["environment"] = tuple(env)
     elif flag == "--mount":
-        opts = dict(_split_kv(x, flag) for x in _csv(value))
+        opts = dict(split_kv(x, flag) for x in _csv(value))
         if set(opts) != {"volume", "target"}:
             raise UsageError(f"invalid --mount {value!r}", "expected volume=NAME,target=PATH")
         mounts = list(spec.get("mounts", ()))  # type: ignore[call-overload]
@@ -181,7 +181,7 @@ def parse_volume(text: str) -> appc.Volume:
     if "=" not in parts[0]:  # NAME,kind=...; also accepted: name=NAME,kind=...
         name, parts = parts[0], parts[1:]
     for p in parts:
-        k, v = _split_kv(p, "--volume")
+        k, v = split_kv(p, "--volume")
         opts[k] = v
     name = opts.pop("name", name)
     if not name:
@@ -237,7 +237,7 @@ def parse_port(text: str) -> appc.ExposedPort:
 def parse_env_list(values: list[str], flag: str) -> tuple[tuple[str, str], ...]:
     seen: dict[str, str] = {}
     for v in values:
-        k, val = _split_kv(v, flag)
+        k, val = split_kv(v, flag)
         if k in seen:
             raise UsageError(f"environment variable {k!r} is set more than once with {flag}")
         seen[k] = val
@@ -255,7 +255,7 @@ def read_env_files(paths: list[str]) -> tuple[tuple[str, str], ...]:
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
-            k, v = _split_kv(line, "--set-env-file")
+            k, v = split_kv(line, "--set-env-file")
             env[k] = v
     return tuple(env.items())
 
