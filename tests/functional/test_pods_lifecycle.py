@@ -149,7 +149,7 @@ def only_uuid(r: Rkt) -> str:
 
 
 def test_app_exit_code_is_rkts_and_status_shows_it(rkt: Rkt, acis: dict[str, Path]) -> None:
-    cp = rkt.run(str(acis["app"]))
+    cp = rkt.run("--kvm-accel=tcg", str(acis["app"]))
     assert cp.returncode == 5
     uuid = only_uuid(rkt)
     st = rkt.status(uuid[:8])
@@ -162,6 +162,7 @@ def test_app_exit_code_is_rkts_and_status_shows_it(rkt: Rkt, acis: dict[str, Pat
     assert js["apps"][0]["name"] == "busybox" and js["apps"][0]["exit_code"] == 5
     args = (rkt.dir / "pods/run" / uuid / "stage1-args").read_text().split()
     assert args[-1] == uuid and f"--hostname=rkt-{uuid}" in args and "--net=default" in args
+    assert "--kvm-accel=tcg" in args  # flavor extension flags pass through
 
 
 def test_list_columns_one_row_per_app(rkt: Rkt, acis: dict[str, Path]) -> None:
