@@ -7,6 +7,7 @@ in `prepared` with everything the run needs recorded in the folder:
     POD/pod                     the pod manifest
     POD/stage1/manifest         the stage1 image manifest
     POD/stage1-tree             path of the stage1's rendered tree (mounted, never copied)
+    POD/stage1-image-id         the stage1's image ID (image gc must keep it)
     POD/appsinfo/<app>/tree     path of the app image's rendered tree
     POD/appsinfo/<app>/manifest the app's image manifest
     POD/volumes/<name>          `empty` volumes
@@ -295,6 +296,7 @@ def prepare(g: GlobalOptions, opts: PrepareOptions) -> pods.Pod:
     try:
         d = pod.path
         _write(d / "stage1-tree", str(s1.tree.absolute()))
+        _write(d / "stage1-image-id", s1.image_id)
         _write(contract.stage1_manifest(d), json.dumps(s1.manifest))
         for name, res in resolved.items():
             _write(d / "appsinfo" / name / "tree", str(res.tree.absolute()))
