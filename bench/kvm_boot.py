@@ -1,0 +1,118 @@
+"""`rkt run` of /bin/true in a VM pod vs a bare QEMU boot of the same kernel.
+
+The bare boot uses the same kernel, initramfs, machine type, accelerator, vCPUs and
+memory, with `rkt.probe=1` on the command line: the guest init powers off at once
+(before loading modules or mounting anything). Prints both times, their ratio (goal
+<= 1.15), and the host RSS of one idle VM pod (goal <= 64 MiB under TCG).
+
+    sudo .venv/bin/python bench/kvm_boot.py [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
+
+import kvm_helpers as kh
+
+from pyrkt.stage1.build.aci import Flavor, Hypervisor, build_stage1_aci
+from pyrkt.stage1.kvm import accel
+from pyrkt.stage1.kvm.hypervisors.qemu import Qemu
+from pyrkt.stage1.kvm.runner import host_cpus, kernel_cmdline
+from pyrkt.stage1.kvm.sizing import vm_size
+from pyrkt.stage1.kvm.vm import VmPlan
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, env=env, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    a = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="kvm-bench-"))
+    stage1 = build_stage1_aci(Flavor.KVM, work / "s1", Hypervisor.QEMU)
+    image = kh.busybox_aci(work / "aci")
+    with tarfile.open(stage1) as tar:
+        for name in ("rootfs/kvm/vmlinuz", "rootfs/kvm/initrd.img"):
+            tar.extract(name, work, filter="data")
+    kernel, initrd = work / "rootfs/kvm/vmlinuz", work / "rootfs/kvm/initrd.img"
+    decision = accel.decide(kernel, initrd, work / "cache")
+    env = dict(os.environ, **{accel.ENV_FORCE: decision.accel.value})
+    rkt = [sys.executable, "-m", "pyrkt", f"--dir={work / 'rkt'}"]
+    run = [*rkt, "run", "--insecure-options=image", "--net=none", f"--stage1-path={stage1}",
+           str(image), "--exec", "/bin/true"]
+    # The same VM as the pod's: one app without limits.
+    size = vm_size([kh.app("true", "/bin/true")], host_cpus())
+    bare_plan = VmPlan(kernel=kernel, initrd=initrd,
+                       cmdline=(*kernel_cmdline(False, False), "rkt.probe=1"),
+                       vcpus=size.vcpus, memory_mib=size.memory_mib, accel=decision.accel)
+    bare = Qemu().argv(bare_plan)
+    timed(run, env)  # warm: image import, page cache
+    pod_times, bare_times = [], []
+    for _ in range(a.runs):
+        bare_times.append(timed(bare, env))
+        pod_times.append(timed(run, env))
+    pod_t, bare_t = statistics.median(pod_times), statistics.median(bare_times)
+    print(f"accelerator: {decision.accel} ({decision.reason})")
+    print(f"VM: {size.describe()}, machine pc, {a.runs} runs each, median")
+    print(f"rkt run /bin/true (VM pod): {pod_t:.2f} s  {[round(t, 2) for t in pod_times]}")
+    print(f"bare QEMU boot+poweroff:    {bare_t:.2f} s  {[round(t, 2) for t in bare_times]}")
+    print(f"ratio: {pod_t / bare_t:.2f} (goal <= 1.15)")
+
+    uuid_file = work / "uuid"
+    idle = subprocess.Popen([*rkt, "run", "--insecure-options=image", "--net=none",
+                             f"--stage1-path={stage1}", f"--uuid-file-save={uuid_file}",
+                             str(image), "--exec", "/bin/sleep", "--", "3600"],
+                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        started = None
+        while time.monotonic() < deadline and started is None:
+            uuid = uuid_file.read_text().strip() if uuid_file.exists() else ""
+            for pod in kh.pod_dirs(work / "rkt"):
+                if uuid and pod.name == uuid and (pod / "kvm/ctl/started").exists():
+                    started = pod
+            time.sleep(0.2)
+        if started is None:
+            print("idle pod did not start")
+            return 1
+        time.sleep(2)
+        qemu_pid = int((started / "pid").read_text())
+        q, s1 = rss_kib(qemu_pid), rss_kib(idle.pid)
+        print(f"idle VM pod RSS: QEMU {q / 1024:.1f} MiB + stage1 runner (Python) "
+              f"{s1 / 1024:.1f} MiB = {(q + s1) / 1024:.1f} MiB (goal <= 64 MiB)")
+        subprocess.run([*rkt, "stop", "--force", uuid_file.read_text().strip()], env=env,
+                       check=False, capture_output=True)
+    finally:
+        if idle.poll() is None:
+            idle.kill()
+        idle.wait()
+        subprocess.run([*rkt, "gc", "--grace-period=0s"], env=env, check=False,
+                       capture_output=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
