@@ -8,12 +8,15 @@ exact command and its exit status or the killing signal.
 from __future__ import annotations
 
 import shlex
-import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pyrkt import log
 from pyrkt.errors import CommandFailed, RktError
+
+if TYPE_CHECKING:  # imported when a command runs: `rkt run` starts none
+    import subprocess
 
 Arg = str | Path
 
@@ -34,6 +37,8 @@ def run(
     text: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     """Run argv to completion. With capture, stdout and stderr are returned as text."""
+    import subprocess
+
     args = argv_str(argv)
     log.debug("+ " + shlex.join(args))
     try:

@@ -185,3 +185,27 @@ def test_own_stage1_entrypoints_run_in_process(tmp_path: Path) -> None:
     foreign = tmp_path / "foreign"
     foreign.write_text('#!/bin/sh\nexec "${PYRKT_PYTHON:-python3}" -m evil run "$@"\n')
     assert inprocess_module(foreign) is None
+
+
+def test_new_uuid_is_a_random_version_4_uuid() -> None:
+    import uuid
+
+    from pyrkt.pod.pods import new_uuid
+
+    seen = set()
+    for _ in range(200):
+        u = new_uuid()
+        parsed = uuid.UUID(u)
+        assert str(parsed) == u
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        seen.add(u)
+    assert len(seen) == 200
+
+
+def test_pull_policy_is_checked_without_the_fetch_module() -> None:
+    from pyrkt.image import fetch, policy
+
+    assert fetch.parse_pull_policy is policy.parse_pull_policy
+    assert policy.parse_pull_policy("never") is policy.PullPolicy.NEVER
+    with pytest.raises(UsageError, match="--pull-policy"):
+        policy.parse_pull_policy("sometimes")

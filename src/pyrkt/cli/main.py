@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-import traceback
 
 from pyrkt import log
 from pyrkt.errors import RktError
@@ -85,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except RktError as e:
         if debug:
+            import traceback
+
             traceback.print_exc()
         print(f"{prog_name(rest if 'rest' in locals() else [])}: {e}", file=sys.stderr)
         return e.exit_code

@@ -43,7 +43,7 @@ def build_prepare_options(a: rf.RunArgs) -> PrepareOptions:
         policy = "update"
     if a.flag("--store-only"):
         policy = "never"
-    from pyrkt.image.fetch import parse_pull_policy
+    from pyrkt.image.policy import parse_pull_policy
 
     parse_pull_policy(policy)
     vols = tuple(rf.parse_volume(v) for v in a.all("--volume"))
@@ -113,13 +113,14 @@ def main(argv: list[str], g: GlobalOptions) -> int:
     if a.flag("--interactive") and len(a.apps) > 1:
         raise UsageError("interactive option only supports one image")
     opts = build_prepare_options(a)
-    if verb == "run" and a.all("--net"):
-        # Fail on an unknown network or a bad net.d file before any pod exists.
+    net = ",".join(rf.split_list(a.all("--net"))) or "default"
+    if verb == "run" and a.all("--net") and net not in ("none", "host"):
+        # Fail on an unknown network or a bad net.d file before any pod exists (`none`
+        # and `host` alone need no configuration: not importing NET saves start-up).
         from pyrkt.net.config import check_networks
 
-        check_networks(",".join(rf.split_list(a.all("--net"))) or "default",
-                       [g.system_config, g.local_config])
-    pod = prepare(g, opts)
+        check_networks(net, [g.system_config, g.local_config])
+    pod = prepare(g, opts, durable=verb == "prepare")
     save_uuid(a.last("--uuid-file-save"), pod.uuid)
     if verb == "prepare":
         pod.close()

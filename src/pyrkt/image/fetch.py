@@ -16,7 +16,6 @@ possibly from download threads.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +23,8 @@ from typing import TYPE_CHECKING
 from pyrkt import log
 from pyrkt.errors import NotFound, RktError, UsageError
 from pyrkt.image.layers import ByteStream
+from pyrkt.image.policy import PullPolicy as PullPolicy
+from pyrkt.image.policy import parse_pull_policy as parse_pull_policy
 from pyrkt.image.store import ID_PREFIX, Store, short_id
 from pyrkt.options import GlobalOptions, Insecure
 
@@ -31,21 +32,6 @@ if TYPE_CHECKING:
     from pyrkt.image.docker.reference import DockerRef
 
 Progress = Callable[[str, int, int], None]
-
-
-class PullPolicy(enum.StrEnum):
-    NEW = "new"
-    NEVER = "never"
-    UPDATE = "update"
-
-
-def parse_pull_policy(value: str) -> PullPolicy:
-    try:
-        return PullPolicy(value)
-    except ValueError:
-        raise UsageError(
-            f"invalid value {value!r} for --pull-policy", "valid: new, never, update"
-        ) from None
 
 
 def fetch_image(

@@ -36,24 +36,25 @@ from __future__ import annotations
 import contextlib
 import enum
 import fcntl
-import hashlib
 import json
 import os
-import secrets
-import shutil
 import sqlite3
-import tarfile
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyrkt import log
-from pyrkt.appc.image import ImageManifest, load_image_manifest
 from pyrkt.errors import Ambiguous, NotFound, RktError
-from pyrkt.image.layers import ByteStream, apply_layer, decompressed
+
+# `rkt run` of an image already in the store only queries the index and stats a tree:
+# what imports, renders and removals need is imported where it is used.
+if TYPE_CHECKING:
+    import hashlib
+
+    from pyrkt.appc.image import ImageManifest
+    from pyrkt.image.layers import ByteStream
 
 ID_PREFIX = "sha512-"
 ID_HEX_LEN = 64
@@ -116,6 +117,8 @@ def short_id(image_id: str, hexlen: int = 12) -> str:
 
 def canonical_id(doc: Any) -> str:
     """sha512-<hex> of a JSON document in canonical form (sorted keys, no spaces)."""
+    import hashlib
+
     raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
     return image_id_of(hashlib.sha512(raw))
 
@@ -196,6 +199,9 @@ class Store:
     @contextlib.contextmanager
     def staging(self, what: str) -> Iterator[Path]:
         """A fresh staging dir, flocked while in use, removed afterwards."""
+        import secrets
+        import shutil
+
         self._ensure()
         path = self.tmp / f"{what}-{os.getpid()}-{secrets.token_hex(8)}"
         with flocked(path.with_name(path.name + ".lock")):
@@ -305,6 +311,11 @@ class Store:
 
     def import_aci(self, src: Path | ByteStream) -> str:
         """Import an ACI file or stream (plain, gzip or zstd); returns its image ID."""
+        import hashlib
+
+        from pyrkt.appc.image import load_image_manifest
+        from pyrkt.image.layers import decompressed
+
         with self.staging("aci") as stage:
             blob = stage / "blob"
             h = hashlib.sha512()
@@ -345,6 +356,8 @@ class Store:
     def commit_tree(self, image_id: str, staged: Path, manifest: ImageManifest,
                     size: int) -> None:  # fmt: skip
         """Move a staged tree (`rootfs/` filled in) into place and index it."""
+        import shutil
+
         raw = manifest.to_json().encode()
         mpath = staged / "manifest"
         with open(mpath, "wb") as f:
@@ -383,6 +396,8 @@ class Store:
         return tree
 
     def _render_aci(self, image_id: str, tree: Path) -> None:
+        from pyrkt.image.layers import apply_layer
+
         with self.staging("render") as stage, open(self.blobs / image_id, "rb") as f:
             apply_layer(f, stage, whiteouts=False)
             (stage / "rootfs").mkdir(exist_ok=True)
@@ -407,6 +422,9 @@ class Store:
         (self.blobs / image_id).unlink(missing_ok=True)
         tree = self.trees / image_id
         if tree.exists():
+            import shutil
+            import tempfile
+
             # rename first so that the tree disappears at once, then delete at leisure
             doomed = Path(tempfile.mkdtemp(prefix="rm-", dir=self.tmp))
             os.rename(tree, doomed / "tree")
@@ -414,6 +432,8 @@ class Store:
 
     def gc_storage(self) -> list[str]:
         """Remove abandoned staging and content no index row references."""
+        import shutil
+
         removed: list[str] = []
         self._ensure()
         for entry in sorted(self.tmp.iterdir()):
@@ -450,6 +470,8 @@ def split_name_version(ref: str) -> tuple[str, str | None]:
 def read_aci_manifest(tar_path: Path) -> bytes:
     """The `manifest` member of an uncompressed ACI tar (whose every member is checked
     to lie within the file: a truncated ACI is refused here, not at first use)."""
+    import tarfile
+
     manifest: bytes | None = None
     size = tar_path.stat().st_size
     try:

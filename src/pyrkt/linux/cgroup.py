@@ -97,6 +97,13 @@ def _write(path: Path, value: str) -> None:
         raise OSError(e.errno, f"write {value!r} to {path}: {e.strerror}") from e
 
 
+def _single_threaded() -> bool:
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
 def shares_to_weight(shares: int) -> int:
     """cgroup v1 cpu.shares (2..262144) to v2 cpu.weight (1..10000), as runc converts."""
     shares = max(2, min(shares, 262144))
@@ -180,10 +187,18 @@ class PodCgroups:
                        str(shares_to_weight(lim.cpu_shares)))
 
     def join(self, leaf: str, pid: int = 0) -> None:
-        """Move pid (0: the caller) into the leaf group of each hierarchy it exists in."""
+        """Move pid (0: the caller) into the leaf group of each hierarchy it exists in.
+
+        A single-threaded caller joins through v1's `tasks` (its one thread is the whole
+        process): a `cgroup.procs` write takes the kernel's threadgroup lock, which
+        costs an RCU grace period (8-30 ms measured here) on every `rkt run`.
+        """
+        procs = "tasks" if pid == 0 and _single_threaded() else "cgroup.procs"
         for d in self.dirs(leaf):
             if d.is_dir():
-                _write(d / "cgroup.procs", str(pid))
+                f = d / procs
+                _write(f if procs == "cgroup.procs" or f.exists() else d / "cgroup.procs",
+                       str(pid))
 
     def views(self, leaf: str) -> list[tuple[str, Path]]:
         """(path relative to /sys/fs/cgroup, group dir) to show an app its own groups."""

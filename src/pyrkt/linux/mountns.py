@@ -8,8 +8,9 @@ Each wrapper raises OSError naming the syscall.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
+
+from pyrkt.linux.libc import libc
 
 CLONE_NEWNS = 0x00020000
 
@@ -24,14 +25,10 @@ MS_SLAVE = 1 << 19
 
 MNT_DETACH = 2
 
-_libc: ctypes.CDLL | None = None
-
 
 def _lib() -> ctypes.CDLL:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    return _libc
+    # by soname: ctypes.util.find_library would spawn `ldconfig -p` on every `rkt run`
+    return libc()
 
 
 def _check(ret: int, name: str, what: str) -> None:

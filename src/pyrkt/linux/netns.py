@@ -7,20 +7,19 @@ or a child process (QEMU, a test server) inside a pod's network namespace.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from pathlib import Path
+
+from pyrkt.linux.libc import libc
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
 
 def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
     """Move the calling thread into the namespace open at `fd`."""
-    if _libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)) != 0:
+    if libc().setns(ctypes.c_int(fd), ctypes.c_int(nstype)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"setns: {os.strerror(err)}")
 

@@ -20,7 +20,6 @@ import enum
 import errno
 import fcntl
 import os
-import uuid as uuidlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,14 +161,20 @@ class Pod:
             return State.EXITED_GARBAGE
         return State.DELETING if self.is_locked_by_other() else State.GARBAGE
 
-    def move(self, to: Folder) -> None:
-        """Rename the pod folder into another state folder, durably."""
+    def move(self, to: Folder, *, durable: bool = True) -> None:
+        """Rename the pod folder into another state folder, durably unless told not to.
+
+        `durable=False` is for a transient state that a later durable move commits
+        anyway (an fsync costs milliseconds on `rkt run`'s path): a crash before that
+        leaves the pod in the earlier state, which gc treats alike.
+        """
         src, dst = self.path, self.root / to / self.uuid
         try:
             os.rename(src, dst)
         except OSError as e:
             raise RktError(f"cannot move pod {self.uuid} to {to}: {e.strerror}") from e
-        _fsync_dir(dst.parent)  # commits the rename (both folders are on one filesystem)
+        if durable:
+            _fsync_dir(dst.parent)  # commits the rename (both folders on one filesystem)
         self.folder = to
 
     def refresh(self) -> None:
@@ -191,15 +196,26 @@ class Pod:
         return fd
 
 
+def new_uuid() -> str:
+    """A random (version 4) UUID, as `str(uuid.uuid4())` gives it; without importing
+    `uuid` (which imports `platform`: milliseconds on every `rkt run`)."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def create(data_dir: Path) -> Pod:
     """A new pod: made in `embryo`, locked, then moved to `prepare`."""
     root = pods_root(data_dir)
     _ensure_layout(root)
-    uuid = str(uuidlib.uuid4())
+    uuid = new_uuid()
     pod = Pod(root, uuid, Folder.EMBRYO)
     pod.path.mkdir(mode=0o750)
     pod.lock()
-    pod.move(Folder.PREPARE)
+    # not fsynced: an embryo and an unlocked `prepare` pod are both aborted, removed by gc
+    pod.move(Folder.PREPARE, durable=False)
     return pod
 
 

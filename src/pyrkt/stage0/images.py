@@ -7,10 +7,16 @@ from typing import Any
 
 from pyrkt.options import GlobalOptions
 
+_ID_PREFIX = "sha512-"  # pyrkt.image.store.ID_PREFIX
+
 
 def fetch(
     g: GlobalOptions, store: Any, ref: str, pull_policy: str = "new", signature: str = ""
 ) -> str:
+    if ref.startswith(_ID_PREFIX) and not signature:
+        # An image ID names an image in the store whatever the pull policy: resolve it
+        # with the caller's open store instead of importing the fetch machinery.
+        return str(store.resolve(ref).id)
     from pyrkt.image.fetch import fetch_image
 
     sig = Path(signature) if signature else None

@@ -282,8 +282,12 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def prepare(g: GlobalOptions, opts: PrepareOptions) -> pods.Pod:
-    """A new pod in `prepared`, still locked by this process (the caller closes or runs it)."""
+def prepare(g: GlobalOptions, opts: PrepareOptions, *, durable: bool = True) -> pods.Pod:
+    """A new pod in `prepared`, still locked by this process (the caller closes or runs it).
+
+    `durable=False` (`rkt run`) skips the fsync of the move to `prepared`: the caller
+    moves the pod on to `run` at once, durably.
+    """
     from pyrkt.image.store import Store
 
     store = Store(g.dir)
@@ -311,7 +315,7 @@ def prepare(g: GlobalOptions, opts: PrepareOptions) -> pods.Pod:
         else:
             contract.stage1_rootfs(d).mkdir(parents=True)
         _write(contract.pod_manifest(d), pm.to_json())
-        pod.move(pods.Folder.PREPARED)
+        pod.move(pods.Folder.PREPARED, durable=durable)
     except BaseException:
         if pod.path.exists():
             pod.move(pods.Folder.GARBAGE)
