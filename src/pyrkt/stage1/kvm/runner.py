@@ -82,8 +82,10 @@ def host_cpus() -> int:
     return len(os.sched_getaffinity(0)) or os.cpu_count() or 1
 
 
-def kernel_cmdline(debug: bool, interactive: bool) -> tuple[str, ...]:
+def kernel_cmdline(debug: bool, interactive: bool, net: bool = False) -> tuple[str, ...]:
     args = ["console=ttyS0", "panic=-1", "no_timer_check", "tsc=reliable", "noreplace-smp"]
+    if net:
+        args.append("rkt.net=1")  # the guest loads its NIC drivers
     if not debug or interactive:
         args.append("quiet")
     args += shlex.split(os.environ.get(ENV_EXTRA_KERNEL_PARAMS, ""))
@@ -150,7 +152,7 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions) -> tuple[VmPlan, str]:
     vp = VmPlan(
         kernel=kernel,
         initrd=initrd,
-        cmdline=kernel_cmdline(opts.debug, interactive),
+        cmdline=kernel_cmdline(opts.debug, interactive, net=bool(opts.taps)),
         vcpus=size.vcpus,
         memory_mib=size.memory_mib,
         accel=decision.accel,
@@ -184,7 +186,7 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
     write_guest_files(pod, plan, opts)
     vp, reason = vm_plan(pod, plan, opts)
     if vp.accel is Accel.TCG and not reason.startswith("forced"):
-        log.info("kvm: KVM cannot boot a guest here, using TCG (software emulation)")
+        log.info("kvm: KVM is not usable here, using TCG (software emulation; --debug says why)")
     log.debug(f"kvm: accelerator {vp.accel}: {reason}")
     log.debug(f"kvm: VM size {vp.vcpus} vCPU(s), {vp.memory_mib} MiB")
     hv = hypervisors.get(opts.hypervisor)

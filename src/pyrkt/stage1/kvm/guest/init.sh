@@ -8,14 +8,19 @@ export PATH=/bin:/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-case " $(cat /proc/cmdline) " in
+rkt_cmdline=" $(cat /proc/cmdline) "
+case $rkt_cmdline in
 *" rkt.probe=1 "*) poweroff -f ;;
 esac
 rkt_say() { echo "rkt-init: $*" >/dev/console; }
 rkt_halt() { sync; poweroff -f; reboot -f; }
-while read -r m; do
+rkt_modules=/etc/rkt-modules
+case $rkt_cmdline in
+*" rkt.net=1 "*) rkt_modules="$rkt_modules /etc/rkt-modules-net" ;;
+esac
+cat $rkt_modules | while read -r m; do
 	insmod "/lib/modules/$m" 2>/dev/null || rkt_say "cannot load $m"
-done </etc/rkt-modules
+done
 mkdir -p /dev/pts /dev/shm /tmp /run
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm

@@ -22,7 +22,9 @@ from pyrkt.errors import RktError
 
 BUSYBOX = Path("/bin/busybox")
 # What the guest needs from a modular distro kernel; built-in ones are skipped.
-MODULES = ("virtio_pci", "virtio_console", "9pnet_virtio", "9p", "virtio_net", "overlay")
+MODULES = ("virtio_pci", "virtio_console", "9pnet_virtio", "9p")
+# Loaded only when the pod has NICs (`rkt.net=1` on the kernel command line).
+NET_MODULES = ("virtio_net",)
 
 
 @dataclass
@@ -54,13 +56,13 @@ def guest_file(name: str) -> bytes:
     return resources.files("pyrkt.stage1.kvm.guest").joinpath(name).read_bytes()
 
 
-def module_paths(kver: str) -> list[Path]:
-    """Load order of MODULES for kernel `kver` (empty when the kernel has no modules)."""
+def module_paths(kver: str, modules: tuple[str, ...] = MODULES) -> list[Path]:
+    """Load order of `modules` for kernel `kver` (empty when it has no modules)."""
     moddir = Path("/lib/modules") / kver
     if not (moddir / "modules.dep").exists():
         return []
     seen: list[Path] = []
-    for mod in MODULES:
+    for mod in modules:
         cp = proc.run(["modprobe", "-S", kver, "--show-depends", mod], capture=True, check=False)
         for line in cp.stdout.splitlines():
             parts = line.split()
@@ -99,10 +101,12 @@ def build(out: Path, *, kver: str) -> None:
             if applet != "busybox":
                 entries.append(_Entry(f"bin/{applet}", stat.S_IFLNK | 0o777, b"busybox"))
         mods = module_paths(kver)
-        for m in mods:
+        net_mods = [m for m in module_paths(kver, NET_MODULES) if m not in mods]
+        for m in mods + net_mods:
             entries.append(_Entry(f"lib/modules/{m.name}", stat.S_IFREG | 0o644, m.read_bytes()))
-        order = "".join(f"{m.name}\n" for m in mods).encode()
-        entries.append(_Entry("etc/rkt-modules", stat.S_IFREG | 0o644, order))
+        for name, group in (("rkt-modules", mods), ("rkt-modules-net", net_mods)):
+            order = "".join(f"{m.name}\n" for m in group).encode()
+            entries.append(_Entry(f"etc/{name}", stat.S_IFREG | 0o644, order))
         data = gzip.compress(_newc(entries), compresslevel=6, mtime=0)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_bytes(data)
@@ -115,7 +119,7 @@ def content_key(kver: str) -> str:
     for name in ("init.sh", "rkt-exec.c"):
         h.update(guest_file(name))
     h.update(str(BUSYBOX.stat().st_size).encode() if BUSYBOX.exists() else b"")
-    h.update(",".join(MODULES).encode())
+    h.update(",".join(MODULES + NET_MODULES).encode())
     return h.hexdigest()[:16]
 
 
