@@ -62,6 +62,8 @@ DEFAULT_SYSTEM_CONFIG = Path("/usr/lib/rkt")
 
 @dataclass(frozen=True)
 class GlobalOptions:
+    """rkt's global flags."""
+
     dir: Path = DEFAULT_DIR
     local_config: Path = DEFAULT_LOCAL_CONFIG
     system_config: Path = DEFAULT_SYSTEM_CONFIG

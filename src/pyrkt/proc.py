@@ -10,10 +10,12 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pyrkt import log
 from pyrkt.errors import CommandFailed, RktError
+
+# not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms on `rkt run`
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:  # imported when a command runs: `rkt run` starts none
     import subprocess

@@ -39,6 +39,8 @@ APP_BOOL = {"--readonly-rootfs"}
 
 @dataclass
 class RunArgs:
+    """The parsed `rkt run`/`prepare` command line: pod flags and apps."""
+
     apps: list[AppSpec] = field(default_factory=list)
     values: dict[str, list[str]] = field(default_factory=dict)
     bools: dict[str, bool] = field(default_factory=dict)

@@ -43,15 +43,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from pyrkt import log
 from pyrkt.errors import Ambiguous, NotFound, RktError
+
+# not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms on `rkt run`
+TYPE_CHECKING = False
 
 # `rkt run` of an image already in the store only queries the index and stats a tree:
 # what imports, renders and removals need is imported where it is used.
 if TYPE_CHECKING:
     import hashlib
+    from typing import Any
 
     from pyrkt.appc.image import ImageManifest
     from pyrkt.image.layers import ByteStream
@@ -88,6 +91,8 @@ class ImageKind(enum.StrEnum):
 
 @dataclass(frozen=True)
 class ImageInfo:
+    """One row of the image index."""
+
     id: str
     name: str
     labels: tuple[tuple[str, str], ...]

@@ -81,6 +81,8 @@ def detect(mountinfo: str = "/proc/self/mountinfo") -> Layout:
 
 @dataclass(frozen=True)
 class Limits:
+    """An app's resource limits (None: unlimited)."""
+
     memory: int | None = None  # bytes
     cpu_milli: int | None = None  # millicores
     cpu_shares: int | None = None

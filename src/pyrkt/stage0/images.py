@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from pyrkt.options import GlobalOptions
+
+# not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms on `rkt run`
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _ID_PREFIX = "sha512-"  # pyrkt.image.store.ID_PREFIX
 

@@ -14,7 +14,6 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 from pyrkt import log
 from pyrkt.errors import RktError
@@ -22,6 +21,11 @@ from pyrkt.options import GlobalOptions, Insecure
 from pyrkt.pod import pods, runopts
 from pyrkt.stage0 import mounts
 from pyrkt.stage1 import contract
+
+# not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms on `rkt run`
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 
 def stage1_annotation(pod_dir: Path, name: str) -> str | None:

@@ -32,6 +32,8 @@ class MountPlan:
 
 @dataclass(frozen=True)
 class AppPlan:
+    """One app as the stage1 runs it."""
+
     name: str
     rootfs: Path  # host path of the app's rootfs (inside the pod folder)
     argv: tuple[str, ...]
@@ -78,6 +80,8 @@ class DnsPlan:
 
 @dataclass(frozen=True)
 class PodPlan:
+    """A pod as the stage1 runs it."""
+
     uuid: str
     hostname: str
     apps: tuple[AppPlan, ...]

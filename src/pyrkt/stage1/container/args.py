@@ -17,6 +17,8 @@ _TRUE = ("", "true", "1", "yes")
 
 @dataclass(frozen=True)
 class RunArgs:
+    """The `run` entrypoint's arguments."""
+
     uuid: str
     debug: bool = False
     net: str | None = None  # None: as the pod's plan says
@@ -31,6 +33,8 @@ class RunArgs:
 
 @dataclass(frozen=True)
 class EnterArgs:
+    """The `enter` entrypoint's arguments."""
+
     pid: int | None
     appname: str | None
     cmd: tuple[str, ...]
@@ -38,6 +42,8 @@ class EnterArgs:
 
 @dataclass(frozen=True)
 class StopArgs:
+    """The `stop` entrypoint's arguments."""
+
     uuid: str
     force: bool = False
 

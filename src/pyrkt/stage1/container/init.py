@@ -15,7 +15,6 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
 
 from pyrkt.linux import prctl
 from pyrkt.linux.cgroup import PodCgroups
@@ -24,6 +23,11 @@ from pyrkt.stage1.container import app as appexec
 from pyrkt.stage1.container import rootfs
 from pyrkt.stage1.plan import AppPlan, PodPlan
 
+# not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms on `rkt run`
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
@@ -31,6 +35,8 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 @dataclass(frozen=True)
 class InitConfig:
+    """What the pod init needs, computed before the fork."""
+
     plan: PodPlan
     pod: Path
     cgroups: PodCgroups

@@ -16,7 +16,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
 
 from pyrkt import log
 from pyrkt.errors import RktError
@@ -27,6 +26,9 @@ from pyrkt.stage1.container import etcfiles
 from pyrkt.stage1.container.args import RunArgs
 from pyrkt.stage1.container.init import FORWARDED, InitConfig, exit_code, run_init
 from pyrkt.stage1.plan import PodPlan
+
+# not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms on `rkt run`
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from pyrkt.net.dns import CniDns
