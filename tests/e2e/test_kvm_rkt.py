@@ -156,22 +156,24 @@ def test_multi_app_first_failure_and_size_with_one_unlimited(rkt: Rkt, image: Pa
     assert "app-ok=0" in st.stdout and "app-fails=5" in st.stdout, st.stdout
 
 
-def test_debug_size_all_limited_and_read_only_volume(rkt: Rkt, image: Path,
+def test_debug_size_all_limited_and_volumes(rkt: Rkt, image: Path,
                                                      tmp_path: Path) -> None:
     ro, rw = tmp_path / "ro", tmp_path / "rw"
     ro.mkdir()
     rw.mkdir()
     (ro / "given").write_text("from host\n")
     script = ("cat /ro/given; touch /ro/new 2>/dev/null && echo ro-writable || echo ro-refused;"
-              f" echo written > /rw/out; {SIZE_PROBE}")
+              " echo written > /rw/out; echo e > /scratch/f && cat /scratch/f;"
+              f" {SIZE_PROBE}")
     r = rkt.run(f"--volume=ro,kind=host,source={ro},readOnly=true",
-                f"--volume=rw,kind=host,source={rw}",
+                f"--volume=rw,kind=host,source={rw}", "--volume=scratch,kind=empty",
                 str(image), "--memory=256Mi", "--cpu=1",
                 "--mount=volume=ro,target=/ro", "--mount=volume=rw,target=/rw",
+                "--mount=volume=scratch,target=/scratch",
                 "--exec", "/bin/sh", "--", "-c", script, debug=True)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[:3] == ["from host", "ro-refused", "1"], r.stdout
+    assert lines[:4] == ["from host", "ro-refused", "e", "1"], r.stdout
     assert_memory(meminfo_kb(r.stdout), 128 + 256)
     assert not (ro / "new").exists()
     assert (rw / "out").read_text() == "written\n"
