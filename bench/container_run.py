@@ -2,14 +2,21 @@
 `runc run` and `podman --runtime=runc run` of the same busybox rootfs; prints the
 median wall time of each and the ratios. Needs root, runc, podman.
 
-    sudo .venv/bin/python bench/container_run.py [--runs N] [--net none|host]
+    sudo .venv/bin/python bench/container_run.py [--runs N] [--net none|host] [--phases N]
+
+The three are run in turn, round after round (with a pause after each), so that the
+machine's load weighs on each alike. `--phases N` also traces N more `rkt run`s (strace,
+seccomp-bpf: only a few syscalls are stopped) and prints the median time between
+landmarks: where the time goes.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -41,23 +48,69 @@ def busybox_rootfs(dest: Path) -> None:
         (dest / d).mkdir()
 
 
-def timed(argv: Sequence[str], runs: int, cwd: Path | None = None,
-          argv_for: Callable[[int], Sequence[str]] | None = None) -> list[float]:
-    out: list[float] = []
-    for i in range(runs + 1):  # the first run warms caches and is dropped
-        cmd = argv_for(i) if argv_for else argv
-        t = time.perf_counter()
-        subprocess.run(cmd, check=True, cwd=cwd, env=ENV, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if i:
-            out.append(time.perf_counter() - t)
+Cmd = tuple[Callable[[int], Sequence[str]], Path | None]
+# A pause after each command: podman's clean-up (conmon, `podman container cleanup`)
+# outlives `podman run` and would otherwise be billed to whichever command runs next.
+SETTLE_S = 0.5
+
+
+def timed(cmds: dict[str, Cmd], runs: int) -> dict[str, list[float]]:
+    """Wall time of each command, interleaved; the first round warms caches (dropped)."""
+    out: dict[str, list[float]] = {k: [] for k in cmds}
+    for i in range(runs + 1):
+        for name, (argv_for, cwd) in cmds.items():
+            t = time.perf_counter()
+            subprocess.run(argv_for(i), check=True, cwd=cwd, env=ENV,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            if i:
+                out[name].append(time.perf_counter() - t)
+            time.sleep(SETTLE_S)
     return out
+
+
+# Landmarks in an strace of `rkt run` (the first or last line matching), in order.
+PHASES = (
+    ("Python start, CLI, imports (to the image index open)", "first", r'index\.sqlite"'),
+    ("stage0: resolve images and stage1, pod folder (to unshare)", "first",
+     r"unshare\(CLONE_NEWNS\)"),
+    ("stage0 overlays, stage1 imports (to the plan's run-options read)", "last",
+     r"run-options\.json"),
+    ("stage1: plan, cgroups, /etc files (to the pod's unshare)", "first",
+     r"unshare\(CLONE_NEWNS\|CLONE_NEWUTS"),
+    ("namespaces, pod init, app rootfs (to the app's execve)", "first",
+     r'execve\("/bin/true"'),
+    ("app runs and exits, clean-up (to rkt's exit)", "last", r"\+\+\+ exited"),
+)
+
+
+def phases(rkt_cmd: Sequence[str], runs: int, work: Path) -> str:
+    rows: list[list[float]] = []
+    for i in range(runs + 1):
+        trace = work / f"trace-{i}"
+        subprocess.run(["strace", "-f", "--seccomp-bpf", "-ttt", "-o", str(trace),
+                        "-e", "trace=execve,unshare,clone,openat,exit_group", *rkt_cmd],
+                       check=True, env=ENV, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        lines = trace.read_text().splitlines()
+        stamps = [float(ln.split()[1]) for ln in lines]
+        marks = [stamps[0]]
+        for _, which, pat in PHASES:
+            hits = [t for ln, t in zip(lines, stamps, strict=True) if re.search(pat, ln)]
+            marks.append(hits[0] if which == "first" else hits[-1])
+        if i:
+            rows.append([(b - a) * 1000 for a, b in itertools.pairwise(marks)])
+    text = f"\nwhere the time goes (strace'd, median of {runs}; tracing adds a little):\n"
+    for j, (what, _, _) in enumerate(PHASES):
+        text += f"  {statistics.median(r[j] for r in rows):6.1f} ms  {what}\n"
+    return text + f"  {statistics.median(sum(r) for r in rows):6.1f} ms  total\n"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--net", default="none", choices=("none", "host"))
+    ap.add_argument("--phases", type=int, default=0, help="strace this many more rkt runs")
     opts = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-container-") as tmp:
         work = Path(tmp)
@@ -85,12 +138,12 @@ def main() -> int:
         podman_cmd = ["podman", "--runtime=runc", "run", "--rm", f"--network={opts.net}",
                       "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
                       "--rootfs", str(rootfs), "/bin/true"]
-        results = {
-            "rkt": timed(rkt_cmd, opts.runs),
-            "runc": timed([], opts.runs, cwd=work / "bundle",
-                          argv_for=lambda i: ["runc", "run", f"bench-{os.getpid()}-{i}"]),
-            "podman": timed(podman_cmd, opts.runs),
-        }
+        results = timed({
+            "rkt": (lambda i: rkt_cmd, None),
+            "runc": (lambda i: ["runc", "run", f"bench-{os.getpid()}-{i}"], work / "bundle"),
+            "podman": (lambda i: podman_cmd, None),
+        }, opts.runs)
+        where = phases(rkt_cmd, opts.phases, work) if opts.phases else ""
         subprocess.run([*rkt, "gc", "--grace-period=0s"], capture_output=True)
     med = {k: statistics.median(v) * 1000 for k, v in results.items()}
     for k, v in results.items():
@@ -101,6 +154,7 @@ def main() -> int:
     print("\n| net | rkt ms | runc ms | podman ms | rkt/runc | rkt/podman |")
     print(f"| {opts.net} | {med['rkt']:.0f} | {med['runc']:.0f} | {med['podman']:.0f} | "
           f"{med['rkt'] / med['runc']:.2f} | {med['rkt'] / med['podman']:.2f} |")
+    print(where, end="")
     return 0
 
 
