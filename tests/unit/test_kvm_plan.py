@@ -137,7 +137,7 @@ def test_script_runs_each_app_with_its_identity_and_records_status() -> None:
             capabilities=("CAP_NET_BIND_SERVICE", "CAP_CHOWN"),
             memory_limit=64 * MIB, cpu_limit_milli=500)
     text = script.pod_script(pod(a))
-    assert "hostname rkt-u-1" in text
+    assert "echo rkt-u-1 > /proc/sys/kernel/hostname" in text
     line = next(x for x in text.splitlines() if "/bin/rkt-exec" in x)
     assert "'X=a b'" in line
     assert "/bin/rkt-exec /stage1/opt/stage2/web/rootfs /srv 1000 100 5,6 0,10 1" in line
