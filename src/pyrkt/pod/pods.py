@@ -8,7 +8,8 @@
     DIR/pods/garbage/<uuid>         aborted/prepared pods marked for deletion
 
 The lock is an flock on the pod folder itself, so it survives the renames that move a pod
-from state to state; each rename is followed by an fsync of the new parent. The running
+from state to state; each rename is followed by an fsync of the new parent (but for two
+transient states on `rkt run`'s path: see `Pod.move`). The running
 stage1 inherits the locked fd (RKT_LOCK_FD): when it dies, however it dies, the pod is
 exited.
 """
