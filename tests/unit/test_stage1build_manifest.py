@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pyrkt import __version__
 from pyrkt.stage1 import contract
-from pyrkt.stage1.build.aci import Flavor, Hypervisor, stage1_manifest
+from pyrkt.stage1.build.aci import Flavor, Hypervisor, builtin_image, stage1_manifest
 from pyrkt.stage1.build.builder import parse_list
 
 
@@ -42,3 +42,13 @@ def test_flavor_lists_accept_rkt_spellings() -> None:
         Hypervisor.LKVM,
         Hypervisor.QEMU,
     )
+
+
+def test_builtin_names_map_to_flavor_and_hypervisor() -> None:
+    kvm = "coreos.com/rkt/stage1-kvm"
+    assert builtin_image("coreos.com/rkt/stage1-fly") == (Flavor.FLY, None)
+    assert builtin_image(f"{kvm}:{__version__}") == (Flavor.KVM, None)
+    assert builtin_image(f"{kvm}:{__version__}-lkvm") == (Flavor.KVM, Hypervisor.LKVM)
+    assert builtin_image(f"{kvm}:9.9.9-qemu") is None
+    assert builtin_image("coreos.com/rkt/stage1-xen") is None
+    assert builtin_image("example.com/stage1-kvm") is None

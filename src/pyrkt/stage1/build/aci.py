@@ -82,6 +82,25 @@ def image_version(hypervisor: Hypervisor | None = None) -> str:
     return __version__ if hypervisor is None else f"{__version__}-{hypervisor.value}"
 
 
+def builtin_image(ref: str) -> tuple[Flavor, Hypervisor | None] | None:
+    """The flavor (and kvm hypervisor) of one of our own image names, else None:
+    `coreos.com/rkt/stage1-fly`, `...-kvm:0.1.0`, `...-kvm:0.1.0-lkvm` (see image_version)."""
+    name, _, version = ref.partition(":")
+    if not name.startswith(IMAGE_NAME_PREFIX):
+        return None
+    try:
+        flavor = Flavor(name[len(IMAGE_NAME_PREFIX) :])
+    except ValueError:
+        return None
+    if version in ("", __version__):
+        return flavor, None
+    if flavor is Flavor.KVM:
+        for hv in Hypervisor:
+            if version == image_version(hv):
+                return flavor, hv
+    return None
+
+
 def stage1_manifest(flavor: Flavor, hypervisor: Hypervisor | None = None) -> dict[str, object]:
     annotations = [{"name": ann, "value": f"/{verb}"} for verb, ann in ENTRYPOINTS.items()]
     annotations.append(
