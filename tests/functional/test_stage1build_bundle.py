@@ -100,3 +100,19 @@ def test_wrapper_script_runs_the_bundled_loader() -> None:
     assert '-L "$here/share/qemu"' in text and "QEMU_MODULE_DIR" in text
     # the wrapper needs no external command (dirname etc.), only the shell
     assert "dirname" not in text and os.sep + "usr" not in text
+
+
+def test_bundled_program_runs_with_its_own_loader(tmp_path: Path) -> None:
+    """A dynamic hypervisor binary (here /usr/bin/true standing in for lkvm) runs from the
+    bundle with an empty PATH and no host library directory to fall back on."""
+    rootfs = tmp_path / "rootfs"
+    wrapper = bundle.bundle_program(rootfs, Path("/usr/bin/true"), "lkvm")
+    assert wrapper == rootfs / "kvm/bin/lkvm"
+    assert (rootfs / "kvm/lkvm/lib" / bundle.LOADER).exists()
+    assert (rootfs / "kvm/lkvm/lib/libc.so.6").exists()
+    cp = subprocess.run([str(wrapper)], env={"PATH": "/nonexistent"}, capture_output=True,
+                        text=True, check=False)  # fmt: skip
+    assert cp.returncode == 0, cp.stderr
+    static = bundle.bundle_program(tmp_path / "r2", Path("/usr/bin/busybox"), "lkvm")
+    assert bundle.LOADER not in static.read_text()
+    assert not (tmp_path / "r2/kvm/lkvm/lib").exists()

@@ -62,6 +62,16 @@ def test_build_cli_rejects_unknown_flavor(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
+def test_bundle_lkvm_needs_an_lkvm_binary(tmp_path: Path) -> None:
+    if shutil.which("lkvm"):
+        pytest.skip("an lkvm binary is on the PATH here")
+    cp = rkt("stage1", "build", "--flavors=kvm", "--hypervisors=lkvm", "--bundle-lkvm",
+             f"--output={tmp_path}")  # fmt: skip
+    assert cp.returncode == 254
+    assert "--bundle-lkvm: no lkvm (kvmtool) binary on the PATH" in cp.stderr
+    assert not list(tmp_path.glob("*.aci"))
+
+
 def test_configure_rejects_unknown_hypervisor(tmp_path: Path) -> None:
     cp = subprocess.run(
         [REPO / "configure", "--with-stage1-kvm-hypervisors=qemu,xen"],

@@ -1,7 +1,8 @@
 """`rkt stage1 build`: build stage1 ACIs (flavors x hypervisors), as rkt's `make` did.
 
     rkt stage1 build [--flavors=coreos,fly,kvm] [--hypervisors=qemu,lkvm]
-                     [--kernel=auto|distro|tailored|PATH] [--bundle-qemu] [--output DIR]
+                     [--kernel=auto|distro|tailored|PATH] [--bundle-qemu] [--bundle-lkvm]
+                     [--output DIR]
     rkt stage1 kernel [--print]     build (once per machine) the tailored guest kernel
 """
 
@@ -27,6 +28,7 @@ Flags (build):
       --kernel=auto              guest kernel: auto (tailored if built, else distro),
                                  distro, tailored (built once per machine), or a path
       --bundle-qemu              carry QEMU, its libraries and firmware in the image
+      --bundle-lkvm              carry the host's lkvm (kvmtool) in the lkvm image
       --output=build/target/bin  where the images are written
 """
 
@@ -42,6 +44,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hypervisors", default="qemu")
     p.add_argument("--kernel", default="auto")
     p.add_argument("--bundle-qemu", action="store_true")
+    p.add_argument("--bundle-lkvm", action="store_true")
     p.add_argument("--output", default="build/target/bin")
     return p
 
@@ -72,6 +75,7 @@ def _build(rest: list[str]) -> int:
         hypervisors=builder.parse_list("--hypervisors", ns.hypervisors, Hypervisor),
         kernel=ns.kernel,
         bundle_qemu=ns.bundle_qemu,
+        bundle_lkvm=ns.bundle_lkvm,
         output=Path(ns.output),
     )
     for path in builder.build(spec):

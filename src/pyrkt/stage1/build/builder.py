@@ -33,6 +33,7 @@ class BuildSpec:
     hypervisors: tuple[Hypervisor, ...] = (Hypervisor.QEMU,)
     kernel: str = KERNEL_AUTO  # auto | distro | tailored | PATH
     bundle_qemu: bool = False
+    bundle_lkvm: bool = False
     output: Path = Path("build/target/bin")
 
 
@@ -68,7 +69,11 @@ def choose_kernel(spec: str) -> kernel.GuestKernel:
 
 
 def kvm_populate(
-    guest: kernel.GuestKernel, hypervisor: Hypervisor, *, bundle_qemu: bool
+    guest: kernel.GuestKernel,
+    hypervisor: Hypervisor,
+    *,
+    bundle_qemu: bool,
+    bundle_lkvm: bool = False,
 ) -> Callable[[Path], None]:
     """The rootfs filler of one kvm stage1 image."""
 
@@ -81,6 +86,12 @@ def kvm_populate(
         bundled = None
         if bundle_qemu and hypervisor is Hypervisor.QEMU:
             bundled = bundle.bundle_qemu(rootfs).relative_to(rootfs)
+        if bundle_lkvm and hypervisor is Hypervisor.LKVM:
+            lkvm = shutil.which("lkvm")
+            if lkvm is None:
+                raise RktError("--bundle-lkvm: no lkvm (kvmtool) binary on the PATH")
+            bundled = bundle.bundle_program(rootfs, Path(lkvm), "lkvm").relative_to(rootfs)
+        if bundled is not None:
             for verb in ENTRYPOINTS:
                 script = rootfs / verb
                 script.write_text(bundle.entrypoint_with_bundle(script.read_text()))
@@ -102,6 +113,8 @@ def build(spec: BuildSpec, progress: Callable[[str], None] | None = None) -> lis
         bundle.QEMU_BINARY
     ):
         raise RktError(f"--bundle-qemu: {bundle.QEMU_BINARY} not found on PATH")
+    if spec.bundle_lkvm and Hypervisor.LKVM in spec.hypervisors and not shutil.which("lkvm"):
+        raise RktError("--bundle-lkvm: no lkvm (kvmtool) binary on the PATH")
     guest = choose_kernel(spec.kernel) if Flavor.KVM in spec.flavors else None
     several = len(spec.hypervisors) > 1
     built: list[Path] = []
@@ -113,7 +126,9 @@ def build(spec: BuildSpec, progress: Callable[[str], None] | None = None) -> lis
         assert guest is not None
         for hv in spec.hypervisors:
             say(f"building stage1 flavor kvm for {hv.value} ({guest.kind} kernel {guest.image})")
-            fill = kvm_populate(guest, hv, bundle_qemu=spec.bundle_qemu)
+            fill = kvm_populate(
+                guest, hv, bundle_qemu=spec.bundle_qemu, bundle_lkvm=spec.bundle_lkvm
+            )
             built.append(
                 build_stage1_aci(flavor, spec.output, hv, several=several, populate=fill)
             )

@@ -116,6 +116,43 @@ def wrapper_script(binary: str) -> str:
     )
 
 
+def _program_wrapper(subdir: str, binary: str, dynamic: bool) -> str:
+    run = (
+        f'exec "$here/lib/{LOADER}" --library-path "$here/lib" --argv0 "$0" '
+        f'"$here/bin/{binary}" "$@"\n'
+        if dynamic
+        else f'exec "$here/bin/{binary}" "$@"\n'
+    )
+    return (
+        "#!/bin/sh\n"
+        f"# pyrkt: run the {binary} bundled in this stage1 with its own loader and libraries.\n"
+        f'here="${{0%/*}}/../{subdir}"\n' + run
+    )
+
+
+def bundle_program(rootfs: Path, program: Path, binary: str) -> Path:
+    """Copy a hypervisor binary (and, if dynamic, its libraries and loader) into
+    rootfs/kvm/<binary>/ and write the wrapper kvm/bin/<binary>; return the wrapper."""
+    program = program.resolve()
+    base = rootfs / "kvm" / binary
+    (base / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(program, base / "bin" / binary)
+    ldd = proc.run(["ldd", program], check=False, capture=True)
+    dynamic = ldd.returncode == 0 and "statically linked" not in ldd.stdout
+    if dynamic:
+        libs = {lib.name: lib for lib in ldd_paths(program)}
+        if LOADER not in libs:
+            raise RktError(f"ldd {program} names no {LOADER}")
+        (base / "lib").mkdir(exist_ok=True)
+        for name, src in libs.items():
+            shutil.copy2(src.resolve(), base / "lib" / name)
+    wrapper = rootfs / WRAPPER_DIR / binary
+    wrapper.parent.mkdir(parents=True, exist_ok=True)
+    wrapper.write_text(_program_wrapper(binary, binary, dynamic))
+    wrapper.chmod(0o755)
+    return wrapper
+
+
 def bundle_qemu(
     rootfs: Path,
     *,
