@@ -66,7 +66,11 @@ def test_bundled_qemu_boots_without_host_qemu(tmp_path: Path, machine: str) -> N
     if shutil.which("strace"):
         argv = ["strace", "-f", "-qq", "-e", "trace=openat,execve", "-o", str(trace), *argv]
         argv[0] = shutil.which("strace") or "strace"
-    cp = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    try:
+        cp = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
+        pytest.fail(f"VM did not power off in 120 s\nargv: {argv}\nserial:\n{out}")
     detail = (
         f"argv: {argv}\nexit: {cp.returncode}\n"
         f"serial/stdout:\n{cp.stdout}\nstderr:\n{cp.stderr}"
