@@ -131,35 +131,21 @@ def select_stage1(g: GlobalOptions, flags: Stage1Flags, store: Any) -> Stage1Ima
         try:
             image_id = store.resolve(flags.name).id
         except NotFound:
-            builtin = _builtin_flavor(flags.name)
+            # One of our own names (`coreos.com/rkt/stage1-kvm[:VERSION]`) missing from
+            # the store is built on demand, as rkt found its stage1 next to its binary.
+            from pyrkt.stage1.build.aci import builtin_image, ensure_stage1
+
+            builtin = builtin_image(flags.name)
             if builtin is None:
                 image_id = _fetch(g, store, flags.name)
             else:
-                from pyrkt.stage1.build.aci import ensure_stage1
-
-                image_id = _import_cached(g, store, ensure_stage1(g, builtin))
+                image_id = _import_cached(g, store, ensure_stage1(g, *builtin))
     else:
         image_id = _default(g, store)
     tree = Path(store.render(image_id))
     manifest = json.loads((tree / "manifest").read_text())
     check_stage1(manifest)
     return Stage1Image(image_id, tree, manifest)
-
-
-def _builtin_flavor(ref: str) -> str | None:
-    """The flavor of one of our own stage1 names (`coreos.com/rkt/stage1-kvm[:VERSION]`).
-
-    Such an image that is not in the store yet is built on demand, as rkt found its
-    stage1 images next to its binary instead of fetching them.
-    """
-    from pyrkt import __version__
-    from pyrkt.stage1.build.aci import IMAGE_NAME_PREFIX, Flavor
-
-    name, _, version = ref.partition(":")
-    if not name.startswith(IMAGE_NAME_PREFIX) or version not in ("", __version__):
-        return None
-    flavor = name[len(IMAGE_NAME_PREFIX) :]
-    return flavor if flavor in {f.value for f in Flavor} else None
 
 
 def check_stage1(manifest: dict[str, Any]) -> None:
