@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from pyrkt.stage1.kvm.vm import Accel
 ENV_FORCE = "RKT_KVM_ACCEL"
 PROBE_TIMEOUT_S = 10.0
 CACHE_FILE = "accel.json"
+_ESCAPES = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|.)")
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,8 @@ def probe(kernel: Path, initrd: Path, qemu: str = "qemu-system-x86_64") -> Decis
         except subprocess.TimeoutExpired:
             p.kill()
             p.communicate()
-            tail = serial.read_text(errors="replace").strip().splitlines()[-1:] or ["nothing"]
+            text = _ESCAPES.sub("", serial.read_text(errors="replace"))
+            tail = [ln.strip() for ln in text.splitlines() if ln.strip()][-1:] or ["nothing"]
             return Decision(
                 Accel.TCG,
                 f"a KVM guest did not power off within {PROBE_TIMEOUT_S:.0f}s "
