@@ -15,13 +15,8 @@ from __future__ import annotations
 
 import enum
 import fcntl
-import hashlib
 import json
 import os
-import platform
-import shutil
-import tarfile
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -72,6 +67,8 @@ def aci_filename(
 
 
 def go_arch() -> str:
+    import platform
+
     m = platform.machine()
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
 
@@ -168,6 +165,9 @@ def build_stage1_aci(
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / aci_filename(flavor, hypervisor, several=several)
     fill = populate if populate is not None else default_populate(flavor, hypervisor)
+    import tarfile
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix=".stage1-build-", dir=out_dir) as tmp:
         work = Path(tmp)
         rootfs = work / "rootfs"
@@ -187,6 +187,8 @@ def build_stage1_aci(
 
 def _code_hash(flavor: Flavor) -> str:
     """A digest of the code that goes into a flavor's image: a change rebuilds it."""
+    import hashlib
+
     here = Path(__file__).resolve().parent
     roots = [here]
     h = hashlib.sha256(__version__.encode())
@@ -225,5 +227,7 @@ def ensure_stage1(
             # older builds of this flavor are no longer used
             for old in cache.parent.iterdir():
                 if old != cache and old.is_dir():
+                    import shutil
+
                     shutil.rmtree(old, ignore_errors=True)
     return path
