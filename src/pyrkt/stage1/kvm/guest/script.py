@@ -55,11 +55,22 @@ def cap_arg(caps: Sequence[str]) -> str:
     return ",".join(sorted(set(nums), key=int)) or "-"
 
 
+def controllers(app: AppPlan) -> tuple[str, ...]:
+    """The cgroup v2 controllers an app's limits need (none: the app gets no cgroup;
+    creating and enabling them costs tenths of a second under emulation)."""
+    out = []
+    if app.memory_limit is not None:
+        out.append("memory")
+    if app.cpu_limit_milli is not None or app.cpu_shares is not None:
+        out.append("cpu")
+    return tuple(out)
+
+
 def exec_line(app: AppPlan, argv: Sequence[str] | None = None) -> str:
     """`env -i ... rkt-exec ...` running argv (default: the app's) as the app would run."""
     env = " ".join(q(f"{k}={v}") for k, v in app.env)
     groups = ",".join(str(g) for g in app.supplementary_gids) or "-"
-    cg = f"{CGROUP_ROOT}/{app.name}"
+    cg = f"{CGROUP_ROOT}/{app.name}" if controllers(app) else "-"
     args = " ".join(q(a) for a in (argv if argv is not None else app.argv))
     return (
         f"env -i {env} /bin/rkt-exec {q(guest_rootfs(app))} {q(app.working_dir or '/')} "
@@ -83,7 +94,7 @@ def _mount_lines(
     if app.readonly_rootfs:
         lines += [f"mount --bind {r} {r}", f"mount -o remount,bind,ro {r} {r}"]
     # Few processes: under emulation each fork+exec costs tens of milliseconds.
-    cg = q(f"{CGROUP_ROOT}/{app.name}")
+    cg = q(f"{CGROUP_ROOT}/{app.name}") if controllers(app) else ""
     lines.append(f"mkdir -p {r}/proc {r}/sys {r}/dev {cg} 2>/dev/null")
     lines += [
         f"mount -t proc proc {r}/proc",
@@ -102,7 +113,7 @@ def _mount_lines(
 
 def _cgroup_lines(app: AppPlan) -> list[str]:
     cg = q(f"{CGROUP_ROOT}/{app.name}")
-    lines: list[str] = []  # the folder is made with the app's mount points
+    lines: list[str] = []  # the folder (if any) is made with the app's mount points
     if app.memory_limit is not None:
         lines.append(f"echo {app.memory_limit} > {cg}/memory.max")
     if app.cpu_limit_milli is not None:
@@ -137,12 +148,18 @@ def pod_script(
         "ip link set lo up",
         net_script,
         f"rkt_stop_grace={stop_grace_s}",
-        "mount -t cgroup2 cgroup2 /sys/fs/cgroup",
-        "echo '+memory +cpu' > /sys/fs/cgroup/cgroup.subtree_control",
-        f"mkdir -p {CGROUP_ROOT} {GUEST_STAGE1}/rkt/status",
-        f"echo '+memory +cpu' > {CGROUP_ROOT}/cgroup.subtree_control",
+        f"mkdir -p {GUEST_STAGE1}/rkt/status",
         "rkt_pids=",
     ]
+    needed = sorted({c for app in plan.apps for c in controllers(app)})
+    if needed:
+        enable = q(" ".join(f"+{c}" for c in needed))
+        out += [
+            "mount -t cgroup2 cgroup2 /sys/fs/cgroup",
+            f"echo {enable} > /sys/fs/cgroup/cgroup.subtree_control",
+            f"mkdir -p {CGROUP_ROOT}",
+            f"echo {enable} > {CGROUP_ROOT}/cgroup.subtree_control",
+        ]
     if not plan.interactive:
         # A virtio port opens once: the init holds it and every app inherits it.
         out.append("exec 4>/dev/rkt.out 5>/dev/rkt.err")
