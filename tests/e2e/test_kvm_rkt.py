@@ -146,12 +146,13 @@ def test_multi_app_first_failure_and_size_with_one_unlimited(rkt: Rkt, image: Pa
     uuid_file = tmp_path / "uuid"
     r = rkt.run(f"--uuid-file-save={uuid_file}",
                 str(image), "--name=ok", "--memory=128Mi", "--cpu=1", "--exec", "/bin/sh", "--",
-                "-c", f"{SIZE_PROBE}; exit 0", "---",
+                "-c", f"{SIZE_PROBE}; cat /proc/self/cgroup; exit 0", "---",
                 str(image), "--name=fails", "--exec", "/bin/sh", "--", "-c", "exit 5")
     assert r.returncode == 5, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == str(HOST_CPUS)  # one app has no CPU limit
     assert_memory(meminfo_kb(r.stdout), 128 + 128 + 128)
+    assert "0::/rkt/ok" in lines  # the limited app runs in its own cgroup in the guest
     st = rkt("status", uuid_file.read_text().strip())
     assert "app-ok=0" in st.stdout and "app-fails=5" in st.stdout, st.stdout
 
