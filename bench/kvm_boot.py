@@ -54,7 +54,7 @@ def main() -> int:
     stage1 = build_stage1_aci(Flavor.KVM, work / "s1", Hypervisor.QEMU)
     image = kh.busybox_aci(work / "aci")
     with tarfile.open(stage1) as tar:
-        for name in ("rootfs/kvm/vmlinuz", "rootfs/kvm/initrd.img"):
+        for name in ("rootfs/kvm/vmlinuz", "rootfs/kvm/initrd.img", "rootfs/kvm/kernel-release"):
             tar.extract(name, work, filter="data")
     kernel, initrd = work / "rootfs/kvm/vmlinuz", work / "rootfs/kvm/initrd.img"
     decision = accel.decide(kernel, initrd, work / "cache")
@@ -75,7 +75,8 @@ def main() -> int:
         pod_times.append(timed(run, env))
     pod_t, bare_t = statistics.median(pod_times), statistics.median(bare_times)
     print(f"accelerator: {decision.accel} ({decision.reason})")
-    print(f"VM: {size.describe()}, machine pc, {a.runs} runs each, median")
+    release = (work / "rootfs/kvm/kernel-release").read_text().strip()
+    print(f"guest kernel {release}; VM: {size.describe()}, machine pc, {a.runs} runs, median")
     print(f"rkt run /bin/true (VM pod): {pod_t:.2f} s  {[round(t, 2) for t in pod_times]}")
     print(f"bare QEMU boot+poweroff:    {bare_t:.2f} s  {[round(t, 2) for t in bare_times]}")
     print(f"ratio: {pod_t / bare_t:.2f} (goal <= 1.15)")
