@@ -223,3 +223,16 @@ def test_stop_force_then_gc_leaves_nothing(rkt: Rkt, image: Path, tmp_path: Path
     assert not kh.pod_dirs(rkt.dir), "pod folders left behind"
     with open("/proc/self/mountinfo") as f:
         assert uuid not in f.read()
+
+
+def test_sigterm_to_rkt_run_stops_the_pod_gracefully(rkt: Rkt, image: Path,
+                                                      tmp_path: Path) -> None:
+    uuid_file = tmp_path / "uuid"
+    p = rkt.start(f"--uuid-file-save={uuid_file}", str(image), "--exec", "/bin/sh", "--", "-c",
+                  "trap 'echo got-term; exit 43' TERM; while :; do sleep 1; done")
+    uuid = rkt.wait_running(uuid_file)
+    p.terminate()  # what a service manager does to `rkt run`
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 43, err
+    assert "got-term" in out
+    assert not kh.qemu_pids_for(uuid)

@@ -218,7 +218,19 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
             os.close(fd)
     contract.pid_file(pod).write_text(f"{p.pid}\n")
 
+    asked: list[int] = []
+
     def forward(signum: int, _frame: FrameType | None) -> None:
+        """First SIGTERM/SIGHUP: stop the apps gracefully (as `rkt stop`); then: kill."""
+        if not asked and plan.apps:
+            asked.append(signum)
+            from pyrkt.stage1.kvm import agent
+
+            try:
+                agent.stop(pod, timeout=10.0)
+                return
+            except RktError as e:
+                log.warn(f"graceful stop failed ({e}); stopping the VM")
         p.send_signal(signal.SIGTERM)
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
