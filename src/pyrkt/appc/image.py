@@ -10,20 +10,29 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyrkt.errors import RktError
+from pyrkt.appc.schema import (
+    AC_VERSION,
+    Isolator,
+    JsonObject,
+    ManifestError,
+    MountPoint,
+    NameValue,
+    Port,
+)
 
-AC_VERSION = "0.8.11"
+__all__ = [
+    "AC_VERSION", "App", "Dependency", "EventHandler", "ImageManifest", "Isolator",
+    "ManifestError", "MountPoint", "NameValue", "Port", "is_ac_identifier",
+    "load_image_manifest", "parse_image_manifest", "sanitize_ac_identifier",
+    "sanitize_ac_name",
+]  # fmt: skip
 _ACID_CHARS = re.compile(r"[^a-z0-9\-._~/]")
 _ACID_EDGES = re.compile(r"(^[\-._~/]+)|([\-._~/]+$)")
 _ACNAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-
-
-class ManifestError(RktError):
-    """An image manifest that does not follow the appc schema."""
 
 
 def is_ac_identifier(s: str) -> bool:
@@ -47,37 +56,9 @@ def sanitize_ac_name(s: str) -> str:
 
 
 @dataclass(frozen=True)
-class NameValue:
-    name: str
-    value: str
-
-
-@dataclass(frozen=True)
 class EventHandler:
     name: str
     exec: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Isolator:
-    name: str
-    value: Any
-
-
-@dataclass(frozen=True)
-class MountPoint:
-    name: str
-    path: str
-    read_only: bool = False
-
-
-@dataclass(frozen=True)
-class Port:
-    name: str
-    protocol: str
-    port: int
-    count: int = 1
-    socket_activated: bool = False
 
 
 @dataclass(frozen=True)
@@ -204,87 +185,23 @@ def _app_out(a: App) -> dict[str, Any]:
 # ---- parsing ------------------------------------------------------------------------
 
 
-class _Obj:
-    """A JSON object being read: typed getters that name the key path in errors."""
-
-    def __init__(self, raw: object, path: str, allowed: set[str]) -> None:
-        if not isinstance(raw, Mapping):
-            raise ManifestError(f"image manifest: {path or 'manifest'}: expected an object")
-        for k in raw:
-            if k not in allowed:
-                raise ManifestError(f"image manifest: unknown key {_join(path, str(k))!r}")
-        self.raw = raw
-        self.path = path
-
-    def p(self, key: str) -> str:
-        return _join(self.path, key)
-
-    def str_(self, key: str, default: str | None = None) -> str:
-        v = self.raw.get(key, default)
-        if v is None:
-            raise ManifestError(f"image manifest: missing required key {self.p(key)!r}")
-        if not isinstance(v, str):
-            raise ManifestError(f"image manifest: {self.p(key)}: expected a string")
-        return v
-
-    def int_(self, key: str, default: int | None = None) -> int:
-        v = self.raw.get(key, default)
-        if v is None:
-            raise ManifestError(f"image manifest: missing required key {self.p(key)!r}")
-        if not isinstance(v, int) or isinstance(v, bool):
-            raise ManifestError(f"image manifest: {self.p(key)}: expected an integer")
-        return v
-
-    def bool_(self, key: str) -> bool:
-        v = self.raw.get(key, False)
-        if not isinstance(v, bool):
-            raise ManifestError(f"image manifest: {self.p(key)}: expected true or false")
-        return v
-
-    def list_(self, key: str) -> list[tuple[str, object]]:
-        v = self.raw.get(key)
-        if v is None:
-            return []
-        if not isinstance(v, list):
-            raise ManifestError(f"image manifest: {self.p(key)}: expected a list")
-        return [(f"{self.p(key)}[{i}]", x) for i, x in enumerate(v)]
-
-    def strs(self, key: str) -> tuple[str, ...]:
-        out = []
-        for p, x in self.list_(key):
-            if not isinstance(x, str):
-                raise ManifestError(f"image manifest: {p}: expected a string")
-            out.append(x)
-        return tuple(out)
-
-    def str_map(self, key: str) -> tuple[tuple[str, str], ...]:
-        v = self.raw.get(key)
-        if v is None:
-            return ()
-        if not isinstance(v, Mapping) or not all(
-            isinstance(k, str) and isinstance(x, str) for k, x in v.items()
-        ):
-            raise ManifestError(f"image manifest: {self.p(key)}: expected an object of strings")
-        return tuple(sorted(v.items()))
+def _obj(raw: object, path: str) -> JsonObject:
+    return JsonObject(raw, path, prefix="image manifest: ", unknown="unknown key {path!r}")
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _name_values(o: _Obj, key: str, *, identifiers: bool) -> tuple[NameValue, ...]:
+def _name_values(o: JsonObject, key: str, *, identifiers: bool) -> tuple[NameValue, ...]:
     out = []
     for p, raw in o.list_(key):
-        e = _Obj(raw, p, {"name", "value"})
+        e = o.child(raw, p)
         nv = NameValue(e.str_("name"), e.str_("value"))
+        e.done()
         if identifiers and not is_ac_identifier(nv.name):
-            raise ManifestError(f"image manifest: {p}.name: {nv.name!r} is not an AC identifier")
+            raise o.error(f"{p}.name: {nv.name!r} is not an AC identifier")
         out.append(nv)
     return tuple(out)
 
 
-def _parse_port(p: str, raw: object) -> Port:
-    o = _Obj(raw, p, {"name", "protocol", "port", "count", "socketActivated"})
+def _parse_port(o: JsonObject) -> Port:
     port = Port(
         name=o.str_("name"),
         protocol=o.str_("protocol"),
@@ -292,78 +209,65 @@ def _parse_port(p: str, raw: object) -> Port:
         count=o.int_("count", 1),
         socket_activated=o.bool_("socketActivated"),
     )
+    o.done()
     if not _ACNAME.match(port.name):
-        raise ManifestError(f"image manifest: {p}.name: {port.name!r} is not an AC name")
+        raise o.error(f"{o.path}.name: {port.name!r} is not an AC name")
     if not 1 <= port.port <= 65535:
-        raise ManifestError(f"image manifest: {p}.port: {port.port} is out of range")
+        raise o.error(f"{o.path}.port: {port.port} is out of range")
     if port.count < 1:
-        raise ManifestError(f"image manifest: {p}.count: must be at least 1")
+        raise o.error(f"{o.path}.count: must be at least 1")
     return port
 
 
-def _parse_app(raw: object) -> App:
-    o = _Obj(
-        raw,
-        "app",
-        {
-            "exec", "user", "group", "supplementaryGIDs", "eventHandlers",
-            "workingDirectory", "environment", "isolators", "mountPoints", "ports",
-            "userAnnotations", "userLabels",
-        },
-    )  # fmt: skip
-    gids = []
-    for p, g in o.list_("supplementaryGIDs"):
-        if not isinstance(g, int) or isinstance(g, bool):
-            raise ManifestError(f"image manifest: {p}: expected an integer")
-        gids.append(g)
+def _parse_app(o: JsonObject) -> App:
     handlers = []
     for p, h in o.list_("eventHandlers"):
-        ho = _Obj(h, p, {"name", "exec"})
+        ho = o.child(h, p)
         handlers.append(EventHandler(ho.str_("name"), ho.strs("exec")))
+        ho.done()
     isolators = []
     for p, i in o.list_("isolators"):
-        io = _Obj(i, p, {"name", "value"})
-        isolators.append(Isolator(io.str_("name"), io.raw.get("value")))
+        io = o.child(i, p)
+        isolators.append(Isolator(io.str_("name"), io.value("value")))
+        io.done()
     mps = []
     for p, m in o.list_("mountPoints"):
-        mo = _Obj(m, p, {"name", "path", "readOnly"})
+        mo = o.child(m, p)
         mps.append(MountPoint(mo.str_("name"), mo.str_("path"), mo.bool_("readOnly")))
+        mo.done()
     wd = o.str_("workingDirectory", "")
     if wd and not wd.startswith("/"):
-        raise ManifestError("image manifest: app.workingDirectory: must be an absolute path")
-    return App(
+        raise o.error("app.workingDirectory: must be an absolute path")
+    app = App(
         exec=o.strs("exec"),
         user=o.str_("user"),
         group=o.str_("group"),
-        supplementary_gids=tuple(gids),
+        supplementary_gids=o.ints("supplementaryGIDs"),
         event_handlers=tuple(handlers),
         working_directory=wd,
         environment=_name_values(o, "environment", identifiers=False),
         isolators=tuple(isolators),
         mount_points=tuple(mps),
-        ports=tuple(_parse_port(p, x) for p, x in o.list_("ports")),
+        ports=tuple(_parse_port(o.child(x, p)) for p, x in o.list_("ports")),
         user_annotations=o.str_map("userAnnotations"),
         user_labels=o.str_map("userLabels"),
     )
+    o.done()
+    return app
 
 
 def parse_image_manifest(raw: object) -> ImageManifest:
     """Validate a decoded manifest; raise ManifestError naming the first bad key."""
-    o = _Obj(
-        raw,
-        "",
-        {"acKind", "acVersion", "name", "labels", "app", "dependencies", "pathWhitelist",
-         "annotations"},
-    )  # fmt: skip
+    o = _obj(raw, "")
     kind = o.str_("acKind")
     if kind != "ImageManifest":
-        raise ManifestError(f"image manifest: acKind: expected 'ImageManifest', got {kind!r}")
+        raise o.error(f"acKind: expected 'ImageManifest', got {kind!r}")
     name = o.str_("name")
     if not is_ac_identifier(name):
-        raise ManifestError(f"image manifest: name: {name!r} is not an AC identifier")
+        raise o.error(f"name: {name!r} is not an AC identifier")
     deps = []
     for p, d in o.list_("dependencies"):
-        do = _Obj(d, p, {"imageName", "imageID", "labels", "size"})
+        do = o.child(d, p)
         deps.append(
             Dependency(
                 image_name=do.str_("imageName"),
@@ -372,16 +276,19 @@ def parse_image_manifest(raw: object) -> ImageManifest:
                 size=do.int_("size", 0),
             )
         )
-    app_raw = o.raw.get("app")
-    return ImageManifest(
+        do.done()
+    app_raw = o.value("app")
+    manifest = ImageManifest(
         name=name,
         ac_version=o.str_("acVersion"),
         labels=_name_values(o, "labels", identifiers=True),
-        app=_parse_app(app_raw) if app_raw is not None else None,
+        app=_parse_app(o.child(app_raw, "app")) if app_raw is not None else None,
         dependencies=tuple(deps),
         path_whitelist=o.strs("pathWhitelist"),
         annotations=_name_values(o, "annotations", identifiers=True),
     )
+    o.done()
+    return manifest
 
 
 def load_image_manifest(data: bytes | str) -> ImageManifest:

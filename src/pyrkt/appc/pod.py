@@ -12,14 +12,28 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pyrkt.errors import RktError
+from pyrkt.appc.schema import (
+    AC_VERSION,
+    Isolator,
+    JsonObject,
+    ManifestError,
+    MountPoint,
+    NameValue,
+    Port,
+)
 
 # not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms on `rkt run`
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-AC_VERSION = "0.8.11"
+__all__ = [
+    "AC_VERSION", "KV", "App", "ExposedPort", "ImageRef", "Isolator", "ManifestError",
+    "Mount", "MountPoint", "PodManifest", "Port", "RuntimeApp", "Volume", "app_dict",
+    "load_pod_manifest", "parse_app", "parse_pod_manifest", "parse_quantity",
+]  # fmt: skip
+
+KV = NameValue  # a name/value pair (labels, annotations, environment)
 
 ISO_MEMORY = "resource/memory"
 ISO_CPU = "resource/cpu"
@@ -27,46 +41,6 @@ ISO_CPU_SHARES = "os/linux/cpu-shares"
 ISO_CAPS_RETAIN = "os/linux/capabilities-retain-set"
 ISO_CAPS_REMOVE = "os/linux/capabilities-remove-set"
 ISO_NO_NEW_PRIVS = "os/linux/no-new-privileges"
-
-
-class ManifestError(RktError):
-    """A pod or image manifest that does not follow the schema."""
-
-
-@dataclass(frozen=True)
-class KV:
-    """A name/value pair (labels, annotations, environment)."""
-
-    name: str
-    value: str
-
-
-@dataclass(frozen=True)
-class Isolator:
-    """An appc isolator: its name and its value as in the manifest."""
-
-    name: str
-    value: Any  # the isolator's JSON value
-
-
-@dataclass(frozen=True)
-class MountPoint:
-    """A path in the image where a volume may be mounted."""
-
-    name: str
-    path: str
-    read_only: bool = False
-
-
-@dataclass(frozen=True)
-class Port:
-    """A port the app listens on."""
-
-    name: str
-    protocol: str
-    port: int
-    count: int = 1
-    socket_activated: bool = False
 
 
 @dataclass(frozen=True)
@@ -267,173 +241,122 @@ def _exposed_dict(p: ExposedPort) -> dict[str, Any]:
 # ---- parsing ------------------------------------------------------------------------
 
 
-class _Obj:
-    """A JSON object being read; remembers its path and which keys were consumed."""
-
-    def __init__(self, data: Any, path: str, strict: bool = True) -> None:
-        if not isinstance(data, dict):
-            raise ManifestError(f"{path or 'manifest'}: expected a JSON object")
-        self.data: dict[str, Any] = data
-        self.path = path
-        self.strict = strict
-        self.seen: set[str] = set()
-
-    def sub(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def get(self, key: str, typ: type | tuple[type, ...], default: Any = None) -> Any:
-        self.seen.add(key)
-        if key not in self.data or self.data[key] is None:
-            return default
-        v = self.data[key]
-        if not isinstance(v, typ) or (isinstance(v, bool) and typ is int):
-            raise ManifestError(f"{self.sub(key)}: unexpected type {type(v).__name__}")
-        return v
-
-    def req(self, key: str, typ: type | tuple[type, ...]) -> Any:
-        v = self.get(key, typ)
-        if v is None:
-            raise ManifestError(f"{self.sub(key)}: missing")
-        return v
-
-    def items(self, key: str) -> list[tuple[str, Any]]:
-        lst = self.get(key, list, [])
-        return [(f"{self.sub(key)}[{i}]", x) for i, x in enumerate(lst)]
-
-    def done(self) -> None:
-        if not self.strict:
-            return
-        for k in self.data:
-            if k not in self.seen:
-                raise ManifestError(f"{self.sub(k)}: unknown key")
-
-
-def _kv(data: Any, path: str, strict: bool) -> KV:
-    o = _Obj(data, path, strict)
-    kv = KV(o.req("name", str), str(o.get("value", str, "")))
+def _kv(o: JsonObject) -> KV:
+    kv = KV(o.str_("name"), o.str_("value", ""))
     o.done()
     return kv
 
 
-def _iso(data: Any, path: str, strict: bool) -> Isolator:
-    o = _Obj(data, path, strict)
-    iso = Isolator(o.req("name", str), o.get("value", object))
+def _iso(o: JsonObject) -> Isolator:
+    iso = Isolator(o.str_("name"), o.value("value"))
     o.done()
     return iso
 
 
 def parse_app(data: Any, path: str = "app", strict: bool = False) -> App:
-    o = _Obj(data, path, strict)
+    o = JsonObject(data, path, strict=strict)
     mps = []
-    for p, x in o.items("mountPoints"):
-        m = _Obj(x, p, strict)
-        mps.append(
-            MountPoint(m.req("name", str), m.req("path", str), m.get("readOnly", bool, False))
-        )
+    for p, x in o.list_("mountPoints"):
+        m = o.child(x, p)
+        mps.append(MountPoint(m.str_("name"), m.str_("path"), m.bool_("readOnly")))
         m.done()
     ports = []
-    for p, x in o.items("ports"):
-        m = _Obj(x, p, strict)
+    for p, x in o.list_("ports"):
+        m = o.child(x, p)
         ports.append(
             Port(
-                m.req("name", str),
-                m.get("protocol", str, "tcp"),
-                m.req("port", int),
-                m.get("count", int, 1),
-                m.get("socketActivated", bool, False),
+                m.str_("name"),
+                m.str_("protocol", "tcp"),
+                m.int_("port"),
+                m.int_("count", 1),
+                m.bool_("socketActivated"),
             )
         )
         m.done()
-    gids = o.get("supplementaryGIDs", list, [])
-    if not all(isinstance(g, int) for g in gids):
-        raise ManifestError(f"{o.sub('supplementaryGIDs')}: expected integers")
     app = App(
-        exec=tuple(str(x) for x in o.get("exec", list, [])),
-        user=o.get("user", str, "0"),
-        group=o.get("group", str, "0"),
-        supplementary_gids=tuple(gids),
-        working_directory=o.get("workingDirectory", str, ""),
-        environment=tuple(_kv(x, p, strict) for p, x in o.items("environment")),
-        isolators=tuple(_iso(x, p, strict) for p, x in o.items("isolators")),
+        exec=tuple(str(x) for _, x in o.list_("exec")),
+        user=o.str_("user", "0"),
+        group=o.str_("group", "0"),
+        supplementary_gids=o.ints("supplementaryGIDs"),
+        working_directory=o.str_("workingDirectory", ""),
+        environment=tuple(_kv(o.child(x, p)) for p, x in o.list_("environment")),
+        isolators=tuple(_iso(o.child(x, p)) for p, x in o.list_("isolators")),
         mount_points=tuple(mps),
         ports=tuple(ports),
-        event_handlers=tuple(o.get("eventHandlers", list, [])),
+        event_handlers=tuple(x for _, x in o.list_("eventHandlers")),
     )
     o.done()
     return app
 
 
-def _runtime_app(data: Any, path: str) -> RuntimeApp:
-    o = _Obj(data, path)
-    im = _Obj(o.req("image", dict), o.sub("image"))
+def _runtime_app(o: JsonObject) -> RuntimeApp:
+    im = o.child(o.value("image"), o.p("image"))
     image = ImageRef(
-        im.get("name", str, ""),
-        im.req("id", str),
-        tuple(_kv(x, p, True) for p, x in im.items("labels")),
+        im.str_("name", ""),
+        im.str_("id"),
+        tuple(_kv(im.child(x, p)) for p, x in im.list_("labels")),
     )
     im.done()
-    raw_app = o.get("app", dict)
+    raw_app = o.object_("app")
     mounts = []
-    for p, x in o.items("mounts"):
-        m = _Obj(x, p)
-        mounts.append(Mount(m.req("volume", str), m.req("path", str)))
-        m.get("appVolume", dict)
+    for p, x in o.list_("mounts"):
+        m = o.child(x, p)
+        mounts.append(Mount(m.str_("volume"), m.str_("path")))
+        m.object_("appVolume")
         m.done()
     ra = RuntimeApp(
-        name=o.req("name", str),
+        name=o.str_("name"),
         image=image,
-        app=parse_app(raw_app, o.sub("app"), strict=True) if raw_app is not None else None,
-        read_only_rootfs=o.get("readOnlyRootFS", bool, False),
+        app=parse_app(raw_app, o.p("app"), strict=True) if raw_app is not None else None,
+        read_only_rootfs=o.bool_("readOnlyRootFS"),
         mounts=tuple(mounts),
-        annotations=tuple(_kv(x, p, True) for p, x in o.items("annotations")),
+        annotations=tuple(_kv(o.child(x, p)) for p, x in o.list_("annotations")),
     )
     o.done()
     return ra
 
 
-def _volume(data: Any, path: str) -> Volume:
-    o = _Obj(data, path)
+def _volume(o: JsonObject) -> Volume:
     v = Volume(
-        name=o.req("name", str),
-        kind=o.req("kind", str),
-        source=o.get("source", str, ""),
-        read_only=o.get("readOnly", bool),
-        recursive=o.get("recursive", bool),
-        mode=o.get("mode", str, ""),
-        uid=o.get("uid", int),
-        gid=o.get("gid", int),
+        name=o.str_("name"),
+        kind=o.str_("kind"),
+        source=o.str_("source", ""),
+        read_only=o.opt_bool("readOnly"),
+        recursive=o.opt_bool("recursive"),
+        mode=o.str_("mode", ""),
+        uid=o.opt_int("uid"),
+        gid=o.opt_int("gid"),
     )
     o.done()
     if v.kind not in ("host", "empty"):
-        raise ManifestError(f"{path}.kind: unknown volume kind {v.kind!r}")
+        raise ManifestError(f"{o.path}.kind: unknown volume kind {v.kind!r}")
     if v.kind == "host" and not v.source.startswith("/"):
-        raise ManifestError(f"{path}.source: must be an absolute path")
+        raise ManifestError(f"{o.path}.source: must be an absolute path")
     return v
 
 
-def _exposed(data: Any, path: str) -> ExposedPort:
-    o = _Obj(data, path)
-    p = ExposedPort(o.req("name", str), o.req("hostPort", int), o.get("hostIP", str, ""))
-    o.get("podPort", dict)
+def _exposed(o: JsonObject) -> ExposedPort:
+    p = ExposedPort(o.str_("name"), o.int_("hostPort"), o.str_("hostIP", ""))
+    o.object_("podPort")
     o.done()
     return p
 
 
 def parse_pod_manifest(data: Any) -> PodManifest:
-    o = _Obj(data, "")
-    kind = o.req("acKind", str)
+    o = JsonObject(data, "")
+    kind = o.str_("acKind")
     if kind != "PodManifest":
         raise ManifestError(f"acKind: expected PodManifest, got {kind!r}")
-    o.req("acVersion", str)
+    o.str_("acVersion")
     extra: dict[str, Any] = {
-        k: o.get(k, dict) for k in ("userAnnotations", "userLabels") if k in o.data
+        k: o.object_(k) for k in ("userAnnotations", "userLabels") if k in o.raw
     }
     pm = PodManifest(
-        apps=tuple(_runtime_app(x, p) for p, x in o.items("apps")),
-        volumes=tuple(_volume(x, p) for p, x in o.items("volumes")),
-        isolators=tuple(_iso(x, p, True) for p, x in o.items("isolators")),
-        annotations=tuple(_kv(x, p, True) for p, x in o.items("annotations")),
-        ports=tuple(_exposed(x, p) for p, x in o.items("ports")),
+        apps=tuple(_runtime_app(o.child(x, p)) for p, x in o.list_("apps")),
+        volumes=tuple(_volume(o.child(x, p)) for p, x in o.list_("volumes")),
+        isolators=tuple(_iso(o.child(x, p)) for p, x in o.list_("isolators")),
+        annotations=tuple(_kv(o.child(x, p)) for p, x in o.list_("annotations")),
+        ports=tuple(_exposed(o.child(x, p)) for p, x in o.list_("ports")),
         extra=extra,
     )
     o.done()
