@@ -46,6 +46,7 @@ from pathlib import Path
 
 from pyrkt import log
 from pyrkt.errors import Ambiguous, NotFound, RktError
+from pyrkt.linux.files import fsync_dir, try_flock
 
 # not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms on `rkt run`
 TYPE_CHECKING = False
@@ -133,22 +134,14 @@ def tree_image_id(manifest: ImageManifest, layer_digests: list[str]) -> str:
     return canonical_id({"layers": layer_digests, "manifest": manifest.to_dict(), "v": 1})
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @contextlib.contextmanager
 def flocked(path: Path, *, blocking: bool = True) -> Iterator[bool]:
     """Hold an exclusive flock on path (created if needed) for the block."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
+        if blocking:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        elif not try_flock(fd):
             yield False
             return
         yield True
@@ -354,7 +347,7 @@ class Store:
                     log.debug(f"image {short_id(image_id)} already in the store")
                     return image_id
                 os.rename(blob, self.blobs / image_id)
-                _fsync_dir(self.blobs)
+                fsync_dir(self.blobs)
                 self._insert(image_id, m, raw_manifest, ImageKind.ACI, size)
             return image_id
 
@@ -376,7 +369,7 @@ class Store:
             if dest.exists():  # left by a removed image or a crash after the rename
                 shutil.rmtree(dest)
             os.rename(staged, dest)
-            _fsync_dir(self.trees)
+            fsync_dir(self.trees)
             self._insert(image_id, manifest, raw, ImageKind.TREE, size)
 
     # -- render ----------------------------------------------------------------------
@@ -407,7 +400,7 @@ class Store:
             apply_layer(f, stage, whiteouts=False)
             (stage / "rootfs").mkdir(exist_ok=True)
             os.rename(stage, tree)
-            _fsync_dir(self.trees)
+            fsync_dir(self.trees)
 
     def blob_path(self, image_id: str) -> Path | None:
         p = self.blobs / image_id

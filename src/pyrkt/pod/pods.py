@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import errno
 import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from pyrkt.errors import Ambiguous, NotFound, RktError
+from pyrkt.linux.files import fsync_dir, try_flock
 
 
 class Folder(enum.StrEnum):
@@ -52,14 +52,6 @@ class State(enum.StrEnum):
 
 def pods_root(data_dir: Path) -> Path:
     return data_dir.absolute() / "pods"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _ensure_layout(root: Path) -> None:
@@ -97,13 +89,8 @@ class Pod:
 
     def try_lock(self) -> bool:
         """Take the exclusive lock without waiting; False when another process holds it."""
-        fd = self.open()
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return False
-            raise
+        if not try_flock(self.open()):
+            return False
         self.locked = True
         self.refresh()  # it may have moved while we waited for it
         return True
@@ -137,14 +124,9 @@ class Pod:
         except FileNotFoundError:
             return False
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return True
-            raise
+            return not try_flock(fd)
         finally:
             os.close(fd)
-        return False
 
     # ---- states ---------------------------------------------------------------------
 
@@ -175,7 +157,7 @@ class Pod:
         except OSError as e:
             raise RktError(f"cannot move pod {self.uuid} to {to}: {e.strerror}") from e
         if durable:
-            _fsync_dir(dst.parent)  # commits the rename (both folders on one filesystem)
+            fsync_dir(dst.parent)  # commits the rename (both folders on one filesystem)
         self.folder = to
 
     def refresh(self) -> None:
