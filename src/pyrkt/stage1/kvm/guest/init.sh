@@ -3,12 +3,14 @@
 # Mounts the pod's stage1 rootfs shared by the host (9p tag rkt.stage1) at /stage1 and
 # the pod's control folder (tag rkt.ctl) at /ctl, and sources the pod script the host
 # wrote there (/ctl/pod.sh), which starts the apps, records their exit codes in
-# /stage1/rkt/status and returns; then the VM powers off.
+# /stage1/rkt/status and returns; then the VM ends. Shell builtins where possible: under
+# emulation every fork+exec costs tens of milliseconds.
 export PATH=/bin:/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-rkt_cmdline=" $(cat /proc/cmdline) "
+read -r rkt_cmdline </proc/cmdline
+rkt_cmdline=" $rkt_cmdline "
 case $rkt_cmdline in
 *" rkt.probe=1 "*) reboot -f ;;
 esac
@@ -19,8 +21,10 @@ rkt_modules=/etc/rkt-modules
 case $rkt_cmdline in
 *" rkt.net=1 "*) rkt_modules="$rkt_modules /etc/rkt-modules-net" ;;
 esac
-cat $rkt_modules | while read -r m; do
-	insmod "/lib/modules/$m" 2>/dev/null || rkt_say "cannot load $m"
+for f in $rkt_modules; do
+	while read -r m; do
+		insmod "/lib/modules/$m" 2>/dev/null || rkt_say "cannot load $m"
+	done <"$f"
 done
 mkdir -p /dev/pts /dev/shm /tmp /run
 mount -t devpts devpts /dev/pts
@@ -28,7 +32,7 @@ mount -t tmpfs tmpfs /dev/shm
 # /dev/rkt.<name> for each virtio-serial port the host named rkt.<name>.
 for p in /sys/class/virtio-ports/*; do
 	[ -e "$p/name" ] || continue
-	n=$(cat "$p/name")
+	read -r n <"$p/name"
 	[ -n "$n" ] && ln -sf "/dev/${p##*/}" "/dev/$n"
 done
 mkdir -p /ctl
