@@ -108,7 +108,7 @@ def build(out: Path, *, kver: str) -> None:
             order = "".join(f"{m.name}\n" for m in group).encode()
             entries.append(_Entry(f"etc/{name}", stat.S_IFREG | 0o644, order))
         data = gzip.compress(_newc(entries), compresslevel=6, mtime=0)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # concurrent builders
     tmp.write_bytes(data)
     os.replace(tmp, out)
     log.debug(f"kvm: wrote initramfs {out} ({len(data) // 1024} KiB, {len(mods)} modules)")
