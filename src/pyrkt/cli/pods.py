@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pyrkt.cli import podfmt
@@ -213,44 +214,45 @@ def cmd_status(g: GlobalOptions, f: Flags) -> int:
     return 0
 
 
-def cmd_stop(g: GlobalOptions, f: Flags) -> int:
-    from pyrkt.stage0.lifecycle import stop
-
+def _each_pod(
+    g: GlobalOptions, f: Flags, verb: str, act: Callable[[pods.Pod], str], error: str
+) -> int:
+    """Run `act` on each pod named (UUIDs and --uuid-file), printing what it returns; a
+    failure is reported as `error` (formatted with the target `t` and the error `e`) and
+    the others still run. 254 when any failed."""
     targets = list(f.positional)
     if f.get("--uuid-file"):
         targets.append(pods.read_uuid_file(Path(f.get("--uuid-file"))))
     if not targets:
-        raise UsageError("stop needs at least one pod UUID")
+        raise UsageError(f"{verb} needs at least one pod UUID")
     failed = 0
     for t in targets:
         try:
-            pod = pods.lookup(g.dir, t)
-            stop(g, pod, force=f.flag("--force"))
-            print(pod.uuid)
+            print(act(pods.lookup(g.dir, t)))
         except RktError as e:
-            print(f"stop: error stopping {t!r}: {e}", file=sys.stderr)
+            print(error.format(t=t, e=e), file=sys.stderr)
             failed += 1
     return 254 if failed else 0
+
+
+def cmd_stop(g: GlobalOptions, f: Flags) -> int:
+    from pyrkt.stage0.lifecycle import stop
+
+    def act(pod: pods.Pod) -> str:
+        stop(g, pod, force=f.flag("--force"))
+        return pod.uuid
+
+    return _each_pod(g, f, "stop", act, "stop: error stopping {t!r}: {e}")
 
 
 def cmd_rm(g: GlobalOptions, f: Flags) -> int:
     from pyrkt.stage0.lifecycle import remove
 
-    targets = list(f.positional)
-    if f.get("--uuid-file"):
-        targets.append(pods.read_uuid_file(Path(f.get("--uuid-file"))))
-    if not targets:
-        raise UsageError("rm needs at least one pod UUID")
-    failed = 0
-    for t in targets:
-        try:
-            pod = pods.lookup(g.dir, t)
-            remove(g, pod)
-            print(f'"{pod.uuid}"')
-        except RktError as e:
-            print(f"rm: {e}", file=sys.stderr)
-            failed += 1
-    return 254 if failed else 0
+    def act(pod: pods.Pod) -> str:
+        remove(g, pod)
+        return f'"{pod.uuid}"'
+
+    return _each_pod(g, f, "rm", act, "rm: {e}")
 
 
 def cmd_gc(g: GlobalOptions, f: Flags) -> int:
