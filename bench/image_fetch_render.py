@@ -14,7 +14,6 @@ and prints the medians and the ratio (skopeo+umoci) / pyrkt (above 1: pyrkt is f
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import subprocess
@@ -23,11 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from _common import bulk_args, bulk_registry, runs
 
 from pyrkt.image.store import Store
-from support.images import bulk_layout
-from support.registry import Registry
 
 
 def _time_pyrkt(ref: str, data: Path) -> float:
@@ -59,30 +56,17 @@ def _time_skopeo_umoci(host: str, work: Path) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--mb", type=int, default=100)
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--runs", type=int, default=3)
-    args = ap.parse_args()
+    args = bulk_args()
     with tempfile.TemporaryDirectory(prefix="pyrkt-bench-") as tmp:
         base = Path(tmp)
-        t = time.perf_counter()
-        bulk_layout(base / "oci", total_mb=args.mb, layers=args.layers)
-        print(f"built a {args.mb} MiB, {args.layers + 1}-layer image in "
-              f"{time.perf_counter() - t:.1f}s")
-        reg = Registry(base / "registry").start()
-        try:
-            reg.push(base / "oci", "latest", "bulk")
+        with bulk_registry(base, args.mb, args.layers) as reg:
             ours, theirs = [], []
             for _ in range(args.runs):
                 ours.append(_time_pyrkt(reg.ref("bulk"), base / "pyrkt"))
                 theirs.append(_time_skopeo_umoci(reg.host, base / "skopeo"))
-        finally:
-            reg.stop()
     a, b = statistics.median(ours), statistics.median(theirs)
-    print(f"pyrkt fetch+render:  median {a:.2f}s  runs {' '.join(f'{x:.2f}' for x in ours)}")
-    print(f"skopeo copy + umoci unpack: median {b:.2f}s  "
-          f"runs {' '.join(f'{x:.2f}' for x in theirs)}")
+    print(f"pyrkt fetch+render:  {runs(ours)}")
+    print(f"skopeo copy + umoci unpack: {runs(theirs)}")
     print(f"ratio (skopeo+umoci)/pyrkt: {b / a:.2f}")
     return 0
 

@@ -14,7 +14,6 @@ prints the medians and the ratio (above 1: pyrkt is faster). The issue's goal is
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import subprocess
@@ -23,10 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from support.images import bulk_layout
-from support.registry import Registry
+from _common import bulk_args, bulk_registry, runs
 
 
 def _run(argv: list[str]) -> str:
@@ -59,32 +55,21 @@ def _time_skopeo_umoci(host: str, work: Path) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--mb", type=int, default=100)
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--runs", type=int, default=3)
-    args = ap.parse_args()
+    args = bulk_args()
     with tempfile.TemporaryDirectory(prefix="pyrkt-bench-") as tmp:
         base = Path(tmp)
-        bulk_layout(base / "oci", total_mb=args.mb, layers=args.layers)
-        reg = Registry(base / "registry").start()
-        try:
-            reg.push(base / "oci", "latest", "bulk")
+        with bulk_registry(base, args.mb, args.layers) as reg:
             fetch_only, ours, theirs = [], [], []
             for _ in range(args.runs):
                 f, total = _time_pyrkt(reg.ref("bulk"), base / "pyrkt")
                 fetch_only.append(f)
                 ours.append(total)
                 theirs.append(_time_skopeo_umoci(reg.host, base / "skopeo"))
-        finally:
-            reg.stop()
     a, b = statistics.median(ours), statistics.median(theirs)
     print(f"image: about {args.mb} MiB in {args.layers + 1} layers")
     print(f"rkt fetch:               median {statistics.median(fetch_only):.2f}s")
-    print(f"rkt fetch + render:      median {a:.2f}s  runs "
-          f"{' '.join(f'{x:.2f}' for x in ours)}")
-    print(f"skopeo copy + umoci:     median {b:.2f}s  runs "
-          f"{' '.join(f'{x:.2f}' for x in theirs)}")
+    print(f"rkt fetch + render:      {runs(ours)}")
+    print(f"skopeo copy + umoci:     {runs(theirs)}")
     print(f"ratio (skopeo+umoci) / (rkt fetch+render): {b / a:.2f}")
     return 0
 
