@@ -8,15 +8,11 @@ A failing test prints every pod's serial log and QEMU command line.
 
 from __future__ import annotations
 
-import contextlib
-import http.client
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +20,12 @@ from pathlib import Path
 import kvm_helpers as kh
 import pytest
 
+from support import net
+from support.images import web_rootfs, write_aci
+from support.net import free_port, host_leftovers, sh
+
 pytestmark = [pytest.mark.qemu, pytest.mark.root, pytest.mark.cni]
 
-LEASES = Path("/var/lib/cni/networks")
 # The issue asks for 20; each is a full TCG boot (5-20 s here, by load).
 CYCLES = int(os.environ.get("PYRKT_NET_VM_CYCLES", "20"))
 MANIFEST = {
@@ -38,44 +37,14 @@ MANIFEST = {
 }
 
 
-def sh(cmd: str) -> str:
-    return subprocess.run(cmd, shell=True, capture_output=True, text=True, check=False).stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http_get(ip: str, port: int = 80, path: str = "/", tries: int = 100) -> str:
-    last: Exception | None = None
-    for _ in range(tries):
-        try:
-            c = http.client.HTTPConnection(ip, port, timeout=3)
-            c.request("GET", path)
-            body = c.getresponse().read().decode()
-            c.close()
-            return body
-        except OSError as e:
-            last = e
-            time.sleep(0.2)
-    raise AssertionError(f"no HTTP answer from {ip}:{port}: {last}")
+def http_get(ip: str, port: int = 80) -> str:
+    return net.http_get(ip, port, tries=100, pause=0.2)  # a VM pod's server starts late
 
 
 def leftovers(uuids: list[str]) -> list[str]:
-    found: list[str] = []
-    netns, rules, links = sh("ip netns list"), sh("iptables-save"), sh("ip -o link")
-    for u in uuids:
-        if f"rkt-{u}" in netns:
-            found.append(f"netns rkt-{u}")
-        if u in rules:
-            found.append(f"iptables rule naming {u}")
-        for f in LEASES.rglob("*") if LEASES.is_dir() else []:
-            with contextlib.suppress(OSError, UnicodeDecodeError):
-                if f.is_file() and u in f.read_text():
-                    found.append(f"IPAM lease {f}")
-        found += [f"process {pid}" for pid in kh.qemu_pids_for(u)]
+    found = host_leftovers(uuids)
+    found += [f"process {pid}" for u in uuids for pid in kh.qemu_pids_for(u)]
+    links = sh("ip -o link")
     found += [f"link {ln.split(':')[1]}" for ln in links.splitlines() if "rkt-" in ln]
     return found
 
@@ -90,21 +59,9 @@ def stage1(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def web_aci(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("vmaci")
-    root = work / "rootfs"
-    for d in ("bin", "etc", "www", "tmp"):
-        (root / d).mkdir(parents=True)
-    subprocess.run(["cp", "/bin/busybox", str(root / "bin" / "busybox")], check=True)
-    for a in ("sh", "httpd", "wget", "ip", "cat", "sleep", "true"):
-        (root / "bin" / a).symlink_to("busybox")
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-    (root / "etc" / "group").write_text("root:x:0:\n")
-    (root / "www" / "index.html").write_text("hello from a VM pod\n")
-    (work / "manifest").write_text(json.dumps(MANIFEST))
-    aci = work / "vmweb.aci"
-    with tarfile.open(aci, "w") as tar:
-        tar.add(work / "manifest", arcname="manifest")
-        tar.add(root, arcname="rootfs")
-    return aci
+    web_rootfs(work / "rootfs", ("sh", "httpd", "wget", "ip", "cat", "sleep", "true"),
+               "hello from a VM pod\n")
+    return write_aci(work, MANIFEST, "vmweb.aci")
 
 
 class Rkt:

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import _container_pod as cp
 import pytest
 
 from pyrkt.linux.cgroup import PodCgroups
+from support.images import write_aci
 
 pytestmark = pytest.mark.root
 
@@ -31,12 +31,7 @@ MANIFEST = """{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com
 def busybox_aci(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("aci")
     cp.busybox_rootfs(work / "rootfs")
-    (work / "manifest").write_text(MANIFEST)
-    aci = work / "busybox.aci"
-    with tarfile.open(aci, "w") as tar:
-        tar.add(work / "manifest", arcname="manifest")
-        tar.add(work / "rootfs", arcname="rootfs")
-    return aci
+    return write_aci(work, MANIFEST, "busybox.aci")
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,10 @@ rules and IPAM leases that name its pods.
 
 from __future__ import annotations
 
-import contextlib
-import http.client
 import json
 import random
-import socket
 import subprocess
 import sys
-import time
 import uuid as uuidlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,34 +26,16 @@ from pyrkt.net import (
     teardown_pod_network,
 )
 from pyrkt.stage1.plan import PortPlan
+from support.net import free_port, host_leftovers, http_get, sh
 
 pytestmark = [pytest.mark.root, pytest.mark.cni]
 
-LEASES = Path("/var/lib/cni/networks")
-
-
-def sh(cmd: str) -> str:
-    return subprocess.run(cmd, shell=True, capture_output=True, text=True, check=False).stdout
 
 
 def leftovers(uuids: list[str], host_ifs: list[str]) -> list[str]:
     """Everything on the host that still names one of these pods."""
-    found: list[str] = []
-    netns = sh("ip netns list")
-    rules = sh("iptables-save")
-    for u in uuids:
-        if f"rkt-{u}" in netns:
-            found.append(f"netns rkt-{u}")
-        if u in rules:
-            found.append(f"iptables rule naming {u}")
-        if LEASES.is_dir():
-            for f in LEASES.rglob("*"):
-                with contextlib.suppress(OSError, UnicodeDecodeError):
-                    if f.is_file() and u in f.read_text():
-                        found.append(f"IPAM lease {f}")
     links = sh("ip -o link")
-    found += [f"link {i}" for i in host_ifs if i and f" {i}@" in links]
-    return found
+    return host_leftovers(uuids) + [f"link {i}" for i in host_ifs if i and f" {i}@" in links]
 
 
 class Pods:
@@ -124,31 +102,9 @@ def pods(tmp_path: Path) -> Iterator[Pods]:
     yield from pods_in(tmp_path)
 
 
-def http_get(ip: str, port: int = 80, *, tries: int = 50) -> str:
-    """GET / (retried while the server starts); the body."""
-    last: Exception | None = None
-    for _ in range(tries):
-        try:
-            c = http.client.HTTPConnection(ip, port, timeout=3)
-            c.request("GET", "/")
-            body = c.getresponse().read().decode()
-            c.close()
-            return body
-        except OSError as e:
-            last = e
-            time.sleep(0.1)
-    raise AssertionError(f"no HTTP answer from {ip}:{port}: {last}")
-
-
 def in_ns(ns: Path, cmd: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(netns_exec_argv(ns) + cmd, capture_output=True, text=True,
                           check=False, timeout=30)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.parametrize(("net", "prefix"), [("default", "172.16.28."),

@@ -18,10 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_net_cni import Pods, free_port, http_get, pods_in
+from test_net_cni import Pods, pods_in
 
 from pyrkt.net import guest_network_script, netns_exec_argv
 from pyrkt.stage1.plan import PortPlan
+from support.net import free_port, http_get
 
 pytestmark = [pytest.mark.root, pytest.mark.cni, pytest.mark.qemu]
 

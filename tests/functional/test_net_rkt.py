@@ -10,13 +10,15 @@ import json
 import random
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_net_cni import free_port, http_get, leftovers, sh
+from test_net_cni import leftovers
+
+from support.images import web_rootfs, write_aci
+from support.net import free_port, http_get, sh
 
 pytestmark = [pytest.mark.root, pytest.mark.cni]
 
@@ -32,21 +34,9 @@ MANIFEST = {
 @pytest.fixture(scope="module")
 def web_aci(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("netaci")
-    root = work / "rootfs"
-    for d in ("bin", "etc", "www", "tmp"):
-        (root / d).mkdir(parents=True)
-    subprocess.run(["cp", "/bin/busybox", str(root / "bin" / "busybox")], check=True)
-    for a in ("sh", "httpd", "wget", "ip", "cat", "sleep"):
-        (root / "bin" / a).symlink_to("busybox")
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-    (root / "etc" / "group").write_text("root:x:0:\n")
-    (root / "www" / "index.html").write_text("hello from a pod\n")
-    (work / "manifest").write_text(json.dumps(MANIFEST))
-    aci = work / "netbox.aci"
-    with tarfile.open(aci, "w") as tar:
-        tar.add(work / "manifest", arcname="manifest")
-        tar.add(root, arcname="rootfs")
-    return aci
+    web_rootfs(work / "rootfs", ("sh", "httpd", "wget", "ip", "cat", "sleep"),
+               "hello from a pod\n")
+    return write_aci(work, MANIFEST, "netbox.aci")
 
 
 class Rkt:

@@ -21,9 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_net_cni import Pods, http_get, in_ns, pods_in, sh
+from test_net_cni import Pods, in_ns, pods_in
 
 from pyrkt.net import PodNetwork, guest_network_script, in_netns
+from support.net import http_get, sh
 
 pytestmark = [pytest.mark.root, pytest.mark.cni]
 

@@ -138,6 +138,32 @@ def busybox_rootfs(dest: Path) -> Path:
     return dest
 
 
+def web_rootfs(root: Path, applets: Sequence[str], index_html: str) -> Path:
+    """A small root tree for HTTP tests: busybox with just `applets`, root in
+    /etc/passwd and /etc/group, /tmp, and /www/index.html holding index_html."""
+    for d in ("bin", "etc", "www", "tmp"):
+        (root / d).mkdir(parents=True)
+    shutil.copy(Path("/bin/busybox"), root / "bin" / "busybox")
+    for a in applets:
+        (root / "bin" / a).symlink_to("busybox")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\n")
+    (root / "www" / "index.html").write_text(index_html)
+    return root
+
+
+def write_aci(work: Path, manifest: str | Mapping[str, object], name: str) -> Path:
+    """An (uncompressed) ACI work/name: `manifest` (JSON text, or an object to encode)
+    and the tree at work/rootfs."""
+    text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+    (work / "manifest").write_text(text)
+    aci = work / name
+    with tarfile.open(aci, "w") as tar:
+        tar.add(work / "manifest", arcname="manifest")
+        tar.add(work / "rootfs", arcname="rootfs")
+    return aci
+
+
 _LDD_LINE = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x")
 
 
