@@ -130,7 +130,7 @@ class ImageManifest:
 
 
 def _nv_out(items: Sequence[NameValue]) -> list[dict[str, str]]:
-    return [{"name": x.name, "value": x.value} for x in items]
+    return [x.to_dict() for x in items]
 
 
 def _dep_out(x: Dependency) -> dict[str, Any]:
@@ -159,22 +159,11 @@ def _app_out(a: App) -> dict[str, Any]:
     if a.environment:
         d["environment"] = _nv_out(a.environment)
     if a.isolators:
-        d["isolators"] = [{"name": i.name, "value": i.value} for i in a.isolators]
+        d["isolators"] = [i.to_dict() for i in a.isolators]
     if a.mount_points:
-        d["mountPoints"] = [
-            {"name": m.name, "path": m.path, "readOnly": m.read_only} for m in a.mount_points
-        ]
+        d["mountPoints"] = [m.to_dict() for m in a.mount_points]
     if a.ports:
-        d["ports"] = [
-            {
-                "name": p.name,
-                "protocol": p.protocol,
-                "port": p.port,
-                "count": p.count,
-                "socketActivated": p.socket_activated,
-            }
-            for p in a.ports
-        ]
+        d["ports"] = [p.to_dict() for p in a.ports]
     if a.user_annotations:
         d["userAnnotations"] = dict(a.user_annotations)
     if a.user_labels:

@@ -146,8 +146,8 @@ class PodManifest:
             "acKind": "PodManifest",
             "apps": [_runtime_app_dict(a) for a in self.apps],
             "volumes": [_volume_dict(v) for v in self.volumes] or None,
-            "isolators": [_iso_dict(i) for i in self.isolators] or None,
-            "annotations": [_kv_dict(k) for k in self.annotations] or None,
+            "isolators": [i.to_dict() for i in self.isolators] or None,
+            "annotations": [k.to_dict() for k in self.annotations] or None,
             "ports": [_exposed_dict(p) for p in self.ports] or None,
         }
         out.update(self.extra)
@@ -160,14 +160,6 @@ class PodManifest:
 # ---- serialisation ----------------------------------------------------------------
 
 
-def _kv_dict(kv: KV) -> dict[str, str]:
-    return {"name": kv.name, "value": kv.value}
-
-
-def _iso_dict(i: Isolator) -> dict[str, Any]:
-    return {"name": i.name, "value": i.value}
-
-
 def app_dict(a: App) -> dict[str, Any]:
     out: dict[str, Any] = {"exec": list(a.exec), "user": a.user, "group": a.group}
     if a.supplementary_gids:
@@ -177,31 +169,20 @@ def app_dict(a: App) -> dict[str, Any]:
     if a.working_directory:
         out["workingDirectory"] = a.working_directory
     if a.environment:
-        out["environment"] = [_kv_dict(k) for k in a.environment]
+        out["environment"] = [k.to_dict() for k in a.environment]
     if a.isolators:
-        out["isolators"] = [_iso_dict(i) for i in a.isolators]
+        out["isolators"] = [i.to_dict() for i in a.isolators]
     if a.mount_points:
-        out["mountPoints"] = [
-            {"name": m.name, "path": m.path, "readOnly": m.read_only} for m in a.mount_points
-        ]
+        out["mountPoints"] = [m.to_dict() for m in a.mount_points]
     if a.ports:
-        out["ports"] = [
-            {
-                "name": p.name,
-                "protocol": p.protocol,
-                "port": p.port,
-                "count": p.count,
-                "socketActivated": p.socket_activated,
-            }
-            for p in a.ports
-        ]
+        out["ports"] = [p.to_dict() for p in a.ports]
     return out
 
 
 def _runtime_app_dict(a: RuntimeApp) -> dict[str, Any]:
     image: dict[str, Any] = {"name": a.image.name, "id": a.image.id}
     if a.image.labels:
-        image["labels"] = [_kv_dict(k) for k in a.image.labels]
+        image["labels"] = [k.to_dict() for k in a.image.labels]
     out: dict[str, Any] = {"name": a.name, "image": image}
     if a.app is not None:
         out["app"] = app_dict(a.app)
@@ -210,7 +191,7 @@ def _runtime_app_dict(a: RuntimeApp) -> dict[str, Any]:
     if a.mounts:
         out["mounts"] = [{"volume": m.volume, "path": m.path} for m in a.mounts]
     if a.annotations:
-        out["annotations"] = [_kv_dict(k) for k in a.annotations]
+        out["annotations"] = [k.to_dict() for k in a.annotations]
     return out
 
 

@@ -38,6 +38,9 @@ class NameValue:
     name: str
     value: str
 
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "value": self.value}
+
 
 @dataclass(frozen=True)
 class Isolator:
@@ -45,6 +48,9 @@ class Isolator:
 
     name: str
     value: Any  # the isolator's JSON value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value}
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,9 @@ class MountPoint:
     name: str
     path: str
     read_only: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "readOnly": self.read_only}
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,15 @@ class Port:
     port: int
     count: int = 1
     socket_activated: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "protocol": self.protocol,
+            "port": self.port,
+            "count": self.count,
+            "socketActivated": self.socket_activated,
+        }
 
 
 def join(path: str, key: str) -> str:
