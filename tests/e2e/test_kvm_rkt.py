@@ -188,8 +188,9 @@ def test_debug_size_all_limited_and_volumes(rkt: Rkt, image: Path,
 def test_enter_and_graceful_stop(rkt: Rkt, image: Path, tmp_path: Path) -> None:
     uuid_file = tmp_path / "uuid"
     p = rkt.start(f"--uuid-file-save={uuid_file}", str(image), "--exec", "/bin/sh", "--", "-c",
-                  "trap 'echo got-term; exit 42' TERM; while :; do sleep 1; done")
+                  "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 1; done")
     uuid = rkt.wait_running(uuid_file)
+    assert p.stdout is not None and p.stdout.readline() == "ready\n"  # the trap is set
     e = rkt("enter", uuid, "hostname")
     assert e.returncode == 0, e.stderr
     assert e.stdout == f"rkt-{uuid}\n"
@@ -229,8 +230,9 @@ def test_sigterm_to_rkt_run_stops_the_pod_gracefully(rkt: Rkt, image: Path,
                                                       tmp_path: Path) -> None:
     uuid_file = tmp_path / "uuid"
     p = rkt.start(f"--uuid-file-save={uuid_file}", str(image), "--exec", "/bin/sh", "--", "-c",
-                  "trap 'echo got-term; exit 43' TERM; while :; do sleep 1; done")
+                  "trap 'echo got-term; exit 43' TERM; echo ready; while :; do sleep 1; done")
     uuid = rkt.wait_running(uuid_file)
+    assert p.stdout is not None and p.stdout.readline() == "ready\n"  # the trap is set
     p.terminate()  # what a service manager does to `rkt run`
     out, err = p.communicate(timeout=300)
     assert p.returncode == 43, err
