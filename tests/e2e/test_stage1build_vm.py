@@ -120,11 +120,6 @@ def test_stage1_name_selects_the_qemu_image(built: Built, rkt_dir: Path) -> None
     assert APP_OUT in cp.stdout, detail
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the kvm runner does not yet read the stage1 image's hypervisor annotation "
-    "(coreos.com/rkt/stage1/hypervisor): it always starts QEMU",
-)
 def test_stage1_name_lkvm_image_runs_lkvm(built: Built, rkt_dir: Path) -> None:
     if shutil.which("lkvm"):
         pytest.skip("an lkvm binary exists here: covered by the lkvm e2e test")

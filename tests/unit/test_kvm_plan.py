@@ -228,3 +228,18 @@ def test_accel_forced_by_env_and_cached_per_kernel(
     assert d.accel is Accel.TCG and "cached" in d.reason
     kernel.write_bytes(b"kernel-2")  # another kernel: not that cache entry
     assert accel.cache_key(kernel) not in json.loads(cache.read_text())
+
+
+def test_stage1_hypervisor_from_the_image_annotation(tmp_path: Path) -> None:
+    from pyrkt.stage1 import contract
+    from pyrkt.stage1.kvm.runner import stage1_hypervisor
+
+    assert stage1_hypervisor(tmp_path) == "qemu"  # no manifest: the default
+    m = contract.stage1_manifest(tmp_path)
+    m.parent.mkdir(parents=True)
+    ann = [{"name": contract.ANN_FLAVOR, "value": "kvm"}]
+    m.write_text(json.dumps({"annotations": ann}))
+    assert stage1_hypervisor(tmp_path) == "qemu"
+    ann.append({"name": contract.ANN_HYPERVISOR, "value": "lkvm"})
+    m.write_text(json.dumps({"annotations": ann}))
+    assert stage1_hypervisor(tmp_path) == "lkvm"

@@ -8,8 +8,10 @@ failing app's code (in pod order).
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ ENV_EXTRA_KERNEL_PARAMS = "RKT_HYPERVISOR_EXTRA_KERNEL_PARAMS"
 class RunOptions:
     debug: bool = False
     accel: Accel | None = None  # None: probe (cached)
-    hypervisor: str = "qemu"
+    hypervisor: str | None = None  # None: the stage1 image's hypervisor annotation
     machine: Machine = Machine.PC
     taps: tuple[Tap, ...] = ()
     netns: Path | None = None  # run the hypervisor inside this netns (NET)
@@ -69,6 +71,25 @@ def serial_log(pod: Path) -> Path:
 def agent_socket_rel() -> Path:
     """Relative to the pod folder (QEMU's cwd): keeps under the unix socket path limit."""
     return Path("kvm") / "agent.sock"
+
+
+def stage1_hypervisor(pod: Path) -> str:
+    """The hypervisor the pod's stage1 image names (its `coreos.com/rkt/stage1/hypervisor`
+    annotation in POD/stage1/manifest); qemu for an image that names none."""
+    try:
+        m = json.loads(contract.stage1_manifest(pod).read_text())
+    except (OSError, ValueError):
+        return hypervisors.HypervisorName.QEMU.value
+    for a in m.get("annotations") or []:
+        if isinstance(a, dict) and a.get("name") == contract.ANN_HYPERVISOR and a.get("value"):
+            return str(a["value"])
+    return hypervisors.HypervisorName.QEMU.value
+
+
+INSTALL_HINT = {
+    "qemu": "install qemu-system-x86",
+    "lkvm": "install kvmtool, or run the pod with another stage1 image",
+}
 
 
 def cache_dir_for(pod: Path) -> Path:
@@ -184,6 +205,14 @@ def _first_failure(plan: PodPlan, codes: dict[str, int]) -> int:
 def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
     """Boot the pod's VM, run its apps, return the first failing app's exit code."""
     pod = pod.resolve()
+    name = opts.hypervisor or stage1_hypervisor(pod)
+    hv = hypervisors.get(name)
+    if shutil.which(hv.binary()) is None:
+        # Before the accelerator probe (which boots QEMU): name the missing hypervisor.
+        raise RktError(
+            f"hypervisor {name}: {hv.binary()} not found on the PATH",
+            INSTALL_HINT.get(name),
+        )
     kvm_dir(pod).mkdir(exist_ok=True)
     serial_log(pod).unlink(missing_ok=True)
     write_guest_files(pod, plan, opts)
@@ -192,7 +221,6 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
         log.info("kvm: KVM is not usable here, using TCG (software emulation; --debug says why)")
     log.debug(f"kvm: accelerator {vp.accel}: {reason}")
     log.debug(f"kvm: VM size {vp.vcpus} vCPU(s), {vp.memory_mib} MiB")
-    hv = hypervisors.get(opts.hypervisor)
     argv = hv.argv(vp)
     if opts.netns is not None:
         from pyrkt.net.netns import netns_exec_argv
@@ -212,7 +240,7 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
             pass_fds=[fd for fd, _ in vp.fd_sets],
         )
     except FileNotFoundError as e:
-        raise RktError(f"{argv[0]}: command not found", "install qemu-system-x86") from e
+        raise RktError(f"{argv[0]}: command not found", INSTALL_HINT.get(name)) from e
     finally:
         for fd, _ in vp.fd_sets:
             os.close(fd)
