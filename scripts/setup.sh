@@ -52,3 +52,10 @@ fi
 # Bytecode for pyrkt itself, written now: a shell with PYTHONDONTWRITEBYTECODE=1 would
 # otherwise recompile every module on every `rkt` command (tens of milliseconds of start-up).
 .venv/bin/python -m compileall -q -j 0 src >/dev/null
+# The tailored guest kernel for the kvm stage1: built once per machine from Debian's
+# linux-source-6.1 (about 4 minutes on 2 idle cores), cached in /var/cache/pyrkt/kernel,
+# instantly reused afterwards. VM pods start about 3 times faster with it; if it cannot be
+# built, the kvm stage1 falls back to the distro kernel and its modules.
+if ! .venv/bin/rkt stage1 kernel >/dev/null; then
+  echo "setup: warning: the tailored guest kernel could not be built; VM pods will use the distro kernel" >&2
+fi
