@@ -1,0 +1,84 @@
+"""`rkt config`: the configuration of each stage, in JSON, as rkt printed it.
+
+Reads `auth.d`, `paths.d` and `stage1.d` in the system, local and user config dirs (later
+dirs override earlier ones: per domain for `auth`, per registry for `dockerAuth`, per
+field for `paths` and `stage1`) and prints `{"stage0": [entries...]}`, one entry per
+auth domain and per docker registry.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pyrkt import __version__
+from pyrkt.errors import RktError, UsageError
+from pyrkt.options import GlobalOptions
+
+USAGE = "Usage: rkt config [--pretty-print=true]"
+
+
+def _entries(dirs: list[Path], sub: str) -> list[tuple[Path, dict[str, Any]]]:
+    out: list[tuple[Path, dict[str, Any]]] = []
+    for d in dirs:
+        folder = d / sub
+        if not folder.is_dir():
+            continue
+        for f in sorted(folder.glob("*.json")):
+            try:
+                data = json.loads(f.read_text())
+            except (OSError, ValueError) as e:
+                raise RktError(f"invalid configuration file {f}: {e}") from e
+            if not isinstance(data, dict) or not data.get("rktKind"):
+                raise RktError(f"invalid configuration file {f}: no rktKind")
+            out.append((f, data))
+    return out
+
+
+def stage0_config(g: GlobalOptions) -> list[dict[str, Any]]:
+    dirs = g.config_dirs
+    auth: dict[str, dict[str, Any]] = {}
+    docker: dict[str, dict[str, Any]] = {}
+    for _, data in _entries(dirs, "auth.d"):
+        kind = data["rktKind"]
+        if kind == "auth":
+            for domain in data.get("domains", []):
+                auth[domain] = {"rktVersion": "v1", "rktKind": "auth", "domains": [domain],
+                                "type": data.get("type", ""),
+                                "credentials": data.get("credentials", {})}
+        elif kind == "dockerAuth":
+            for reg in data.get("registries", []):
+                docker[reg] = {"rktVersion": "v1", "rktKind": "dockerAuth",
+                               "registries": [reg],
+                               "credentials": data.get("credentials", {})}
+    paths = {"rktVersion": "v1", "rktKind": "paths", "data": str(g.dir),
+             "stage1-images": str(g.system_config / "stage1-images")}
+    for _, data in _entries(dirs, "paths.d"):
+        if data["rktKind"] == "paths":
+            for key in ("data", "stage1-images"):
+                if data.get(key):
+                    paths[key] = str(data[key])
+    stage1 = {"rktVersion": "v1", "rktKind": "stage1", "name": "coreos.com/rkt/stage1-coreos",
+              "version": __version__, "location": ""}
+    for _, data in _entries(dirs, "stage1.d"):
+        if data["rktKind"] == "stage1":
+            for key in ("name", "version", "location"):
+                if data.get(key):
+                    stage1[key] = str(data[key])
+    return [*auth.values(), *docker.values(), paths, stage1]
+
+
+def main(argv: list[str], g: GlobalOptions) -> int:
+    pretty = True
+    for a in argv[1:]:
+        if a in ("-h", "--help"):
+            print(USAGE)
+            return 0
+        if a.startswith("--pretty-print"):
+            pretty = a.partition("=")[2].lower() not in ("false", "0")
+        else:
+            raise UsageError(f"unknown flag {a!r}", USAGE)
+    doc = {"stage0": stage0_config(g)}
+    print(json.dumps(doc, indent=4 if pretty else None))
+    return 0
