@@ -243,3 +243,8 @@ def test_stage1_hypervisor_from_the_image_annotation(tmp_path: Path) -> None:
     ann.append({"name": contract.ANN_HYPERVISOR, "value": "lkvm"})
     m.write_text(json.dumps({"annotations": ann}))
     assert stage1_hypervisor(tmp_path) == "lkvm"
+
+
+def test_qemu_tcg_translation_cache_size() -> None:
+    assert opt_after(Qemu().argv(plan(tcg_tb_mib=16)), "-accel") == ["tcg,tb-size=16"]
+    assert opt_after(Qemu().argv(plan(accel=Accel.KVM, tcg_tb_mib=16)), "-accel") == ["kvm"]

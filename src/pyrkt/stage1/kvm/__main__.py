@@ -44,7 +44,9 @@ def run_main(a: cargs.RunArgs) -> int:
 
     pod = Path.cwd()
     plan = plan_for(a, pod)
-    opts = runner.RunOptions(debug=a.debug, accel=accel.parse_forced(a.extra.get("kvm-accel")))
+    opts = runner.RunOptions(
+        debug=a.debug, accel=accel.parse_forced(a.extra.get("kvm-accel")), exec_waiter=True
+    )
     if plan.net == "host":
         raise RktError(
             "--net=host is not supported by the kvm stage1",

@@ -75,4 +75,7 @@ class VmPlan:
     qmp_socket: Path | None = None
     pidfile: Path | None = None
     bios: Path | None = None
+    # TCG's translation-block cache in MiB (QEMU's default: up to 1 GiB, which the
+    # guest fills with code it translated: a third of QEMU's RSS). None: QEMU's default.
+    tcg_tb_mib: int | None = None
     extra_args: tuple[str, ...] = field(default=())

@@ -42,7 +42,7 @@ class Qemu:
             "-name", "rkt",
             "-nodefaults", "-no-user-config", "-nographic",
             "-M", machine,
-            "-accel", plan.accel.value,
+            "-accel", self._accel(plan),
             "-smp", str(plan.vcpus),
             "-m", str(plan.memory_mib),
             "-no-reboot",
@@ -82,6 +82,11 @@ class Qemu:
             a += ["-pidfile", str(plan.pidfile)]
         a += list(plan.extra_args)
         return a
+
+    def _accel(self, plan: VmPlan) -> str:
+        if plan.accel is Accel.TCG and plan.tcg_tb_mib:
+            return f"tcg,tb-size={plan.tcg_tb_mib}"
+        return plan.accel.value
 
     def _console(self, plan: VmPlan) -> list[str]:
         if plan.console is ConsoleMode.INTERACTIVE:
