@@ -7,6 +7,7 @@ failing app's code (in pod order).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -142,6 +143,9 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions) -> None:
     )
     (g / "pod.sh").write_text(text)
     for app in plan.apps:
+        for d in script.APP_MOUNT_POINTS:  # else the guest makes them (a fork each)
+            with contextlib.suppress(OSError):
+                (contract.app_rootfs(pod, app.name) / d).mkdir(exist_ok=True)
         # `enter` appends the command to this prefix (rkt-exec ... --).
         (g / "apps" / app.name).write_text(script.exec_line(app, argv=()) + "\n")
 

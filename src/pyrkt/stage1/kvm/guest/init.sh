@@ -15,8 +15,9 @@ case $rkt_cmdline in
 *" rkt.probe=1 "*) reboot -f ;;
 esac
 rkt_say() { echo "rkt-init: $*" >/dev/console; }
-# QEMU runs with -no-reboot: a reboot ends it (works with and without ACPI).
-rkt_halt() { sync; reboot -f; }
+# QEMU runs with -no-reboot: a reboot ends it (works with and without ACPI). No `sync`
+# (a fork+exec): the only writable shares are 9p without a cache, written through.
+rkt_halt() { reboot -f; }
 rkt_modules=/etc/rkt-modules
 case $rkt_cmdline in
 *" rkt.net=1 "*) rkt_modules="$rkt_modules /etc/rkt-modules-net" ;;
@@ -26,14 +27,19 @@ for f in $rkt_modules; do
 		insmod "/lib/modules/$m" 2>/dev/null || rkt_say "cannot load $m"
 	done <"$f"
 done
-mkdir -p /dev/pts /dev/shm /tmp /run
+mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
-# /dev/rkt.<name> for each virtio-serial port the host named rkt.<name>.
+# $rkt_port_<name>: the device of the virtio-serial port the host named rkt.<name>
+# (variables, not /dev symlinks: an `ln` per port is a fork+exec).
 for p in /sys/class/virtio-ports/*; do
 	[ -e "$p/name" ] || continue
 	read -r n <"$p/name"
-	[ -n "$n" ] && ln -sf "/dev/${p##*/}" "/dev/$n"
+	case $n in
+	rkt.out) rkt_port_out=/dev/${p##*/} ;;
+	rkt.err) rkt_port_err=/dev/${p##*/} ;;
+	rkt.agent) rkt_port_agent=/dev/${p##*/} ;;
+	esac
 done
 mkdir -p /ctl
 rkt_9p="-t 9p -o trans=virtio,version=9p2000.L,msize=262144,access=any"
@@ -45,7 +51,8 @@ fi
 #   enter ID -> runs /ctl/enter/ID/cmd.sh, replies "done ID RC"
 #   stop     -> replies "ok", sends SIGTERM to the apps (SIGKILL after the grace time)
 rkt_agent() {
-	exec 3<>/dev/rkt.agent || return
+	[ -n "$rkt_port_agent" ] || return
+	exec 3<>"$rkt_port_agent" || return
 	while :; do
 		if ! read -r rkt_cmd rkt_arg <&3; then
 			sleep 0.3

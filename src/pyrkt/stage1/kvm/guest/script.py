@@ -3,7 +3,9 @@
 Every decision is made here, on the host, from the `PodPlan`; the guest only executes.
 The init sources the script with /stage1 = the pod's stage1 rootfs (9p tag rkt.stage1),
 /ctl = the pod's control folder (rkt.ctl),
-/dev/rkt.{out,err,agent} = the virtio-serial ports and `rkt_agent` defined.
+$rkt_port_{out,err,agent} = the virtio-serial ports' devices and `rkt_agent` defined.
+The host has made /stage1/rkt/status and each app's /proc, /sys, /dev mount points
+(APP_MOUNT_POINTS): under emulation each guest fork+exec costs tens of milliseconds.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ GUEST_STAGE1 = "/stage1"
 GUEST_CTL = "/ctl"
 CGROUP_ROOT = "/sys/fs/cgroup/rkt"
 CPU_PERIOD_US = 100000
+# Made by the host in each app's rootfs before the boot (the guest checks, with builtins).
+APP_MOUNT_POINTS = ("proc", "sys", "dev")
 
 # Linux capability numbers (include/uapi/linux/capability.h).
 _CAP_NAMES = (
@@ -94,8 +98,11 @@ def _mount_lines(
     if app.readonly_rootfs:
         lines += [f"mount --bind {r} {r}", f"mount -o remount,bind,ro {r} {r}"]
     # Few processes: under emulation each fork+exec costs tens of milliseconds.
-    cg = q(f"{CGROUP_ROOT}/{app.name}") if controllers(app) else ""
-    lines.append(f"mkdir -p {r}/proc {r}/sys {r}/dev {cg} 2>/dev/null")
+    # The host made the mount points (APP_MOUNT_POINTS): `[` is a builtin, mkdir a fork.
+    pts = [f"{r}/{d}" for d in APP_MOUNT_POINTS]
+    lines.append(" && ".join(f"[ -d {p} ]" for p in pts) + f" || mkdir -p {' '.join(pts)}")
+    if controllers(app):
+        lines.append(f"mkdir -p {q(f'{CGROUP_ROOT}/{app.name}')}")
     lines += [
         f"mount -t proc proc {r}/proc",
         f"mount -t sysfs -o ro sysfs {r}/sys",
@@ -148,7 +155,6 @@ def pod_script(
         "ip link set lo up",
         net_script,
         f"rkt_stop_grace={stop_grace_s}",
-        f"mkdir -p {GUEST_STAGE1}/rkt/status",
         "rkt_pids=",
     ]
     needed = sorted({c for app in plan.apps for c in controllers(app)})
@@ -162,7 +168,7 @@ def pod_script(
         ]
     if not plan.interactive:
         # A virtio port opens once: the init holds it and every app inherits it.
-        out.append("exec 4>/dev/rkt.out 5>/dev/rkt.err")
+        out.append('exec 4>"$rkt_port_out" 5>"$rkt_port_err"')
     for i, app in enumerate(plan.apps):
         out.append(f"# app {app.name}")
         out += _mount_lines(app, tags, etc_files)
