@@ -478,3 +478,19 @@ def test_gc_aborted_and_expired_prepared_pods(rkt: Rkt, acis: dict[str, Path]) -
     assert rkt.status(prepared)["state"] == "prepared"  # not expired yet (24h)
     assert rkt("gc", "--grace-period=0s", "--expire-prepared=0s").returncode == 0
     assert rkt("status", prepared).returncode == 254
+
+
+def test_gc_removes_stale_embryos_only(rkt: Rkt, acis: dict[str, Path]) -> None:
+    from pyrkt.pod import pods
+
+    pods.create(rkt.dir).close()  # the pods folder layout, as any `rkt run` leaves it
+    embryo = rkt.dir / "pods" / "embryo"
+    stale = embryo / "0badc0de-0000-4000-8000-000000000001"
+    fresh = embryo / "0badc0de-0000-4000-8000-000000000002"
+    stale.mkdir()
+    fresh.mkdir()
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    assert rkt("gc", "--grace-period=0s").returncode == 0
+    assert not stale.exists()  # left by a rkt that died before locking it
+    assert fresh.exists()  # may be a pod being created right now

@@ -157,6 +157,11 @@ def _age(pod: Pod) -> float:
         return 0.0
 
 
+# An embryo is a pod folder made but not yet locked: one older than this was left by a
+# `rkt run`/`prepare` that died in that instant, and is garbage.
+EMBRYO_STALE_S = 600.0
+
+
 def gc(
     g: GlobalOptions,
     *,
@@ -173,7 +178,9 @@ def gc(
         return e
 
     for pod in list(pods.all_pods(g.dir)):
-        if pod.folder in (Folder.RUN, Folder.PREPARE, Folder.PREPARED):
+        if pod.folder is Folder.EMBRYO and _age(pod) < EMBRYO_STALE_S:
+            continue  # perhaps being created right now (made, not yet locked)
+        if pod.folder in (Folder.EMBRYO, Folder.RUN, Folder.PREPARE, Folder.PREPARED):
             expired = pod.folder is Folder.PREPARED and _age(pod) > expire_prepared
             if pod.folder is Folder.PREPARED and not expired:
                 continue
