@@ -248,3 +248,14 @@ def test_stage1_hypervisor_from_the_image_annotation(tmp_path: Path) -> None:
 def test_qemu_tcg_translation_cache_size() -> None:
     assert opt_after(Qemu().argv(plan(tcg_tb_mib=16)), "-accel") == ["tcg,tb-size=16"]
     assert opt_after(Qemu().argv(plan(accel=Accel.KVM, tcg_tb_mib=16)), "-accel") == ["kvm"]
+
+
+def test_app_fstab_mounts_proc_sys_ro_and_dev() -> None:
+    a = app("web")
+    lines = [ln.split() for ln in script.app_fstab(a).splitlines()]
+    r = "/stage1/opt/stage2/web/rootfs"
+    assert lines == [["proc", f"{r}/proc", "proc", "defaults", "0", "0"],
+                     ["sysfs", f"{r}/sys", "sysfs", "ro", "0", "0"],
+                     ["/dev", f"{r}/dev", "none", "rbind", "0", "0"]]
+    text = script.pod_script(pod(a))
+    assert "mount -a -T /ctl/fstab/web" in text

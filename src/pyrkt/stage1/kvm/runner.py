@@ -129,6 +129,7 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions) -> None:
     g = guest_dir(pod)
     (g / "apps").mkdir(parents=True, exist_ok=True)
     (g / "enter").mkdir(exist_ok=True)
+    (g / "fstab").mkdir(exist_ok=True)
     (g / "started").unlink(missing_ok=True)
     status = contract.status_dir(pod)
     status.mkdir(parents=True, exist_ok=True)
@@ -143,6 +144,7 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions) -> None:
     )
     (g / "pod.sh").write_text(text)
     for app in plan.apps:
+        (g / "fstab" / app.name).write_text(script.app_fstab(app))
         for d in script.APP_MOUNT_POINTS:  # else the guest makes them (a fork each)
             with contextlib.suppress(OSError):
                 (contract.app_rootfs(pod, app.name) / d).mkdir(exist_ok=True)
