@@ -9,38 +9,21 @@ auth domain and per docker registry.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from pyrkt import __version__
-from pyrkt.errors import RktError, UsageError
+from pyrkt.confdir import config_entries
+from pyrkt.errors import UsageError
 from pyrkt.options import GlobalOptions
 
 USAGE = "Usage: rkt config [--pretty-print=true]"
-
-
-def _entries(dirs: list[Path], sub: str) -> list[tuple[Path, dict[str, Any]]]:
-    out: list[tuple[Path, dict[str, Any]]] = []
-    for d in dirs:
-        folder = d / sub
-        if not folder.is_dir():
-            continue
-        for f in sorted(folder.glob("*.json")):
-            try:
-                data = json.loads(f.read_text())
-            except (OSError, ValueError) as e:
-                raise RktError(f"invalid configuration file {f}: {e}") from e
-            if not isinstance(data, dict) or not data.get("rktKind"):
-                raise RktError(f"invalid configuration file {f}: no rktKind")
-            out.append((f, data))
-    return out
 
 
 def stage0_config(g: GlobalOptions) -> list[dict[str, Any]]:
     dirs = g.config_dirs
     auth: dict[str, dict[str, Any]] = {}
     docker: dict[str, dict[str, Any]] = {}
-    for _, data in _entries(dirs, "auth.d"):
+    for _, data in config_entries(dirs, "auth.d"):
         kind = data["rktKind"]
         if kind == "auth":
             for domain in data.get("domains", []):
@@ -54,14 +37,14 @@ def stage0_config(g: GlobalOptions) -> list[dict[str, Any]]:
                                "credentials": data.get("credentials", {})}
     paths = {"rktVersion": "v1", "rktKind": "paths", "data": str(g.dir),
              "stage1-images": str(g.system_config / "stage1-images")}
-    for _, data in _entries(dirs, "paths.d"):
+    for _, data in config_entries(dirs, "paths.d"):
         if data["rktKind"] == "paths":
             for key in ("data", "stage1-images"):
                 if data.get(key):
                     paths[key] = str(data[key])
     stage1 = {"rktVersion": "v1", "rktKind": "stage1", "name": "coreos.com/rkt/stage1-coreos",
               "version": __version__, "location": ""}
-    for _, data in _entries(dirs, "stage1.d"):
+    for _, data in config_entries(dirs, "stage1.d"):
         if data["rktKind"] == "stage1":
             for key in ("name", "version", "location"):
                 if data.get(key):

@@ -61,18 +61,11 @@ def stage1_images_dir(g: GlobalOptions) -> Path:
 
 def _configured(g: GlobalOptions) -> dict[str, str] | None:
     """The last `stage1.d` entry (local config overrides system config)."""
+    from pyrkt.confdir import config_entries
+
     found: dict[str, str] | None = None
-    for d in (g.system_config, g.local_config):
-        sd = d / "stage1.d"
-        if not sd.is_dir():
-            continue
-        for f in sorted(sd.glob("*.json")):
-            try:
-                data = json.loads(f.read_text())
-            except (OSError, ValueError) as e:
-                raise RktError(f"invalid stage1 configuration {f}: {e}") from e
-            if data.get("rktKind") != "stage1":
-                continue
+    for _, data in config_entries((g.system_config, g.local_config), "stage1.d"):
+        if data.get("rktKind") == "stage1":
             found = {k: str(data.get(k, "")) for k in ("name", "version", "location")}
     return found
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyrkt import log
+from pyrkt.confdir import config_files
 from pyrkt.errors import RktError
 from pyrkt.image.docker.reference import DOCKER_HUB
 
@@ -108,15 +109,11 @@ def load_credentials(config_dirs: Iterable[Path],
     """Registry host -> credentials, from docker's config.json then each auth.d in order."""
     found = _docker_config(docker_config if docker_config is not None
                            else default_docker_config())
-    for d in config_dirs:
-        authd = d / "auth.d"
-        if not authd.is_dir():
-            continue
-        for f in sorted(authd.glob("*.json")):
-            entries = _rkt_auth_file(f)
-            if entries:
-                log.debug(f"credentials for {', '.join(sorted(entries))} from {f}")
-            found.update(entries)
+    for f in config_files(config_dirs, "auth.d"):
+        entries = _rkt_auth_file(f)
+        if entries:
+            log.debug(f"credentials for {', '.join(sorted(entries))} from {f}")
+        found.update(entries)
     return found
 
 
