@@ -65,3 +65,26 @@ def pytest_runtest_makereport(
 
 # Shared fixtures (test registry, test images) live in tests/support/.
 pytest_plugins = ["support.fixtures"]
+
+
+# host-local (the CNI IPAM plugin) keeps a folder per network name under
+# /var/lib/cni/networks even after every lease is released; tests make networks with
+# random names, so the session removes the lease-free folders it added.
+_CNI_IPAM = Path("/var/lib/cni/networks")
+_ipam_before: set[str] = set()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if _CNI_IPAM.is_dir():
+        _ipam_before.update(p.name for p in _CNI_IPAM.iterdir())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not _CNI_IPAM.is_dir():
+        return
+    for folder in _CNI_IPAM.iterdir():
+        if folder.name in _ipam_before or not folder.is_dir():
+            continue
+        names = {p.name for p in folder.iterdir()}
+        if all(n == "lock" or n.startswith("last_reserved_ip") for n in names):
+            shutil.rmtree(folder, ignore_errors=True)
