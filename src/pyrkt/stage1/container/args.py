@@ -1,4 +1,4 @@
-"""The stage1 entrypoint arguments (rkt's stage1 contract), shared by coreos and fly.
+"""The stage1 entrypoint arguments (rkt's stage1 contract), shared by coreos, fly and kvm.
 
 `run [--debug] --net=LIST [--interactive] [--hostname=H] [--local-config=DIR] ... UUID`,
 `enter --pid=PID --appname=APP [--] CMD...`, `stop [--force] UUID`, `gc UUID`.
@@ -8,9 +8,13 @@ and kept in `extra`.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pyrkt.errors import UsageError
+from pyrkt.stage1.plan import PodPlan
 
 _TRUE = ("", "true", "1", "yes")
 
@@ -114,3 +118,50 @@ def parse_uuid(argv: list[str], verb: str) -> str:
     if len(pos) != 1:
         raise UsageError(f"stage1 {verb}: expected exactly one pod UUID", f"got {pos!r}")
     return pos[0]
+
+
+def plan_for(args: RunArgs, pod: Path) -> PodPlan:
+    """The pod's plan from the planner, with the contract flags applied."""
+    import dataclasses
+
+    from pyrkt.stage1.planner import build_plan
+
+    plan = build_plan(pod)
+    changes: dict[str, object] = {}
+    if args.net is not None:
+        changes["net"] = args.net
+    if args.interactive is not None:
+        changes["interactive"] = args.interactive
+    if args.hostname:
+        changes["hostname"] = args.hostname
+    if not plan.hostname and not args.hostname:
+        changes["hostname"] = f"rkt-{args.uuid}"
+    return dataclasses.replace(plan, **changes)  # type: ignore[arg-type]
+
+
+Entrypoint = Callable[[list[str]], int]
+
+
+def entry_main(argv: list[str], flavor: str, verbs: Mapping[str, Entrypoint]) -> int:
+    """`python -m pyrkt.stage1.<flavor> VERB ARGS...`: dispatch to the flavor's entrypoint;
+    the stage1's own failures are one `stage1: ...` line and exit 254."""
+    from pyrkt import log
+    from pyrkt.errors import RktError
+
+    log.set_prefix("stage1")
+    if not argv:
+        print(f"usage: python -m pyrkt.stage1.{flavor} {'|'.join(verbs)} ...", file=sys.stderr)
+        return 254
+    verb, rest = argv[0], argv[1:]
+    if "--debug" in rest or "--debug=true" in rest:
+        log.set_debug(True)
+    try:
+        if verb not in verbs:
+            raise RktError(f"unknown stage1 entrypoint {verb!r}")
+        return verbs[verb](rest)
+    except RktError as e:
+        print(f"stage1: {e}", file=sys.stderr)
+        return e.exit_code
+    except OSError as e:
+        print(f"stage1: {e}", file=sys.stderr)
+        return 254

@@ -23,7 +23,7 @@ from pyrkt.linux import mount, ns
 from pyrkt.linux.cgroup import Limits, PodCgroups
 from pyrkt.stage1 import contract
 from pyrkt.stage1.container import etcfiles
-from pyrkt.stage1.container.args import RunArgs
+from pyrkt.stage1.container.args import RunArgs, plan_for
 from pyrkt.stage1.container.init import FORWARDED, InitConfig, exit_code, run_init
 from pyrkt.stage1.plan import PodPlan
 
@@ -131,23 +131,6 @@ def execute(plan: PodPlan, pod: Path, opts: RunOptions = RunOptions()) -> int:
             cg.destroy()
         except OSError as e:
             log.warn(f"cannot remove the pod's cgroups: {e}")
-
-
-def plan_for(args: RunArgs, pod: Path) -> PodPlan:
-    """The pod's plan from the planner, with the contract flags applied."""
-    from pyrkt.stage1.planner import build_plan
-
-    plan = build_plan(pod)
-    changes: dict[str, object] = {}
-    if args.net is not None:
-        changes["net"] = args.net
-    if args.interactive is not None:
-        changes["interactive"] = args.interactive
-    if args.hostname:
-        changes["hostname"] = args.hostname
-    if not plan.hostname and not args.hostname:
-        changes["hostname"] = f"rkt-{args.uuid}"
-    return dataclasses.replace(plan, **changes)  # type: ignore[arg-type]
 
 
 def config_dirs(args: RunArgs) -> list[Path]:

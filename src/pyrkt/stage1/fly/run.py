@@ -19,10 +19,10 @@ from pyrkt.errors import RktError
 from pyrkt.linux import mount, ns
 from pyrkt.stage1.container import app as appexec
 from pyrkt.stage1.container import rootfs
-from pyrkt.stage1.container.args import RunArgs
+from pyrkt.stage1.container.args import RunArgs, plan_for
 from pyrkt.stage1.container.init import FORWARDED, exit_code, write_app_info, write_status
 from pyrkt.stage1.container.paths import secure_join
-from pyrkt.stage1.container.run import plan_for, write_pid
+from pyrkt.stage1.container.run import write_pid
 from pyrkt.stage1.plan import AppPlan, PodPlan
 
 HOST_DIRS = ("/dev", "/proc", "/sys")

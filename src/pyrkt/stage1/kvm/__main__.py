@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pyrkt import log
 from pyrkt.errors import RktError
 from pyrkt.stage1.container import args as cargs
 from pyrkt.stage1.plan import PodPlan
@@ -22,28 +21,12 @@ if TYPE_CHECKING:
 SPECIAL_NETS = ("none", "host")
 
 
-def plan_for(a: cargs.RunArgs, pod: Path) -> PodPlan:
-    from pyrkt.stage1.planner import build_plan
-
-    plan = build_plan(pod)
-    changes: dict[str, object] = {}
-    if a.net is not None:
-        changes["net"] = a.net
-    if a.interactive is not None:
-        changes["interactive"] = a.interactive
-    if a.hostname:
-        changes["hostname"] = a.hostname
-    if not plan.hostname and not a.hostname:
-        changes["hostname"] = f"rkt-{a.uuid}"
-    return dataclasses.replace(plan, **changes)  # type: ignore[arg-type]
-
-
 def run_main(a: cargs.RunArgs) -> int:
     from pyrkt.stage1.kvm import accel, runner
     from pyrkt.stage1.kvm.vm import Tap
 
     pod = Path.cwd()
-    plan = plan_for(a, pod)
+    plan = cargs.plan_for(a, pod)
     opts = runner.RunOptions(
         debug=a.debug, accel=accel.parse_forced(a.extra.get("kvm-accel")), exec_waiter=True
     )
@@ -92,40 +75,33 @@ def _etc_files(
     return tuple(files)
 
 
+def _enter(rest: list[str]) -> int:
+    from pyrkt.stage1.kvm import agent
+
+    e = cargs.parse_enter(rest)
+    if not e.appname:
+        raise RktError("stage1 enter: --appname is required")
+    return agent.enter(Path.cwd(), e.appname, e.cmd or ("/bin/sh",))
+
+
+def _stop(rest: list[str]) -> int:
+    from pyrkt.stage1.kvm import lifecycle
+
+    return lifecycle.stop(Path.cwd(), force=cargs.parse_stop(rest).force)
+
+
+def _gc(rest: list[str]) -> int:
+    from pyrkt.stage1.kvm import lifecycle
+
+    cargs.parse_uuid(rest, "gc")
+    return lifecycle.gc(Path.cwd())
+
+
 def main(argv: list[str]) -> int:
-    log.set_prefix("stage1")
-    if not argv:
-        print("usage: python -m pyrkt.stage1.kvm run|enter|stop|gc ...", file=sys.stderr)
-        return 254
-    verb, rest = argv[0], argv[1:]
-    if "--debug" in rest or "--debug=true" in rest:
-        log.set_debug(True)
-    try:
-        if verb == "run":
-            return run_main(cargs.parse_run(rest))
-        if verb == "enter":
-            from pyrkt.stage1.kvm import agent
-
-            e = cargs.parse_enter(rest)
-            if not e.appname:
-                raise RktError("stage1 enter: --appname is required")
-            return agent.enter(Path.cwd(), e.appname, e.cmd or ("/bin/sh",))
-        if verb == "stop":
-            from pyrkt.stage1.kvm import lifecycle
-
-            return lifecycle.stop(Path.cwd(), force=cargs.parse_stop(rest).force)
-        if verb == "gc":
-            from pyrkt.stage1.kvm import lifecycle
-
-            cargs.parse_uuid(rest, "gc")
-            return lifecycle.gc(Path.cwd())
-        raise RktError(f"unknown stage1 entrypoint {verb!r}")
-    except RktError as e:
-        print(f"stage1: {e}", file=sys.stderr)
-        return e.exit_code
-    except OSError as e:
-        print(f"stage1: {e}", file=sys.stderr)
-        return 254
+    return cargs.entry_main(argv, "kvm", {
+        "run": lambda rest: run_main(cargs.parse_run(rest)),
+        "enter": _enter, "stop": _stop, "gc": _gc,
+    })
 
 
 if __name__ == "__main__":
