@@ -210,7 +210,12 @@ def test_vm_pod_cycles_then_gc_leave_nothing(rkt: Rkt, web_aci: Path) -> None:
         assert r.returncode == 0, f"cycle {i}: {r.stderr}"
     # The last: QEMU is SIGKILLed while the pod runs; the next gc must clean up.
     u, _ = rkt.start("--net=default", f"--port=http:{free_port()}", str(web_aci))
-    for pid in kh.qemu_pids_for(u):
+    # The pod's networks are up before its QEMU starts: wait for QEMU itself.
+    deadline = time.monotonic() + 120
+    while not (pids := kh.qemu_pids_for(u)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert pids, "the pod's QEMU never started"
+    for pid in pids:
         os.kill(pid, 9)
     rkt.procs[-1].wait(timeout=60)
     assert rkt("gc", "--grace-period=0s").returncode == 0
