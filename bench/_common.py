@@ -11,8 +11,9 @@ import argparse
 import contextlib
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -49,3 +50,25 @@ def runs(seconds: Sequence[float]) -> str:
     """`median 1.23s  runs 1.20 1.23 1.31`."""
     return (f"median {statistics.median(seconds):.2f}s  "
             f"runs {' '.join(f'{x:.2f}' for x in seconds)}")
+
+
+def compare_on_bulk(
+    ours: Callable[[str, Path], float],
+    theirs: Callable[[str, Path], float],
+    labels: tuple[str, str, str],
+) -> int:
+    """Time `ours(ref, workdir)` and `theirs(host, workdir)` in turn against one bulk
+    registry, `--runs` times each; print both series and the ratio theirs/ours."""
+    args = bulk_args()
+    with tempfile.TemporaryDirectory(prefix="pyrkt-bench-") as tmp:
+        base = Path(tmp)
+        with bulk_registry(base, args.mb, args.layers) as reg:
+            a_runs, b_runs = [], []
+            for _ in range(args.runs):
+                a_runs.append(ours(reg.ref("bulk"), base / "pyrkt"))
+                b_runs.append(theirs(reg.host, base / "peer"))
+    a, b = statistics.median(a_runs), statistics.median(b_runs)
+    print(f"{labels[0]}: {runs(a_runs)}")
+    print(f"{labels[1]}: {runs(b_runs)}")
+    print(f"ratio {labels[2]}: {b / a:.2f}")
+    return 0

@@ -15,14 +15,12 @@ and prints the medians and the ratio (skopeo+umoci) / pyrkt (above 1: pyrkt is f
 from __future__ import annotations
 
 import shutil
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _common import bulk_args, bulk_registry, runs
+from _common import compare_on_bulk
 
 from pyrkt.image.store import Store
 
@@ -56,20 +54,9 @@ def _time_skopeo_umoci(host: str, work: Path) -> float:
 
 
 def main() -> int:
-    args = bulk_args()
-    with tempfile.TemporaryDirectory(prefix="pyrkt-bench-") as tmp:
-        base = Path(tmp)
-        with bulk_registry(base, args.mb, args.layers) as reg:
-            ours, theirs = [], []
-            for _ in range(args.runs):
-                ours.append(_time_pyrkt(reg.ref("bulk"), base / "pyrkt"))
-                theirs.append(_time_skopeo_umoci(reg.host, base / "skopeo"))
-    a, b = statistics.median(ours), statistics.median(theirs)
-    print(f"pyrkt fetch+render:  {runs(ours)}")
-    print(f"skopeo copy + umoci unpack: {runs(theirs)}")
-    print(f"ratio (skopeo+umoci)/pyrkt: {b / a:.2f}")
-    return 0
-
+    return compare_on_bulk(_time_pyrkt, _time_skopeo_umoci,
+                           ("pyrkt fetch+render", "skopeo copy + umoci unpack",
+                            "(skopeo+umoci)/pyrkt"))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,14 +12,12 @@ and prints the medians and the ratio skopeo / pyrkt (above 1: pyrkt is faster).
 from __future__ import annotations
 
 import shutil
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _common import bulk_args, bulk_registry, runs
+from _common import compare_on_bulk
 
 from pyrkt.image.docker.pull import PullOptions, pull
 
@@ -43,20 +41,8 @@ def _time_skopeo(host: str, out: Path) -> float:
 
 
 def main() -> int:
-    args = bulk_args()
-    with tempfile.TemporaryDirectory(prefix="pyrkt-bench-") as tmp:
-        base = Path(tmp)
-        with bulk_registry(base, args.mb, args.layers) as reg:
-            ours, theirs = [], []
-            for _ in range(args.runs):
-                ours.append(_time_pyrkt(reg.ref("bulk"), base / "pyrkt"))
-                theirs.append(_time_skopeo(reg.host, base / "skopeo"))
-    a, b = statistics.median(ours), statistics.median(theirs)
-    print(f"pyrkt pull:  {runs(ours)}")
-    print(f"skopeo copy: {runs(theirs)}")
-    print(f"ratio skopeo/pyrkt: {b / a:.2f}")
-    return 0
-
+    return compare_on_bulk(_time_pyrkt, _time_skopeo,
+                           ("pyrkt pull", "skopeo copy", "skopeo/pyrkt"))
 
 if __name__ == "__main__":
     sys.exit(main())
