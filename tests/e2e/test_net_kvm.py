@@ -85,7 +85,10 @@ class Rkt:
         return self("run", "--insecure-options=image", f"--stage1-path={self.stage1}", *args)
 
     def start(self, *args: str) -> tuple[str, dict[str, str]]:
-        """A pod in the background; (uuid, {network: ip}) once its networks are up."""
+        """A pod in the background; (uuid, {network: ip}) once its QEMU runs.
+
+        Networks are added one by one (net-info.json is rewritten before each ADD), and all
+        of them are up before QEMU starts: waiting for QEMU sees every network."""
         self.n += 1
         uf = self.dir.parent / f"uuid-{self.n}"
         p = subprocess.Popen(self.argv("run", "--insecure-options=image",
@@ -99,7 +102,7 @@ class Rkt:
             assert p.poll() is None, f"rkt run exited {p.returncode}: {p.communicate()}"
             u = uf.read_text().strip() if uf.exists() else ""
             ni = self.dir / "pods" / "run" / u / "net-info.json"
-            if u and ni.exists():
+            if u and ni.exists() and kh.qemu_pids_for(u):
                 info = json.loads(ni.read_text())
                 if info and all(i.get("ip") for i in info):
                     return u, {i["netName"]: i["ip"] for i in info}
@@ -210,10 +213,7 @@ def test_vm_pod_cycles_then_gc_leave_nothing(rkt: Rkt, web_aci: Path) -> None:
         assert r.returncode == 0, f"cycle {i}: {r.stderr}"
     # The last: QEMU is SIGKILLed while the pod runs; the next gc must clean up.
     u, _ = rkt.start("--net=default", f"--port=http:{free_port()}", str(web_aci))
-    # The pod's networks are up before its QEMU starts: wait for QEMU itself.
-    deadline = time.monotonic() + 120
-    while not (pids := kh.qemu_pids_for(u)) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    pids = kh.qemu_pids_for(u)
     assert pids, "the pod's QEMU never started"
     for pid in pids:
         os.kill(pid, 9)
