@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from pyrkt.errors import UsageError
-from pyrkt.options import GlobalOptions, parse_insecure
+from pyrkt.options import DEFAULT_DIR, GlobalOptions, parse_insecure
 
 _VALUE_FLAGS = {
     "--dir": "dir",
@@ -27,6 +27,22 @@ def parse_bool(flag: str, value: str) -> bool:
     if v in _FALSE:
         return False
     raise UsageError(f"invalid boolean value {value!r} for {flag}")
+
+
+def configured_data_dir(system_config: Path, local_config: Path) -> Path:
+    """The `data` path of rkt's `paths` config (local overriding system), else /var/lib/rkt.
+
+    rkt reads `paths.d` in the system and local config dirs only; `--dir` wins over both.
+    """
+    if not ((system_config / "paths.d").is_dir() or (local_config / "paths.d").is_dir()):
+        return DEFAULT_DIR  # the common case: no file to read
+    from pyrkt.confdir import config_entries
+
+    data = DEFAULT_DIR
+    for _, entry in config_entries([system_config, local_config], "paths.d"):
+        if entry["rktKind"] == "paths" and entry.get("data"):
+            data = Path(str(entry["data"]))
+    return data
 
 
 def extract_globals(argv: list[str]) -> tuple[GlobalOptions, list[str]]:
@@ -58,11 +74,14 @@ def extract_globals(argv: list[str]) -> tuple[GlobalOptions, list[str]]:
         i += 1
     g = GlobalOptions()
     user_default = os.environ.get("HOME")
+    local_config = Path(values.get("local_config", g.local_config))
+    system_config = Path(values.get("system_config", g.system_config))
     return (
         GlobalOptions(
-            dir=Path(values.get("dir", g.dir)),
-            local_config=Path(values.get("local_config", g.local_config)),
-            system_config=Path(values.get("system_config", g.system_config)),
+            dir=Path(values["dir"]) if "dir" in values
+            else configured_data_dir(system_config, local_config),
+            local_config=local_config,
+            system_config=system_config,
             user_config=Path(values["user_config"])
             if "user_config" in values
             else (Path(user_default) / ".config/rkt" if user_default else None),

@@ -3,7 +3,8 @@
 Reads `auth.d`, `paths.d` and `stage1.d` in the system, local and user config dirs (later
 dirs override earlier ones: per domain for `auth`, per registry for `dockerAuth`, per
 field for `paths` and `stage1`) and prints `{"stage0": [entries...]}`, one entry per
-auth domain and per docker registry.
+auth domain and per docker registry. `paths.d` is read in the system and local dirs only,
+as rkt did; its `data` is also the default `--dir` (pyrkt.cli.common).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def stage0_config(g: GlobalOptions) -> list[dict[str, Any]]:
                                "credentials": data.get("credentials", {})}
     paths = {"rktVersion": "v1", "rktKind": "paths", "data": str(g.dir),
              "stage1-images": str(g.system_config / "stage1-images")}
-    for _, data in config_entries(dirs, "paths.d"):
+    for _, data in config_entries([g.system_config, g.local_config], "paths.d"):
         if data["rktKind"] == "paths":
             for key in ("data", "stage1-images"):
                 if data.get(key):
