@@ -258,3 +258,58 @@ def test_opaque_whiteout_after_children_keeps_this_layers_children(
     apply_layer(layer(entry("d/new/file", data=b"upper"), entry("d/.wh..wh..opq")), root)
     assert sorted(p.name for p in (root / "d").iterdir()) == ["new"]
     assert (root / "d" / "new" / "file").read_bytes() == b"upper"
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])
+def test_long_names_big_files_and_both_header_formats(tmp_path: Path, fmt: int) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    deep = "/".join(f"directory-{i:02d}" for i in range(12))  # > 100 characters
+    big = os.urandom(3 << 20) + b"tail"  # spans several decompressed chunks
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
+        for name, data in ((f"{deep}/file", b"deep"), ("big", big), ("small", b"s")):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+        ln = tarfile.TarInfo("link-with-a-long-target")
+        ln.type = tarfile.SYMTYPE
+        ln.linkname = f"{deep}/file"
+        tf.addfile(ln)
+    size = apply_layer(io.BytesIO(gzip.compress(buf.getvalue())), root)
+    assert (root / deep / "file").read_bytes() == b"deep"
+    assert (root / "big").read_bytes() == big
+    assert (root / "small").read_bytes() == b"s"
+    assert os.readlink(root / "link-with-a-long-target") == f"{deep}/file"
+    assert 3 << 20 < size <= len(buf.getvalue())
+
+
+def test_concatenated_gzip_members_and_zero_padding_are_one_layer(
+    box: tuple[Path, Path],
+) -> None:
+    root, _ = box
+    plain = layer(entry("a", data=b"A" * 5000), entry("b", data=b"B")).getvalue()
+    half = len(plain) // 2
+    data = gzip.compress(plain[:half]) + gzip.compress(plain[half:]) + b"\0" * 1024
+    apply_layer(io.BytesIO(data), root)
+    assert (root / "a").read_bytes() == b"A" * 5000
+    assert (root / "b").read_bytes() == b"B"
+
+
+@pytest.mark.parametrize("compress", ["", "gzip", "zstd"])
+def test_truncated_layer_is_a_layer_error(box: tuple[Path, Path], compress: str) -> None:
+    root, _ = box
+    plain = layer(entry("big", data=os.urandom(200_000)), entry("after", data=b"x")).getvalue()
+    cut = plain[:100_000]
+    data = gzip.compress(cut) if compress == "gzip" else \
+        zstandard.ZstdCompressor().compress(cut) if compress == "zstd" else cut
+    with pytest.raises(LayerError, match="cannot apply layer"):
+        apply_layer(io.BytesIO(data), root)
+    assert not (root / "after").exists()
+
+
+def test_compressed_stream_cut_short_is_a_layer_error(box: tuple[Path, Path]) -> None:
+    root, _ = box
+    data = layer(entry("f", data=os.urandom(100_000)), compress="gzip").getvalue()
+    with pytest.raises(LayerError, match="cannot apply layer"):
+        apply_layer(io.BytesIO(data[: len(data) - 100]), root)

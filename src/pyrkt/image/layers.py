@@ -27,7 +27,8 @@ from pathlib import Path
 
 from pyrkt import log
 from pyrkt.errors import RktError
-from pyrkt.image.streams import ByteStream, decompressed
+from pyrkt.image.streams import ByteStream, decompressed, decompressed_chunks
+from pyrkt.image.tarstream import TarStream
 
 __all__ = ["ByteStream", "LayerError", "apply_layer", "decompressed", "split_path"]
 
@@ -145,7 +146,7 @@ class _Applier:
         finally:
             os.close(dfd)
 
-    def apply(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+    def apply(self, tf: TarStream, m: tarfile.TarInfo) -> None:
         parts = split_path(m.name)
         if not parts:
             if m.isdir():
@@ -172,7 +173,7 @@ class _Applier:
             self.remove(dfd, name)
             self.create(tf, dfd, name, m)
 
-    def create(self, tf: tarfile.TarFile, dfd: int, name: str, m: tarfile.TarInfo) -> None:
+    def create(self, tf: TarStream, dfd: int, name: str, m: tarfile.TarInfo) -> None:
         """Create a non-directory entry; FileExistsError if the name is taken."""
         if m.isreg():
             self.write_file(tf, dfd, name, m)
@@ -203,20 +204,11 @@ class _Applier:
         finally:
             os.close(fd)
 
-    def write_file(self, tf: tarfile.TarFile, dfd: int, name: str, m: tarfile.TarInfo) -> None:
+    def write_file(self, tf: TarStream, dfd: int, name: str, m: tarfile.TarInfo) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(name, flags, 0o600, dir_fd=dfd)
         try:
-            src = tf.extractfile(m)
-            if src is not None:
-                while True:
-                    buf = src.read(_CHUNK)
-                    if not buf:
-                        break
-                    view = memoryview(buf)
-                    while view:
-                        n = os.write(fd, view)
-                        view = view[n:]
+            tf.copy_to(fd)
             if self.same_owner:
                 os.fchown(fd, m.uid, m.gid)
             os.fchmod(fd, m.mode & 0o7777)
@@ -285,18 +277,18 @@ def apply_layer(stream: ByteStream, root: Path, *, whiteouts: bool = True) -> in
     root_fd = os.open(root, _DIR_FLAGS)
     try:
         applier = _Applier(root_fd, whiteouts=whiteouts, same_owner=os.geteuid() == 0)
-        plain = decompressed(stream)
+        chunks = decompressed_chunks(stream)
         try:
-            with tarfile.open(fileobj=plain, mode="r|", errorlevel=2, bufsize=_CHUNK) as tf:
-                for m in tf:
-                    applier.apply(tf, m)
-                size = tf.offset
+            ts = TarStream(chunks)
+            for m in ts:
+                applier.apply(ts, m)
+            size = ts.size
         except RktError:
             raise
-        except Exception as e:  # tarfile, gzip, zlib, zstandard and OS errors alike
+        except Exception as e:  # tar, gzip, zlib, zstandard and OS errors alike
             raise LayerError(f"cannot apply layer: {e}") from e
         finally:
-            plain.close()
+            chunks.close()
             applier.close_fds(all_fds=True)
         applier.finish()
         return size

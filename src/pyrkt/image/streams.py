@@ -1,6 +1,10 @@
 """Byte streams for layers and archives: compression detected by magic bytes (gzip,
 zstd or none), gzip inflated in large chunks (by ISA-L when installed, about 3x zlib), and
 decompression run a few chunks ahead in a helper thread so it overlaps with the consumer.
+
+Two shapes of the same data: `decompressed_chunks(stream)` gives the plain bytes as an
+iterator of chunks (no copy: what the decompressor returned; `tarstream` writes files
+straight from them), `decompressed(stream)` as a file object with `read`.
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ import queue
 import threading
 import types
 import zlib
-from typing import IO, Any, Protocol
+from collections.abc import Iterator
+from typing import IO, Any, Protocol, cast
 
 _CHUNK = 1 << 20
+_OUT_MAX = 1 << 20  # the most one inflate call returns (text layers inflate 100x)
 
 
 class ByteStream(Protocol):
@@ -21,27 +27,14 @@ class ByteStream(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-class _Prefixed(io.RawIOBase):
-    """A stream with some bytes already read from it put back in front."""
+class Chunks(Protocol):
+    """An iterator of byte chunks that must be closed (it may own a thread)."""
 
-    def __init__(self, head: bytes, rest: ByteStream) -> None:
-        self._head = head
-        self._rest = rest
+    def __iter__(self) -> Iterator[bytes]: ...
 
-    def readable(self) -> bool:
-        return True
+    def __next__(self) -> bytes: ...
 
-    def readinto(self, b: Any) -> int:
-        view = memoryview(b).cast("B")
-        if self._head:
-            n = min(len(view), len(self._head))
-            view[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._rest.read(len(view))
-        n = len(data)
-        view[:n] = data
-        return n
+    def close(self) -> None: ...
 
 
 _zlib: types.ModuleType = zlib
@@ -53,61 +46,60 @@ except ImportError:  # pragma: no cover
     pass
 
 
-class _GunzipReader(io.RawIOBase):
-    """gzip decompression in large chunks (GzipFile's small reads cost 2x in Python);
-    concatenated gzip members are followed, as gzip(1) does."""
+def _raw_chunks(head: bytes, raw: ByteStream) -> Iterator[bytes]:
+    if head:
+        yield head
+    while chunk := raw.read(_CHUNK):
+        yield chunk
 
-    def __init__(self, raw: ByteStream) -> None:
-        self._raw = raw
-        self._d = _zlib.decompressobj(wbits=31)
-        self._pending = b""
-        self._eof = False
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        view = memoryview(b).cast("B")
-        while True:
-            if self._pending:
-                out = self._d.decompress(self._pending, len(view))
-                self._pending = self._d.unconsumed_tail
-            elif self._eof:
-                return 0
-            else:
-                chunk = self._raw.read(_CHUNK)
-                if not chunk:
-                    self._eof = True
-                    if not self._d.eof:
-                        raise EOFError("compressed layer ended before the end of the stream")
-                    continue
-                out = self._d.decompress(chunk, len(view))
-                self._pending = self._d.unconsumed_tail
-            if self._d.eof and self._d.unused_data:
-                rest = self._d.unused_data + self._pending
-                if rest.strip(b"\0"):
-                    self._d = _zlib.decompressobj(wbits=31)
-                self._pending = rest if rest.strip(b"\0") else b""
+def _gunzip_chunks(raw: Iterator[bytes]) -> Iterator[bytes]:
+    """gzip inflated in large chunks; concatenated members are followed, as gzip(1)
+    does, and NUL padding after the last one is ignored."""
+    d = _zlib.decompressobj(wbits=31)
+    ended = False  # the member ended: only padding or another member may follow
+    for data in raw:
+        while data:
+            if ended:
+                if not data.strip(b"\0"):
+                    break
+                d = _zlib.decompressobj(wbits=31)
+                ended = False
+            out = d.decompress(data, _OUT_MAX)
             if out:
-                n = len(out)
-                view[:n] = out
-                return n
+                yield out
+            if d.eof:
+                ended = True
+                data = d.unused_data
+            else:
+                data = d.unconsumed_tail
+    if not ended:
+        raise EOFError("compressed layer ended before the end of the stream")
 
 
-class _Prefetcher(io.RawIOBase):
-    """Reads a stream in a helper thread, a few chunks ahead: decompression (which
-    releases the GIL) then overlaps with tar parsing and file writes."""
+def _zstd_chunks(raw: Iterator[bytes]) -> Iterator[bytes]:
+    import zstandard
 
-    def __init__(self, src: ByteStream, depth: int = 8) -> None:
-        self._q: queue.Queue[bytes | BaseException] = queue.Queue(depth)
+    src = cast("IO[bytes]", _ChunkReader(raw))
+    reader = zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True)
+    while chunk := reader.read(_CHUNK):
+        yield chunk
+
+
+class _Ahead:
+    """Runs a chunk generator in a helper thread, a few chunks ahead of the consumer:
+    decompression (which releases the GIL) then overlaps with tar parsing and file
+    writes. An error in the generator is raised in the consumer."""
+
+    def __init__(self, gen: Iterator[bytes], depth: int = 8) -> None:
+        self._q: queue.Queue[bytes | BaseException | None] = queue.Queue(depth)
         self._stop = threading.Event()
-        self._buf = b""
         self._done = False
-        self._thread = threading.Thread(target=self._run, args=(src,), daemon=True,
+        self._thread = threading.Thread(target=self._run, args=(gen,), daemon=True,
                                         name="pyrkt-layer-read")  # fmt: skip
         self._thread.start()
 
-    def _put(self, item: bytes | BaseException) -> bool:
+    def _put(self, item: bytes | BaseException | None) -> bool:
         while not self._stop.is_set():
             try:
                 self._q.put(item, timeout=0.1)
@@ -116,56 +108,97 @@ class _Prefetcher(io.RawIOBase):
                 continue
         return False
 
-    def _run(self, src: ByteStream) -> None:
+    def _run(self, gen: Iterator[bytes]) -> None:
         try:
-            while True:
-                chunk = src.read(_CHUNK)
-                if not self._put(chunk) or not chunk:
+            for chunk in gen:
+                if not self._put(chunk):
                     return
-        except BaseException as e:  # handed to the reading thread
+            self._put(None)
+        except BaseException as e:  # handed to the consuming thread
             self._put(e)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._done:
+            raise StopIteration
+        item = self._q.get()
+        if item is None:
+            self._done = True
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class _Inline:
+    """A chunk generator run in the consumer's thread (plain tars: nothing to overlap)."""
+
+    def __init__(self, gen: Iterator[bytes]) -> None:
+        self._gen = gen
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._gen)
+
+    def close(self) -> None:
+        pass
+
+
+def decompressed_chunks(stream: ByteStream) -> Chunks:
+    """The plain tar in `stream` (gzip, zstd or plain, by its magic bytes) as chunks;
+    close() the result (it stops the helper thread)."""
+    head = b""
+    while len(head) < 6:
+        chunk = stream.read(_CHUNK)
+        if not chunk:
+            break
+        head += chunk
+    raw = _raw_chunks(head, stream)
+    if head.startswith(b"\x1f\x8b"):
+        return _Ahead(_gunzip_chunks(raw))
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return _Ahead(_zstd_chunks(raw))
+    return _Inline(raw)
+
+
+class _ChunkReader(io.RawIOBase):
+    """Chunks read as a raw binary stream."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buf = memoryview(b"")
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")
-        if not self._buf:
-            if self._done:
+        while not self._buf:
+            chunk = next(self._chunks, None)
+            if chunk is None:
                 return 0
-            item = self._q.get()
-            if isinstance(item, BaseException):
-                self._done = True
-                raise item
-            if not item:
-                self._done = True
-                return 0
-            self._buf = item
+            self._buf = memoryview(chunk)
         n = min(len(view), len(self._buf))
         view[:n] = self._buf[:n]
         self._buf = self._buf[n:]
         return n
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
+        close = getattr(self._chunks, "close", None)
+        if close is not None and not self.closed:
+            close()
         super().close()
 
 
 def decompressed(stream: ByteStream) -> IO[bytes]:
     """Wrap a layer stream so that it reads as a plain tar, by its magic bytes."""
-    head = b""
-    while len(head) < 6:
-        chunk = stream.read(6 - len(head))
-        if not chunk:
-            break
-        head += chunk
-    raw = io.BufferedReader(_Prefixed(head, stream), _CHUNK)
-    if head.startswith(b"\x1f\x8b"):
-        return io.BufferedReader(_Prefetcher(_GunzipReader(raw)), _CHUNK)
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        import zstandard
-
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-        return io.BufferedReader(_Prefetcher(reader), _CHUNK)
-    return raw
+    return io.BufferedReader(_ChunkReader(decompressed_chunks(stream)), _CHUNK)
