@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyrkt.errors import UsageError
+from pyrkt.record import field, record
 
 
 class Insecure(enum.StrEnum):
@@ -60,7 +60,7 @@ DEFAULT_LOCAL_CONFIG = Path("/etc/rkt")
 DEFAULT_SYSTEM_CONFIG = Path("/usr/lib/rkt")
 
 
-@dataclass(frozen=True)
+@record
 class GlobalOptions:
     """rkt's global flags."""
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import shutil
 import uuid as uuidlib
-from dataclasses import replace
 from pathlib import Path
 
+from pyrkt.record import replace
 from pyrkt.stage1 import contract
 from pyrkt.stage1.kvm import assets
 from pyrkt.stage1.kvm.runner import kvm_dir

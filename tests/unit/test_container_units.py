@@ -3,7 +3,6 @@ a rootfs, cgroup layouts, capabilities, /etc files, exit codes (no root needed).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import struct
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from pyrkt.errors import UsageError
 from pyrkt.linux.caps import cap_number, mask_of
 from pyrkt.linux.cgroup import Layout, Limits, PodCgroups, detect, shares_to_weight
+from pyrkt.record import replace
 from pyrkt.stage1.container.args import parse_enter, parse_run, parse_stop
 from pyrkt.stage1.container.etcfiles import hosts_file, resolv_conf, write_pod_etc
 from pyrkt.stage1.container.init import exit_code
@@ -66,7 +66,7 @@ PURE_V2 = "30 25 0:26 / /sys/fs/cgroup rw shared:7 - cgroup2 cgroup2 rw,nsdelega
 def test_cgroup_layouts(tmp_path: Path) -> None:
     f = tmp_path / "mountinfo"
     f.write_text(HYBRID)
-    lay = dataclasses.replace(detect(str(f)), v2_controllers=frozenset({"hugetlb"}))
+    lay = replace(detect(str(f)), v2_controllers=frozenset({"hugetlb"}))
     assert lay.mode == "hybrid"
     assert lay.v1["cpu"] == Path("/sys/fs/cgroup/cpu,cpuacct")
     cg = PodCgroups("u", lay)

@@ -7,12 +7,12 @@ import gzip
 import json
 import shutil
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from pyrkt.errors import RktError
+from pyrkt.record import replace
 from pyrkt.stage1.kvm import accel, assets
 from pyrkt.stage1.kvm.guest import initramfs, script
 from pyrkt.stage1.kvm.hypervisors import get

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from pyrkt.appc.schema import (
     AC_VERSION,
@@ -21,6 +20,7 @@ from pyrkt.appc.schema import (
     NameValue,
     Port,
 )
+from pyrkt.record import field, record
 
 # not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms on `rkt run`
 TYPE_CHECKING = False
@@ -43,7 +43,7 @@ ISO_CAPS_REMOVE = "os/linux/capabilities-remove-set"
 ISO_NO_NEW_PRIVS = "os/linux/no-new-privileges"
 
 
-@dataclass(frozen=True)
+@record
 class App:
     """The app of an image or of a runtime app: what runs and how."""
 
@@ -65,7 +65,7 @@ class App:
         return None
 
 
-@dataclass(frozen=True)
+@record
 class ImageRef:
     """The image a runtime app runs: name, ID and labels."""
 
@@ -74,7 +74,7 @@ class ImageRef:
     labels: tuple[KV, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Mount:
     """A runtime app's mount: a pod volume at a path (or mount point name)."""
 
@@ -82,7 +82,7 @@ class Mount:
     path: str
 
 
-@dataclass(frozen=True)
+@record
 class RuntimeApp:
     """One app of a pod: its name, image, app and mounts."""
 
@@ -94,7 +94,7 @@ class RuntimeApp:
     annotations: tuple[KV, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Volume:
     """A pod volume (`host` or `empty`)."""
 
@@ -108,7 +108,7 @@ class Volume:
     gid: int | None = None
 
 
-@dataclass(frozen=True)
+@record
 class ExposedPort:
     """A pod port forwarded from the host."""
 
@@ -117,7 +117,7 @@ class ExposedPort:
     host_ip: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class PodManifest:
     """The appc pod manifest."""
 

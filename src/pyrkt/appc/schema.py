@@ -15,9 +15,9 @@ Every dataclass here has a docstring: without one, `dataclasses` computes one th
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from pyrkt.errors import RktError
+from pyrkt.record import record
 
 # not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms on `rkt run`
 TYPE_CHECKING = False
@@ -31,7 +31,7 @@ class ManifestError(RktError):
     """A pod or image manifest that does not follow the appc schema."""
 
 
-@dataclass(frozen=True)
+@record
 class NameValue:
     """A name/value pair (labels, annotations, environment)."""
 
@@ -42,7 +42,7 @@ class NameValue:
         return {"name": self.name, "value": self.value}
 
 
-@dataclass(frozen=True)
+@record
 class Isolator:
     """An appc isolator: its name and its value as in the manifest."""
 
@@ -53,7 +53,7 @@ class Isolator:
         return {"name": self.name, "value": self.value}
 
 
-@dataclass(frozen=True)
+@record
 class MountPoint:
     """A path in the image where a volume may be mounted."""
 
@@ -65,7 +65,7 @@ class MountPoint:
         return {"name": self.name, "path": self.path, "readOnly": self.read_only}
 
 
-@dataclass(frozen=True)
+@record
 class Port:
     """A port the app listens on."""
 

@@ -9,13 +9,13 @@ list of apps; nothing here touches the disk except `--set-env-file`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyrkt.appc import pod as appc
 from pyrkt.cli.common import parse_bool
 from pyrkt.errors import UsageError
 from pyrkt.pod.runopts import EXTENSION_PREFIXES
+from pyrkt.record import field, record
 from pyrkt.stage0.prepare import AppSpec
 
 POD_VALUE = {
@@ -37,7 +37,7 @@ APP_BOOL = {"--readonly-rootfs"}
 
 
 
-@dataclass
+@record(frozen=False)
 class RunArgs:
     """The parsed `rkt run`/`prepare` command line: pod flags and apps."""
 

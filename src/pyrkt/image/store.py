@@ -41,12 +41,12 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from pyrkt import log
 from pyrkt.errors import Ambiguous, NotFound, RktError
 from pyrkt.linux.files import fsync_dir, try_flock
+from pyrkt.record import record
 
 # not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms on `rkt run`
 TYPE_CHECKING = False
@@ -90,7 +90,7 @@ class ImageKind(enum.StrEnum):
     TREE = "tree"  # docker / OCI: the rendered tree is the content
 
 
-@dataclass(frozen=True)
+@record
 class ImageInfo:
     """One row of the image index."""
 

@@ -7,10 +7,10 @@ Each wrapper raises OSError naming the syscall.
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
 
 from pyrkt.linux import prctl
 from pyrkt.linux.libc import check, libc
+from pyrkt.record import record
 
 CAP_NAMES: tuple[str, ...] = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
@@ -58,7 +58,7 @@ class _Data(ctypes.Structure):
     ]
 
 
-@dataclass(frozen=True)
+@record
 class CapSets:
     """Bit masks (bit n = capability n)."""
 

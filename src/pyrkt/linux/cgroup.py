@@ -15,8 +15,9 @@ import errno
 import os
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from pyrkt.record import field, record
 
 ROOT_NAME = "pyrkt"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -26,7 +27,7 @@ V2_CONTROLLERS = ("memory", "cpu", "pids")
 CPU_PERIOD_US = 100_000
 
 
-@dataclass(frozen=True)
+@record
 class Layout:
     """Where the hierarchies are: v1 controller -> mount point, and the v2 mount."""
 
@@ -79,7 +80,7 @@ def detect(mountinfo: str = "/proc/self/mountinfo") -> Layout:
     return Layout(v1=v1, v2=v2, v2_controllers=ctrls)
 
 
-@dataclass(frozen=True)
+@record
 class Limits:
     """An app's resource limits (None: unlimited)."""
 

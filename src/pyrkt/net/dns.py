@@ -10,9 +10,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
+from pyrkt.record import record
 from pyrkt.stage1.plan import DnsPlan
 
 # not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms on `rkt run`
@@ -24,7 +24,7 @@ HOST_RESOLV_CONF = Path("/etc/resolv.conf")
 HOST_HOSTS = Path("/etc/hosts")
 
 
-@dataclass(frozen=True)
+@record
 class CniDns:
     """The `dns` block of a CNI result."""
 

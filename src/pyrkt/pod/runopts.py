@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from pyrkt.record import asdict, record
 
 # not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms on `rkt run`
 TYPE_CHECKING = False
@@ -24,7 +25,7 @@ FILE = "run-options.json"
 EXTENSION_PREFIXES = ("--kvm-",)
 
 
-@dataclass(frozen=True)
+@record
 class RunOptions:
     """The run-time flags of a pod, kept in its folder."""
 

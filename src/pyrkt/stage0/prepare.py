@@ -20,7 +20,6 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pyrkt import log, proc
@@ -28,6 +27,7 @@ from pyrkt.appc import pod as appc
 from pyrkt.errors import RktError, UsageError
 from pyrkt.options import GlobalOptions
 from pyrkt.pod import pods
+from pyrkt.record import field, record, replace
 from pyrkt.stage0.stage1img import Stage1Flags, select_stage1
 from pyrkt.stage1 import contract
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-@dataclass(frozen=True)
+@record
 class AppSpec:
     """One image on the command line and the per-app flags that followed it."""
 
@@ -60,7 +60,7 @@ class AppSpec:
     signature: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class PrepareOptions:
     """Everything `rkt prepare` / `rkt run` was asked for, before any image is resolved."""
 
@@ -151,7 +151,7 @@ def merge_app(image_app: appc.App | None, spec: AppSpec, opts: PrepareOptions) -
     )
 
 
-@dataclass(frozen=True)
+@record
 class _Resolved:
     """An image resolved in the store: its ID, rendered tree and manifest."""
 

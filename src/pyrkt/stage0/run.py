@@ -125,22 +125,26 @@ def inprocess_module(entry: Path, verb: str = "run") -> str | None:
 
 
 def run_inprocess(module: str, argv: list[str], env: dict[str, str]) -> NoReturn:
-    """Become the stage1 module's `__main__`, as `exec python -m MODULE run ARGS` would."""
-    import runpy
+    """Do what `exec python -m MODULE run ARGS` would: call `MODULE.__main__.main`.
+
+    Each of our stage1 `__main__` modules is `main(argv) -> int` plus a guard that exits
+    with its code (no runpy: it would import `importlib.util` and friends for nothing).
+    """
+    import importlib
 
     os.environ.clear()
     os.environ.update(env)
     sys.argv = [module, "run", *argv[1:]]
     log.set_prefix("stage1")
     try:
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        main = importlib.import_module(f"{module}.__main__").main
+        code = main(sys.argv[1:])
+        code = code if isinstance(code, int) else 254
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 254)
     except BaseException as e:  # the stage1 failed outside its own error handling
         print(f"stage1: {e}", file=sys.stderr)
         code = 254
-    else:
-        code = 0
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

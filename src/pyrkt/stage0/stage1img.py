@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from pyrkt import log
 from pyrkt.errors import NotFound, RktError, UsageError
 from pyrkt.options import GlobalOptions
+from pyrkt.record import record
 
 # not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms on `rkt run`
 TYPE_CHECKING = False
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-@dataclass(frozen=True)
+@record
 class Stage1Flags:
     """The `--stage1-*` flags (at most one given)."""
 
@@ -45,7 +45,7 @@ class Stage1Flags:
         return [(f, v) for f, v in pairs if v]
 
 
-@dataclass(frozen=True)
+@record
 class Stage1Image:
     """The selected stage1: image ID, rendered tree and manifest."""
 
@@ -61,10 +61,13 @@ def stage1_images_dir(g: GlobalOptions) -> Path:
 
 def _configured(g: GlobalOptions) -> dict[str, str] | None:
     """The last `stage1.d` entry (local config overrides system config)."""
+    dirs = (g.system_config, g.local_config)
+    if not any(os.path.isdir(d / "stage1.d") for d in dirs):
+        return None  # the usual case: no need to import the config reader
     from pyrkt.confdir import config_entries
 
     found: dict[str, str] | None = None
-    for _, data in config_entries((g.system_config, g.local_config), "stage1.d"):
+    for _, data in config_entries(dirs, "stage1.d"):
         if data.get("rktKind") == "stage1":
             found = {k: str(data.get(k, "")) for k in ("name", "version", "location")}
     return found
@@ -178,6 +181,53 @@ def _default(g: GlobalOptions, store: Any) -> str:
                 return _import_cached(g, store, Path(loc))
             return _fetch(g, store, loc)
         raise RktError(f"configured stage1 {ref!r} is not in the store and has no location")
+    return _builtin_default(g, store)
+
+
+# The code that builds our stage1 images: what `ensure_stage1` hashes to decide on a rebuild.
+_BUILDER_DIR = Path(__file__).resolve().parent.parent / "stage1" / "build"
+
+
+def _builder_fingerprint() -> str:
+    """Names, sizes and mtimes of the stage1 builder's files (a few stats, no reads)."""
+    from pyrkt import __version__
+
+    parts = [__version__]
+    todo = [str(_BUILDER_DIR)]
+    while todo:
+        with os.scandir(todo.pop()) as it:
+            for e in sorted(it, key=lambda e: e.name):
+                if e.name == "__pycache__":
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    todo.append(e.path)
+                else:
+                    st = e.stat(follow_symlinks=False)
+                    parts.append(f"{e.path}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
+
+
+def _builtin_default(g: GlobalOptions, store: Any) -> str:
+    """The `coreos` flavor built on demand, remembered by the builder's fingerprint.
+
+    `ensure_stage1` hashes the builder's code on every call (it reads every file); the
+    image it gave last time is reused as long as those files keep their size and mtime
+    and the image is still in the store.
+    """
+    cache = g.dir / "cache" / "stage1-default.json"
+    key = _builder_fingerprint()
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    image_id = known.get("image_id") if known.get("key") == key else None
+    if isinstance(image_id, str) and store.get(image_id) is not None:
+        return image_id
     from pyrkt.stage1.build.aci import ensure_stage1
 
-    return _import_cached(g, store, ensure_stage1(g, "coreos"))
+    image_id = _import_cached(g, store, ensure_stage1(g, "coreos"))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}")
+    tmp.write_text(json.dumps({"key": key, "image_id": image_id}))
+    os.replace(tmp, cache)
+    return image_id

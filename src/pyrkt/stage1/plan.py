@@ -9,8 +9,9 @@ capabilities) is made here, so the guest needs no Python and no decisions.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from pyrkt.record import field, record
 
 
 class VolumeKind(enum.StrEnum):
@@ -18,7 +19,7 @@ class VolumeKind(enum.StrEnum):
     EMPTY = "empty"
 
 
-@dataclass(frozen=True)
+@record
 class MountPlan:
     """One volume mounted into one app."""
 
@@ -30,7 +31,7 @@ class MountPlan:
     recursive: bool = True
 
 
-@dataclass(frozen=True)
+@record
 class AppPlan:
     """One app as the stage1 runs it."""
 
@@ -51,7 +52,7 @@ class AppPlan:
     mounts: tuple[MountPlan, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class PortPlan:
     """--port=NAME:[HOSTIP:]HOSTPORT resolved against the apps' image ports."""
 
@@ -62,7 +63,7 @@ class PortPlan:
     host_ip: str = ""  # "" = all addresses
 
 
-@dataclass(frozen=True)
+@record
 class DnsPlan:
     """--dns / --dns-search / --dns-opt / --dns-domain / --hosts-entry as given.
 
@@ -78,7 +79,7 @@ class DnsPlan:
     hosts_entries: tuple[tuple[str, str], ...] = ()  # (ip, name)
 
 
-@dataclass(frozen=True)
+@record
 class PodPlan:
     """A pod as the stage1 runs it."""
 

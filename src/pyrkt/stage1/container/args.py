@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyrkt.errors import UsageError
+from pyrkt.record import field, record, replace
 from pyrkt.stage1.plan import PodPlan
 
 _TRUE = ("", "true", "1", "yes")
 
 
-@dataclass(frozen=True)
+@record
 class RunArgs:
     """The `run` entrypoint's arguments."""
 
@@ -35,7 +35,7 @@ class RunArgs:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@record
 class EnterArgs:
     """The `enter` entrypoint's arguments."""
 
@@ -44,7 +44,7 @@ class EnterArgs:
     cmd: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@record
 class StopArgs:
     """The `stop` entrypoint's arguments."""
 
@@ -122,8 +122,6 @@ def parse_uuid(argv: list[str], verb: str) -> str:
 
 def plan_for(args: RunArgs, pod: Path) -> PodPlan:
     """The pod's plan from the planner, with the contract flags applied."""
-    import dataclasses
-
     from pyrkt.stage1.planner import build_plan
 
     plan = build_plan(pod)
@@ -136,7 +134,7 @@ def plan_for(args: RunArgs, pod: Path) -> PodPlan:
         changes["hostname"] = args.hostname
     if not plan.hostname and not args.hostname:
         changes["hostname"] = f"rkt-{args.uuid}"
-    return dataclasses.replace(plan, **changes)  # type: ignore[arg-type]
+    return replace(plan, **changes)
 
 
 Entrypoint = Callable[[list[str]], int]

@@ -12,12 +12,12 @@ import contextlib
 import json
 import os
 import signal
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 from pyrkt.linux import prctl
 from pyrkt.linux.cgroup import PodCgroups
+from pyrkt.record import record
 from pyrkt.stage1 import contract
 from pyrkt.stage1.container import app as appexec
 from pyrkt.stage1.container import rootfs
@@ -33,7 +33,7 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 
-@dataclass(frozen=True)
+@record
 class InitConfig:
     """What the pod init needs, computed before the fork."""
 

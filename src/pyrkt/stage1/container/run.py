@@ -9,11 +9,9 @@ removes the pod's cgroups. Mounts live in the pod's mount namespace and vanish w
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -21,6 +19,7 @@ from pyrkt import log
 from pyrkt.errors import RktError
 from pyrkt.linux import mount, ns
 from pyrkt.linux.cgroup import Limits, PodCgroups
+from pyrkt.record import record, replace
 from pyrkt.stage1 import contract
 from pyrkt.stage1.container import etcfiles
 from pyrkt.stage1.container.args import RunArgs, plan_for
@@ -36,7 +35,7 @@ if TYPE_CHECKING:
 SPECIAL_NETS = ("host", "none")
 
 
-@dataclass(frozen=True)
+@record
 class RunOptions:
     """How to execute a plan. netns: a network namespace (file) to join, as made by NET
     for CNI networks; None with plan.net != "host" means a fresh one with only `lo`."""
@@ -152,7 +151,7 @@ def main(args: RunArgs) -> int:
     try:
         net = setup_pod_network(pod, plan.uuid, plan.net, config_dirs=config_dirs(args),
                                 ports=plan.ports)
-        opts = dataclasses.replace(opts, netns=net.netns, cni_dns=net.dns,
+        opts = replace(opts, netns=net.netns, cni_dns=net.dns,
                                    pod_ip=net.first_ip or None)
         # execute() joins the pod's namespaces in this process: come back to the host's
         # before teardown (else fork fails with ENOMEM and CNI DEL runs in the pod netns).
