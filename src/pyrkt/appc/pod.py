@@ -8,6 +8,7 @@ extra keys).
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Mapping
 
@@ -29,8 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AC_VERSION", "KV", "App", "ExposedPort", "ImageRef", "Isolator", "ManifestError",
-    "Mount", "MountPoint", "PodManifest", "Port", "RuntimeApp", "Volume", "app_dict",
-    "load_pod_manifest", "parse_app", "parse_pod_manifest", "parse_quantity",
+    "Mount", "MountPoint", "PodManifest", "Port", "RuntimeApp", "SeccompFilter",
+    "SeccompMode", "Volume", "app_dict", "load_pod_manifest", "oom_score_adj", "parse_app",
+    "parse_pod_manifest", "parse_quantity", "seccomp_filter",
 ]  # fmt: skip
 
 KV = NameValue  # a name/value pair (labels, annotations, environment)
@@ -41,6 +43,9 @@ ISO_CPU_SHARES = "os/linux/cpu-shares"
 ISO_CAPS_RETAIN = "os/linux/capabilities-retain-set"
 ISO_CAPS_REMOVE = "os/linux/capabilities-remove-set"
 ISO_NO_NEW_PRIVS = "os/linux/no-new-privileges"
+ISO_SECCOMP_RETAIN = "os/linux/seccomp-retain-set"
+ISO_SECCOMP_REMOVE = "os/linux/seccomp-remove-set"
+ISO_OOM_SCORE_ADJ = "os/linux/oom-score-adj"
 
 
 @record
@@ -354,6 +359,73 @@ def load_pod_manifest(text: str | bytes) -> PodManifest:
     except ValueError as e:
         raise ManifestError(f"pod manifest is not valid JSON: {e}") from e
     return parse_pod_manifest(data)
+
+
+# ---- seccomp and oom-score-adj isolators ------------------------------------------
+
+
+class SeccompMode(enum.StrEnum):
+    """`--seccomp mode=...`: which isolator the set goes into."""
+
+    RETAIN = "retain"  # os/linux/seccomp-retain-set: only these syscalls
+    REMOVE = "remove"  # os/linux/seccomp-remove-set: all syscalls but these
+
+
+SECCOMP_ISOLATORS = {SeccompMode.RETAIN: ISO_SECCOMP_RETAIN,
+                     SeccompMode.REMOVE: ISO_SECCOMP_REMOVE}
+
+
+@dataclass(frozen=True)
+class SeccompFilter:
+    """An app's seccomp isolator: syscall names and `@scope/group`s, and the errno name
+    a filtered call fails with ("" = the process is killed by SIGSYS)."""
+
+    mode: SeccompMode
+    set: tuple[str, ...]
+    errno: str = ""
+
+    def isolator(self) -> Isolator:
+        value: dict[str, Any] = {"set": list(self.set)}
+        if self.errno:
+            value["errno"] = self.errno
+        return Isolator(SECCOMP_ISOLATORS[self.mode], value)
+
+
+def seccomp_filter(app: App, where: str = "app") -> SeccompFilter | None:
+    """The app's seccomp isolator, or None; two of them (appc allows one) is an error."""
+    found = [(m, i) for i in app.isolators for m, n in SECCOMP_ISOLATORS.items()
+             if i.name == n]
+    if not found:
+        return None
+    if len(found) > 1:
+        raise ManifestError(f"{where}: too many seccomp isolators (appc allows one)")
+    mode, iso = found[0]
+    value = iso.value
+    items = value.get("set") if isinstance(value, dict) else None
+    if not isinstance(items, list) or not items or not all(
+        isinstance(x, str) and x for x in items
+    ):
+        raise ManifestError(f"{where}: isolator {iso.name}: \"set\" must be a non-empty "
+                            "list of syscall names")
+    err = value.get("errno", "")
+    if not isinstance(err, str):
+        raise ManifestError(f"{where}: isolator {iso.name}: \"errno\" must be a string")
+    return SeccompFilter(mode, tuple(items), err)
+
+
+OOM_SCORE_ADJ_RANGE = range(-1000, 1001)
+
+
+def oom_score_adj(app: App, where: str = "app") -> int | None:
+    """The app's os/linux/oom-score-adj isolator (-1000..1000), or None."""
+    value = app.isolator(ISO_OOM_SCORE_ADJ)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) \
+            or value not in OOM_SCORE_ADJ_RANGE:
+        raise ManifestError(f"{where}: isolator {ISO_OOM_SCORE_ADJ}: expected an integer "
+                            f"from -1000 to 1000, got {value!r}")
+    return value
 
 
 # ---- resource quantities (Kubernetes notation, as appc isolators use) ----------------

@@ -116,7 +116,51 @@ def _apply_app_flag(spec: dict[str, object], flag: str, value: str) -> None:
         spec[flag[2:].replace("-", "_")] = tuple(_csv(value))
     elif flag == "--signature":
         spec["signature"] = value
-    # --seccomp, --stdin, --stdout, --stderr, --oom-score-adj: accepted, not enforced
+    elif flag == "--seccomp":
+        spec["seccomp"] = parse_seccomp(value)
+    elif flag == "--oom-score-adj":
+        spec["oom_score_adj"] = parse_oom_score_adj(value)
+    # --stdin, --stdout, --stderr: accepted, not enforced
+
+
+def parse_seccomp(value: str) -> appc.SeccompFilter:
+    """`mode=remove|retain[,errno=ENAME],SYSCALL[,SYSCALL|@group...]`, checked against
+    the syscall table (an unknown name is an error before any pod exists)."""
+    usage = "expected mode=remove|retain[,errno=ENAME],SYSCALL[,SYSCALL...]"
+    items = _csv(value)
+    key, _, mode = items[0].partition("=") if items else ("", "", "")
+    if key != "mode":
+        raise UsageError(f"invalid --seccomp {value!r}: no mode", usage)
+    try:
+        seccomp_mode = appc.SeccompMode(mode)
+    except ValueError:
+        raise UsageError(f"invalid --seccomp mode {mode!r}", usage) from None
+    items = items[1:]
+    err = ""
+    if items and items[0].startswith("errno="):
+        err = items.pop(0).partition("=")[2]
+    if not items:
+        raise UsageError(f"invalid --seccomp {value!r}: no syscall", usage)
+    f = appc.SeccompFilter(seccomp_mode, tuple(items), err)
+    from pyrkt.linux import seccomp
+
+    try:
+        seccomp.validate(f)
+    except seccomp.SeccompError as e:
+        raise UsageError(f"invalid --seccomp {value!r}: {e.message}", e.hint) from None
+    return f
+
+
+def parse_oom_score_adj(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = None
+    if n is None or n not in appc.OOM_SCORE_ADJ_RANGE:
+        raise UsageError(f"invalid --oom-score-adj {value!r}",
+                         "expected an integer from -1000 to 1000")
+    return n
+
 
 
 def parse_run_args(argv: list[str]) -> RunArgs:

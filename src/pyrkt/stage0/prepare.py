@@ -58,6 +58,8 @@ class AppSpec:
     caps_retain: tuple[str, ...] | None = None
     caps_remove: tuple[str, ...] | None = None
     signature: str = ""
+    seccomp: appc.SeccompFilter | None = None  # replaces the image's seccomp isolator
+    oom_score_adj: int | None = None
 
 
 @record
@@ -135,6 +137,11 @@ def merge_app(image_app: appc.App | None, spec: AppSpec, opts: PrepareOptions) -
         _set_isolator(isos, appc.ISO_CAPS_RETAIN, {"set": list(spec.caps_retain)})
     if spec.caps_remove is not None:
         _set_isolator(isos, appc.ISO_CAPS_REMOVE, {"set": list(spec.caps_remove)})
+    if spec.seccomp is not None:  # --seccomp replaces both of the image's seccomp sets
+        isos = [i for i in isos if i.name not in appc.SECCOMP_ISOLATORS.values()]
+        isos.append(spec.seccomp.isolator())
+    if spec.oom_score_adj is not None:
+        _set_isolator(isos, appc.ISO_OOM_SCORE_ADJ, spec.oom_score_adj)
     return replace(
         app,
         exec=tuple(exec_),

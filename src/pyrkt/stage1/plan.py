@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 from pathlib import Path
 
+from pyrkt.appc.pod import SeccompFilter
+
 from pyrkt.record import field, record
 
 
@@ -50,6 +52,8 @@ class AppPlan:
     readonly_rootfs: bool = False
     no_new_privs: bool = True
     mounts: tuple[MountPlan, ...] = ()
+    seccomp: SeccompFilter | None = None  # the app's own filter; None: the default one
+    oom_score_adj: int | None = None
 
 
 @record

@@ -250,6 +250,8 @@ def _app_plan(pod_dir: Path, ra: appc.RuntimeApp, pm: appc.PodManifest) -> AppPl
         readonly_rootfs=ra.read_only_rootfs,
         no_new_privs=nnp is True,
         mounts=_mounts(pod_dir, ra, app, rootfs, pm),
+        seccomp=appc.seccomp_filter(app, f"app {ra.name!r}"),
+        oom_score_adj=appc.oom_score_adj(app, f"app {ra.name!r}"),
     )
 
 

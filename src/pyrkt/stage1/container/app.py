@@ -74,9 +74,11 @@ def become_app(
     before_chroot: Callable[[], None] | None = None,
     restrict_caps: bool = True,
     seccomp: bytes | None = None,
+    own_seccomp: bytes | None = None,
 ) -> NoReturn:
     """chroot into app.rootfs, drop privileges, exec app.argv. seccomp: a BPF program
-    (see pyrkt.linux.seccomp) to install, or None."""
+    (see pyrkt.linux.seccomp) to install, or None; own_seccomp: the app's own filter,
+    installed last, just before the exec, so that it cannot break the set-up."""
     prefix = f"app {app.name}"
     try:
         if before_chroot is not None:
@@ -88,6 +90,10 @@ def become_app(
             raise OSError(e.errno, f"working directory {app.working_dir}: {e.strerror}") from e
         drop_privileges(app, restrict_caps=restrict_caps, seccomp=seccomp)
         os.closerange(3, 1 << 20)
+        if own_seccomp is not None:
+            from pyrkt.linux import seccomp as seccomp_mod
+
+            seccomp_mod.load_late(own_seccomp)
     except BaseException as e:  # in a forked child: never unwind into the parent's code
         child_fail(prefix, e)
     if not app.argv:

@@ -45,6 +45,7 @@ class InitConfig:
     protect_paths: bool = True
     restrict_caps: bool = True
     seccomp: bytes | None = None  # the filter every app gets (pyrkt.linux.seccomp)
+    app_seccomp: tuple[tuple[str, bytes | None], ...] = ()  # (app, own filter) instead
 
 
 def exit_code(status: int) -> int:
@@ -85,13 +86,22 @@ def _start_app(cfg: InitConfig, app: AppPlan) -> int:
             null = os.open("/dev/null", os.O_RDONLY)
             os.dup2(null, 0)
             os.close(null)
+        if app.oom_score_adj is not None:  # the host's /proc: this process is in it
+            try:
+                with open("/proc/self/oom_score_adj", "w") as f:
+                    f.write(str(app.oom_score_adj))
+            except OSError as e:
+                raise OSError(e.errno, f"cannot set oom_score_adj to {app.oom_score_adj}: "
+                              f"{e.strerror} (lowering it needs CAP_SYS_RESOURCE)") from e
     except OSError as e:
         appexec.child_fail(f"app {app.name}", e)
+    own = dict(cfg.app_seccomp)
     appexec.become_app(
         app,
         before_chroot=lambda: cfg.cgroups.join(app.name),
         restrict_caps=cfg.restrict_caps,
-        seccomp=cfg.seccomp,
+        seccomp=None if app.name in own else cfg.seccomp,
+        own_seccomp=own.get(app.name),
     )
 
 

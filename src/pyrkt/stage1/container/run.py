@@ -92,13 +92,16 @@ def execute(plan: PodPlan, pod: Path, opts: RunOptions = RunOptions()) -> int:
                                      plan.hostname, plan.dns, opts.cni_dns, opts.pod_ip)
         console = os.ttyname(0) if plan.interactive and os.isatty(0) else None
         program = None
+        own: tuple[tuple[str, bytes | None], ...] = ()
         if opts.seccomp:
             from pyrkt.linux import seccomp
 
             program = seccomp.default_program()
+            own = tuple((a.name, seccomp.filter_program(a.seccomp)) for a in plan.apps
+                        if a.seccomp is not None)
         cfg = InitConfig(plan=plan, pod=pod, cgroups=cg, etc_files=etc, console_tty=console,
                          protect_paths=opts.protect_paths, restrict_caps=opts.restrict_caps,
-                         seccomp=program)
+                         seccomp=program, app_seccomp=own)
         _enter_namespaces(plan, opts)
         parent = os.getpid()
         sys.stdout.flush()

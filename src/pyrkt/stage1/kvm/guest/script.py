@@ -184,12 +184,16 @@ def pod_script(
         out.append(f"# app {app.name}")
         out += _mount_lines(app, tags, etc_files)
         out += _cgroup_lines(app)
+        if app.oom_score_adj is not None:  # inherited by the app's fork; reset after it
+            out.append(f"echo {app.oom_score_adj} > /proc/self/oom_score_adj")
         if plan.interactive:
             stdio = "</dev/ttyS1 >/dev/ttyS1 2>&1"
             out.append(f"setsid -c {exec_line(app)} {stdio} &")
         else:
             out.append(f"{exec_line(app)} </dev/null >&4 2>&5 4>&- 5>&- &")
         out.append(f'rkt_pid_{i}=$!; rkt_pids="$rkt_pids $!"')
+        if app.oom_score_adj is not None:
+            out.append("echo 0 > /proc/self/oom_score_adj")
     out += [
         "rkt_agent &",
         "rkt_agent_pid=$!",
