@@ -375,7 +375,7 @@ SECCOMP_ISOLATORS = {SeccompMode.RETAIN: ISO_SECCOMP_RETAIN,
                      SeccompMode.REMOVE: ISO_SECCOMP_REMOVE}
 
 
-@dataclass(frozen=True)
+@record
 class SeccompFilter:
     """An app's seccomp isolator: syscall names and `@scope/group`s, and the errno name
     a filtered call fails with ("" = the process is killed by SIGSYS)."""
