@@ -12,7 +12,6 @@ import enum
 from pathlib import Path
 
 from pyrkt.appc.pod import SeccompFilter
-
 from pyrkt.record import field, record
 
 
