@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import platform
+import os
 import struct
 from collections.abc import Iterable
 
@@ -183,7 +183,7 @@ def remove_set_program(nrs: list[int], arch: int = AUDIT_ARCH_X86_64,
 
 def default_program() -> bytes | None:
     """The default filter for this machine; None where there is none (non-x86_64)."""
-    if platform.machine() != "x86_64":
+    if os.uname().machine != "x86_64":
         return None
     return remove_set_program(list(DEFAULT_REMOVE_SET_X86_64.values()))
 
@@ -232,9 +232,9 @@ def filter_program(f: SeccompFilter) -> bytes | None:
     """The BPF program for an app's seccomp isolator; None: no filter at all (a
     retain-set of @appc.io/all). A remove-set of @appc.io/empty is the default filter."""
     validate(f)
-    if platform.machine() != "x86_64":
+    if os.uname().machine != "x86_64":
         raise SeccompError(f"seccomp filters are supported on x86_64 only, not on "
-                           f"{platform.machine()}")
+                           f"{os.uname().machine}")
     action = RET_ERRNO | errno_value(f.errno) if f.errno else RET_KILL_PROCESS
     if f.mode is SeccompMode.RETAIN:
         if f.set == (APPC_ALL,):
