@@ -126,10 +126,11 @@ def cmd_rm(args: list[str], g: GlobalOptions, store: Store) -> int:
         raise UsageError("wrong number of arguments", "see --help")
     done = 0
     failed = False
+    in_use = _trees_in_use(g, store)
     for ref in refs:
         try:
             info = store.resolve(ref)
-            store.remove(info.id)
+            store.remove(info.id, keep_tree=info.id in in_use)
         except RktError as e:
             print(f"image rm: {e}", file=sys.stderr)
             failed = True
@@ -153,6 +154,26 @@ def _images_in_use(g: GlobalOptions) -> set[str]:
     return used
 
 
+def _trees_in_use(g: GlobalOptions, store: Store) -> set[str]:
+    """IDs of the images whose rendered trees pods not yet garbage use (stage1 and app
+    trees, as each pod recorded them), as rkt's treestore gc counted them."""
+    from pyrkt.pod import pods
+
+    used: set[str] = set()
+    trees = store.trees.absolute()
+    for pod in pods.all_pods(g.dir):
+        if pod.folder is pods.Folder.GARBAGE:
+            continue
+        for rec in (pod.path / "stage1-tree", *pod.path.glob("appsinfo/*/tree")):
+            try:
+                tree = Path(rec.read_text().strip())
+            except OSError:
+                continue
+            if tree.parent == trees:
+                used.add(tree.name)
+    return used
+
+
 def _duration(value: str) -> float:
     import re
 
@@ -173,14 +194,15 @@ def cmd_gc(args: list[str], g: GlobalOptions, store: Store) -> int:
         return 0
     grace = _duration(str(opts["grace-period"]))
     used = _images_in_use(g)
+    trees_used = _trees_in_use(g, store)
     now = time.time()
-    for path in store.gc_storage():
+    for path in store.gc_storage(keep=trees_used):
         print(f'removed unreferenced store data "{path}"')
     removed = 0
     for info in store.all_images():
         if info.id in used or now - info.last_used < grace:
             continue
-        store.remove(info.id)
+        store.remove(info.id, keep_tree=info.id in trees_used)
         print(f'successfully removed aci for image ID: "{info.id}"')
         removed += 1
     if removed:

@@ -28,7 +28,11 @@ rename, and the index row is inserted last in one sqlite transaction; so a kille
 leaves at most unreferenced staging (removed by `rkt image gc`) and never a visible half
 image. Concurrency: the index and the renames are guarded by the `store` flock; renders
 by a per-image flock; a rendered tree appears atomically (rename), so the fast path of
-`render()` is one stat.
+`render()` is one stat; it disappears atomically too (renamed into `tmp/`, then deleted).
+
+Removal, as in rkt: `rkt image rm` removes the image (index row, blob) at once, but the
+rendered tree of an image that a pod still uses stays (`remove(id, keep_tree=True)`)
+until `rkt image gc` finds no pod using it (`gc_storage(keep=...)`).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from pyrkt import log
@@ -354,8 +358,6 @@ class Store:
     def commit_tree(self, image_id: str, staged: Path, manifest: ImageManifest,
                     size: int) -> None:  # fmt: skip
         """Move a staged tree (`rootfs/` filled in) into place and index it."""
-        import shutil
-
         raw = manifest.to_json().encode()
         mpath = staged / "manifest"
         with open(mpath, "wb") as f:
@@ -366,10 +368,14 @@ class Store:
             if self.get(image_id) is not None:
                 return
             dest = self.trees / image_id
-            if dest.exists():  # left by a removed image or a crash after the rename
-                shutil.rmtree(dest)
-            os.rename(staged, dest)
-            fsync_dir(self.trees)
+            if dest.is_dir():
+                # kept for pods after `rkt image rm`, or left by a crash after the
+                # rename: trees appear and disappear by rename only, so it is complete,
+                # and its ID says it holds what was staged. Pods may be using it.
+                log.debug(f"image {short_id(image_id)}: reusing its rendered tree")
+            else:
+                os.rename(staged, dest)
+                fsync_dir(self.trees)
             self._insert(image_id, manifest, raw, ImageKind.TREE, size)
 
     # -- render ----------------------------------------------------------------------
@@ -408,28 +414,35 @@ class Store:
 
     # -- removal ---------------------------------------------------------------------
 
-    def remove(self, image_id: str) -> None:
+    def remove(self, image_id: str, *, keep_tree: bool = False) -> None:
+        """Remove an image from the index and its content from the store.
+
+        `keep_tree`: leave its rendered tree (as rkt left its tree store) for the pods
+        that still use it; `gc_storage` removes it once no pod does.
+        """
         with self.lock():
             cur = self.db.execute("DELETE FROM images WHERE id = ?", (image_id,))
             if cur.rowcount == 0:
                 raise NotFound(f"no image with ID {image_id!r} in the store")
             self.db.execute("DELETE FROM remotes WHERE image_id = ?", (image_id,))
-            self._discard(image_id)
+            (self.blobs / image_id).unlink(missing_ok=True)
+            if not keep_tree:
+                self._discard_tree(self.trees / image_id)
 
-    def _discard(self, image_id: str) -> None:
-        (self.blobs / image_id).unlink(missing_ok=True)
-        tree = self.trees / image_id
-        if tree.exists():
-            import shutil
-            import tempfile
+    def _discard_tree(self, tree: Path) -> None:
+        """Delete a tree: renamed away first so that it disappears at once, whole."""
+        import shutil
+        import tempfile
 
-            # rename first so that the tree disappears at once, then delete at leisure
-            doomed = Path(tempfile.mkdtemp(prefix="rm-", dir=self.tmp))
-            os.rename(tree, doomed / "tree")
-            shutil.rmtree(doomed, ignore_errors=True)
+        if not tree.exists():
+            return
+        doomed = Path(tempfile.mkdtemp(prefix="rm-", dir=self.tmp))
+        os.rename(tree, doomed / "tree")
+        shutil.rmtree(doomed, ignore_errors=True)
 
-    def gc_storage(self) -> list[str]:
-        """Remove abandoned staging and content no index row references."""
+    def gc_storage(self, keep: Collection[str] = ()) -> list[str]:
+        """Remove abandoned staging and content no index row references; the trees of
+        the image IDs in `keep` (those pods use) stay."""
         import shutil
 
         removed: list[str] = []
@@ -446,14 +459,14 @@ class Store:
                 lockf.unlink(missing_ok=True)
         with self.lock():
             known = {r[0] for r in self.db.execute("SELECT id FROM images")}
-            for d in (self.blobs, self.trees):
-                for entry in d.iterdir():
-                    if entry.name not in known:
-                        if entry.is_dir():
-                            shutil.rmtree(entry, ignore_errors=True)
-                        else:
-                            entry.unlink(missing_ok=True)
-                        removed.append(str(entry))
+            for entry in self.blobs.iterdir():
+                if entry.name not in known:
+                    entry.unlink(missing_ok=True)
+                    removed.append(str(entry))
+            for entry in self.trees.iterdir():
+                if entry.name not in known and entry.name not in keep:
+                    self._discard_tree(entry)
+                    removed.append(str(entry))
         return removed
 
 
