@@ -87,6 +87,7 @@ def test_appc_wildcards() -> None:
     ("mode=drop,mkdir", "invalid --seccomp mode 'drop'"),
     ("mkdir", "no mode"),
     ("mode=remove,errno=EPERM", "no syscall"),
+    ("mode=remove,mkdir,errno=EPERM", "'errno=EPERM' out of place"),
 ])  # fmt: skip
 def test_bad_seccomp_flags(flag: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):

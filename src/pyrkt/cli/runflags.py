@@ -141,6 +141,9 @@ def parse_seccomp(value: str) -> appc.SeccompFilter:
         err = items.pop(0).partition("=")[2]
     if not items:
         raise UsageError(f"invalid --seccomp {value!r}: no syscall", usage)
+    misplaced = [x for x in items if "=" in x]
+    if misplaced:
+        raise UsageError(f"invalid --seccomp {value!r}: {misplaced[0]!r} out of place", usage)
     f = appc.SeccompFilter(seccomp_mode, tuple(items), err)
     from pyrkt.linux import seccomp
 
@@ -160,7 +163,6 @@ def parse_oom_score_adj(value: str) -> int:
         raise UsageError(f"invalid --oom-score-adj {value!r}",
                          "expected an integer from -1000 to 1000")
     return n
-
 
 
 def parse_run_args(argv: list[str]) -> RunArgs:
