@@ -31,3 +31,16 @@ def config_entries(dirs: Iterable[Path], sub: str) -> Iterator[tuple[Path, dict[
         if not isinstance(data, dict) or not data.get("rktKind"):
             raise RktError(f"invalid configuration file {f}: no rktKind")
         yield f, data
+
+
+PATHS_KEYS = ("data", "stage1-images")
+
+
+def paths_config(system_config: Path, local_config: Path) -> dict[str, str]:
+    """rkt's `paths` kind: the keys of PATHS_KEYS set in `paths.d` of the system then the
+    local config dir (per key, local wins). rkt read no `paths.d` in the user dir."""
+    out: dict[str, str] = {}
+    for _, data in config_entries([system_config, local_config], "paths.d"):
+        if data["rktKind"] == "paths":
+            out.update({k: str(data[k]) for k in PATHS_KEYS if data.get(k)})
+    return out

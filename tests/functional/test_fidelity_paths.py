@@ -71,3 +71,25 @@ def test_local_paths_config_moves_pods_and_images(configured: tuple[list[str], P
     other = rkt(*flags, f"--dir={tmp_path / 'flag-data'}", "list", "--no-legend")
     assert other.returncode == 0, other.stderr
     assert uuid not in other.stdout
+
+
+def test_paths_stage1_images_is_where_stage1_from_dir_looks(
+        configured: tuple[list[str], Path], tmp_path: Path) -> None:
+    from pyrkt.stage1.build.aci import Flavor, build_stage1_aci
+
+    flags, _ = configured
+    images = tmp_path / "stage1-images"
+    fly = build_stage1_aci(Flavor.FLY, images)
+    local = Path(flags[1].partition("=")[2])
+    (local / "paths.d" / "stage1.json").write_text(
+        json.dumps({"rktKind": "paths", "rktVersion": "v1", "stage1-images": str(images)}))
+    aci = write_aci(busybox_rootfs(tmp_path / "aci" / "rootfs").parent, MANIFEST, "bb.aci")
+    r = rkt(*flags, "--insecure-options=image", "run", f"--stage1-from-dir={fly.name}",
+            str(aci), "--exec", "/bin/sh", "--", "-c", "echo from-fly")
+    assert (r.returncode, r.stdout) == (0, "from-fly\n"), r.stderr
+    shown = rkt(*flags, "config")
+    paths = [e for e in json.loads(shown.stdout)["stage0"] if e["rktKind"] == "paths"]
+    assert paths[0]["stage1-images"] == str(images)
+    missing = rkt(*flags, "--insecure-options=image", "run", "--stage1-from-dir=nope.aci",
+                  str(aci))
+    assert missing.returncode == 254 and str(images / "nope.aci") in missing.stderr

@@ -36,13 +36,10 @@ def configured_data_dir(system_config: Path, local_config: Path) -> Path:
     """
     if not ((system_config / "paths.d").is_dir() or (local_config / "paths.d").is_dir()):
         return DEFAULT_DIR  # the common case: no file to read
-    from pyrkt.confdir import config_entries
+    from pyrkt.confdir import paths_config
 
-    data = DEFAULT_DIR
-    for _, entry in config_entries([system_config, local_config], "paths.d"):
-        if entry["rktKind"] == "paths" and entry.get("data"):
-            data = Path(str(entry["data"]))
-    return data
+    data = paths_config(system_config, local_config).get("data")
+    return Path(data) if data else DEFAULT_DIR
 
 
 def extract_globals(argv: list[str]) -> tuple[GlobalOptions, list[str]]:

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from pyrkt import __version__
-from pyrkt.confdir import config_entries
+from pyrkt.confdir import config_entries, paths_config
 from pyrkt.errors import UsageError
 from pyrkt.options import GlobalOptions
 
@@ -38,11 +38,7 @@ def stage0_config(g: GlobalOptions) -> list[dict[str, Any]]:
                                "credentials": data.get("credentials", {})}
     paths = {"rktVersion": "v1", "rktKind": "paths", "data": str(g.dir),
              "stage1-images": str(g.system_config / "stage1-images")}
-    for _, data in config_entries([g.system_config, g.local_config], "paths.d"):
-        if data["rktKind"] == "paths":
-            for key in ("data", "stage1-images"):
-                if data.get(key):
-                    paths[key] = str(data[key])
+    paths.update(paths_config(g.system_config, g.local_config))
     stage1 = {"rktVersion": "v1", "rktKind": "stage1", "name": "coreos.com/rkt/stage1-coreos",
               "version": __version__, "location": ""}
     for _, data in config_entries(dirs, "stage1.d"):

@@ -55,8 +55,12 @@ class Stage1Image:
 
 
 def stage1_images_dir(g: GlobalOptions) -> Path:
-    """Where `--stage1-from-dir` looks (rkt: /usr/lib/rkt/stage1-images)."""
-    return g.system_config / "stage1-images"
+    """Where `--stage1-from-dir` looks: `paths.d`'s `stage1-images`, else (as rkt)
+    SYSTEM_CONFIG/stage1-images."""
+    from pyrkt.confdir import paths_config
+
+    configured = paths_config(g.system_config, g.local_config).get("stage1-images")
+    return Path(configured) if configured else g.system_config / "stage1-images"
 
 
 def _configured(g: GlobalOptions) -> dict[str, str] | None:
