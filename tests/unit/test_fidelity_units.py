@@ -74,8 +74,10 @@ def test_retain_set_fails_what_it_lacks(tmp_path: Path) -> None:
 
 def test_appc_wildcards() -> None:
     assert seccomp.filter_program(appc.SeccompFilter(RETAIN, ("@appc.io/all",))) is None
-    empty = appc.SeccompFilter(REMOVE, ("@appc.io/empty",))
-    assert seccomp.filter_program(empty) == seccomp.default_program()
+    for mode, wildcard in ((REMOVE, "@appc.io/empty"), (RETAIN, "@appc.io/empty"),
+                           (REMOVE, "@appc.io/all")):
+        f = appc.SeccompFilter(mode, (wildcard,))
+        assert seccomp.filter_program(f) == seccomp.default_program()
     with pytest.raises(seccomp.SeccompError, match="must be alone"):
         seccomp.validate(appc.SeccompFilter(REMOVE, ("@appc.io/empty", "mkdir")))
 

@@ -11,9 +11,10 @@ Two kinds of filter reach an app of the container stage1:
 
 Sets name syscalls (x86_64 names, `pyrkt.linux.syscalls_x86_64`) and rkt's groups:
 `@rkt/default-blacklist`, `@rkt/default-whitelist`, `@docker/default-blacklist`,
-`@docker/default-whitelist`, and appc's `@appc.io/all` (in a retain-set: no filter) and
-`@appc.io/empty` (in a remove-set: the default filter). A filtered call fails with the
-isolator's errno, or kills the process with SIGSYS when it names none (as rkt did).
+`@docker/default-whitelist`, and appc's `@appc.io/all` and `@appc.io/empty`, each alone
+(a retain-set of all: no filter; the three other combinations: the default filter, as
+in rkt). A filtered call fails with the isolator's errno, or kills the process with
+SIGSYS when it names none (as rkt did).
 A retain-set always lets through what it takes to exec the app and to exit.
 
 Native x86_64 only: any other ABI (i386 `int 0x80`, x32) is denied with ENOSYS, so it
@@ -230,22 +231,20 @@ def validate(f: SeccompFilter) -> None:
 
 def filter_program(f: SeccompFilter) -> bytes | None:
     """The BPF program for an app's seccomp isolator; None: no filter at all (a
-    retain-set of @appc.io/all). A remove-set of @appc.io/empty is the default filter."""
+    retain-set of @appc.io/all). A set of only @appc.io/empty (or a remove-set of only
+    @appc.io/all) is the default filter, as in rkt."""
     validate(f)
     if os.uname().machine != "x86_64":
         raise SeccompError(f"seccomp filters are supported on x86_64 only, not on "
                            f"{os.uname().machine}")
     action = RET_ERRNO | errno_value(f.errno) if f.errno else RET_KILL_PROCESS
-    if f.mode is SeccompMode.RETAIN:
-        if f.set == (APPC_ALL,):
-            return None
-        allowed = set() if f.set == (APPC_EMPTY,) else syscall_numbers(f.set)
-        allowed |= {SYSCALLS_X86_64[n] for n in RETAIN_ALWAYS}
-        return _program(allowed, RET_ALLOW, action)
-    if f.set == (APPC_EMPTY,):
+    if f.set == (APPC_ALL,) and f.mode is SeccompMode.RETAIN:
+        return None
+    if f.set in ((APPC_ALL,), (APPC_EMPTY,)):  # as rkt: the other three mean the default
         return default_program()
-    if f.set == (APPC_ALL,):  # everything but exec and exit
-        return _program({SYSCALLS_X86_64[n] for n in RETAIN_ALWAYS}, RET_ALLOW, action)
+    if f.mode is SeccompMode.RETAIN:
+        allowed = syscall_numbers(f.set) | {SYSCALLS_X86_64[n] for n in RETAIN_ALWAYS}
+        return _program(allowed, RET_ALLOW, action)
     return _program(syscall_numbers(f.set), action, RET_ALLOW)
 
 
