@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -48,23 +49,37 @@ def busybox_rootfs(dest: Path) -> None:
         (dest / d).mkdir()
 
 
+def rkt_command() -> list[str]:
+    """The `rkt` command as installed (the venv's console script), as a user runs it;
+    `python -m pyrkt` where there is none (it also imports runpy: ~15% more work)."""
+    script = Path(sys.executable).with_name("rkt")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pyrkt"]
+
+
 Cmd = tuple[Callable[[int], Sequence[str]], Path | None]
 # A pause after each command: podman's clean-up (conmon, `podman container cleanup`)
 # outlives `podman run` and would otherwise be billed to whichever command runs next.
 SETTLE_S = 0.5
 
 
-def timed(cmds: dict[str, Cmd], runs: int) -> dict[str, list[float]]:
-    """Wall time of each command, interleaved; the first round warms caches (dropped)."""
-    out: dict[str, list[float]] = {k: [] for k in cmds}
+def timed(cmds: dict[str, Cmd], runs: int) -> dict[str, tuple[list[float], list[float]]]:
+    """Wall time and CPU time (user + sys of the command and the children it waited
+    for) of each command, interleaved; the first round warms caches (dropped). CPU time
+    weighs less with the machine's load than wall time does; podman's clean-up, which
+    outlives it, is not in its CPU time."""
+    out: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in cmds}
     for i in range(runs + 1):
         for name, (argv_for, cwd) in cmds.items():
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t = time.perf_counter()
             subprocess.run(argv_for(i), check=True, cwd=cwd, env=ENV,
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
+            wall = time.perf_counter() - t
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             if i:
-                out[name].append(time.perf_counter() - t)
+                out[name][0].append(wall)
+                out[name][1].append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
             time.sleep(SETTLE_S)
     return out
 
@@ -121,7 +136,7 @@ def main() -> int:
         with tarfile.open(aci, "w") as tar:
             tar.add(work / "manifest", arcname="manifest")
             tar.add(rootfs, arcname="rootfs")
-        rkt = [sys.executable, "-m", "pyrkt", f"--dir={work / 'rkt'}"]
+        rkt = [*rkt_command(), f"--dir={work / 'rkt'}"]
         image = subprocess.run([*rkt, "--insecure-options=image", "fetch", str(aci)],
                                check=True, capture_output=True, text=True).stdout.strip()
         subprocess.run(["runc", "spec"],
@@ -145,15 +160,19 @@ def main() -> int:
         }, opts.runs)
         where = phases(rkt_cmd, opts.phases, work) if opts.phases else ""
         subprocess.run([*rkt, "gc", "--grace-period=0s"], capture_output=True)
-    med = {k: statistics.median(v) * 1000 for k, v in results.items()}
-    for k, v in results.items():
-        print(f"{k:<7} median {med[k]:7.1f} ms   min {min(v) * 1000:7.1f} ms   "
-              f"({len(v)} runs)")
+    med = {k: statistics.median(w) * 1000 for k, (w, _) in results.items()}
+    cpu = {k: statistics.median(c) * 1000 for k, (_, c) in results.items()}
+    for k, (w, _) in results.items():
+        print(f"{k:<7} median {med[k]:7.1f} ms   min {min(w) * 1000:7.1f} ms   "
+              f"cpu {cpu[k]:6.1f} ms   ({len(w)} runs)")
     print(f"rkt / runc   = {med['rkt'] / med['runc']:.2f}x   (goal: <= 3x)")
     print(f"rkt / podman = {med['rkt'] / med['podman']:.2f}x   (goal: < 1x)")
-    print("\n| net | rkt ms | runc ms | podman ms | rkt/runc | rkt/podman |")
-    print(f"| {opts.net} | {med['rkt']:.0f} | {med['runc']:.0f} | {med['podman']:.0f} | "
-          f"{med['rkt'] / med['runc']:.2f} | {med['rkt'] / med['podman']:.2f} |")
+    print(f"load average {os.getloadavg()[0]:.1f}")
+    print("\n| net | load | rkt ms | runc ms | podman ms | rkt/runc | rkt/podman "
+          "| cpu rkt/runc |")
+    print(f"| {opts.net} | {os.getloadavg()[0]:.1f} | {med['rkt']:.0f} | {med['runc']:.0f} "
+          f"| {med['podman']:.0f} | {med['rkt'] / med['runc']:.2f} "
+          f"| {med['rkt'] / med['podman']:.2f} | {cpu['rkt'] / cpu['runc']:.2f} |")
     print(where, end="")
     return 0
 

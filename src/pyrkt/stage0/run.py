@@ -130,6 +130,7 @@ def run_inprocess(module: str, argv: list[str], env: dict[str, str]) -> NoReturn
     Each of our stage1 `__main__` modules is `main(argv) -> int` plus a guard that exits
     with its code (no runpy: it would import `importlib.util` and friends for nothing).
     """
+    import gc
     import importlib
 
     os.environ.clear()
@@ -138,6 +139,10 @@ def run_inprocess(module: str, argv: list[str], env: dict[str, str]) -> NoReturn
     log.set_prefix("stage1")
     try:
         main = importlib.import_module(f"{module}.__main__").main
+        # `rkt` starts with the cyclic GC off; the stage1 may live as long as the pod.
+        # What exists now is kept for good (freeze), so the GC only scans newer objects.
+        gc.freeze()
+        gc.enable()
         code = main(sys.argv[1:])
         code = code if isinstance(code, int) else 254
     except SystemExit as e:
