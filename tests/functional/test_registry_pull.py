@@ -258,6 +258,6 @@ def test_https_registry_certificate_checks(make_registry: Callable[..., Registry
     _, paths = _pull_all(ref, tmp_path / "insecure", PullOptions(insecure_tls=True))
     assert len(paths) == 1
     assert reg.ca_cert is not None
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(reg.ca_cert))
+    monkeypatch.setenv("SSL_CERT_FILE", str(reg.ca_cert))
     _, paths = _pull_all(ref, tmp_path / "trusted", PullOptions())
     assert len(paths) == 1

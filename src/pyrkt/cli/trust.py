@@ -33,18 +33,22 @@ def _fingerprint_display(fpr: str) -> str:
 def _fetch_key(g: GlobalOptions, location: str, allow_http: bool, work: Path) -> Path:
     if not location.startswith(("http://", "https://")):
         return Path(location.removeprefix("file://"))
-    import requests
+    from pyrkt.image.httpget import Client, TransportError
 
     if location.startswith("http://") and not (allow_http or g.allows(Insecure.HTTP)):
         raise RktError(f"{location}: plain http is not allowed", "use --insecure-allow-http")
+    client = Client()
     try:
-        resp = requests.get(location, timeout=(15, 60))
-    except requests.RequestException as e:
+        with client.get(location) as resp:
+            if resp.status_code != 200:
+                raise RktError(f"{location}: bad HTTP status code: {resp.status_code}")
+            body = resp.content
+    except TransportError as e:
         raise RktError(f"{location}: cannot fetch key: {e}") from e
-    if resp.status_code != 200:
-        raise RktError(f"{location}: bad HTTP status code: {resp.status_code}")
+    finally:
+        client.close()
     dest = work / "key.gpg"
-    dest.write_bytes(resp.content)
+    dest.write_bytes(body)
     return dest
 
 

@@ -34,13 +34,13 @@ def local_path(ref: str) -> Path:
 
 def _download(g: GlobalOptions, url: str, dest: Path, progress: Progress | None,
               *, missing_ok: bool = False) -> bool:  # fmt: skip
-    import requests
+    from pyrkt.image.httpget import Client, TransportError
 
     if url.startswith("http://") and not g.allows(Insecure.HTTP):
         raise RktError(f"{url}: plain http is not allowed", "use --insecure-options=http")
+    client = Client(verify=not g.allows(Insecure.TLS))
     try:
-        with requests.get(url, stream=True, timeout=(15, 60),
-                          verify=not g.allows(Insecure.TLS)) as resp:  # fmt: skip
+        with client.get(url) as resp:
             if resp.status_code == 404 and missing_ok:
                 return False
             if resp.status_code != 200:
@@ -55,8 +55,10 @@ def _download(g: GlobalOptions, url: str, dest: Path, progress: Progress | None,
                         progress(url, done, total)
             if total and done != total:
                 raise RktError(f"{url}: truncated download ({done} of {total} bytes)")
-    except requests.RequestException as e:
+    except TransportError as e:
         raise RktError(f"{url}: download failed: {e}") from e
+    finally:
+        client.close()
     return True
 
 

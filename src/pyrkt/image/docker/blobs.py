@@ -60,7 +60,7 @@ def download_blob(sess: RegistrySession, desc: Descriptor, dest_dir: Path, *,
                   progress: ProgressFn | None = None,
                   cancel: threading.Event | None = None) -> Path:
     """Download one blob to dest_dir/<algo>-<hex>, verified against desc."""
-    import requests
+    from pyrkt.image.httpget import TransportError
 
     final = dest_dir / blob_filename(desc.digest)
     if final.exists():
@@ -68,7 +68,7 @@ def download_blob(sess: RegistrySession, desc: Descriptor, dest_dir: Path, *,
     part = final.with_name(final.name + ".part")
     hasher = _hasher(desc.digest)
     done = 0
-    resp = sess.get(f"blobs/{desc.digest}", stream=True, what=f"blob {desc.digest}")
+    resp = sess.get(f"blobs/{desc.digest}", what=f"blob {desc.digest}")
     try:
         with open(part, "wb") as out:
             if progress:
@@ -84,7 +84,7 @@ def download_blob(sess: RegistrySession, desc: Descriptor, dest_dir: Path, *,
                 out.write(chunk)
                 if progress:
                     progress(desc.digest, done, desc.size)
-    except requests.exceptions.RequestException as e:
+    except TransportError as e:
         part.unlink(missing_ok=True)
         raise BlobError(f"blob {desc.digest}: download truncated after {done} of "
                         f"{desc.size} bytes: {e}") from e
