@@ -3,13 +3,18 @@
 QEMU listens on `POD/kvm/agent.sock` (one client at a time); the guest init's
 `rkt_agent` reads `enter ID` / `stop` / `ping` and answers one line. Bulk data (the
 command, its output) goes through the 9p share under `POD/kvm/ctl/enter/ID/` (the guest's /ctl).
+With a terminal (our stdin is a tty), `tty ID` starts the command on a pty in the guest,
+relayed over the rkt.tty port (`POD/kvm/tty.sock`, see `ttysession`); one such session
+at a time per pod (`POD/kvm/tty.lock`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
+import shlex
 import shutil
 import socket
 import sys
@@ -23,6 +28,12 @@ from pyrkt.stage1.kvm import runner
 from pyrkt.stage1.kvm.guest import script
 
 READY_TIMEOUT_S = 300.0
+TTY_PORT = "rkt.tty"  # the virtio-serial port's name (runner: tty_socket_rel)
+TTY_SOCKET = "tty.sock"
+TTY_LOCK = "tty.lock"
+# The fixed arguments of rkt-exec in an app's exec prefix: ROOT CWD UID GID GROUPS CAPS
+# NNP CGROUP --
+_RKT_EXEC_ARGS = 9
 
 
 def wait_started(pod: Path, timeout: float = READY_TIMEOUT_S) -> None:
@@ -52,15 +63,18 @@ def _hypervisor_alive(pod: Path) -> bool:
 
 
 @contextlib.contextmanager
-def connect(pod: Path, timeout: float = 10.0) -> Iterator[socket.socket]:
-    """A connection to the agent socket (path through a folder fd: no length limit)."""
+def connect(
+    pod: Path, timeout: float = 10.0, name: str = "agent.sock"
+) -> Iterator[socket.socket]:
+    """A connection to the agent socket, or another of POD/kvm/ (path through a folder
+    fd: no length limit)."""
     d = os.open(runner.kvm_dir(pod), os.O_RDONLY | os.O_DIRECTORY)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                s.connect(f"/proc/self/fd/{d}/agent.sock")
+                s.connect(f"/proc/self/fd/{d}/{name}")
                 break
             except (ConnectionRefusedError, FileNotFoundError) as e:
                 if time.monotonic() > deadline:
@@ -96,13 +110,16 @@ def stop(pod: Path, timeout: float = 30.0) -> None:
 
 
 def enter(pod: Path, app: str, cmd: Sequence[str]) -> int:
-    """Run cmd in app's root inside the guest; copy its output to ours; its exit code."""
+    """Run cmd in app's root inside the guest, on a terminal of its own when our stdin is
+    one, else with our stdin's bytes and its output copied to ours; its exit code."""
     prefix_file = runner.guest_dir(pod) / "apps" / app
     try:
         prefix = prefix_file.read_text().strip()
     except OSError as e:
         raise RktError(f"the pod has no app named {app!r}") from e
     wait_started(pod)
+    if sys.stdin is not None and sys.stdin.isatty():
+        return enter_tty(pod, prefix, cmd)
     rid = secrets.token_hex(6)
     d = runner.guest_dir(pod) / "enter" / rid
     d.mkdir(parents=True)
@@ -124,3 +141,64 @@ def enter(pod: Path, app: str, cmd: Sequence[str]) -> int:
         return int(parts[2])
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def tty_command(prefix: str, rid: str, cmd: Sequence[str], term: str | None) -> str:
+    """cmd.sh for a terminal session: the app's exec prefix (`env -i ENV /bin/rkt-exec
+    ARGS --`) with `--tty PORT RID`, TERM from ours (the app's own TERM wins), and cmd."""
+    words = shlex.split(prefix)
+    i = len(words) - 1 - _RKT_EXEC_ARGS
+    if i < 2 or words[:2] != ["env", "-i"] or not words[i].endswith("/rkt-exec") \
+            or words[-1] != "--":
+        raise RktError("the pod's app exec line is not the one this pyrkt writes",
+                       "was the pod started by another version?")
+    env = words[:i]
+    if term:
+        env.insert(2, f"TERM={term}")
+    argv = [*env, words[i], "--tty", TTY_PORT, rid, *words[i + 1 :], *cmd]
+    return "exec " + shlex.join(argv) + "\n"
+
+
+@contextlib.contextmanager
+def _tty_lock(pod: Path) -> Iterator[None]:
+    fd = os.open(runner.kvm_dir(pod) / TTY_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise RktError(
+                "another terminal session is open in this pod",
+                "one `rkt enter` with a terminal at a time per VM pod; leave it first, "
+                "or give the command no terminal (stdin not a tty)",
+            ) from e
+        yield
+    finally:
+        os.close(fd)
+
+
+def enter_tty(pod: Path, prefix: str, cmd: Sequence[str]) -> int:
+    from pyrkt.stage1.kvm import ttysession
+
+    if not (runner.kvm_dir(pod) / TTY_SOCKET).exists():
+        raise RktError("the pod's VM has no terminal port",
+                       "it was started by an older pyrkt; enter without a terminal")
+    rid = secrets.token_hex(6)
+    d = runner.guest_dir(pod) / "enter" / rid
+    with _tty_lock(pod), connect(pod, name=TTY_SOCKET) as sock:
+        d.mkdir(parents=True)
+        try:
+            (d / "cmd.sh").write_text(tty_command(prefix, rid, cmd, os.environ.get("TERM")))
+            log.debug(f"kvm: enter {rid} with a terminal: {list(cmd)!r}")
+            answer = _request(pod, f"tty {rid}", 30.0)
+            if answer != f"started {rid}":
+                raise RktError(f"unexpected answer from the pod's VM agent: {answer!r}")
+            try:
+                pending = ttysession.wait_ready(sock, rid, lambda: _hypervisor_alive(pod))
+            except RktError as e:
+                guest_log = (d / "log").read_text(errors="replace").strip() if (
+                    d / "log").exists() else ""
+                raise RktError(e.message, guest_log or e.hint) from e
+            with ttysession.raw_terminal(sys.stdin.fileno()):
+                return ttysession.relay(sock, sys.stdin.fileno(), sys.stdout.fileno(), pending)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)

@@ -21,9 +21,14 @@ from pathlib import Path
 from types import FrameType
 
 from pyrkt import log
-from pyrkt.errors import RktError, describe_status
+from pyrkt.errors import RktError
+from pyrkt.linux import prctl
 from pyrkt.stage1 import contract
 from pyrkt.stage1.kvm import accel, assets, hypervisors
+from pyrkt.stage1.kvm.finish import agent_socket_rel as agent_socket_rel
+from pyrkt.stage1.kvm.finish import finish_pod as finish_pod
+from pyrkt.stage1.kvm.finish import kvm_dir as kvm_dir
+from pyrkt.stage1.kvm.finish import serial_log as serial_log
 from pyrkt.stage1.kvm.guest import script
 from pyrkt.stage1.kvm.sizing import vm_size
 from pyrkt.stage1.kvm.vm import (
@@ -60,11 +65,6 @@ class RunOptions:
     exec_waiter: bool = False
 
 
-def kvm_dir(pod: Path) -> Path:
-    """Host-side runtime files of the VM (sockets, serial log)."""
-    return pod / "kvm"
-
-
 def guest_dir(pod: Path) -> Path:
     """The control folder shared with the guest as `rkt.ctl` (at /ctl): the pod script,
     /etc files, enter requests, app exec lines, the `started` flag. It lives in the pod
@@ -73,13 +73,9 @@ def guest_dir(pod: Path) -> Path:
     return kvm_dir(pod) / "ctl"
 
 
-def serial_log(pod: Path) -> Path:
-    return kvm_dir(pod) / "serial.log"
-
-
-def agent_socket_rel() -> Path:
-    """Relative to the pod folder (QEMU's cwd): keeps under the unix socket path limit."""
-    return Path("kvm") / "agent.sock"
+def tty_socket_rel() -> Path:
+    """The rkt.tty port's socket (terminals for `rkt enter`), relative to the pod folder."""
+    return Path("kvm") / "tty.sock"
 
 
 def stage1_hypervisor(pod: Path) -> str:
@@ -204,7 +200,9 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions) -> tuple[VmPlan, str]:
         app_stderr=err,
         fd_sets=tuple(fd_sets),
         agent_socket=agent_socket_rel(),
+        tty_socket=tty_socket_rel(),
         tcg_tb_mib=TCG_TB_MIB,
+        balloon=True,
     )
     return vp, decision.reason
 
@@ -245,6 +243,7 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
             stdout=None,
             stderr=None,
             pass_fds=[fd for fd, _ in vp.fd_sets],
+            preexec_fn=_no_huge_pages,
         )
     except FileNotFoundError as e:
         raise RktError(f"{argv[0]}: command not found", INSTALL_HINT.get(name)) from e
@@ -281,43 +280,36 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
     return finish_pod(pod, [a.name for a in plan.apps], rc)
 
 
+def _no_huge_pages() -> None:
+    """In the hypervisor's child before its exec: no transparent huge pages. QEMU asks
+    for them on guest RAM and TCG's code cache (madvise), so every 2 MiB range the guest
+    touches once would stay resident whole, and the balloon's free page reports (4 KiB
+    granular on the host) could not give parts of one back."""
+    with contextlib.suppress(OSError):
+        prctl.set_thp_disable()
+
+
 def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions) -> None:
-    """Replace this process (same pid: the hypervisor stays our child) with waiter.py,
-    a Python that holds ~9 MiB instead of the planner's ~25 MiB while the VM runs."""
+    """Replace this process (same pid: the hypervisor stays our child) with the waiter:
+    the stage1's static rkt-wait (~0.3 MiB) when it has one, else waiter.py (a Python
+    that holds ~10 MiB instead of the planner's ~25 MiB while the VM runs)."""
     from pyrkt.stage1.kvm import waiter
 
-    spec = {
+    spec = json.dumps({
         "pid": pid,
         "pod": str(pod),
         "apps": [a.name for a in plan.apps],
         "net": opts.netns is not None,
         "debug": opts.debug,
-    }
-    # Blocked until the waiter's handlers are set (the mask survives exec); SIGINT stays
+    })
+    # Blocked until the waiter takes them (the mask survives exec); SIGINT stays
     # ignored (QEMU gets it too).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP})
     sys.stdout.flush()
     sys.stderr.flush()
-    argv = [sys.executable, "-I", "-S", str(waiter.__file__), json.dumps(spec)]
-    log.debug("kvm: runner becomes " + shlex.join(argv[:4]))
-    os.execv(sys.executable, argv)
-
-
-def finish_pod(pod: Path, apps: list[str], rc: int) -> int:
-    """After the hypervisor exited with rc: the first failing app's code (in pod order)."""
-    (pod / agent_socket_rel()).unlink(missing_ok=True)
-    codes = contract.read_exit_codes(pod)
-    missing = [a for a in apps if a not in codes]
-    log.debug(f"kvm: hypervisor exited with {describe_status(rc)}; app exit codes {codes}")
-    if missing and rc > 0:
-        raise RktError(
-            f"the VM stopped ({describe_status(rc)}) before app(s) {', '.join(missing)} "
-            "finished",
-            f"serial console log: {serial_log(pod)}",
-        )
-    for a in apps:
-        c = codes.get(a, 0)
-        if c != 0:
-            return c
-    return 0
+    py = [sys.executable, "-I", "-S", str(waiter.__file__)]
+    wait_bin = assets.waiter_path(contract.stage1_rootfs(pod))
+    argv = [str(wait_bin), str(pid), *py[:1], *py[3:], spec] if wait_bin else [*py, spec]
+    log.debug("kvm: runner becomes " + shlex.join(argv[:-1]))
+    os.execv(argv[0], argv)

@@ -33,6 +33,7 @@ class ConsoleMode(enum.StrEnum):
 PORT_STDOUT = 1
 PORT_STDERR = 2
 PORT_AGENT = 3
+PORT_TTY = 4  # `rkt enter` with a terminal (agent.py, ttysession.py)
 SHARE_STAGE1 = "rkt.stage1"
 SHARE_CTL = "rkt.ctl"
 
@@ -72,9 +73,13 @@ class VmPlan:
     app_stderr: Path | None = None
     fd_sets: tuple[tuple[int, int], ...] = ()  # (inherited fd, fd set) for /dev/fdset/N
     agent_socket: Path | None = None  # unix socket, QEMU is the server
+    tty_socket: Path | None = None  # the same, for the rkt.tty port
     qmp_socket: Path | None = None
     pidfile: Path | None = None
     bios: Path | None = None
+    # A virtio balloon that never inflates, with free page reporting: the guest hands the
+    # pages it freed (boot buffers, the initramfs image, exited apps) back to the host.
+    balloon: bool = False
     # TCG's translation-block cache in MiB (QEMU's default: up to 1 GiB, which the
     # guest fills with code it translated: a third of QEMU's RSS). None: QEMU's default.
     tcg_tb_mib: int | None = None

@@ -28,8 +28,6 @@ for f in $rkt_modules; do
 	done <"$f"
 done
 mkdir -p /dev/pts /dev/shm
-mount -t devpts devpts /dev/pts
-mount -t tmpfs tmpfs /dev/shm
 # $rkt_port_<name>: the device of the virtio-serial port the host named rkt.<name>
 # (variables, not /dev symlinks: an `ln` per port is a fork+exec).
 for p in /sys/class/virtio-ports/*; do
@@ -41,14 +39,16 @@ for p in /sys/class/virtio-ports/*; do
 	rkt.agent) rkt_port_agent=/dev/${p##*/} ;;
 	esac
 done
-mkdir -p /ctl
-rkt_9p="-t 9p -o trans=virtio,version=9p2000.L,msize=262144,access=any"
-if ! mount $rkt_9p rkt.stage1 /stage1 || ! mount $rkt_9p rkt.ctl /ctl; then
+# devpts, /dev/shm and the two pod shares (rkt.stage1 at /stage1, rkt.ctl at /ctl) in
+# one `mount` (initramfs.FSTAB) instead of four.
+if ! mount -a -T /etc/rkt-fstab; then
 	rkt_say "cannot mount the pod share"
 	rkt_halt
 fi
 # The enter/stop agent: one request line at a time on the rkt.agent port.
 #   enter ID -> runs /ctl/enter/ID/cmd.sh, replies "done ID RC"
+#   tty ID   -> starts /ctl/enter/ID/cmd.sh (rkt-exec --tty: a pty relayed on the rkt.tty
+#               port) in the background, replies "started ID"
 #   stop     -> replies "ok", sends SIGTERM to the apps (SIGKILL after the grace time)
 rkt_agent() {
 	[ -n "$rkt_port_agent" ] || return
@@ -63,6 +63,11 @@ rkt_agent() {
 			d=/ctl/enter/$rkt_arg
 			sh "$d/cmd.sh" <"$d/stdin" >"$d/stdout" 2>"$d/stderr"
 			echo "done $rkt_arg $?" >&3
+			;;
+		tty)
+			d=/ctl/enter/$rkt_arg
+			sh "$d/cmd.sh" </dev/null >"$d/log" 2>&1 3>&- 4>&- 5>&- &
+			echo "started $rkt_arg" >&3
 			;;
 		stop)
 			echo "ok" >&3

@@ -7,17 +7,32 @@
  * retain, or "all" to leave them alone; NNP: 1 sets no_new_privs; CGROUP: a cgroup
  * folder to join, or "-". The environment is passed through unchanged (the pod script
  * builds it with `env -i`). Each failure prints the failing call and exits 127.
+ *
+ *   rkt-exec --tty PORT RID ROOT CWD ... -- ARGV...      (`rkt enter` with a terminal)
+ *
+ * runs ARGV as above on a new pty (its controlling terminal, in a new session) and relays
+ * that pty to the host over the virtio-serial port named PORT, in frames of one type
+ * byte, a 2-byte big-endian length and the payload:
+ *   guest -> host: 'R' RID (ready), 'D' output, 'X' 4-byte exit code (128+N for signal N)
+ *   host -> guest: 'W' rows cols (2 bytes each, the first frame), 'D' input
+ * The host closing the port hangs the session up.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <grp.h>
+#include <poll.h>
+#include <signal.h>
 #include <linux/capability.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 static void die(const char *what, const char *arg) {
@@ -37,7 +52,229 @@ static int parse_list(const char *s, unsigned long *out, int max) {
     return n;
 }
 
+
+/* ---- --tty: the pty relay (parent) and the session leader (child) ---- */
+
+static int sigchld_pipe[2] = {-1, -1};
+
+static void on_sigchld(int sig) {
+    (void)sig;
+    int e = errno;
+    if (write(sigchld_pipe[1], "c", 1) < 0) {}
+    errno = e;
+}
+
+static void write_all(int fd, const void *buf, size_t n) {
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) exit(127); /* the host is gone */
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void send_frame(int port, char type, const void *data, size_t n) {
+    unsigned char hdr[3] = {(unsigned char)type, (unsigned char)(n >> 8), (unsigned char)n};
+    write_all(port, hdr, 3);
+    if (n) write_all(port, data, n);
+}
+
+/* The device (/dev/vportNpM) of the virtio-serial port whose name is `name`; "fd:N" is
+ * the inherited fd N instead (tests on the host, over a socketpair). */
+static int open_port(const char *name) {
+    if (strncmp(name, "fd:", 3) == 0) {
+        int fd = (int)strtol(name + 3, NULL, 10);
+        if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) die("port", name);
+        return fd;
+    }
+    DIR *d = opendir("/sys/class/virtio-ports");
+    if (!d) die("opendir", "/sys/class/virtio-ports");
+    struct dirent *e;
+    char path[512], buf[128];
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "/sys/class/virtio-ports/%s/name", e->d_name);
+        int fd = open(path, O_RDONLY);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0) continue;
+        buf[n] = 0;
+        buf[strcspn(buf, "\n")] = 0;
+        if (strcmp(buf, name) != 0) continue;
+        snprintf(path, sizeof path, "/dev/%s", e->d_name);
+        closedir(d);
+        int p = open(path, O_RDWR | O_CLOEXEC);
+        if (p < 0) die("open", path);
+        return p;
+    }
+    closedir(d);
+    errno = ENOENT;
+    die("virtio port", name);
+    return -1;
+}
+
+static void set_winsize(int master, const unsigned char *p) {
+    struct winsize ws = {0};
+    ws.ws_row = (unsigned short)(p[0] << 8 | p[1]);
+    ws.ws_col = (unsigned short)(p[2] << 8 | p[3]);
+    ioctl(master, TIOCSWINSZ, &ws);
+}
+
+/* Frames from the host: input for the pty, window sizes. */
+struct inq {
+    unsigned char frame[3 + 65535];
+    size_t have;          /* bytes of the current frame read so far */
+    unsigned char *pend;  /* input not yet written to the pty */
+    size_t npend;
+    unsigned char last;   /* the type of the last complete frame */
+};
+
+static size_t frame_len(const struct inq *q) { return (size_t)q->frame[1] << 8 | q->frame[2]; }
+
+/* Reads from the port into q; returns 0 when the host closed it, 2 when a frame is
+ * complete (its input, if any, in q->pend), else 1. */
+static int read_port(int port, int master, struct inq *q) {
+    size_t want = q->have < 3 ? 3 - q->have : 3 + frame_len(q) - q->have;
+    ssize_t n = read(port, q->frame + q->have, want);
+    if (n < 0) return errno == EINTR || errno == EAGAIN ? 1 : 0;
+    if (n == 0) return 0;
+    q->have += (size_t)n;
+    if (q->have < 3 || q->have < 3 + frame_len(q)) return 1;
+    size_t len = frame_len(q);
+    q->last = q->frame[0];
+    if (q->frame[0] == 'W' && len >= 4) set_winsize(master, q->frame + 3);
+    if (q->frame[0] == 'D' && len > 0) {
+        q->pend = q->frame + 3;
+        q->npend = len;
+    }
+    if (q->frame[0] != 'D' || len == 0) q->have = 0; /* else: free once written */
+    return 2;
+}
+
+static void flush_master(int master, struct inq *q) {
+    while (q->npend > 0) {
+        ssize_t w = write(master, q->pend, q->npend);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) return;
+            q->npend = 0; /* the pty is gone: drop the input */
+            break;
+        }
+        q->pend += w;
+        q->npend -= (size_t)w;
+    }
+    q->have = 0;
+}
+
+/* Returns in the child (with the pty as its stdio); the parent relays and exits. */
+static void tty_session(const char *port_name, const char *rid) {
+    int port = open_port(port_name);
+    int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0) die("posix_openpt", "");
+    if (grantpt(master) < 0 || unlockpt(master) < 0) die("unlockpt", "");
+    char *slave = ptsname(master);
+    if (!slave) die("ptsname", "");
+    send_frame(port, 'R', rid, strlen(rid));
+
+    static struct inq q;
+    int r;
+    do { /* the first frame is the host's window size; nothing comes before it */
+        r = read_port(port, master, &q);
+        if (r == 0) exit(0);
+        q.npend = 0;
+        if (r == 2) q.have = 0;
+    } while (!(r == 2 && q.last == 'W'));
+    if (pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK) < 0) die("pipe", "");
+    struct sigaction sa = {0};
+    sa.sa_handler = on_sigchld;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigaction(SIGCHLD, &sa, NULL);
+
+    int sync[2]; /* closed by the child's exec: input waits until the pty is its tty */
+    if (pipe2(sync, O_CLOEXEC) < 0) die("pipe", "");
+    pid_t child = fork();
+    if (child < 0) die("fork", "");
+    if (child == 0) {
+        close(sync[0]);
+        /* Started in the background by a shell: SIGINT and SIGQUIT are ignored; a
+         * terminal's command gets them (Ctrl-C, Ctrl-backslash) with their default action. */
+        for (int sig = 1; sig < NSIG; sig++)
+            if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        if (setsid() < 0) die("setsid", "");
+        int s = open(slave, O_RDWR);
+        if (s < 0) die("open", slave);
+        if (ioctl(s, TIOCSCTTY, 0) < 0) die("ioctl", "TIOCSCTTY");
+        for (int fd = 0; fd < 3; fd++)
+            if (dup2(s, fd) < 0) die("dup2", slave);
+        if (s > 2) close(s);
+        for (int fd = 3; fd < 1024; fd++)
+            if (fd != sync[1]) close(fd);
+        return;
+    }
+    close(sync[1]);
+    char c;
+    while (read(sync[0], &c, 1) < 0 && errno == EINTR) {}
+    close(sync[0]);
+    fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
+    char buf[4096];
+    int master_open = 1;
+    for (;;) {
+        struct pollfd p[3] = {
+            {sigchld_pipe[0], POLLIN, 0},
+            {q.npend ? -1 : port, POLLIN, 0},
+            {master_open ? master : -1, (short)(POLLIN | (q.npend ? POLLOUT : 0)), 0},
+        };
+        if (poll(p, 3, -1) < 0) {
+            if (errno == EINTR) continue;
+            die("poll", "");
+        }
+        if (p[0].revents) {
+            int status;
+            while (read(sigchld_pipe[0], buf, sizeof buf) > 0) {}
+            if (waitpid(child, &status, WNOHANG) == child) {
+                for (;;) { /* what the command wrote last */
+                    ssize_t n = read(master, buf, sizeof buf);
+                    if (n <= 0) break;
+                    send_frame(port, 'D', buf, (size_t)n);
+                }
+                int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+                unsigned char c[4] = {(unsigned char)(code >> 24), (unsigned char)(code >> 16),
+                                      (unsigned char)(code >> 8), (unsigned char)code};
+                send_frame(port, 'X', c, 4);
+                exit(0);
+            }
+        }
+        if (p[1].revents) {
+            if (!read_port(port, master, &q)) { /* the host left: hang the session up */
+                kill(-child, SIGHUP);
+                kill(-child, SIGCONT);
+                exit(0);
+            }
+        }
+        if (master_open && p[2].revents) {
+            if (q.npend) flush_master(master, &q);
+            if (p[2].revents & (POLLIN | POLLHUP | POLLERR)) {
+                ssize_t n = read(master, buf, sizeof buf);
+                if (n > 0) send_frame(port, 'D', buf, (size_t)n);
+                else if (n == 0 || (errno != EAGAIN && errno != EINTR)) master_open = 0;
+            }
+        }
+    }
+}
+
 int main(int argc, char **argv) {
+    if (argc > 3 && strcmp(argv[1], "--tty") == 0) {
+        tty_session(argv[2], argv[3]);
+        argv[3] = argv[0];
+        argv += 3;
+        argc -= 3;
+    }
     if (argc < 11 || strcmp(argv[9], "--") != 0) {
         fprintf(stderr, "usage: rkt-exec ROOT CWD UID GID GROUPS CAPS NNP CGROUP -- ARGV...\n");
         return 127;

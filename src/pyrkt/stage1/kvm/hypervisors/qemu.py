@@ -13,6 +13,7 @@ from pyrkt.stage1.kvm.vm import (
     PORT_AGENT,
     PORT_STDERR,
     PORT_STDOUT,
+    PORT_TTY,
     Accel,
     ConsoleMode,
     Machine,
@@ -71,6 +72,8 @@ class Qemu:
                 "-device",
                 f"virtio-9p-pci,fsdev=fs{i},mount_tag={share.tag}",
             ]
+        if plan.balloon:
+            a += ["-device", "virtio-balloon-pci,free-page-reporting=on"]
         for i, tap in enumerate(plan.taps):
             a += [
                 "-netdev", f"tap,id=net{i},ifname={tap.ifname},script=no,downscript=no",
@@ -121,6 +124,9 @@ class Qemu:
         if plan.agent_socket is not None:
             spec = f"socket,id=agent,path={plan.agent_socket},server=on,wait=off"
             ports.append((PORT_AGENT, "agent", spec))
+        if plan.tty_socket is not None:
+            spec = f"socket,id=tty,path={plan.tty_socket},server=on,wait=off"
+            ports.append((PORT_TTY, "tty", spec))
         for nr, cid, spec in ports:
             a += [
                 "-chardev", spec,
