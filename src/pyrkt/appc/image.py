@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from pyrkt.appc.schema import (
@@ -23,6 +22,7 @@ from pyrkt.appc.schema import (
     NameValue,
     Port,
 )
+from pyrkt.record import record
 
 __all__ = [
     "AC_VERSION", "App", "Dependency", "EventHandler", "ImageManifest", "Isolator",
@@ -55,13 +55,13 @@ def sanitize_ac_name(s: str) -> str:
     return out
 
 
-@dataclass(frozen=True)
+@record
 class EventHandler:
     name: str
     exec: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@record
 class App:
     exec: tuple[str, ...] = ()
     user: str = "0"
@@ -77,7 +77,7 @@ class App:
     user_labels: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Dependency:
     image_name: str
     image_id: str = ""
@@ -85,7 +85,7 @@ class Dependency:
     size: int = 0
 
 
-@dataclass(frozen=True)
+@record
 class ImageManifest:
     name: str
     ac_version: str = AC_VERSION
@@ -93,7 +93,7 @@ class ImageManifest:
     app: App | None = None
     dependencies: tuple[Dependency, ...] = ()
     path_whitelist: tuple[str, ...] = ()
-    annotations: tuple[NameValue, ...] = field(default=())
+    annotations: tuple[NameValue, ...] = ()
 
     def label(self, name: str) -> str | None:
         for lab in self.labels:

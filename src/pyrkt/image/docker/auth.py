@@ -20,18 +20,18 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from pyrkt import log
 from pyrkt.confdir import config_files
 from pyrkt.errors import RktError
 from pyrkt.image.docker.reference import DOCKER_HUB
+from pyrkt.record import record
 
 _HUB_KEYS = {"index.docker.io", "docker.io", "registry.hub.docker.com", DOCKER_HUB}
 
 
-@dataclass(frozen=True)
+@record
 class Credentials:
     user: str
     password: str
@@ -117,7 +117,7 @@ def load_credentials(config_dirs: Iterable[Path],
     return found
 
 
-@dataclass(frozen=True)
+@record
 class Challenge:
     scheme: str  # lower case: "basic" or "bearer"
     params: Mapping[str, str]

@@ -14,14 +14,13 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from pyrkt import log
 from pyrkt.errors import RktError
 from pyrkt.image.docker.manifest import Descriptor
 from pyrkt.image.docker.transport import RegistrySession
+from pyrkt.record import record
 
 CHUNK = 1 << 20
 ProgressFn = Callable[[str, int, int], None]
@@ -37,7 +36,7 @@ class Cancelled(BlobError):
         super().__init__(f"download of blob {digest} cancelled")
 
 
-@dataclass(frozen=True)
+@record
 class LayerBlob:
     path: Path  # the blob as downloaded (compressed as media_type says), verified
     digest: str
@@ -107,34 +106,69 @@ def download_blob(sess: RegistrySession, desc: Descriptor, dest_dir: Path, *,
     return final
 
 
+class _Job:
+    """One blob to download; `done` is set once `path` or `error` is."""
+
+    def __init__(self, desc: Descriptor) -> None:
+        self.desc = desc
+        self.done = threading.Event()
+        self.path: Path | None = None
+        self.error: BaseException | None = None
+
+
 class LayerDownloads:
-    """An iterator of verified LayerBlobs, in manifest order, downloaded in parallel."""
+    """An iterator of verified LayerBlobs, in manifest order, downloaded in parallel
+    (plain threads: `concurrent.futures` costs every `rkt fetch` an import of logging)."""
 
     def __init__(self, sess: RegistrySession, layers: Sequence[Descriptor], dest_dir: Path,
                  *, progress: ProgressFn | None = None, workers: int = 3) -> None:
         self.descriptors = tuple(layers)
         self._sess, self._dest, self._progress = sess, dest_dir, progress
+        self._workers = max(1, workers)
         self._cancel = threading.Event()
-        self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="pyrkt-blob")
-        self._futures: dict[str, Future[Path]] = {}
+        self._lock = threading.Lock()
+        self._jobs: dict[str, _Job] = {}
+        self._pending: list[_Job] = []
+        self._threads: list[threading.Thread] = []
         self._iter = self._generate()
 
     def start(self) -> None:
         """Start every download (done by the first next() if not called before)."""
-        if self._futures or self._cancel.is_set():
+        if self._jobs or self._cancel.is_set():
             return
         for d in self.descriptors:
-            if d.digest not in self._futures:  # the same layer twice: fetch it once
-                self._futures[d.digest] = self._pool.submit(
-                    download_blob, self._sess, d, self._dest, progress=self._progress,
-                    cancel=self._cancel)
+            if d.digest not in self._jobs:  # the same layer twice: fetch it once
+                self._jobs[d.digest] = job = _Job(d)
+                self._pending.append(job)
+        for i in range(min(self._workers, len(self._pending))):
+            t = threading.Thread(target=self._work, name=f"pyrkt-blob_{i}", daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _work(self) -> None:
+        while not self._cancel.is_set():
+            with self._lock:
+                if not self._pending:
+                    return
+                job = self._pending.pop(0)
+            try:
+                job.path = download_blob(self._sess, job.desc, self._dest,
+                                         progress=self._progress, cancel=self._cancel)
+            except BaseException as e:  # handed to the consumer
+                job.error = e
+            finally:
+                job.done.set()
 
     def _generate(self) -> Iterator[LayerBlob]:
         self.start()
         try:
             for d in self.descriptors:
-                path = self._futures[d.digest].result()
-                yield LayerBlob(path=path, digest=d.digest, media_type=d.media_type,
+                job = self._jobs[d.digest]
+                job.done.wait()
+                if job.error is not None:
+                    raise job.error
+                assert job.path is not None
+                yield LayerBlob(path=job.path, digest=d.digest, media_type=d.media_type,
                                 size=d.size)
         finally:
             self.close()
@@ -148,4 +182,6 @@ class LayerDownloads:
     def close(self) -> None:
         """Stop what is still downloading and wait for the threads to end."""
         self._cancel.set()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join()

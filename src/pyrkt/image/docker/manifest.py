@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from pyrkt.errors import NotFound, RktError
 from pyrkt.image.docker.transport import RegistryError, RegistrySession
+from pyrkt.record import record
 
 
 class ManifestMediaType:
@@ -40,14 +40,14 @@ LAYER_TYPES = {
 MAX_MANIFEST = 4 << 20
 
 
-@dataclass(frozen=True)
+@record
 class Descriptor:
     media_type: str
     digest: str
     size: int
 
 
-@dataclass(frozen=True)
+@record
 class ImageManifest:
     digest: str  # of the image manifest itself (not of the list it came from)
     media_type: str

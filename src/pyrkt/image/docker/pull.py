@@ -15,7 +15,6 @@ written only under `workdir` (the caller's temp dir, which the caller removes).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -27,9 +26,10 @@ from pyrkt.image.docker.manifest import Descriptor, ManifestError, fetch_manifes
 from pyrkt.image.docker.reference import DockerRef, parse_ref
 from pyrkt.image.docker.transport import RegistrySession
 from pyrkt.options import GlobalOptions, Insecure
+from pyrkt.record import record
 
 
-@dataclass(frozen=True)
+@record
 class PullOptions:
     insecure_http: bool = False  # --insecure-options=http: plain http allowed
     insecure_tls: bool = False  # --insecure-options=tls: certificates not verified
@@ -38,7 +38,7 @@ class PullOptions:
     os: str = "linux"
     arch: str = "amd64"
     workers: int = 3  # parallel layer downloads
-    credentials: dict[str, Credentials] | None = field(default=None, compare=False)
+    credentials: dict[str, Credentials] | None = None
 
     @classmethod
     def from_global(cls, g: GlobalOptions) -> PullOptions:
@@ -46,7 +46,7 @@ class PullOptions:
                    config_dirs=tuple(g.config_dirs))
 
 
-@dataclass
+@record(frozen=False)
 class PulledImage:
     ref: DockerRef
     manifest_digest: str

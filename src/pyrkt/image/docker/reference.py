@@ -12,9 +12,9 @@ one-component names live under `library/`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from pyrkt.errors import UsageError
+from pyrkt.record import record
 
 SCHEME = "docker://"
 DOCKER_HUB = "registry-1.docker.io"
@@ -25,7 +25,7 @@ _DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[0-9a-fA-F]{32,}")
 _HOST = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]+)?|\[[0-9a-fA-F:]+\](?::[0-9]+)?")
 
 
-@dataclass(frozen=True)
+@record
 class DockerRef:
     registry: str
     repository: str
