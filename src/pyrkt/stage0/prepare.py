@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pyrkt import log, proc
+from pyrkt import log
 from pyrkt.appc import pod as appc
 from pyrkt.errors import RktError, UsageError
 from pyrkt.options import GlobalOptions
@@ -186,6 +186,8 @@ def _labels(manifest: Mapping[str, Any]) -> tuple[appc.KV, ...]:
 
 def _copy_tree(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
+    from pyrkt import proc  # only --no-overlay copies: not imported on the usual path
+
     proc.run(["cp", "-a", "--reflink=auto", str(src), str(dst)])
 
 
@@ -234,6 +236,8 @@ def _make_empty_volumes(
                 rootfs = res.tree / "rootfs"
                 src = rootfs / resolve_in_rootfs(rootfs, mp.path).lstrip("/")
                 if src.is_dir() and not any(d.iterdir()):
+                    from pyrkt import proc  # (not imported on the usual path)
+
                     proc.run(["cp", "-a", "--reflink=auto", f"{src}/.", str(d)])
         os.chmod(d, int(v.mode or "0755", 8))
         os.chown(d, v.uid or 0, v.gid or 0)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -94,10 +93,13 @@ def run_args(g: GlobalOptions, pod: pods.Pod, ro: runopts.RunOptions) -> list[st
 
 
 # Our own stage1 entrypoints are one line: `exec "${PYRKT_PYTHON:-python3}" -m MODULE run "$@"`.
-_OWN_ENTRY = re.compile(
-    r'exec "\$\{PYRKT_PYTHON:-python3\}" -m (pyrkt\.stage1\.(?:container|fly|kvm)) '
-    r'(run|enter|stop|gc) "\$@"'
-)
+_OWN_MODULES = ("pyrkt.stage1.container", "pyrkt.stage1.fly", "pyrkt.stage1.kvm")
+
+
+def _own_entry_line(module: str, verb: str) -> str:
+    return f'exec "${{PYRKT_PYTHON:-python3}}" -m {module} {verb} "$@"'
+
+
 ENV_FORCE_EXEC = "PYRKT_STAGE1_EXEC"
 
 
@@ -120,8 +122,7 @@ def inprocess_module(entry: Path, verb: str = "run") -> str | None:
     body = [ln for ln in lines if ln and not ln.startswith("#")]
     if len(body) != 1:
         return None
-    m = _OWN_ENTRY.fullmatch(body[0])
-    return m.group(1) if m and m.group(2) == verb else None
+    return next((m for m in _OWN_MODULES if body[0] == _own_entry_line(m, verb)), None)
 
 
 def run_inprocess(module: str, argv: list[str], env: dict[str, str]) -> NoReturn:
