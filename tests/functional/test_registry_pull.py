@@ -92,6 +92,30 @@ def test_anonymous_pull_yields_verified_layers_in_order(
     assert img.manifest_digest == index["manifests"][0]["digest"]
 
 
+def test_layers_kept_in_memory_up_to_the_budget_read_back_verified(
+        redis_image: str, tmp_path: Path) -> None:
+    import hashlib
+
+    with pull(redis_image, tmp_path, options=HTTP) as probe:
+        budget = probe.layer_descriptors[0].size  # room for about one layer
+    opts = PullOptions(insecure_http=True, memory=budget)
+    with pull(redis_image, tmp_path / "mem", options=opts) as img:
+        blobs = list(img.layers)
+    in_memory = [b for b in blobs if b.path is None]
+    assert in_memory and sum(b.size for b in in_memory) <= budget
+    assert len(in_memory) < len(blobs)
+    for b in blobs:
+        stream = b.open()
+        parts = []
+        while chunk := stream.read(1000):
+            parts.append(chunk)
+        getattr(stream, "close", lambda: None)()
+        data = b"".join(parts)
+        assert (len(data), f"sha256:{hashlib.sha256(data).hexdigest()}") == (b.size, b.digest)
+    names = {p.name for p in (tmp_path / "mem").iterdir()}
+    assert not {b.digest.replace(":", "-") for b in in_memory} & names
+
+
 def test_plain_http_needs_insecure_option(busybox_image: str, tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="cannot reach registry") as e:
         pull(busybox_image, tmp_path, options=PullOptions())

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from pyrkt.image.docker.reference import DockerRef
 
 Progress = Callable[[str, int, int], None]
+LAYER_MEMORY = 256 << 20  # bytes of downloaded layers a docker fetch may hold in memory
 
 
 def fetch_image(
@@ -119,10 +120,12 @@ def _pull_docker(g: GlobalOptions, store: Store, dref: DockerRef,
     from pyrkt.image.docker.pull import PullOptions, pull
     from pyrkt.image.docker2aci import config_to_manifest
     from pyrkt.image.layered import import_layered
+    from pyrkt.record import replace
 
-    with store.staging("pull") as work, pull(
-        dref, work, options=PullOptions.from_global(g), progress=progress
-    ) as img:
+    # layers are applied from memory (no second copy through files) up to LAYER_MEMORY
+    options = replace(PullOptions.from_global(g), memory=LAYER_MEMORY)
+    with store.staging("pull") as work, pull(dref, work, options=options,
+                                             progress=progress) as img:
         digests = [d.digest for d in img.layer_descriptors]
         manifest = config_to_manifest(
             img.config,
@@ -136,6 +139,6 @@ def _pull_docker(g: GlobalOptions, store: Store, dref: DockerRef,
 
         def layers() -> Iterator[ByteStream]:
             for blob in img.layers:
-                yield open(blob.path, "rb")  # noqa: SIM115 (closed by import_layered)
+                yield blob.open()  # closed by import_layered
 
         return import_layered(store, manifest, digests, layers)

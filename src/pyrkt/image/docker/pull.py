@@ -38,6 +38,7 @@ class PullOptions:
     os: str = "linux"
     arch: str = "amd64"
     workers: int = 3  # parallel layer downloads
+    memory: int = 0  # layers up to this many bytes in all are kept in memory, not files
     credentials: dict[str, Credentials] | None = None
 
     @classmethod
@@ -109,7 +110,8 @@ def pull(ref: str | DockerRef, workdir: Path, *, options: PullOptions | None = N
     if isinstance(diff_ids, list) and len(diff_ids) != len(im.layers):
         raise ManifestError(f"{what}: config names {len(diff_ids)} layers, manifest "
                             f"{len(im.layers)}")
-    layers = LayerDownloads(sess, im.layers, workdir, progress=progress, workers=opts.workers)
+    layers = LayerDownloads(sess, im.layers, workdir, progress=progress, workers=opts.workers,
+                            memory=opts.memory)
     return PulledImage(ref=dref, manifest_digest=im.digest, manifest_media_type=im.media_type,
                        config=config, config_digest=im.config.digest,
                        layer_descriptors=im.layers, layers=layers)
