@@ -182,7 +182,7 @@ class Store:
                 if not conn.execute(
                     "SELECT 1 FROM sqlite_master WHERE name = 'remotes'"
                 ).fetchone():
-                    conn.executescript(_SCHEMA)
+                    conn.executescript(f"BEGIN;{_SCHEMA}COMMIT;")  # one transaction
             except (OSError, sqlite3.Error) as e:
                 raise RktError(f"cannot open the image store {path}: {e}",
                                "is --dir right, and are you root?") from e  # fmt: skip
