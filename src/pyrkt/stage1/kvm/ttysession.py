@@ -147,9 +147,6 @@ def relay(sock: socket.socket, in_fd: int, out_fd: int, pending: bytes = b"") ->
                 elif kind is Frame.EXIT and len(payload) == 4:
                     return int(struct.unpack(">i", payload)[0])
             frames = []
-            if resized[0]:
-                resized[0] = False
-                to_guest += winsize_frame(*terminal_size(in_fd))
             rlist = [sfd, wake_r]
             if stdin_open and len(to_guest) < _SEND_HIGH_WATER:
                 rlist.append(in_fd)
@@ -157,6 +154,9 @@ def relay(sock: socket.socket, in_fd: int, out_fd: int, pending: bytes = b"") ->
             if wake_r in r:
                 with contextlib.suppress(BlockingIOError):
                     os.read(wake_r, 512)
+            if resized[0]:  # before what was typed after the resize
+                resized[0] = False
+                to_guest += winsize_frame(*terminal_size(in_fd))
             if sfd in r:
                 try:
                     data = sock.recv(65536)
