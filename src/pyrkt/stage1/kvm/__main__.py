@@ -30,12 +30,10 @@ def run_main(a: cargs.RunArgs) -> int:
     opts = runner.RunOptions(
         debug=a.debug, accel=accel.parse_forced(a.extra.get("kvm-accel")), exec_waiter=True
     )
-    explicit = [app.name for app in plan.apps if app.seccomp is not None]
-    if explicit:
-        raise RktError(
-            f"--seccomp (app {explicit[0]!r}) is not supported by the kvm stage1 yet",
-            "the VM is the isolation boundary; use the default stage1 for seccomp filters",
-        )
+    if a.disable_seccomp:  # --insecure-options=seccomp: no app's own filter either
+        from pyrkt.record import replace
+
+        plan = replace(plan, apps=tuple(replace(app, seccomp=None) for app in plan.apps))
     if plan.net == "host":
         raise RktError(
             "--net=host is not supported by the kvm stage1",

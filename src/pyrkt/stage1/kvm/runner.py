@@ -14,6 +14,7 @@ import os
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -135,8 +136,19 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions) -> None:
     etc.mkdir(exist_ok=True)
     for name, content in opts.etc_files:
         (etc / name).write_text(content)
+    programs: dict[str, bytes] = {}
+    if any(app.seccomp is not None for app in plan.apps):
+        from pyrkt.linux import seccomp
+
+        (g / "seccomp").mkdir(exist_ok=True)
+        for app in plan.apps:
+            program = seccomp.filter_program(app.seccomp) if app.seccomp else None
+            if program is not None:
+                programs[app.name] = program
+                (g / "seccomp" / app.name).write_bytes(program)
     text = script.pod_script(
-        plan, etc_files=[n for n, _ in opts.etc_files], net_script=opts.guest_net_script
+        plan, etc_files=[n for n, _ in opts.etc_files], net_script=opts.guest_net_script,
+        seccomp_apps=tuple(programs),
     )
     (g / "pod.sh").write_text(text)
     for app in plan.apps:
@@ -152,12 +164,24 @@ def _stdio_target(fd: int, fdset: int) -> tuple[Path, tuple[int, int] | None]:
     """Where QEMU writes what the guest sends for our fd (1 or 2).
 
     A write-only fd (file, pipe) is handed over as is (`-add-fd`), so QEMU shares our
-    file offset; others (a terminal, O_RDWR) are reopened through /proc.
+    file offset; others (a terminal, O_RDWR) are reopened through /proc; a socket (which
+    /proc cannot reopen) gets a pipe that a detached `cat` copies into it.
     """
     try:
         mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+        is_socket = stat.S_ISSOCK(os.fstat(fd).st_mode)
     except OSError:
         return Path("/dev/null"), None
+    if is_socket:
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:  # `setsid -f`: cat is nobody's child here; it ends when QEMU closes the pipe
+            subprocess.run(["setsid", "-f", "cat"], stdin=r, stdout=fd, check=True)
+        except (OSError, subprocess.CalledProcessError) as e:
+            os.close(w)
+            raise RktError(f"cannot relay the app's output to socket fd {fd}: {e}") from e
+        finally:
+            os.close(r)
+        return Path(f"/dev/fdset/{fdset}"), (w, fdset)
     if mode == os.O_WRONLY:
         return Path(f"/dev/fdset/{fdset}"), (os.dup(fd), fdset)
     return Path(f"/proc/self/fd/{fd}"), None

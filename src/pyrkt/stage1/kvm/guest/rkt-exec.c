@@ -7,6 +7,8 @@
  * retain, or "all" to leave them alone; NNP: 1 sets no_new_privs; CGROUP: a cgroup
  * folder to join, or "-". The environment is passed through unchanged (the pod script
  * builds it with `env -i`). Each failure prints the failing call and exits 127.
+ * RKT_SECCOMP=FILE (taken out of the environment): the app's seccomp filter, a BPF
+ * program (struct sock_filter[]) read before the chroot and loaded just before the exec.
  *
  *   rkt-exec --tty PORT RID ROOT CWD ... -- ARGV...      (`rkt enter` with a terminal)
  *
@@ -25,11 +27,14 @@
 #include <poll.h>
 #include <signal.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -38,6 +43,41 @@
 static void die(const char *what, const char *arg) {
     fprintf(stderr, "rkt-exec: %s %s: %s\n", what, arg, strerror(errno));
     exit(127);
+}
+
+static struct sock_fprog seccomp_prog;
+
+static void read_seccomp(void) {
+    const char *env = getenv("RKT_SECCOMP");
+    if (!env) return;
+    char *path = strdup(env);
+    unsetenv("RKT_SECCOMP");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) die("open", path);
+    size_t n = (size_t)st.st_size;
+    if (n == 0 || n % sizeof(struct sock_filter) || n / sizeof(struct sock_filter) > BPF_MAXINSNS) {
+        fprintf(stderr, "rkt-exec: %s: not a seccomp program\n", path);
+        exit(127);
+    }
+    char *buf = malloc(n);
+    for (size_t got = 0; got < n;) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r <= 0) die("read", path);
+        got += (size_t)r;
+    }
+    close(fd);
+    seccomp_prog.len = (unsigned short)(n / sizeof(struct sock_filter));
+    seccomp_prog.filter = (struct sock_filter *)buf;
+}
+
+static void load_seccomp(void) {
+    if (!seccomp_prog.filter) return;
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &seccomp_prog, 0, 0) == 0) return;
+    /* without CAP_SYS_ADMIN the kernel wants no_new_privs first */
+    if (errno != EACCES || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &seccomp_prog, 0, 0) < 0)
+        die("prctl", "PR_SET_SECCOMP");
 }
 
 static int parse_list(const char *s, unsigned long *out, int max) {
@@ -290,6 +330,7 @@ int main(int argc, char **argv) {
     unsigned long caps[64];
     int ncaps = all_caps ? 0 : parse_list(argv[6], caps, 64);
     int nnp = strcmp(argv[7], "1") == 0;
+    read_seccomp();
 
     if (strcmp(cgroup, "-") != 0) {
         char path[4096], pid[32];
@@ -330,6 +371,7 @@ int main(int argc, char **argv) {
                 if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, caps[i], 0, 0) < 0) die("prctl", "PR_CAP_AMBIENT_RAISE");
     }
     if (nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("prctl", "PR_SET_NO_NEW_PRIVS");
+    load_seccomp();
     execvp(argv[10], &argv[10]);
     int code = errno == ENOENT ? 127 : 126;
     fprintf(stderr, "rkt-exec: exec %s: %s\n", argv[10], strerror(errno));

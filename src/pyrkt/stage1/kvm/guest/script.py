@@ -71,9 +71,18 @@ def controllers(app: AppPlan) -> tuple[str, ...]:
     return tuple(out)
 
 
-def exec_line(app: AppPlan, argv: Sequence[str] | None = None) -> str:
-    """`env -i ... rkt-exec ...` running argv (default: the app's) as the app would run."""
+def seccomp_file(app: AppPlan) -> str:
+    """The guest path of the app's seccomp filter (written by the host, read by rkt-exec)."""
+    return f"{GUEST_CTL}/seccomp/{app.name}"
+
+
+def exec_line(app: AppPlan, argv: Sequence[str] | None = None, *,
+              seccomp: bool = False) -> str:
+    """`env -i ... rkt-exec ...` running argv (default: the app's) as the app would run;
+    seccomp: rkt-exec loads the app's filter (seccomp_file) just before the exec."""
     env = " ".join(q(f"{k}={v}") for k, v in app.env)
+    if seccomp:
+        env = f"{q('RKT_SECCOMP=' + seccomp_file(app))} {env}"
     groups = ",".join(str(g) for g in app.supplementary_gids) or "-"
     cg = f"{CGROUP_ROOT}/{app.name}" if controllers(app) else "-"
     args = " ".join(q(a) for a in (argv if argv is not None else app.argv))
@@ -155,10 +164,11 @@ def mount_tags(plan: PodPlan) -> dict[MountPlan, str]:
 
 def pod_script(
     plan: PodPlan, *, etc_files: Sequence[str] = (), net_script: str = "",
-    stop_grace_s: int = 10,
+    stop_grace_s: int = 10, seccomp_apps: Sequence[str] = (),
 ) -> str:
     """The script for plan; etc_files: names under /ctl/etc/ to bind into each app's
-    /etc; net_script: sh that configures the guest NICs (from NET)."""
+    /etc; net_script: sh that configures the guest NICs (from NET); seccomp_apps: apps
+    whose seccomp filter the host wrote (seccomp_file)."""
     tags = mount_tags(plan)
     out = [
         f"# pod {plan.uuid}: written by pyrkt's kvm stage1 on the host",
@@ -188,9 +198,11 @@ def pod_script(
             out.append(f"echo {app.oom_score_adj} > /proc/self/oom_score_adj")
         if plan.interactive:
             stdio = "</dev/ttyS1 >/dev/ttyS1 2>&1"
-            out.append(f"setsid -c {exec_line(app)} {stdio} &")
+            line = exec_line(app, seccomp=app.name in seccomp_apps)
+            out.append(f"setsid -c {line} {stdio} &")
         else:
-            out.append(f"{exec_line(app)} </dev/null >&4 2>&5 4>&- 5>&- &")
+            line = exec_line(app, seccomp=app.name in seccomp_apps)
+            out.append(f"{line} </dev/null >&4 2>&5 4>&- 5>&- &")
         out.append(f'rkt_pid_{i}=$!; rkt_pids="$rkt_pids $!"')
         if app.oom_score_adj is not None:
             out.append("echo 0 > /proc/self/oom_score_adj")
