@@ -196,7 +196,8 @@ def test_initramfs_has_init_busybox_and_modules(tmp_path: Path) -> None:
     assert initramfs.cached(tmp_path, kver=kver) == img  # built once
     names = subprocess.run(["cpio", "-t"], input=gzip.decompress(img.read_bytes()),
                            capture_output=True, check=True).stdout.decode().split()
-    for n in ("init", "bin/busybox", "bin/rkt-exec", "bin/sh", "dev/console"):
+    for n in ("init", "bin/busybox", "bin/rkt-exec", "bin/sh", "dev/console", "ctl",
+              "etc/rkt-fstab"):
         assert n in names
     assert "lib/modules/9pnet_virtio.ko" in names
 
@@ -248,6 +249,12 @@ def test_stage1_hypervisor_from_the_image_annotation(tmp_path: Path) -> None:
 def test_qemu_tcg_translation_cache_size() -> None:
     assert opt_after(Qemu().argv(plan(tcg_tb_mib=16)), "-accel") == ["tcg,tb-size=16"]
     assert opt_after(Qemu().argv(plan(accel=Accel.KVM, tcg_tb_mib=16)), "-accel") == ["kvm"]
+
+
+def test_qemu_balloon_reports_free_pages() -> None:
+    argv = Qemu().argv(plan(balloon=True))
+    assert "virtio-balloon-pci,free-page-reporting=on" in opt_after(argv, "-device")
+    assert not any("balloon" in a for a in Qemu().argv(plan()))
 
 
 def test_app_fstab_mounts_proc_sys_ro_and_dev() -> None:

@@ -13,6 +13,7 @@ PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_THP_DISABLE = 41
 PR_GET_NO_NEW_PRIVS = 39
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
@@ -47,6 +48,11 @@ def set_pdeathsig(sig: int) -> None:
 
 def set_child_subreaper() -> None:
     prctl(PR_SET_CHILD_SUBREAPER, 1, name="PR_SET_CHILD_SUBREAPER")
+
+
+def set_thp_disable() -> None:
+    """No transparent huge pages for this process and its children (kept across exec)."""
+    prctl(PR_SET_THP_DISABLE, 1, name="PR_SET_THP_DISABLE")
 
 
 def set_keepcaps(on: bool) -> None:

@@ -1,4 +1,5 @@
-"""The kvm flavor's assets in a stage1 rootfs: `/kvm/vmlinuz`, `/kvm/initrd.img`.
+"""The kvm flavor's assets in a stage1 rootfs: `/kvm/vmlinuz`, `/kvm/initrd.img`, and
+the host-side waiter `/kvm/rkt-wait` (a static program built from `rkt-wait.c`).
 
 STAGE1-BUILD calls `populate_stage1_rootfs` when it makes the stage1-kvm ACI; at run
 time the runner reads them from `contract.stage1_rootfs(pod)/kvm/`.
@@ -6,10 +7,14 @@ time the runner reads them from `contract.stage1_rootfs(pod)/kvm/`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import tempfile
+from importlib import resources
 from pathlib import Path
 
+from pyrkt import proc
 from pyrkt.errors import RktError
 from pyrkt.stage1.kvm.guest import initramfs
 
@@ -17,6 +22,7 @@ ASSET_DIR = "kvm"
 KERNEL = "vmlinuz"
 INITRD = "initrd.img"
 KVER = "kernel-release"
+WAITER = "rkt-wait"
 
 
 def cache_dir() -> Path:
@@ -56,6 +62,28 @@ def populate_stage1_rootfs(rootfs: Path, *, kernel: Path | None = None) -> None:
     shutil.copyfile(kernel, d / KERNEL)
     initramfs.copy_cached(cache_dir(), d / INITRD, kver=kver)
     (d / KVER).write_text(kver + "\n")
+    shutil.copy2(cached_waiter(cache_dir()), d / WAITER)
+
+
+def cached_waiter(cache: Path) -> Path:
+    """rkt-wait built from rkt-wait.c (gcc -static), cached by the source's hash."""
+    src = resources.files("pyrkt.stage1.kvm").joinpath("rkt-wait.c").read_bytes()
+    out = cache / f"rkt-wait-{hashlib.sha256(src).hexdigest()[:16]}"
+    if out.exists():
+        return out
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as td:
+        c = Path(td) / "rkt-wait.c"
+        c.write_bytes(src)
+        proc.run(["gcc", "-static", "-Os", "-s", "-o", Path(td) / WAITER, c])
+        os.replace(Path(td) / WAITER, out)  # concurrent builders: same content
+    return out
+
+
+def waiter_path(stage1_rootfs: Path) -> Path | None:
+    """The stage1 image's rkt-wait, if it has one (older images do not)."""
+    p = stage1_rootfs / ASSET_DIR / WAITER
+    return p if os.access(p, os.X_OK) else None
 
 
 def asset_paths(stage1_rootfs: Path) -> tuple[Path, Path]:

@@ -3,16 +3,23 @@
 `rkt run` of a VM pod keeps one host process besides the hypervisor: the stage1 runner,
 its parent, which must outlive it to collect the apps' exit codes and tear the pod down.
 Planning the pod imports most of pyrkt (~25 MiB of Python heap for the whole life of the
-pod), so the runner execs this file instead of waiting itself: same pid (the hypervisor
-stays its child, the pod lock fd stays open), started as `python -I -S waiter.py JSON`
-with only `os`, `signal`, `sys` and `json` loaded while the VM runs (~9 MiB). pyrkt is
-imported again only when needed: a stop request (the agent) and after the hypervisor
-exited (exit codes, network teardown, errors), when memory no longer matters.
+pod), so the runner execs a waiter instead of waiting itself: same pid (the hypervisor
+stays its child, the pod lock fd stays open).
 
-JSON: {"pid": hypervisor pid, "pod": folder, "apps": [names in pod order],
-       "net": tear the pod network down after, "debug": bool}
+The waiter is `rkt-wait` (rkt-wait.c, a static program of a few hundred KiB in the
+stage1 image's /kvm/) when the stage1 carries it; it starts this file only when there is
+Python work: `--stop SPEC` on the first SIGTERM/SIGHUP (graceful stop through the agent,
+else kill the hypervisor), and `--finish RC SPEC` by exec once the hypervisor exited
+with RC (exit codes, network teardown, errors; its exit status is the pod's).
+
+Without rkt-wait (an older stage1 image), this file is the waiter itself: `waiter.py
+SPEC`, started as `python -I -S` with only `os`, `signal`, `sys` and `json` loaded while
+the VM runs (~10 MiB).
+
+SPEC (JSON): {"pid": hypervisor pid, "pod": folder, "apps": [names in pod order],
+              "net": tear the pod network down after, "debug": bool}
 The runner blocks SIGTERM/SIGHUP before the exec (the mask survives it), so a signal
-sent in between waits for the handlers below instead of killing the waiter.
+sent in between waits for the handlers instead of killing the waiter.
 """
 
 from __future__ import annotations
@@ -23,6 +30,10 @@ import os
 import signal
 import sys
 
+TYPE_CHECKING = False  # read as typing.TYPE_CHECKING by mypy; no typing import at run time
+if TYPE_CHECKING:
+    from typing import Any
+
 
 def _import_pyrkt() -> None:
     src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
@@ -30,28 +41,64 @@ def _import_pyrkt() -> None:
         sys.path.insert(0, src)
 
 
-def main(argv: list[str]) -> int:
-    spec = json.loads(argv[1])
+def stop(spec: dict[str, Any]) -> None:
+    """Stop the apps gracefully (as `rkt stop`); kill the hypervisor if that fails."""
+    if spec["apps"]:
+        _import_pyrkt()
+        from pathlib import Path
+
+        from pyrkt import log
+        from pyrkt.errors import RktError
+        from pyrkt.stage1.kvm import agent
+
+        try:
+            agent.stop(Path(spec["pod"]), timeout=10.0)
+            return
+        except RktError as e:
+            log.warn(f"graceful stop failed ({e}); stopping the VM")
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(spec["pid"], signal.SIGTERM)
+
+
+def finish(spec: dict[str, Any], rc: int) -> int:
+    """The pod's exit code once the hypervisor exited with rc; the network torn down."""
+    _import_pyrkt()
+    from pathlib import Path
+
+    from pyrkt import log
+    from pyrkt.errors import RktError
+    from pyrkt.stage1.kvm.finish import finish_pod
+
+    log.set_prefix("stage1")
+    log.set_debug(bool(spec.get("debug")))
+    pod = Path(spec["pod"])
+    try:
+        try:
+            return finish_pod(pod, list(spec["apps"]), rc)
+        finally:
+            if spec.get("net"):
+                from pyrkt.net.api import teardown_pod_network
+
+                teardown_pod_network(pod)
+    except RktError as e:
+        print(f"stage1: {e}", file=sys.stderr)
+        return e.exit_code
+    except OSError as e:
+        print(f"stage1: {e}", file=sys.stderr)
+        return 254
+
+
+def wait(spec: dict[str, Any]) -> int:
+    """Wait for the hypervisor here (no rkt-wait), then finish."""
     pid: int = spec["pid"]
-    pod: str = spec["pod"]
     asked: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
-        """First SIGTERM/SIGHUP: stop the apps gracefully (as `rkt stop`); then: kill."""
-        if not asked and spec["apps"]:
+        """First SIGTERM/SIGHUP: stop the apps gracefully; then: kill."""
+        if not asked:
             asked.append(signum)
-            _import_pyrkt()
-            from pathlib import Path
-
-            from pyrkt import log
-            from pyrkt.errors import RktError
-            from pyrkt.stage1.kvm import agent
-
-            try:
-                agent.stop(Path(pod), timeout=10.0)
-                return
-            except RktError as e:
-                log.warn(f"graceful stop failed ({e}); stopping the VM")
+            stop(spec)
+            return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
 
@@ -62,30 +109,16 @@ def main(argv: list[str]) -> int:
     rc = os.waitstatus_to_exitcode(status)
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, signal.SIG_DFL)
+    return finish(spec, rc)
 
-    _import_pyrkt()
-    from pathlib import Path
 
-    from pyrkt import log
-    from pyrkt.errors import RktError
-    from pyrkt.stage1.kvm import runner
-
-    log.set_prefix("stage1")
-    log.set_debug(bool(spec.get("debug")))
-    try:
-        try:
-            return runner.finish_pod(Path(pod), list(spec["apps"]), rc)
-        finally:
-            if spec.get("net"):
-                from pyrkt.net.api import teardown_pod_network
-
-                teardown_pod_network(Path(pod))
-    except RktError as e:
-        print(f"stage1: {e}", file=sys.stderr)
-        return e.exit_code
-    except OSError as e:
-        print(f"stage1: {e}", file=sys.stderr)
-        return 254
+def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[1] == "--stop":
+        stop(json.loads(argv[2]))
+        return 0
+    if len(argv) == 4 and argv[1] == "--finish":
+        return finish(json.loads(argv[3]), int(argv[2]))
+    return wait(json.loads(argv[1]))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,20 @@ MODULES = ("virtio_pci", "virtio_console", "9pnet_virtio", "9p")
 NET_MODULES = ("virtio_net",)
 
 
+# What the init mounts once the modules are loaded, in one `mount -a` (a fork+exec
+# each costs tens of milliseconds under emulation): devpts, /dev/shm, the pod shares.
+# The stage1 share (the apps' rootfs) caches mmap'd pages (`cache=mmap`): executables
+# and libraries are paged in by readahead instead of one 9p read per page fault (85 ->
+# 19 reads for a busybox app); reads, writes and metadata stay uncached, as without.
+NINEP = "trans=virtio,version=9p2000.L,msize=262144,access=any"
+FSTAB = (
+    "devpts /dev/pts devpts defaults 0 0\n"
+    "tmpfs /dev/shm tmpfs defaults 0 0\n"
+    f"rkt.stage1 /stage1 9p {NINEP},cache=mmap 0 0\n"
+    f"rkt.ctl /ctl 9p {NINEP} 0 0\n"
+)
+
+
 @dataclass
 class _Entry:
     name: str
@@ -90,10 +104,11 @@ def build(out: Path, *, kver: str) -> None:
         build_rkt_exec(helper)
         entries = [_Entry(d, stat.S_IFDIR | 0o755) for d in (
             "bin", "sbin", "dev", "etc", "lib", "lib/modules", "proc", "sys", "stage1",
-            "tmp", "run", "mnt",
+            "ctl", "tmp", "run", "mnt",
         )]  # fmt: skip
         entries.append(_Entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)))
         entries.append(_Entry("init", stat.S_IFREG | 0o755, guest_file("init.sh")))
+        entries.append(_Entry("etc/rkt-fstab", stat.S_IFREG | 0o644, FSTAB.encode()))
         entries.append(_Entry("bin/busybox", stat.S_IFREG | 0o755, BUSYBOX.read_bytes()))
         entries.append(_Entry("bin/rkt-exec", stat.S_IFREG | 0o755, helper.read_bytes()))
         applets = proc.output([BUSYBOX, "--list"]).split()
@@ -120,6 +135,7 @@ def content_key(kver: str) -> str:
         h.update(guest_file(name))
     h.update(str(BUSYBOX.stat().st_size).encode() if BUSYBOX.exists() else b"")
     h.update(",".join(MODULES + NET_MODULES).encode())
+    h.update(FSTAB.encode())
     return h.hexdigest()[:16]
 
 

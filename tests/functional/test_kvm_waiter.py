@@ -1,0 +1,81 @@
+"""rkt-wait, what the kvm runner becomes while the VM runs: built from its C source like
+a stage1 image builds it, and run with a plain child process standing in for QEMU (same
+contract: it is rkt-wait's child, the guest's exit codes are files in the pod)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyrkt.stage1 import contract
+from pyrkt.stage1.kvm import assets, waiter
+
+pytestmark = pytest.mark.skipif(
+    subprocess.run(["sh", "-c", "command -v gcc"], capture_output=True).returncode != 0,
+    reason="needs gcc (scripts/setup.sh installs it)",
+)
+
+
+@pytest.fixture(scope="module")
+def rkt_wait(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return assets.cached_waiter(tmp_path_factory.mktemp("cache"))
+
+
+LAUNCH = """
+import json, os, signal, sys
+rkt_wait, child, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+spec["pid"] = pid = os.spawnvp(os.P_NOWAIT, "sh", ["sh", "-c", child])
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP})  # as the runner
+os.execv(rkt_wait, [rkt_wait, str(pid), sys.executable, spec.pop("waiter"), json.dumps(spec)])
+"""
+
+
+def start(rkt_wait: Path, pod: Path, apps: list[str], child: str) -> subprocess.Popen[str]:
+    """A process that starts `child` (the hypervisor's stand-in), then becomes rkt-wait:
+    the child's parent, as the runner is QEMU's."""
+    spec = json.dumps({"pod": str(pod), "apps": apps, "net": False, "debug": True,
+                       "waiter": str(waiter.__file__)})
+    return subprocess.Popen([sys.executable, "-c", LAUNCH, str(rkt_wait), child, spec],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_exit_code_is_the_first_failing_apps(rkt_wait: Path, tmp_path: Path) -> None:
+    status = contract.status_dir(tmp_path)
+    status.mkdir(parents=True)
+    (status / "a").write_text("0\n")
+    (status / "b").write_text("5\n")
+    p = start(rkt_wait, tmp_path, ["a", "b"], "true")
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 5, err
+    assert "app exit codes {'a': 0, 'b': 5}" in err  # --debug: Python finished the pod
+
+
+def test_vm_gone_before_an_app_finished_is_an_error(rkt_wait: Path, tmp_path: Path) -> None:
+    p = start(rkt_wait, tmp_path, ["a"], "exit 3")
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 254
+    assert "before app(s) a finished" in err
+
+
+def test_sigterm_without_apps_stops_the_hypervisor(rkt_wait: Path, tmp_path: Path) -> None:
+    p = start(rkt_wait, tmp_path, [], "exec sleep 600")
+    # rkt-wait is running once its /proc/PID/exe is the binary (the sh has exec'd).
+    for _ in range(600):
+        try:
+            if Path(f"/proc/{p.pid}/exe").resolve() == rkt_wait.resolve():
+                break
+        except OSError:
+            pass
+        try:
+            p.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            continue
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err  # no app, nothing failed
+    assert "hypervisor exited with killed by SIGTERM" in err or "SIGTERM" in err, err
