@@ -5,6 +5,7 @@ terminal restored. One pod (one VM boot under TCG) for the whole module."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -157,3 +158,37 @@ def test_without_a_terminal_stdin_stdout_and_exit_code_as_before(pod: Pod) -> No
     e = pod.rkt("enter", pod.uuid, "/bin/sh", "-c", "echo out; echo err >&2; exit 3")
     assert (e.returncode, e.stdout) == (3, "out\n"), e.stderr
     assert "err" in e.stderr
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d.name))
+    return out
+
+
+def test_sigterm_to_rkt_enter_restores_the_terminal_and_frees_the_pod(pod: Pod) -> None:
+    p = pod.enter_in_shell()
+    try:
+        p.expect("# ")
+        (enter_pid,) = _children(p.pid)  # `rkt enter`, the host shell's one child
+        os.kill(enter_pid, signal.SIGTERM)
+        p.expect(f"RC={RKT_ERROR}")
+        p.expect(pexpect.EOF)
+        flags = (p.before or "").split()
+        assert "icanon" in flags and "echo" in flags, p.before
+    finally:
+        _close(p)
+    again = pod.enter_in_shell()  # the guest hung the old session up: a new one starts
+    try:
+        again.expect("# ")
+        again.sendline("exit 0")
+        again.expect("RC=0")
+    finally:
+        _close(again)
