@@ -251,6 +251,19 @@ def test_qemu_tcg_translation_cache_size() -> None:
     assert opt_after(Qemu().argv(plan(accel=Accel.KVM, tcg_tb_mib=16)), "-accel") == ["kvm"]
 
 
+def test_etc_files_the_host_prepared_are_bound_by_the_fstab() -> None:
+    a = app("web")
+    r = "/stage1/opt/stage2/web/rootfs"
+    fstab = script.app_fstab(a, ["hostname"])
+    assert f"/ctl/etc/hostname {r}/etc/hostname none bind 0 0" in fstab.splitlines()
+    text = script.pod_script(pod(a), etc_files=["hostname", "hosts"],
+                             etc_in_fstab={"web": ["hostname"]})
+    assert f"mount --bind /ctl/etc/hosts {r}/etc/hosts" in text
+    assert "mount --bind /ctl/etc/hostname" not in text
+    assert f"[ -d {r}/proc ]" in text  # the host did not say it made the mount points
+    assert "[ -d" not in script.pod_script(pod(a), points_ready=["web"])
+
+
 def test_qemu_balloon_reports_free_pages() -> None:
     argv = Qemu().argv(plan(balloon=True))
     assert "virtio-balloon-pci,free-page-reporting=on" in opt_after(argv, "-device")

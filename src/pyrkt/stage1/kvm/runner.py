@@ -146,18 +146,49 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions) -> None:
             if program is not None:
                 programs[app.name] = program
                 (g / "seccomp" / app.name).write_bytes(program)
+    names = [n for n, _ in opts.etc_files]
+    in_fstab = {a.name: _etc_targets(contract.app_rootfs(pod, a.name), names) for a in plan.apps}
+    ready = [a.name for a in plan.apps if _mount_points(contract.app_rootfs(pod, a.name))]
     text = script.pod_script(
-        plan, etc_files=[n for n, _ in opts.etc_files], net_script=opts.guest_net_script,
-        seccomp_apps=tuple(programs),
+        plan, etc_files=names, net_script=opts.guest_net_script,
+        seccomp_apps=tuple(programs), etc_in_fstab=in_fstab, points_ready=ready,
     )
     (g / "pod.sh").write_text(text)
     for app in plan.apps:
-        (g / "fstab" / app.name).write_text(script.app_fstab(app))
-        for d in script.APP_MOUNT_POINTS:  # else the guest makes them (a fork each)
-            with contextlib.suppress(OSError):
-                (contract.app_rootfs(pod, app.name) / d).mkdir(exist_ok=True)
+        (g / "fstab" / app.name).write_text(script.app_fstab(app, in_fstab[app.name]))
         # `enter` appends the command to this prefix (rkt-exec ... --).
         (g / "apps" / app.name).write_text(script.exec_line(app, argv=()) + "\n")
+
+
+def _mount_points(rootfs: Path) -> bool:
+    """Make the app's /proc, /sys, /dev mount points (else the guest checks and makes
+    them: 9p walks and a fork); whether all are folders now."""
+    for d in script.APP_MOUNT_POINTS:
+        with contextlib.suppress(OSError):
+            (rootfs / d).mkdir(exist_ok=True)
+    return all((rootfs / d).is_dir() and not (rootfs / d).is_symlink()
+               for d in script.APP_MOUNT_POINTS)
+
+
+def _etc_targets(rootfs: Path, names: list[str]) -> list[str]:
+    """The pod /etc files whose bind target the host can make in the app's rootfs (a
+    plain /etc folder, the file absent or a plain file): the app's fstab binds them,
+    saving the guest a `mount` (a fork+exec) each. Symlinks are left to the guest,
+    which resolves them inside the app's rootfs."""
+    etc = rootfs / "etc"
+    if etc.is_symlink() or not etc.is_dir():
+        return []
+    out = []
+    for n in names:
+        t = etc / n
+        try:
+            if not t.is_symlink() and not t.exists():
+                t.touch()
+            if not t.is_symlink() and t.is_file():
+                out.append(n)
+        except OSError:
+            continue
+    return out
 
 
 def _stdio_target(fd: int, fdset: int) -> tuple[Path, tuple[int, int] | None]:
@@ -258,6 +289,7 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
     log.debug("kvm: " + shlex.join(argv))
     (kvm_dir(pod) / "cmdline").write_text(shlex.join(argv) + "\n")
     env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C"}
+    _no_huge_pages()
     try:
         p = subprocess.Popen(
             argv,
@@ -267,7 +299,6 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
             stdout=None,
             stderr=None,
             pass_fds=[fd for fd, _ in vp.fd_sets],
-            preexec_fn=_no_huge_pages,
         )
     except FileNotFoundError as e:
         raise RktError(f"{argv[0]}: command not found", INSTALL_HINT.get(name)) from e
@@ -305,10 +336,12 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
 
 
 def _no_huge_pages() -> None:
-    """In the hypervisor's child before its exec: no transparent huge pages. QEMU asks
-    for them on guest RAM and TCG's code cache (madvise), so every 2 MiB range the guest
-    touches once would stay resident whole, and the balloon's free page reports (4 KiB
-    granular on the host) could not give parts of one back."""
+    """No transparent huge pages for the hypervisor (set on this process, QEMU inherits
+    it; the runner becomes the waiter next, and a preexec_fn would cost the fast spawn
+    path). QEMU asks for them on guest RAM and TCG's code cache (madvise), so
+    every 2 MiB range the guest touches once would stay resident whole, and the
+    balloon's free page reports (4 KiB granular on the host) could not give parts of
+    one back."""
     with contextlib.suppress(OSError):
         prctl.set_thp_disable()
 

@@ -11,7 +11,7 @@ The host has made /stage1/rkt/status and each app's /proc, /sys, /dev mount poin
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from pyrkt.errors import RktError
 from pyrkt.stage1.plan import AppPlan, MountPlan, PodPlan
@@ -94,11 +94,14 @@ def exec_line(app: AppPlan, argv: Sequence[str] | None = None, *,
 
 
 def _mount_lines(
-    app: AppPlan, tags: dict[MountPlan, str], etc_files: Sequence[str]
+    app: AppPlan, tags: dict[MountPlan, str], etc_files: Sequence[str],
+    in_fstab: Collection[str] = (), points_ready: bool = False,
 ) -> list[str]:
     r = q(guest_rootfs(app))
     lines: list[str] = []
     for name in etc_files:
+        if name in in_fstab:
+            continue  # bound by the app's fstab: the host made the target
         # The pod's /etc files (on the share): into every app that has an /etc.
         t = f"{r}/etc/{name}"
         src = q(f"{GUEST_CTL}/etc/{name}")
@@ -108,9 +111,13 @@ def _mount_lines(
     if app.readonly_rootfs:
         lines += [f"mount --bind {r} {r}", f"mount -o remount,bind,ro {r} {r}"]
     # Few processes: under emulation each fork+exec costs tens of milliseconds.
-    # The host made the mount points (APP_MOUNT_POINTS): `[` is a builtin, mkdir a fork.
-    pts = [f"{r}/{d}" for d in APP_MOUNT_POINTS]
-    lines.append(" && ".join(f"[ -d {p} ]" for p in pts) + f" || mkdir -p {' '.join(pts)}")
+    # The host makes the mount points (APP_MOUNT_POINTS); where it could not, the guest
+    # checks (`[` is a builtin, but each check is a 9p walk per path component).
+    if not points_ready:
+        pts = [f"{r}/{d}" for d in APP_MOUNT_POINTS]
+        lines.append(
+            " && ".join(f"[ -d {p} ]" for p in pts) + f" || mkdir -p {' '.join(pts)}"
+        )
     if controllers(app):
         lines.append(f"mkdir -p {q(f'{CGROUP_ROOT}/{app.name}')}")
     # /proc, /sys (ro), /dev (rbind) in one `mount` (app_fstab) instead of three.
@@ -125,17 +132,21 @@ def _mount_lines(
     return lines
 
 
-def app_fstab(app: AppPlan) -> str:
+def app_fstab(app: AppPlan, etc_binds: Sequence[str] = ()) -> str:
     """The app's /proc, /sys and /dev mounts as an fstab (the host writes it to
-    /ctl/fstab/<app>; the pod script mounts it with one `mount -a -T`)."""
+    /ctl/fstab/<app>; the pod script mounts it with one `mount -a -T`), and the binds
+    of the pod's /etc files (etc_binds: names whose target file the host made)."""
     r = guest_rootfs(app)
-    if any(c.isspace() or c == "\\" for c in r):
+    if any(c.isspace() or c == "\\" for c in r + "".join(etc_binds)):
         raise RktError(f"app rootfs path not expressible in an fstab: {r!r}")
+    binds = "".join(
+        f"{GUEST_CTL}/etc/{n} {r}/etc/{n} none bind 0 0\n" for n in etc_binds
+    )
     return (
         f"proc {r}/proc proc defaults 0 0\n"
         f"sysfs {r}/sys sysfs ro 0 0\n"
         f"/dev {r}/dev none rbind 0 0\n"
-    )
+    ) + binds
 
 
 def _cgroup_lines(app: AppPlan) -> list[str]:
@@ -165,10 +176,14 @@ def mount_tags(plan: PodPlan) -> dict[MountPlan, str]:
 def pod_script(
     plan: PodPlan, *, etc_files: Sequence[str] = (), net_script: str = "",
     stop_grace_s: int = 10, seccomp_apps: Sequence[str] = (),
+    etc_in_fstab: Mapping[str, Collection[str]] | None = None,
+    points_ready: Collection[str] = (),
 ) -> str:
     """The script for plan; etc_files: names under /ctl/etc/ to bind into each app's
     /etc; net_script: sh that configures the guest NICs (from NET); seccomp_apps: apps
-    whose seccomp filter the host wrote (seccomp_file)."""
+    whose seccomp filter the host wrote (seccomp_file); etc_in_fstab: per app, the
+    etc_files its fstab binds (app_fstab's etc_binds), not bound by the script;
+    points_ready: apps whose APP_MOUNT_POINTS the host made (no check in the guest)."""
     tags = mount_tags(plan)
     out = [
         f"# pod {plan.uuid}: written by pyrkt's kvm stage1 on the host",
@@ -192,7 +207,8 @@ def pod_script(
         out.append('exec 4>"$rkt_port_out" 5>"$rkt_port_err"')
     for i, app in enumerate(plan.apps):
         out.append(f"# app {app.name}")
-        out += _mount_lines(app, tags, etc_files)
+        out += _mount_lines(app, tags, etc_files, (etc_in_fstab or {}).get(app.name, ()),
+                            points_ready=app.name in points_ready)
         out += _cgroup_lines(app)
         if app.oom_score_adj is not None:  # inherited by the app's fork; reset after it
             out.append(f"echo {app.oom_score_adj} > /proc/self/oom_score_adj")
