@@ -44,7 +44,7 @@ def _fetch_key(g: GlobalOptions, location: str, allow_http: bool, work: Path) ->
                 raise RktError(f"{location}: bad HTTP status code: {resp.status_code}")
             body = resp.content
     except TransportError as e:
-        raise RktError(f"{location}: cannot fetch key: {e}") from e
+        raise RktError(f"cannot fetch key {e}") from e  # e starts with the URL
     finally:
         client.close()
     dest = work / "key.gpg"

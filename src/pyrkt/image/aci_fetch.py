@@ -56,7 +56,7 @@ def _download(g: GlobalOptions, url: str, dest: Path, progress: Progress | None,
             if total and done != total:
                 raise RktError(f"{url}: truncated download ({done} of {total} bytes)")
     except TransportError as e:
-        raise RktError(f"{url}: download failed: {e}") from e
+        raise RktError(f"download failed: {e}") from e  # e starts with the URL
     finally:
         client.close()
     return True
