@@ -214,6 +214,11 @@ def test_stop_force_then_gc_leaves_nothing(rkt: Rkt, image: Path, tmp_path: Path
     uuid = rkt.wait_running(uuid_file)
     pod = next(d for d in kh.pod_dirs(rkt.dir) if d.name == uuid)
     assert kh.qemu_pids_for(str(pod))
+    # While the VM runs, `rkt run` is the stage1's static waiter, not a Python process.
+    status = Path(f"/proc/{p.pid}/status").read_text()
+    rss_kib = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmRSS:")))
+    assert Path(f"/proc/{p.pid}/exe").resolve().name == "rkt-wait"
+    assert rss_kib < 4 * MIB_KB, status
     s = rkt("stop", "--force", uuid)
     assert s.returncode == 0, s.stderr
     p.communicate(timeout=120)

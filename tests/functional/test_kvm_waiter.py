@@ -31,16 +31,22 @@ import json, os, signal, sys
 rkt_wait, child, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 spec["pid"] = pid = os.spawnvp(os.P_NOWAIT, "sh", ["sh", "-c", child])
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP})  # as the runner
+if len(sys.argv) > 4:
+    os.environ["RKT_WAIT_FAST"] = "\\n".join(sys.argv[4:])
 os.execv(rkt_wait, [rkt_wait, str(pid), sys.executable, spec.pop("waiter"), json.dumps(spec)])
 """
 
 
-def start(rkt_wait: Path, pod: Path, apps: list[str], child: str) -> subprocess.Popen[str]:
+def start(rkt_wait: Path, pod: Path, apps: list[str], child: str,
+          fast: bool = False) -> subprocess.Popen[str]:
     """A process that starts `child` (the hypervisor's stand-in), then becomes rkt-wait:
-    the child's parent, as the runner is QEMU's."""
-    spec = json.dumps({"pod": str(pod), "apps": apps, "net": False, "debug": True,
+    the child's parent, as the runner is QEMU's. fast: with the fast path's arguments
+    (RKT_WAIT_FAST: agent socket, status folder, apps), as the runner sets it without
+    --debug."""
+    spec = json.dumps({"pod": str(pod), "apps": apps, "net": False, "debug": not fast,
                        "waiter": str(waiter.__file__)})
-    return subprocess.Popen([sys.executable, "-c", LAUNCH, str(rkt_wait), child, spec],
+    extra = [str(pod / "kvm/agent.sock"), str(contract.status_dir(pod)), *apps] if fast else []
+    return subprocess.Popen([sys.executable, "-c", LAUNCH, str(rkt_wait), child, spec, *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -53,6 +59,28 @@ def test_exit_code_is_the_first_failing_apps(rkt_wait: Path, tmp_path: Path) -> 
     _, err = p.communicate(timeout=120)
     assert p.returncode == 5, err
     assert "app exit codes {'a': 0, 'b': 5}" in err  # --debug: Python finished the pod
+
+
+def test_fast_path_exit_code_without_python(rkt_wait: Path, tmp_path: Path) -> None:
+    status = contract.status_dir(tmp_path)
+    status.mkdir(parents=True)
+    (status / "a").write_text("0\n")
+    (status / "b").write_text("7\n")
+    (status / "c").write_text("9\n")
+    sock = tmp_path / "kvm/agent.sock"
+    sock.parent.mkdir()
+    sock.write_text("")
+    p = start(rkt_wait, tmp_path, ["a", "b", "c"], "true", fast=True)
+    _, err = p.communicate(timeout=120)
+    assert (p.returncode, err) == (7, "")
+    assert not sock.exists()  # removed, as finish_pod does
+
+
+def test_fast_path_leaves_a_failure_to_python(rkt_wait: Path, tmp_path: Path) -> None:
+    p = start(rkt_wait, tmp_path, ["a"], "exit 3", fast=True)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 254
+    assert "before app(s) a finished" in err
 
 
 def test_vm_gone_before_an_app_finished_is_an_error(rkt_wait: Path, tmp_path: Path) -> None:

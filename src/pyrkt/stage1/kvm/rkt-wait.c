@@ -12,14 +12,23 @@
  *     a second one: SIGTERM to the hypervisor;
  *   - the hypervisor exited with RC: exec `PYTHON -I -S WAITER_PY --finish RC SPEC_JSON`
  *     (exit codes, network teardown), whose exit status is the pod's.
+ * The fast path, when the runner set RKT_WAIT_FAST="AGENT_SOCKET\nSTATUS_DIR\nAPP..."
+ * (no network to tear down, no --debug; an environment variable so that an older
+ * rkt-wait ignores it): the hypervisor exited with 0 and every app left its exit code
+ * in STATUS_DIR/APP; then rkt-wait removes AGENT_SOCKET and exits with the first
+ * non-zero code in app order, as finish.finish_pod would, without starting Python
+ * (~0.05 s). Anything else (a missing or unreadable code, a hypervisor failure) goes to
+ * Python.
  * The runner blocks SIGTERM and SIGHUP before the exec (the mask survives it), so no
  * signal is lost in between; here they are taken synchronously with sigwaitinfo.
  * SIGINT stays ignored, as the runner left it (the hypervisor gets it too).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,6 +36,53 @@
 static void die(const char *what) {
 	perror(what);
 	_exit(254);
+}
+
+/* The exit code in DIR/APP ("N\n"), or -1 when missing or not a number 0-255. */
+static int read_code(const char *dir, const char *app) {
+	char path[4096], buf[32];
+	if (snprintf(path, sizeof path, "%s/%s", dir, app) >= (int)sizeof path)
+		return -1;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	char *end;
+	errno = 0;
+	long v = strtol(buf, &end, 10);
+	while (*end == ' ' || *end == '\n' || *end == '\t' || *end == '\r')
+		end++;
+	if (errno || end == buf || *end || v < 0 || v > 255)
+		return -1;
+	return (int)v;
+}
+
+/* The fast path's exit code, or -1 to let Python finish the pod. */
+static int fast_finish(int status) {
+	const char *env = getenv("RKT_WAIT_FAST");
+	if (!env || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return -1;
+	char *spec = strdup(env), *save = NULL;
+	if (!spec)
+		return -1;
+	char *sock = strtok_r(spec, "\n", &save);
+	char *dir = strtok_r(NULL, "\n", &save);
+	if (!sock || !dir)
+		return -1;
+	int first = 0;
+	for (char *app; (app = strtok_r(NULL, "\n", &save));) {
+		int c = read_code(dir, app);
+		if (c < 0)
+			return -1;
+		if (c && !first)
+			first = c;
+	}
+	unlink(sock);
+	return first;
 }
 
 int main(int argc, char **argv) {
@@ -77,6 +133,9 @@ int main(int argc, char **argv) {
 		}
 	}
 exited:;
+	int code = fast_finish(status);
+	if (code >= 0)
+		return code;
 	/* os.waitstatus_to_exitcode's convention: -N for a death by signal N. */
 	int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
 	char rcs[16];

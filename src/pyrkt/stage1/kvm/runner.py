@@ -367,6 +367,11 @@ def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions) -> None:
     sys.stderr.flush()
     py = [sys.executable, "-I", "-S", str(waiter.__file__)]
     wait_bin = assets.waiter_path(contract.stage1_rootfs(pod))
-    argv = [str(wait_bin), str(pid), *py[:1], *py[3:], spec] if wait_bin else [*py, spec]
+    argv = [*py, spec] if wait_bin is None else [str(wait_bin), str(pid), py[0], py[3], spec]
+    env = dict(os.environ)
+    if wait_bin is not None and opts.netns is None and not opts.debug:
+        # rkt-wait's fast path: the exit codes read without starting Python after QEMU.
+        fast = [str(pod / agent_socket_rel()), str(contract.status_dir(pod))]
+        env["RKT_WAIT_FAST"] = "\n".join(fast + [a.name for a in plan.apps])
     log.debug("kvm: runner becomes " + shlex.join(argv[:-1]))
-    os.execv(argv[0], argv)
+    os.execve(argv[0], argv, env)
