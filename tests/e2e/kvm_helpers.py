@@ -6,7 +6,11 @@ once per session) and a busybox rootfs per app, as stage0 would leave them.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import uuid as uuidlib
 from pathlib import Path
 
@@ -109,3 +113,14 @@ def qemu_pids_for(text: str) -> list[int]:
         if "qemu-system" in cmd and text in cmd and state != "Z":
             out.append(int(d.name))
     return out
+
+
+def kill_and_gc(rkt_dir: Path, env: dict[str, str], timeout: float = 300) -> None:
+    """Teardown after a failed or finished VM test: SIGKILL every QEMU of the pods under
+    rkt_dir, then `rkt gc --grace-period=0s` (which must release the rest)."""
+    for pod in pod_dirs(rkt_dir):
+        for pid in qemu_pids_for(str(pod)):
+            os.kill(pid, signal.SIGKILL)
+    subprocess.run([sys.executable, "-m", "pyrkt", f"--dir={rkt_dir}", "gc",
+                    "--grace-period=0s"], capture_output=True, timeout=timeout, env=env,
+                   check=False)

@@ -90,11 +90,7 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
         except subprocess.TimeoutExpired:
             run.kill()
             run.communicate()
-        for p in kh.pod_dirs(d):
-            for pid in kh.qemu_pids_for(str(p)):
-                os.kill(pid, 9)
-        subprocess.run([sys.executable, "-m", "pyrkt", f"--dir={d}", "gc",
-                        "--grace-period=0s"], capture_output=True, timeout=TIMEOUT, env=env)
+        kh.kill_and_gc(d, env, TIMEOUT)
 
 
 def _close(p: pexpect.spawn) -> None:

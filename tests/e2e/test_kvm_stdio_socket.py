@@ -65,8 +65,4 @@ def test_app_output_reaches_socket_stdout_and_stderr(tmp_path: Path) -> None:
             t.join(timeout=TIMEOUT)
         out_ours.close()
         err_ours.close()
-        for pod in kh.pod_dirs(d):
-            for pid in kh.qemu_pids_for(str(pod)):
-                os.kill(pid, 9)
-        subprocess.run([sys.executable, "-m", "pyrkt", f"--dir={d}", "gc",
-                        "--grace-period=0s"], capture_output=True, timeout=TIMEOUT, env=env)
+        kh.kill_and_gc(d, env, TIMEOUT)
