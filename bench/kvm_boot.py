@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -64,6 +65,13 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=5.0, help="seconds idle before the RSS")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kvm-bench-"))
+    try:
+        return bench(work, a)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bench(work: Path, a: argparse.Namespace) -> int:
     stage1 = build_stage1_aci(Flavor.KVM, work / "s1", Hypervisor.QEMU)
     image = kh.busybox_aci(work / "aci")
     with tarfile.open(stage1) as tar:
