@@ -74,6 +74,12 @@ def guest_dir(pod: Path) -> Path:
     return kvm_dir(pod) / "ctl"
 
 
+def app_log_dir_rel() -> Path:
+    """Where the apps' stdout.log and stderr.log are kept, relative to the pod folder:
+    a copy of what they wrote, until `rkt gc`/`rkt rm` (rkt #2664)."""
+    return Path("logs")
+
+
 def tty_socket_rel() -> Path:
     """The rkt.tty port's socket (terminals for `rkt enter`), relative to the pod folder."""
     return Path("kvm") / "tty.sock"
@@ -221,7 +227,9 @@ def _stdio_target(fd: int, fdset: int) -> tuple[Path, tuple[int, int] | None]:
 def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions) -> tuple[VmPlan, str]:
     """The VM for this pod, and the accelerator decision's reason."""
     kernel, initrd = assets.asset_paths(contract.stage1_rootfs(pod))
-    size = vm_size(plan.apps, host_cpus())
+    size = vm_size(plan.apps, host_cpus(), plan.annotations)
+    if size.overridden:
+        log.debug(f"kvm: VM size set by pod annotation(s) {', '.join(size.overridden)}")
     decision = accel.decide(kernel, initrd, cache_dir_for(pod), opts.accel)
     shares = [Share(SHARE_STAGE1, contract.stage1_rootfs(pod)), Share(SHARE_CTL, guest_dir(pod))]
     for m, tag in script.mount_tags(plan).items():
@@ -253,6 +261,7 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions) -> tuple[VmPlan, str]:
         serial_to_stderr=opts.debug and not interactive,
         app_stdout=out,
         app_stderr=err,
+        app_log_dir=None if interactive else app_log_dir_rel(),
         fd_sets=tuple(fd_sets),
         agent_socket=agent_socket_rel(),
         tty_socket=tty_socket_rel(),
@@ -275,6 +284,7 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
         )
     kvm_dir(pod).mkdir(exist_ok=True)
     serial_log(pod).unlink(missing_ok=True)
+    (pod / app_log_dir_rel()).mkdir(exist_ok=True)
     write_guest_files(pod, plan, opts)
     vp, reason = vm_plan(pod, plan, opts)
     if vp.accel is Accel.TCG and not reason.startswith("forced"):

@@ -71,6 +71,8 @@ class VmPlan:
     serial_to_stderr: bool = False  # --debug: also show them on stderr
     app_stdout: Path | None = None  # a file, /proc/self/fd/1 or /dev/fdset/N
     app_stderr: Path | None = None
+    # QEMU also copies the apps' stdout/stderr into stdout.log/stderr.log here (rkt #2664)
+    app_log_dir: Path | None = None
     fd_sets: tuple[tuple[int, int], ...] = ()  # (inherited fd, fd set) for /dev/fdset/N
     agent_socket: Path | None = None  # unix socket, QEMU is the server
     tty_socket: Path | None = None  # the same, for the rkt.tty port

@@ -117,10 +117,15 @@ class Qemu:
         # instruction, so output written just before the power-off is not lost.
         a = ["-device", "virtio-serial-pci,id=vser,max_ports=8,ioeventfd=off"]
         ports: list[tuple[int, str, str]] = []
+        d = plan.app_log_dir
         if plan.app_stdout is not None:
-            ports.append((PORT_STDOUT, "out", f"file,id=out,path={plan.app_stdout},append=on"))
+            log = f",logfile={d / 'stdout.log'},logappend=on" if d else ""
+            spec = f"file,id=out,path={plan.app_stdout},append=on{log}"
+            ports.append((PORT_STDOUT, "out", spec))
         if plan.app_stderr is not None:
-            ports.append((PORT_STDERR, "err", f"file,id=err,path={plan.app_stderr},append=on"))
+            log = f",logfile={d / 'stderr.log'},logappend=on" if d else ""
+            spec = f"file,id=err,path={plan.app_stderr},append=on{log}"
+            ports.append((PORT_STDERR, "err", spec))
         if plan.agent_socket is not None:
             spec = f"socket,id=agent,path={plan.agent_socket},server=on,wait=off"
             ports.append((PORT_AGENT, "agent", spec))
