@@ -33,9 +33,32 @@ ANN_MEMORY = "coreos.com/rkt/stage1/kvm/memory"
 ANN_CPUS = "coreos.com/rkt/stage1/kvm/cpus"
 
 
+# A writable shared mapping written, synced, then read back with pread (what databases and
+# apt's cache do); busybox has no tool for it.
+MMAP_RW_C = r"""
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    char back[8] = {0};
+    int fd = open(argv[1], O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || ftruncate(fd, 4096) != 0) { perror("open"); return 1; }
+    char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) { perror("mmap"); return 2; }
+    memcpy(p, "mapped", 6);
+    if (msync(p, 4096, MS_SYNC) != 0) { perror("msync"); return 3; }
+    if (munmap(p, 4096) != 0 || pread(fd, back, 6, 0) != 6) { perror("pread"); return 4; }
+    puts(back);
+    return 0;
+}
+"""
+
+
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A busybox ACI with every applet, and util-linux's flock with its libraries."""
+    """A busybox ACI with every applet, util-linux's flock with its libraries and mmap-rw."""
     work = tmp_path_factory.mktemp("aci")
     root = work / "rootfs"
     kh.busybox_rootfs(root)
@@ -48,6 +71,9 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
         dest = root / f.lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(f, dest)
+    (work / "mmap-rw.c").write_text(MMAP_RW_C)
+    subprocess.run(["gcc", "-O1", "-static", "-o", str(root / "bin/mmap-rw"),
+                    str(work / "mmap-rw.c")], check=True)
     (work / "manifest").write_text(kh.ACI_MANIFEST)
     aci = work / "busybox.aci"
     with tarfile.open(aci, "w") as tar:
@@ -123,6 +149,7 @@ touch -d '2001-02-03 04:05:06' ut; check utime "$(stat -c %Y ut)" \
 mkdir -p dd/sub; echo z > dd/sub/f; mv dd dd2; check rename-dir "$(cat dd2/sub/f)" z
 rm -r dd2; check rm-r "$(ls -A | grep -c dd)" 0
 echo t > tr; : > tr; check truncate "$(stat -c %s tr)" 0
+check mmap-shared-write "$(mmap-rw mm 2>&1)/$(cat mm | tr -d '\0')" mapped/mapped
 echo ok-end
 """
 

@@ -124,10 +124,13 @@ def _mount_lines(
     lines.append(f"mount -a -T {q(f'{GUEST_CTL}/fstab/{app.name}')}")
     for m in app.mounts:
         t = q(guest_rootfs(app) + m.target)
+        # A writable volume gets cache=mmap: a writable MAP_SHARED mmap (databases, apt's
+        # cache) fails on 9p without it; reads and writes still go to the host (rkt #1917).
         ro = ",ro" if m.read_only else ""
+        cache = "" if m.read_only else ",cache=mmap"
         lines += [
             f"[ -e {t} ] || mkdir -p {t}",
-            f"mount -t 9p -o trans=virtio,version=9p2000.L,access=any{ro} {tags[m]} {t}",
+            f"mount -t 9p -o trans=virtio,version=9p2000.L{cache},access=any{ro} {tags[m]} {t}",
         ]
     return lines
 
