@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,3 +185,34 @@ def test_package_manager_file_operations_over_9p(rkt: Rkt, image: Path,
     assert "9p-fifo 1" in out.splitlines()
     assert not os.path.lexists(host / "fifo")
     assert os.stat(host / "mode").st_uid == 12
+
+
+def wait_for(path: Path, rkt: Rkt, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} never appeared\n" + kh.all_diagnostics(rkt.dir))
+        time.sleep(0.2)
+
+
+def test_host_changes_to_a_writable_volume_are_seen_in_the_running_pod(
+        rkt: Rkt, image: Path, tmp_path: Path) -> None:
+    """cache=mmap on writable volumes keeps reads and stat coherent with the host."""
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "data").write_text("v1\n")
+    (host / "gone").write_text("x\n")
+    script = ("until [ -e /h/ready ]; do sleep 0.1; done; "
+              "cat /h/data; stat -c %s /h/data; [ -e /h/gone ] && echo gone-present; "
+              "touch /h/seen; until [ -e /h/go ]; do sleep 0.1; done; "
+              "cat /h/data; stat -c %s /h/data; [ -e /h/gone ] || echo gone-absent")
+    p = rkt.start(f"--volume=h,kind=host,source={host}", str(image),
+                  "--mount=volume=h,target=/h", "--exec", "/bin/sh", "--", "-c", script)
+    (host / "ready").touch()
+    wait_for(host / "seen", rkt)
+    (host / "data").write_text("version2\n")
+    (host / "gone").unlink()
+    (host / "go").touch()
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert out.splitlines() == ["v1", "3", "gone-present", "version2", "9", "gone-absent"], out
