@@ -4,6 +4,7 @@ file operations package managers rely on, over virtio-9p (rkt #1917)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -216,3 +217,23 @@ def test_host_changes_to_a_writable_volume_are_seen_in_the_running_pod(
     out, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
     assert out.splitlines() == ["v1", "3", "gone-present", "version2", "9", "gone-absent"], out
+
+
+def test_vm_size_from_a_pod_manifest(rkt: Rkt, image: Path, tmp_path: Path) -> None:
+    fetched = rkt("fetch", "--insecure-options=image", str(image))
+    assert fetched.returncode == 0, fetched.stderr
+    image_id = fetched.stdout.strip().splitlines()[-1]
+    manifest = {
+        "acVersion": "0.8.11", "acKind": "PodManifest",
+        "apps": [{"name": "probe", "image": {"id": image_id},
+                  "app": {"exec": ["/bin/sh", "-c", "nproc; grep MemTotal /proc/meminfo"],
+                          "user": "0", "group": "0"}}],
+        "annotations": [{"name": ANN_MEMORY, "value": "200Mi"},
+                        {"name": ANN_CPUS, "value": "1"}],
+    }
+    path = tmp_path / "pod.json"
+    path.write_text(json.dumps(manifest))
+    r = rkt.run(f"--pod-manifest={path}")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == "1"
+    assert_memory(meminfo_kb(r.stdout), 200)
