@@ -118,6 +118,10 @@ def test_vm_size_annotation_out_of_range_is_refused(rkt: Rkt, image: Path) -> No
     assert r.returncode == 254, r.stdout
     assert f"annotation {ANN_CPUS}='{HOST_CPUS + 1}'" in r.stderr
     assert f"from 1 to {HOST_CPUS}" in r.stderr
+    r = rkt.run(f"--annotation={ANN_MEMORY}=1Ti", str(image))
+    assert r.returncode == 254, r.stdout
+    assert f"annotation {ANN_MEMORY}='1Ti': 1048576 MiB is more than the host has" in r.stderr
+    assert "qemu-system" not in r.stderr  # refused before QEMU, not by it
     assert not kh.qemu_pids_for(str(rkt.dir))
 
 

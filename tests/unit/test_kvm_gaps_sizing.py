@@ -73,3 +73,10 @@ def test_qemu_copies_the_apps_output_into_log_files() -> None:
     assert "id=out,path=/dev/fdset/1,append=on,logfile=logs/stdout.log,logappend=on" in chardevs
     assert "id=err,path=/dev/fdset/2,append=on,logfile=logs/stderr.log,logappend=on" in chardevs
     assert "logfile=logs" not in " ".join(Qemu().argv(base))
+
+
+def test_memory_more_than_the_host_has_is_refused() -> None:
+    with pytest.raises(RktError, match=r"more than the host has \(1024 MiB\)"):
+        vm_size([app()], host_cpus=2, annotations={ANN_MEMORY: "2Gi"}, host_memory_mib=1024)
+    assert vm_size([app()], host_cpus=2, annotations={ANN_MEMORY: "1Gi"},
+                   host_memory_mib=1024).memory_mib == 1024

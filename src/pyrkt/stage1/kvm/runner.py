@@ -31,7 +31,7 @@ from pyrkt.stage1.kvm.finish import finish_pod as finish_pod
 from pyrkt.stage1.kvm.finish import kvm_dir as kvm_dir
 from pyrkt.stage1.kvm.finish import serial_log as serial_log
 from pyrkt.stage1.kvm.guest import script
-from pyrkt.stage1.kvm.sizing import vm_size
+from pyrkt.stage1.kvm.sizing import host_memory_mib, vm_size
 from pyrkt.stage1.kvm.vm import (
     SHARE_CTL,
     SHARE_STAGE1,
@@ -227,7 +227,7 @@ def _stdio_target(fd: int, fdset: int) -> tuple[Path, tuple[int, int] | None]:
 def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions) -> tuple[VmPlan, str]:
     """The VM for this pod, and the accelerator decision's reason."""
     kernel, initrd = assets.asset_paths(contract.stage1_rootfs(pod))
-    size = vm_size(plan.apps, host_cpus(), plan.annotations)
+    size = vm_size(plan.apps, host_cpus(), plan.annotations, host_memory_mib())
     if size.overridden:
         log.debug(f"kvm: VM size set by pod annotation(s) {', '.join(size.overridden)}")
     decision = accel.decide(kernel, initrd, cache_dir_for(pod), opts.accel)

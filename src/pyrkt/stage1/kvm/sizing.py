@@ -8,14 +8,16 @@ least 1.
 A pod may override either with a pod annotation (rkt #1926: the VM size was not
 settable from the pod): `coreos.com/rkt/stage1/kvm/memory` (a quantity as `--memory`
 takes it: `512Mi`, `1Gi`; rounded up to MiB; at least 64 MiB and at least the sum of
-the apps' memory limits) and `coreos.com/rkt/stage1/kvm/cpus` (an integer from 1 to the
-host's CPUs). `rkt run --annotation=NAME=VALUE` sets them, or the pod manifest does.
+the apps' memory limits, at most the host's memory) and `coreos.com/rkt/stage1/kvm/cpus` (an
+integer from 1 to the host's CPUs). `rkt run --annotation=NAME=VALUE` sets them, or the pod
+manifest does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from pyrkt.appc.pod import ManifestError, parse_quantity
 from pyrkt.errors import RktError
@@ -44,15 +46,19 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 def vm_size(
-    apps: Sequence[AppPlan], host_cpus: int, annotations: Mapping[str, str] | None = None
+    apps: Sequence[AppPlan],
+    host_cpus: int,
+    annotations: Mapping[str, str] | None = None,
+    host_memory_mib: int | None = None,
 ) -> VmSize:
     """Size the VM for these apps on a host with host_cpus CPUs; the pod's annotations
-    may override the memory and the vCPUs (validated: RktError)."""
+    may override the memory (never more than host_memory_mib, when known) and the vCPUs
+    (validated: RktError)."""
     rule = _rule_size(apps, host_cpus)
     ann = annotations or {}
     memory, vcpus, overridden = rule.memory_mib, rule.vcpus, []
     if ANN_MEMORY in ann:
-        memory = _memory_override(ann[ANN_MEMORY], apps)
+        memory = _memory_override(ann[ANN_MEMORY], apps, host_memory_mib)
         overridden.append(ANN_MEMORY)
     if ANN_CPUS in ann:
         vcpus = _cpus_override(ann[ANN_CPUS], host_cpus)
@@ -60,7 +66,7 @@ def vm_size(
     return VmSize(memory_mib=memory, vcpus=vcpus, overridden=tuple(overridden))
 
 
-def _memory_override(text: str, apps: Sequence[AppPlan]) -> int:
+def _memory_override(text: str, apps: Sequence[AppPlan], host_mib: int | None) -> int:
     where = f"annotation {ANN_MEMORY}={text!r}"
     try:
         memory = _ceil_div(parse_quantity(text), MIB)
@@ -75,7 +81,20 @@ def _memory_override(text: str, apps: Sequence[AppPlan]) -> int:
             else (f"a VM needs at least {MIN_MEMORY_MIB} MiB")
         )
         raise RktError(f"{where}: {memory} MiB is too small ({why})", "e.g. 512Mi or 2Gi")
+    if host_mib is not None and memory > host_mib:
+        raise RktError(f"{where}: {memory} MiB is more than the host has ({host_mib} MiB)")
     return memory
+
+
+def host_memory_mib() -> int | None:
+    """The host's memory (MemTotal), None when /proc/meminfo cannot tell."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _cpus_override(text: str, host_cpus: int) -> int:
