@@ -11,20 +11,13 @@ from pathlib import Path
 
 import kvm_helpers as kh
 import pytest
+import test_kvm_rkt as base
 
 pytestmark = [pytest.mark.qemu, pytest.mark.root]
 
 
-@pytest.fixture(scope="module")
-def stage1(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pyrkt.stage1.build.aci import Flavor, Hypervisor, build_stage1_aci
-
-    return build_stage1_aci(Flavor.KVM, tmp_path_factory.mktemp("stage1"), Hypervisor.QEMU)
-
-
-@pytest.fixture(scope="module")
-def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return kh.busybox_aci(tmp_path_factory.mktemp("aci"))
+stage1 = base.stage1  # the module fixtures of test_kvm_rkt
+image = base.image
 
 
 @pytest.fixture
