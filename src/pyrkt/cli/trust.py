@@ -1,4 +1,7 @@
-"""`rkt trust [--prefix=PREFIX] [--root] [--skip-fingerprint-review] PUBKEY...`."""
+"""`rkt trust [--prefix=PREFIX] [--root] [--skip-fingerprint-review] [PUBKEY...]`.
+
+With `--prefix` and no key, the keys are found by appc discovery (`ac-discovery-pubkeys`).
+"""
 
 from __future__ import annotations
 
@@ -65,12 +68,17 @@ def main(argv: list[str], g: GlobalOptions) -> int:
         raise UsageError("--root required for non-prefixed (root) keys")
     if prefix is not None and not is_ac_identifier(str(prefix)):
         raise UsageError(f"invalid prefix {prefix!r}: not an AC identifier")
+    allow_http = bool(opts.get("insecure-allow-http"))
     if not keys:
-        raise UsageError("must provide at least one key (appc discovery is not supported)")
+        if not prefix:
+            raise UsageError("--root requires at least one key")
+        from pyrkt.image.discovery import discover_pubkeys
+
+        keys = discover_pubkeys(g, str(prefix), allow_http=allow_http)
     ks = Keystore(g)
     with tempfile.TemporaryDirectory(prefix="pyrkt-trust-") as work:
         for location in keys:
-            path = _fetch_key(g, location, bool(opts.get("insecure-allow-http")), Path(work))
+            path = _fetch_key(g, location, allow_http, Path(work))
             info = key_info(path)
             print(f'Prefix: "{prefix}"' if prefix else "Root key")
             print(f'Key: "{location}"')

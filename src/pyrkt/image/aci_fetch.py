@@ -63,12 +63,15 @@ def _download(g: GlobalOptions, url: str, dest: Path, progress: Progress | None,
 
 
 def fetch_aci(g: GlobalOptions, store: Store, ref: str, *, progress: Progress | None = None,
-              signature: Path | None = None) -> str:  # fmt: skip
+              signature: Path | None = None, discovered: str | None = None,
+              expect_name: str | None = None) -> str:  # fmt: skip
     """Import one ACI file or URL (verified unless insecure); returns its image ID.
 
-    The signature is `signature` if given (a local file), else the ACI's location + `.asc`.
+    The signature is `signature` if given (a local file), else the URL `discovered` (appc
+    discovery's), else the ACI's location + `.asc`. `expect_name`: the name the ACI's
+    manifest must have (discovery's app name).
     """
-    where = str(signature) if signature is not None else ref + ".asc"
+    where = str(signature) if signature is not None else discovered or ref + ".asc"
     with store.staging("fetch") as stage:
         aci = stage / "image.aci"
         sig = stage / "image.aci.asc"
@@ -96,6 +99,8 @@ def fetch_aci(g: GlobalOptions, store: Store, ref: str, *, progress: Progress | 
                 shutil.copyfileobj(decompressed(f), out, _CHUNK)
             name = load_image_manifest(read_aci_manifest(plain)).name
             plain.unlink()
+            if expect_name is not None and name != expect_name:
+                raise RktError(f"{ref}: image name {name!r} is not the requested {expect_name!r}")
             if not have_sig:
                 raise SignatureError(
                     f"image {name!r} is not signed: no signature at {where}",

@@ -6,7 +6,8 @@
     http(s)://host/x.aci                    an ACI download, checked against x.aci.asc
     oci:DIR[:TAG]                           an OCI image layout on disk (pyrkt extension)
     sha512-<hex prefix>                     an image already in the store
-    NAME[:VERSION]                          an image already in the store, by name
+    NAME[:VERSION][,LABEL=VALUE...]         by name: the store's image (pull policy `new`),
+                                            else appc meta discovery (see `discovery`)
 
 Pull policy (`--pull-policy`): `new` uses what the store has for a remote reference and
 fetches only what is missing; `update` always asks the remote; `never` only uses the
@@ -81,15 +82,29 @@ def _fetch(g: GlobalOptions, store: Store, ref: str, policy: PullPolicy,
         return image_id
     if ref.startswith("file://") or ref.endswith(".aci") or ("/" in ref and Path(ref).exists()):
         return aci_fetch.fetch_aci(g, store, ref, progress=progress, signature=signature)
-    if signature is not None:
-        raise UsageError(f"--signature given for {ref!r}, which is not an ACI")
-    try:
-        return store.resolve(ref).id
-    except NotFound:
-        raise NotFound(
-            f"image {ref!r} not found in the store",
-            "fetch it by docker://, oci:, an ACI path or URL; appc discovery is not supported",
-        ) from None
+    return _fetch_by_name(g, store, ref, policy, progress, signature)
+
+
+def _fetch_by_name(g: GlobalOptions, store: Store, ref: str, policy: PullPolicy,
+                   progress: Progress | None, signature: Path | None) -> str:  # fmt: skip
+    """A name: the store's image unless `update`, else appc discovery unless `never`."""
+    from pyrkt.image import aci_fetch, discovery
+
+    app = discovery.parse_app(ref)
+    in_store = ref.split(",")[0]  # NAME[:VERSION]: without a version, the newest
+    if policy is not PullPolicy.UPDATE:
+        try:
+            return store.resolve(in_store).id
+        except NotFound:
+            if policy is PullPolicy.NEVER:
+                raise NotFound(f"image {ref!r} is not in the store",
+                               "--pull-policy=never") from None  # fmt: skip
+    found = discovery.discover_aci(g, app)
+    image_id = aci_fetch.fetch_aci(g, store, found.aci, progress=progress,
+                                   signature=signature, discovered=found.signature,
+                                   expect_name=app.name)  # fmt: skip
+    store.remote_put(found.aci, image_id)
+    return image_id
 
 
 def _fetch_docker(g: GlobalOptions, store: Store, ref: str, policy: PullPolicy,

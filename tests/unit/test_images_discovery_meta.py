@@ -1,0 +1,93 @@
+"""appc meta discovery without a network: names and labels, meta tags, templates."""
+
+from __future__ import annotations
+
+import pytest
+
+from pyrkt.errors import UsageError
+from pyrkt.image.discovery import (
+    ACI_TAG,
+    PUBKEYS_TAG,
+    App,
+    Endpoint,
+    MetaTag,
+    endpoints,
+    fill_template,
+    parse_app,
+    parse_meta,
+    pick,
+)
+
+PAGE = """<!DOCTYPE html><html><head>
+<meta charset="utf-8">
+<meta name="ac-discovery" content="example.com https://cdn.example.com/{name}-{version}-{os}-{arch}.{ext}">
+<meta name="ac-discovery" content="example.com/app https://app.example.com/{os}/{arch}/app-{version}.{ext}">
+<META NAME="ac-discovery-pubkeys" CONTENT="example.com https://example.com/pubkeys.gpg">
+<meta name="ac-discovery" content="only-one-field">
+<meta name="description" content="example.com not-a-discovery-tag">
+</head><body>hello</body></html>"""
+
+
+def test_parse_app_fills_default_labels() -> None:
+    app = parse_app("example.com/app")
+    assert app == App("example.com/app", {"version": "latest", "os": "linux", "arch": "amd64"})
+    assert str(app) == "example.com/app:latest"
+
+
+def test_parse_app_takes_version_and_labels() -> None:
+    app = parse_app("example.com/app:v1.0,arch=arm64,channel=beta")
+    assert dict(app.labels) == {"version": "v1.0", "os": "linux", "arch": "arm64",
+                                "channel": "beta"}  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", ["Example.com/app", "example.com/app:1,arch", "/app", ""])
+def test_parse_app_refuses_bad_names_and_labels(bad: str) -> None:
+    with pytest.raises(UsageError):
+        parse_app(bad)
+
+
+def test_parse_meta_reads_both_kinds_and_skips_malformed_tags() -> None:
+    assert parse_meta(PAGE) == [
+        MetaTag(ACI_TAG, "example.com",
+                "https://cdn.example.com/{name}-{version}-{os}-{arch}.{ext}"),
+        MetaTag(ACI_TAG, "example.com/app",
+                "https://app.example.com/{os}/{arch}/app-{version}.{ext}"),
+        MetaTag(PUBKEYS_TAG, "example.com", "https://example.com/pubkeys.gpg"),
+    ]  # fmt: skip
+
+
+def test_fill_template_needs_every_placeholder() -> None:
+    values = {"name": "a.com/b", "version": "1", "ext": "aci"}
+    assert fill_template("https://{name}/{version}.{ext}", values) == "https://a.com/b/1.aci"
+    assert fill_template("https://{name}/{os}.{ext}", values) is None
+
+
+def test_longest_prefix_wins_and_signature_is_aci_asc() -> None:
+    tags = parse_meta(PAGE)
+    assert endpoints(tags, parse_app("example.com/app:2.0")) == [
+        Endpoint("https://app.example.com/linux/amd64/app-2.0.aci",
+                 "https://app.example.com/linux/amd64/app-2.0.aci.asc"),
+        Endpoint("https://cdn.example.com/example.com/app-2.0-linux-amd64.aci",
+                 "https://cdn.example.com/example.com/app-2.0-linux-amd64.aci.asc"),
+    ]  # fmt: skip
+
+
+def test_prefix_matches_whole_path_components_only() -> None:
+    tags = parse_meta(PAGE)
+    # "example.com/app" is not a prefix of "example.com/application"
+    found = endpoints(tags, parse_app("example.com/application:1"))
+    assert [e.aci for e in found] == [
+        "https://cdn.example.com/example.com/application-1-linux-amd64.aci"
+    ]
+    assert endpoints(tags, parse_app("other.org/app:1")) == []
+    assert [t.template for t in pick(tags, PUBKEYS_TAG, "example.com/app")] == [
+        "https://example.com/pubkeys.gpg"
+    ]
+
+
+def test_template_with_unknown_placeholder_is_skipped() -> None:
+    tags = [MetaTag(ACI_TAG, "a.com", "https://a.com/{name}-{channel}.{ext}")]
+    assert endpoints(tags, parse_app("a.com/x:1")) == []
+    assert endpoints(tags, parse_app("a.com/x:1,channel=beta"))[0].aci == (
+        "https://a.com/a.com/x-beta.aci"
+    )
