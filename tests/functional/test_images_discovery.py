@@ -23,6 +23,7 @@ __all__ = ["gpg_home"]  # the fixture, re-exported for pytest
 
 PAGE = """<!DOCTYPE html><html><head>
 <meta name="ac-discovery" content="localhost/app {base}/images/{{name}}-{{version}}-{{os}}-{{arch}}.{{ext}}">
+<meta name="ac-discovery" content="localhost/app {base}/latest/{{os}}/{{arch}}/{{name}}.{{ext}}">
 <meta name="ac-discovery-pubkeys" content="localhost/app {base}/pubkeys.gpg">
 </head></html>"""  # noqa: E501
 ROOT_PAGE = """<meta name="ac-discovery" content="localhost/tools {base}/tools/{{version}}/{{name}}.{{ext}}">"""  # noqa: E501
@@ -84,6 +85,7 @@ def _site(tmp_path: Path, gpg_home: Path, base: str) -> Site:
         "/?ac-discovery=1": ROOT_PAGE.format(base=base).encode(),
         "/images/localhost/app-1.0-linux-amd64.aci": aci.read_bytes(),
         "/images/localhost/app-1.0-linux-amd64.aci.asc": Path(f"{aci}.asc").read_bytes(),
+        "/latest/linux/amd64/localhost/app.aci": aci.read_bytes(),
         "/pubkeys.gpg": key.read_bytes(),
         "/tools/2/localhost/tools/hello.aci": tool.read_bytes(),
     })  # fmt: skip
@@ -160,6 +162,16 @@ def test_discovery_walks_up_the_name(tmp_path: Path, https_site: Site, cert: Pat
     ]  # fmt: skip
     listed = rkt(tmp_path, cert, "image", "list", "--no-legend")
     assert "localhost/tools/hello:2" in listed.stdout
+
+
+def test_no_version_takes_the_latest_template(
+    tmp_path: Path, https_site: Site, cert: Path
+) -> None:
+    cp = rkt(tmp_path, cert, "--insecure-options=image", "fetch", "localhost/app")
+    assert cp.returncode == 0, cp.stderr
+    assert "/latest/linux/amd64/localhost/app.aci" in https_site.requests
+    listed = rkt(tmp_path, cert, "image", "list", "--no-legend")
+    assert "localhost/app:1.0" in listed.stdout
 
 
 def test_name_without_discovery_page_names_the_urls_tried(

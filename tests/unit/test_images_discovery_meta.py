@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
-from pyrkt.errors import UsageError
+from pyrkt.appc.image import load_image_manifest
+from pyrkt.errors import RktError, UsageError
 from pyrkt.image.discovery import (
     ACI_TAG,
     PUBKEYS_TAG,
     App,
     Endpoint,
     MetaTag,
+    check_manifest,
     endpoints,
     fill_template,
     parse_app,
@@ -30,8 +35,8 @@ PAGE = """<!DOCTYPE html><html><head>
 
 def test_parse_app_fills_default_labels() -> None:
     app = parse_app("example.com/app")
-    assert app == App("example.com/app", {"version": "latest", "os": "linux", "arch": "amd64"})
-    assert str(app) == "example.com/app:latest"
+    assert app == App("example.com/app", {"os": "linux", "arch": "amd64"})
+    assert str(app) == "example.com/app"
 
 
 def test_parse_app_takes_version_and_labels() -> None:
@@ -91,3 +96,40 @@ def test_template_with_unknown_placeholder_is_skipped() -> None:
     assert endpoints(tags, parse_app("a.com/x:1,channel=beta"))[0].aci == (
         "https://a.com/a.com/x-beta.aci"
     )
+
+
+def test_most_labels_filled_wins_and_latest_pattern_fits_no_version() -> None:
+    tags = [
+        MetaTag(ACI_TAG, "a.com", "https://s.a.com/{os}/{arch}/{name}-latest.{ext}"),
+        MetaTag(ACI_TAG, "a.com/x", "https://m.a.com/{name}.{ext}"),
+        MetaTag(ACI_TAG, "a.com", "https://s.a.com/{os}/{arch}/{name}-{version}.{ext}"),
+    ]
+    assert [e.aci for e in endpoints(tags, parse_app("a.com/x:3"))] == [
+        "https://s.a.com/linux/amd64/a.com/x-3.aci",
+        "https://s.a.com/linux/amd64/a.com/x-latest.aci",
+        "https://m.a.com/a.com/x.aci",
+    ]
+    assert endpoints(tags, parse_app("a.com/x"))[0].aci == (
+        "https://s.a.com/linux/amd64/a.com/x-latest.aci"
+    )
+
+
+def _manifest(name: str, **labels: str) -> bytes:
+    return json.dumps({
+        "acKind": "ImageManifest", "acVersion": "0.8.11", "name": name,
+        "labels": [{"name": k, "value": v} for k, v in labels.items()],
+    }).encode()  # fmt: skip
+
+
+def test_check_manifest_wants_the_apps_name_and_labels() -> None:
+    app = parse_app("a.com/x:1.0")
+    check_manifest(app, load_image_manifest(_manifest("a.com/x", version="1.0", os="linux")))
+    with pytest.raises(RktError, match=re.escape("named 'a.com/y', not 'a.com/x'")):
+        check_manifest(app, load_image_manifest(_manifest("a.com/y", version="1.0")))
+    with pytest.raises(RktError, match=re.escape("version='2.0', not '1.0'")):
+        check_manifest(app, load_image_manifest(_manifest("a.com/x", version="2.0")))
+    with pytest.raises(RktError, match="version=None"):
+        check_manifest(app, load_image_manifest(_manifest("a.com/x")))
+    with pytest.raises(RktError, match=re.escape("arch='arm64', not 'amd64'")):
+        check_manifest(app, load_image_manifest(_manifest("a.com/x", version="1.0",
+                                                          arch="arm64")))  # fmt: skip

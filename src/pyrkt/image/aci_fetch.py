@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from pyrkt import log
-from pyrkt.appc.image import load_image_manifest
+from pyrkt.appc.image import ImageManifest, load_image_manifest
 from pyrkt.errors import NotFound, RktError
 from pyrkt.image.layers import decompressed
 from pyrkt.image.signature import Keystore, SignatureError, verify
@@ -64,12 +64,12 @@ def _download(g: GlobalOptions, url: str, dest: Path, progress: Progress | None,
 
 def fetch_aci(g: GlobalOptions, store: Store, ref: str, *, progress: Progress | None = None,
               signature: Path | None = None, discovered: str | None = None,
-              expect_name: str | None = None) -> str:  # fmt: skip
+              check: Callable[[ImageManifest], None] | None = None) -> str:  # fmt: skip
     """Import one ACI file or URL (verified unless insecure); returns its image ID.
 
     The signature is `signature` if given (a local file), else the URL `discovered` (appc
-    discovery's), else the ACI's location + `.asc`. `expect_name`: the name the ACI's
-    manifest must have (discovery's app name).
+    discovery's), else the ACI's location + `.asc`. `check` may refuse the ACI's manifest
+    (raising) before anything is imported.
     """
     where = str(signature) if signature is not None else discovered or ref + ".asc"
     with store.staging("fetch") as stage:
@@ -91,16 +91,19 @@ def fetch_aci(g: GlobalOptions, store: Store, ref: str, *, progress: Progress | 
                     shutil.copyfile(src_sig, sig)
             else:
                 have_sig = _download(g, where, sig, None, missing_ok=True)
-        if g.allows(Insecure.IMAGE):
-            log.warn("image signature verification has been disabled")
-        else:
+        manifest = None
+        if check is not None or not g.allows(Insecure.IMAGE):
             plain = stage / "plain.tar"
             with open(aci, "rb") as f, open(plain, "wb") as out:
                 shutil.copyfileobj(decompressed(f), out, _CHUNK)
-            name = load_image_manifest(read_aci_manifest(plain)).name
+            manifest = load_image_manifest(read_aci_manifest(plain))
             plain.unlink()
-            if expect_name is not None and name != expect_name:
-                raise RktError(f"{ref}: image name {name!r} is not the requested {expect_name!r}")
+            if check is not None:
+                check(manifest)
+        if g.allows(Insecure.IMAGE):
+            log.warn("image signature verification has been disabled")
+        else:
+            name = manifest.name if manifest is not None else ref
             if not have_sig:
                 raise SignatureError(
                     f"image {name!r} is not signed: no signature at {where}",

@@ -10,8 +10,11 @@ The discovery page is fetched from `https://NAME?ac-discovery=1`; when that fail
 answer, a status other than 200, or no tag for this kind) the next path up is tried
 (`example.com/app/x` -> `example.com/app` -> `example.com`). Plain http is tried after
 https only with `--insecure-options=http`. A template whose `{placeholders}` cannot all
-be filled from the labels is skipped. The pure parts (`parse_app`, `parse_meta`,
-`fill_template`, `pick`) need no network.
+be filled from the labels is skipped; of the others, those filling the most labels win,
+then the longest prefix. Without a version the app has no `version` label, so only
+templates without `{version}` fit (the spec's "latest pattern"). The image fetched must
+carry the app's name and labels (`check_manifest`). The pure parts (`parse_app`,
+`parse_meta`, `fill_template`, `pick`, `endpoints`, `check_manifest`) need no network.
 """
 
 from __future__ import annotations
@@ -22,13 +25,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from pyrkt import log
-from pyrkt.appc.image import is_ac_identifier
-from pyrkt.errors import NotFound, UsageError
+from pyrkt.appc.image import ImageManifest, is_ac_identifier
+from pyrkt.errors import NotFound, RktError, UsageError
 from pyrkt.options import GlobalOptions, Insecure
 
 ACI_TAG = "ac-discovery"
 PUBKEYS_TAG = "ac-discovery-pubkeys"
-DEFAULT_LABELS = {"version": "latest", "os": "linux", "arch": "amd64"}
+DEFAULT_LABELS = {"os": "linux", "arch": "amd64"}
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _MAX_PAGE = 1 << 20  # bytes of a discovery page read
 
@@ -108,6 +111,12 @@ def parse_meta(page: str) -> list[MetaTag]:
 
 def fill_template(template: str, values: Mapping[str, str]) -> str | None:
     """`template` with each `{key}` replaced; None if a key has no value."""
+    return _fill(template, values)[0]
+
+
+def _fill(template: str, values: Mapping[str, str]) -> tuple[str | None, int]:
+    """`fill_template`, and how many labels (not `name`, `ext`) it substituted."""
+    used = {m.group(1) for m in _PLACEHOLDER.finditer(template)} - {"name", "ext"}
     missing = False
 
     def sub(m: re.Match[str]) -> str:
@@ -119,7 +128,7 @@ def fill_template(template: str, values: Mapping[str, str]) -> str | None:
         return value
 
     out = _PLACEHOLDER.sub(sub, template)
-    return None if missing else out
+    return (None if missing else out), len(used)
 
 
 def _prefix_matches(prefix: str, name: str) -> bool:
@@ -135,17 +144,34 @@ def pick(tags: list[MetaTag], kind: str, name: str) -> list[MetaTag]:
 
 
 def endpoints(tags: list[MetaTag], app: App) -> list[Endpoint]:
-    """The ACI endpoints for `app` out of a page's tags (templates fully filled only)."""
-    out: list[Endpoint] = []
+    """The ACI endpoints for `app` out of a page's tags, best first: templates fully
+    filled only, the most labels filled first, then the longest prefix."""
+    ranked: list[tuple[int, Endpoint]] = []
     values = {**app.labels, "name": app.name}
     for tag in pick(tags, ACI_TAG, app.name):
-        aci = fill_template(tag.template, {**values, "ext": "aci"})
+        aci, used = _fill(tag.template, {**values, "ext": "aci"})
         sig = fill_template(tag.template, {**values, "ext": "aci.asc"})
         if aci is not None and sig is not None:
-            out.append(Endpoint(aci, sig))
+            ranked.append((used, Endpoint(aci, sig)))
         else:
             log.debug(f"{tag.template}: placeholders not filled by {dict(app.labels)}")
-    return out
+    ranked.sort(key=lambda r: r[0], reverse=True)  # stable: longest prefix first stays
+    return [e for _, e in ranked]
+
+
+def check_manifest(app: App, manifest: ImageManifest) -> None:
+    """Refuse an image whose name or labels are not the app's (appc: "Validation").
+
+    The default `os`/`arch` may be missing from the manifest; any other label of the app
+    must be there with the same value."""
+    if manifest.name != app.name:
+        raise RktError(f"discovered image is named {manifest.name!r}, not {app.name!r}")
+    for key, want in app.labels.items():
+        got = manifest.label(key)
+        if got != want and not (got is None and DEFAULT_LABELS.get(key) == want):
+            raise RktError(
+                f"discovered image {app.name!r} has label {key}={got!r}, not {want!r}"
+            )
 
 
 def _walk(name: str) -> Iterator[str]:

@@ -18,6 +18,7 @@ possibly from download threads.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -102,7 +103,7 @@ def _fetch_by_name(g: GlobalOptions, store: Store, ref: str, policy: PullPolicy,
     found = discovery.discover_aci(g, app)
     image_id = aci_fetch.fetch_aci(g, store, found.aci, progress=progress,
                                    signature=signature, discovered=found.signature,
-                                   expect_name=app.name)  # fmt: skip
+                                   check=partial(discovery.check_manifest, app))  # fmt: skip
     store.remote_put(found.aci, image_id)
     return image_id
 
