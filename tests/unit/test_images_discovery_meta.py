@@ -100,6 +100,7 @@ def test_template_with_unknown_placeholder_is_skipped() -> None:
 
 def test_most_labels_filled_wins_and_latest_pattern_fits_no_version() -> None:
     tags = [
+        MetaTag(ACI_TAG, "a.com", "hdfs://s.a.com/{os}/{arch}/{name}-{version}.{ext}"),
         MetaTag(ACI_TAG, "a.com", "https://s.a.com/{os}/{arch}/{name}-latest.{ext}"),
         MetaTag(ACI_TAG, "a.com/x", "https://m.a.com/{name}.{ext}"),
         MetaTag(ACI_TAG, "a.com", "https://s.a.com/{os}/{arch}/{name}-{version}.{ext}"),

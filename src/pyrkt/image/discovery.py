@@ -151,7 +151,9 @@ def endpoints(tags: list[MetaTag], app: App) -> list[Endpoint]:
     for tag in pick(tags, ACI_TAG, app.name):
         aci, used = _fill(tag.template, {**values, "ext": "aci"})
         sig = fill_template(tag.template, {**values, "ext": "aci.asc"})
-        if aci is not None and sig is not None:
+        if not tag.template.startswith(("https://", "http://")):
+            log.debug(f"{tag.template}: only http(s) templates are fetched")
+        elif aci is not None and sig is not None:
             ranked.append((used, Endpoint(aci, sig)))
         else:
             log.debug(f"{tag.template}: placeholders not filled by {dict(app.labels)}")
