@@ -209,3 +209,15 @@ def test_discovery_over_plain_http_needs_insecure_options(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_run_by_name_discovers_the_image(tmp_path: Path, https_site: Site, cert: Path) -> None:
+    trust = rkt(tmp_path, cert, "trust", "--prefix=localhost/app", "--skip-fingerprint-review")
+    assert trust.returncode == 0, trust.stderr
+    try:
+        cp = rkt(tmp_path, cert, "run", "--net=host", "localhost/app:1.0")
+        assert cp.returncode == 0, cp.stderr
+        assert "hello" in cp.stdout
+        assert "/images/localhost/app-1.0-linux-amd64.aci" in https_site.requests
+    finally:
+        rkt(tmp_path, cert, "gc", "--grace-period=0s")
