@@ -279,3 +279,46 @@ def test_app_fstab_mounts_proc_sys_ro_and_dev() -> None:
                      ["/dev", f"{r}/dev", "none", "rbind", "0", "0"]]
     text = script.pod_script(pod(a))
     assert "mount -a -T /ctl/fstab/web" in text
+
+
+def test_an_empty_run_gets_a_tmpfs_with_its_mode_and_owner_from_the_fstab() -> None:
+    a = app("web")
+    r = "/stage1/opt/stage2/web/rootfs"
+    run = script.RunDir(0o40755, 0, 12, empty=True)
+    lines = script.app_fstab(a, run_dir=run).splitlines()
+    assert lines[-1] == f"tmpfs {r}/run tmpfs nosuid,nodev,mode=0755,uid=0,gid=12 0 0"
+    text = script.pod_script(pod(a), run_dirs={"web": run})
+    assert "tmpfs /mnt" not in text  # no fork for it in the guest
+    assert "tmpfs" not in script.app_fstab(a)
+
+
+def test_a_run_with_content_is_copied_into_its_tmpfs_before_the_volumes() -> None:
+    m = MountPlan(volume="sock", target="/run/sock", source=Path("/v"),
+                  kind=VolumeKind.EMPTY, read_only=False)
+    a = app("web", mounts=(m,))
+    r = "/stage1/opt/stage2/web/rootfs"
+    run = script.RunDir(0o41777, 0, 0, empty=False)
+    text = script.pod_script(pod(a), run_dirs={"web": run}).splitlines()
+    copy = (f"mount -t tmpfs -o nosuid,nodev,mode=1777,uid=0,gid=0 tmpfs /mnt && "
+            f"cp -a {r}/run/. /mnt/ && mount --move /mnt {r}/run")
+    assert copy in text
+    volume = next(i for i, ln in enumerate(text) if ln.startswith("mount -t 9p"))
+    assert text.index(copy) < volume
+    assert "tmpfs" not in script.app_fstab(a, run_dir=run)
+
+
+def test_the_host_finds_the_apps_run_folder(tmp_path: Path) -> None:
+    from pyrkt.stage1.kvm.runner import _run_dir
+
+    assert _run_dir(tmp_path) is None  # no /run: nothing mounted
+    (tmp_path / "run").mkdir(mode=0o750)
+    (tmp_path / "run").chmod(0o750)
+    found = _run_dir(tmp_path)
+    assert found is not None and found.empty and found.options().startswith(
+        "nosuid,nodev,mode=0750,")
+    (tmp_path / "run" / "lock").mkdir()
+    assert _run_dir(tmp_path) == replace(found, empty=False)
+    (tmp_path / "run" / "lock").rmdir()
+    (tmp_path / "run").rmdir()
+    (tmp_path / "run").symlink_to("/tmp")  # would be followed outside the rootfs
+    assert _run_dir(tmp_path) is None

@@ -155,13 +155,17 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions) -> None:
     names = [n for n, _ in opts.etc_files]
     in_fstab = {a.name: _etc_targets(contract.app_rootfs(pod, a.name), names) for a in plan.apps}
     ready = [a.name for a in plan.apps if _mount_points(contract.app_rootfs(pod, a.name))]
+    runs = {a.name: d for a in plan.apps if not a.readonly_rootfs
+            and (d := _run_dir(contract.app_rootfs(pod, a.name))) is not None}
     text = script.pod_script(
         plan, etc_files=names, net_script=opts.guest_net_script,
         seccomp_apps=tuple(programs), etc_in_fstab=in_fstab, points_ready=ready,
+        run_dirs=runs,
     )
     (g / "pod.sh").write_text(text)
     for app in plan.apps:
-        (g / "fstab" / app.name).write_text(script.app_fstab(app, in_fstab[app.name]))
+        fstab = script.app_fstab(app, in_fstab[app.name], runs.get(app.name))
+        (g / "fstab" / app.name).write_text(fstab)
         # `enter` appends the command to this prefix (rkt-exec ... --).
         (g / "apps" / app.name).write_text(script.exec_line(app, argv=()) + "\n")
 
@@ -174,6 +178,21 @@ def _mount_points(rootfs: Path) -> bool:
             (rootfs / d).mkdir(exist_ok=True)
     return all((rootfs / d).is_dir() and not (rootfs / d).is_symlink()
                for d in script.APP_MOUNT_POINTS)
+
+
+def _run_dir(rootfs: Path) -> script.RunDir | None:
+    """The app's /run if it is a plain folder (a symlink is left alone: the guest would
+    follow it outside the app's rootfs), for the tmpfs the guest mounts over it."""
+    run = rootfs / "run"
+    try:
+        st = run.lstat()
+        if not stat.S_ISDIR(st.st_mode):
+            return None
+        with os.scandir(run) as entries:
+            empty = next(entries, None) is None
+    except OSError:
+        return None
+    return script.RunDir(st.st_mode, st.st_uid, st.st_gid, empty)
 
 
 def _etc_targets(rootfs: Path, names: list[str]) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 
 from pyrkt.errors import RktError
 from pyrkt.stage1.plan import AppPlan, MountPlan, PodPlan
@@ -38,6 +39,24 @@ CAPS: dict[str, int] = {name: i for i, name in enumerate(_CAP_NAMES)}
 
 def q(s: str) -> str:
     return shlex.quote(s)
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """An app's /run folder (a plain folder in a writable rootfs), as the host found it.
+
+    The guest mounts a tmpfs over it with the same mode and owner, holding a copy of its
+    content when it has some (podman's tmpcopyup): QEMU 7.2's 9p server refuses to make a
+    FIFO or a unix socket on a share (ENXIO, docs/kvm.md "FIFOs and unix sockets"), and
+    /run is where daemons put theirs; on a Linux host /run is a tmpfs too."""
+
+    mode: int
+    uid: int
+    gid: int
+    empty: bool
+
+    def options(self) -> str:
+        return f"nosuid,nodev,mode={self.mode & 0o7777:04o},uid={self.uid},gid={self.gid}"
 
 
 def volume_tag(index: int) -> str:
@@ -96,6 +115,7 @@ def exec_line(app: AppPlan, argv: Sequence[str] | None = None, *,
 def _mount_lines(
     app: AppPlan, tags: dict[MountPlan, str], etc_files: Sequence[str],
     in_fstab: Collection[str] = (), points_ready: bool = False,
+    run_dir: RunDir | None = None,
 ) -> list[str]:
     r = q(guest_rootfs(app))
     lines: list[str] = []
@@ -122,6 +142,13 @@ def _mount_lines(
         lines.append(f"mkdir -p {q(f'{CGROUP_ROOT}/{app.name}')}")
     # /proc, /sys (ro), /dev (rbind) in one `mount` (app_fstab) instead of three.
     lines.append(f"mount -a -T {q(f'{GUEST_CTL}/fstab/{app.name}')}")
+    if run_dir is not None and not run_dir.empty:
+        # An empty /run gets its tmpfs from the fstab; one with content is copied into
+        # the tmpfs (on the initramfs' /mnt) before the tmpfs moves over it.
+        lines.append(
+            f"mount -t tmpfs -o {run_dir.options()} tmpfs /mnt && cp -a {r}/run/. /mnt/ "
+            f"&& mount --move /mnt {r}/run"
+        )
     for m in app.mounts:
         t = q(guest_rootfs(app) + m.target)
         # A writable volume gets cache=mmap: a writable MAP_SHARED mmap (databases, apt's
@@ -135,21 +162,27 @@ def _mount_lines(
     return lines
 
 
-def app_fstab(app: AppPlan, etc_binds: Sequence[str] = ()) -> str:
+def app_fstab(
+    app: AppPlan, etc_binds: Sequence[str] = (), run_dir: RunDir | None = None,
+) -> str:
     """The app's /proc, /sys and /dev mounts as an fstab (the host writes it to
-    /ctl/fstab/<app>; the pod script mounts it with one `mount -a -T`), and the binds
-    of the pod's /etc files (etc_binds: names whose target file the host made)."""
+    /ctl/fstab/<app>; the pod script mounts it with one `mount -a -T`), the binds
+    of the pod's /etc files (etc_binds: names whose target file the host made), and
+    the tmpfs over an empty /run (run_dir)."""
     r = guest_rootfs(app)
     if any(c.isspace() or c == "\\" for c in r + "".join(etc_binds)):
         raise RktError(f"app rootfs path not expressible in an fstab: {r!r}")
     binds = "".join(
         f"{GUEST_CTL}/etc/{n} {r}/etc/{n} none bind 0 0\n" for n in etc_binds
     )
+    run = ""
+    if run_dir is not None and run_dir.empty:
+        run = f"tmpfs {r}/run tmpfs {run_dir.options()} 0 0\n"
     return (
         f"proc {r}/proc proc defaults 0 0\n"
         f"sysfs {r}/sys sysfs ro 0 0\n"
         f"/dev {r}/dev none rbind 0 0\n"
-    ) + binds
+    ) + binds + run
 
 
 def _cgroup_lines(app: AppPlan) -> list[str]:
@@ -181,12 +214,14 @@ def pod_script(
     stop_grace_s: int = 10, seccomp_apps: Sequence[str] = (),
     etc_in_fstab: Mapping[str, Collection[str]] | None = None,
     points_ready: Collection[str] = (),
+    run_dirs: Mapping[str, RunDir] | None = None,
 ) -> str:
     """The script for plan; etc_files: names under /ctl/etc/ to bind into each app's
     /etc; net_script: sh that configures the guest NICs (from NET); seccomp_apps: apps
     whose seccomp filter the host wrote (seccomp_file); etc_in_fstab: per app, the
     etc_files its fstab binds (app_fstab's etc_binds), not bound by the script;
-    points_ready: apps whose APP_MOUNT_POINTS the host made (no check in the guest)."""
+    points_ready: apps whose APP_MOUNT_POINTS the host made (no check in the guest);
+    run_dirs: per app, its /run folder that gets a tmpfs (RunDir)."""
     tags = mount_tags(plan)
     out = [
         f"# pod {plan.uuid}: written by pyrkt's kvm stage1 on the host",
@@ -211,7 +246,8 @@ def pod_script(
     for i, app in enumerate(plan.apps):
         out.append(f"# app {app.name}")
         out += _mount_lines(app, tags, etc_files, (etc_in_fstab or {}).get(app.name, ()),
-                            points_ready=app.name in points_ready)
+                            points_ready=app.name in points_ready,
+                            run_dir=(run_dirs or {}).get(app.name))
         out += _cgroup_lines(app)
         if app.oom_score_adj is not None:  # inherited by the app's fork; reset after it
             out.append(f"echo {app.oom_score_adj} > /proc/self/oom_score_adj")
