@@ -41,3 +41,11 @@ def info(msg: str) -> None:
 
 def warn(msg: str) -> None:
     print(f"{_prefix}: warning: {msg}", file=sys.stderr, flush=True)
+
+
+def failed(e: Exception) -> int:
+    """One `PREFIX: message` line for the failure that ends an entrypoint; its exit
+    status (an RktError's own, 254 otherwise, as rkt)."""
+    print(f"{_prefix}: {e}", file=sys.stderr, flush=True)
+    code = getattr(e, "exit_code", 254)
+    return code if isinstance(code, int) else 254

@@ -157,9 +157,5 @@ def entry_main(argv: list[str], flavor: str, verbs: Mapping[str, Entrypoint]) ->
         if verb not in verbs:
             raise RktError(f"unknown stage1 entrypoint {verb!r}")
         return verbs[verb](rest)
-    except RktError as e:
-        print(f"stage1: {e}", file=sys.stderr)
-        return e.exit_code
-    except OSError as e:
-        print(f"stage1: {e}", file=sys.stderr)
-        return 254
+    except (RktError, OSError) as e:
+        return log.failed(e)

@@ -80,12 +80,8 @@ def finish(spec: dict[str, Any], rc: int) -> int:
                 from pyrkt.net.api import teardown_pod_network
 
                 teardown_pod_network(pod)
-    except RktError as e:
-        print(f"stage1: {e}", file=sys.stderr)
-        return e.exit_code
-    except OSError as e:
-        print(f"stage1: {e}", file=sys.stderr)
-        return 254
+    except (RktError, OSError) as e:
+        return log.failed(e)
 
 
 def wait(spec: dict[str, Any]) -> int:
