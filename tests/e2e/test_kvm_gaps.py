@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import tarfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import kvm_helpers as kh
@@ -24,12 +23,7 @@ stage1 = base.stage1  # the module fixtures of test_kvm_rkt
 accel_env = base.accel_env
 
 
-@pytest.fixture
-def rkt(tmp_path: Path, stage1: Path, accel_env: str) -> Iterator[Rkt]:
-    r = Rkt(tmp_path / "rkt", stage1)
-    yield r
-    print(kh.all_diagnostics(r.dir))  # shown when the test failed
-    r.cleanup()
+rkt = base.rkt
 
 ANN_MEMORY = "coreos.com/rkt/stage1/kvm/memory"
 ANN_CPUS = "coreos.com/rkt/stage1/kvm/cpus"
