@@ -109,6 +109,16 @@ def stop(pod: Path, timeout: float = 30.0) -> None:
         raise RktError(f"the pod's VM agent refused to stop: {answer}")
 
 
+def stop_or_say(pod: Path, timeout: float, fallback: str) -> bool:
+    """`stop`; False, with a warning naming the fallback the caller takes, if it failed."""
+    try:
+        stop(pod, timeout)
+        return True
+    except RktError as e:
+        log.warn(f"graceful stop failed ({e}); {fallback}")
+        return False
+
+
 def enter(pod: Path, app: str, cmd: Sequence[str]) -> int:
     """Run cmd in app's root inside the guest, on a terminal of its own when our stdin is
     one, else with our stdin's bytes and its output copied to ours; its exit code."""

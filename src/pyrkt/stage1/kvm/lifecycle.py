@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 from pyrkt import log
-from pyrkt.errors import RktError
 from pyrkt.stage1 import contract
 from pyrkt.stage1.kvm import agent, runner
 
@@ -49,12 +48,8 @@ def stop(pod: Path, *, force: bool) -> int:
     if pid is None:
         log.debug("kvm: the pod's hypervisor is not running")
         return 0
-    if not force:
-        try:
-            agent.stop(pod)
-            return 0
-        except RktError as e:
-            log.warn(f"graceful stop failed ({e}); killing the VM")
+    if not force and agent.stop_or_say(pod, 30.0, "killing the VM"):
+        return 0
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     _wait_gone(pid, 5.0)

@@ -346,11 +346,8 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
             asked.append(signum)
             from pyrkt.stage1.kvm import agent
 
-            try:
-                agent.stop(pod, timeout=10.0)
+            if agent.stop_or_say(pod, 10.0, "stopping the VM"):
                 return
-            except RktError as e:
-                log.warn(f"graceful stop failed ({e}); stopping the VM")
         p.send_signal(signal.SIGTERM)
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}

@@ -47,15 +47,10 @@ def stop(spec: dict[str, Any]) -> None:
         _import_pyrkt()
         from pathlib import Path
 
-        from pyrkt import log
-        from pyrkt.errors import RktError
         from pyrkt.stage1.kvm import agent
 
-        try:
-            agent.stop(Path(spec["pod"]), timeout=10.0)
+        if agent.stop_or_say(Path(spec["pod"]), 10.0, "stopping the VM"):
             return
-        except RktError as e:
-            log.warn(f"graceful stop failed ({e}); stopping the VM")
     with contextlib.suppress(ProcessLookupError):
         os.kill(spec["pid"], signal.SIGTERM)
 
