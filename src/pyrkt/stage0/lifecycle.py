@@ -212,3 +212,15 @@ def gc(
             yield ev(GcEvent(pod.uuid, "kept", str(e)))
         finally:
             pod.close()
+    _gc_vm_templates(g, grace)
+
+
+def _gc_vm_templates(g: GlobalOptions, grace: float) -> None:
+    """The kvm stage1's VM templates that no pod can use any more, or that none used for
+    the grace period (they hold memory: their RAM files are on a tmpfs)."""
+    from pyrkt.stage1.kvm.templates import store
+
+    try:
+        store.gc(store.store_dir(g.dir / "cache"), grace)
+    except OSError as e:
+        log.warn(f"cannot collect the VM templates: {e}")

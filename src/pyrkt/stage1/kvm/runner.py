@@ -17,6 +17,7 @@ import signal
 import stat
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -31,6 +32,7 @@ from pyrkt.stage1.kvm.finish import finish_pod as finish_pod
 from pyrkt.stage1.kvm.finish import kvm_dir as kvm_dir
 from pyrkt.stage1.kvm.finish import serial_log as serial_log
 from pyrkt.stage1.kvm.guest import script
+from pyrkt.stage1.kvm.hypervisors.base import Hypervisor
 from pyrkt.stage1.kvm.sizing import host_memory_mib, vm_size
 from pyrkt.stage1.kvm.vm import (
     SHARE_CTL,
@@ -61,6 +63,7 @@ class RunOptions:
     netns: Path | None = None  # run the hypervisor inside this netns (NET)
     guest_net_script: str = ""  # sh run in the guest before the apps (NET)
     etc_files: tuple[tuple[str, str], ...] = ()  # (name, content) for each app's /etc
+    template: bool | None = None  # --kvm-template=on|off (None: the annotation, env, default)
     # Become the lean waiter (waiter.py) once the hypervisor runs: the stage1 process
     # (`python -m pyrkt.stage1.kvm run`) does; an in-process caller (tests) waits itself.
     exec_waiter: bool = False
@@ -291,11 +294,13 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions) -> tuple[VmPlan, str]:
 
 
 def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
-    """Boot the pod's VM, run its apps, return the first failing app's exit code."""
+    """Boot the pod's VM (or restore it from a template), run its apps, return the first
+    failing app's exit code."""
     pod = pod.resolve()
     name = opts.hypervisor or stage1_hypervisor(pod)
     hv = hypervisors.get(name)
-    if shutil.which(hv.binary()) is None:
+    found = shutil.which(hv.binary())
+    if found is None:
         # Before the accelerator probe (which boots QEMU): name the missing hypervisor.
         raise RktError(
             f"hypervisor {name}: {hv.binary()} not found on the PATH",
@@ -310,31 +315,15 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
         log.info("kvm: KVM is not usable here, using TCG (software emulation; --debug says why)")
     log.debug(f"kvm: accelerator {vp.accel}: {reason}")
     log.debug(f"kvm: VM size {vp.vcpus} vCPU(s), {vp.memory_mib} MiB")
-    argv = hv.argv(vp)
-    if opts.netns is not None:
-        from pyrkt.net.netns import netns_exec_argv
-
-        argv = [*netns_exec_argv(opts.netns), *argv]
-    log.debug("kvm: " + shlex.join(argv))
-    (kvm_dir(pod) / "cmdline").write_text(shlex.join(argv) + "\n")
-    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C"}
-    _no_huge_pages()
     try:
-        p = subprocess.Popen(
-            argv,
-            cwd=pod,
-            env=env,
-            stdin=None if plan.interactive else subprocess.DEVNULL,
-            stdout=None,
-            stderr=None,
-            pass_fds=[fd for fd, _ in vp.fd_sets],
-        )
-    except FileNotFoundError as e:
-        raise RktError(f"{argv[0]}: command not found", INSTALL_HINT.get(name)) from e
+        p = _restored(pod, plan, opts, vp, name, hv, Path(found))
+        if p is None:
+            p = launch(pod, vp, hv.argv(vp), netns=opts.netns, interactive=plan.interactive,
+                       pass_fds=[fd for fd, _ in vp.fd_sets], pidfile=contract.pid_file(pod),
+                       install_hint=INSTALL_HINT.get(name))
     finally:
         for fd, _ in vp.fd_sets:
             os.close(fd)
-    contract.pid_file(pod).write_text(f"{p.pid}\n")
     if opts.exec_waiter:
         _exec_waiter(pod, plan, p.pid, opts)
 
@@ -359,6 +348,72 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
             signal.signal(s, h)
         signal.signal(signal.SIGINT, old_int)
     return finish_pod(pod, [a.name for a in plan.apps], rc)
+
+
+def template_cmdline(vp: VmPlan) -> tuple[str, ...]:
+    """The kernel command line a template boots with: one for every pod of its shape
+    (--debug or not, interactive or not), `rkt.template=1` for the guest init."""
+    return (*kernel_cmdline(False, False, net=bool(vp.taps)), "rkt.template=1")
+
+
+def _restored(pod: Path, plan: PodPlan, opts: RunOptions, vp: VmPlan, name: str,
+              hv: Hypervisor, found: Path) -> subprocess.Popen[bytes] | None:
+    """The pod's VM restored from a template (made first if there is none), or None
+    (said why under --debug) for a boot."""
+    from pyrkt.stage1.kvm import templates
+
+    why = templates.refused(name, plan.annotations, opts.template)
+    if why:
+        log.debug(f"kvm: no VM template: {why}")
+        return None
+    from pyrkt.stage1.kvm.templates import restore
+
+    return restore.restore_pod(restore.Request(
+        pod=pod, vm=vp, hypervisor=hv, qemu=found, cache_dir=cache_dir_for(pod),
+        cmdline=template_cmdline(vp), netns=opts.netns, interactive=plan.interactive,
+    ), launch)
+
+
+def launch(cwd: Path, vp: VmPlan, argv: list[str], *, netns: Path | None = None,
+           interactive: bool = False, pass_fds: Sequence[int] = (),
+           pidfile: Path | None = None, output: Path | None = None,
+           install_hint: str | None = None) -> subprocess.Popen[bytes]:
+    """Start a hypervisor: the one way every VM of the kvm stage1 starts (a pod's, booted
+    or restored, and a template's). argv: the driver's for vp (which names what the
+    hypervisor must reach: the files a jail would give it); netns: run it in the pod's
+    network namespace; interactive: it gets our stdin; output: its stdout and stderr go
+    to this file (a template's QEMU), else to ours; pidfile: its pid, written at once
+    (`rkt gc` kills what a killed `rkt run` left). The command line is logged under
+    --debug and kept in cwd/kvm/cmdline (or cwd/cmdline when cwd has no kvm folder)."""
+    if netns is not None:
+        from pyrkt.net.netns import netns_exec_argv
+
+        argv = [*netns_exec_argv(netns), *argv]
+    log.debug("kvm: " + shlex.join(argv))
+    where = kvm_dir(cwd) if kvm_dir(cwd).is_dir() else cwd
+    (where / "cmdline").write_text(shlex.join(argv) + "\n")
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C"}
+    _no_huge_pages()
+    out = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600) \
+        if output is not None else None
+    try:
+        p = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=None if interactive else subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            pass_fds=list(pass_fds),
+        )
+    except FileNotFoundError as e:
+        raise RktError(f"{argv[0]}: command not found", install_hint) from e
+    finally:
+        if out is not None:
+            os.close(out)
+    if pidfile is not None:
+        pidfile.write_text(f"{p.pid}\n")
+    return p
 
 
 def _no_huge_pages() -> None:

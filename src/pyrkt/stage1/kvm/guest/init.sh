@@ -45,8 +45,24 @@ for p in /sys/class/virtio-ports/*; do
 	rkt.out) rkt_port_out=/dev/${p##*/} ;;
 	rkt.err) rkt_port_err=/dev/${p##*/} ;;
 	rkt.agent) rkt_port_agent=/dev/${p##*/} ;;
+	rkt.go) rkt_port_go=/dev/${p##*/} ;;
 	esac
 done
+# A template (rkt.template=1: stage1/kvm/templates/) says "ready" on the rkt.go port and
+# waits there for its "go": the host saves the VM meanwhile. A pod restored from it
+# resumes in that `read`, with the host's "go SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...]":
+# the clock, a reseeded RNG and the pod's MACs (rkt-exec --restore), then "ok", and the
+# pod starts as after a boot. The host gone (end of file): power off.
+case $rkt_cmdline in
+*" rkt.template=1 "*)
+	exec 6<>"$rkt_port_go" && echo ready >&6 && read -r rkt_go rkt_go_args <&6 &&
+		[ "$rkt_go" = go ] || rkt_halt
+	# shellcheck disable=SC2086 # the words of the go line are rkt-exec's arguments
+	rkt-exec --restore $rkt_go_args || { echo failed >&6; rkt_halt; }
+	echo ok >&6
+	exec 6>&-
+	;;
+esac
 # devpts, /dev/shm and the two pod shares (rkt.stage1 at /stage1, rkt.ctl at /ctl) in
 # one `mount` (initramfs.FSTAB) instead of four.
 if ! mount -a -T /etc/rkt-fstab; then

@@ -1,0 +1,179 @@
+"""Making a template: boot its VM, wait for the init's "ready", save it.
+
+Run by the first pod of a shape, under the key's exclusive lock (store.use), in a
+folder of its own that is renamed into place when complete. The template QEMU starts
+the way every QEMU of the stage1 starts (the runner's `launch`), in that folder, its
+output in qemu.log there (not on the user's terminal). Its RAM is a shared file
+mapping, so its boot fills the RAM file; once the guest waits on the rkt.go port,
+QMP stops it and migrates its state (`x-ignore-shared`: the RAM stays in the file) into
+`state` through a file descriptor (`getfd` + `fd:`; no `exec:` migration, which a
+QEMU confined with `-sandbox spawn=deny` could not run), then quits it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from pyrkt import log
+from pyrkt.stage1.kvm.hypervisors.base import Hypervisor
+from pyrkt.stage1.kvm.qmp import Qmp, QmpError
+from pyrkt.stage1.kvm.templates import shape, store
+from pyrkt.stage1.kvm.vm import MemoryFile, VmPlan
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
+    from collections.abc import Sequence
+    from typing import Protocol
+
+    class Launch(Protocol):
+        """The runner's `launch`: the one way a hypervisor starts."""
+
+        def __call__(self, cwd: Path, vp: VmPlan, argv: list[str], *,
+                     netns: Path | None = None, interactive: bool = False,
+                     pass_fds: Sequence[int] = (), pidfile: Path | None = None,
+                     output: Path | None = None,
+                     install_hint: str | None = None) -> subprocess.Popen[bytes]: ...
+
+# A template boots once; under TCG on a loaded machine that can take many seconds.
+BOOT_TIMEOUT_S = 300.0
+QMP_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a template is made from: its plan (shape.template_plan, the real kernel and
+    initramfs), the driver, and what the key recorded of QEMU (for gc)."""
+
+    plan: VmPlan
+    hypervisor: Hypervisor
+    qemu_files: list[list[object]]
+
+
+def make(final: Path, recipe: Recipe, launch: Launch) -> None:
+    """Make the template final (store/KEY); store.Unavailable on failure, with nothing
+    left behind."""
+    t0 = time.monotonic()
+    key = final.name
+    token = f"{key}-{secrets.token_hex(4)}"
+    build = final.with_name(f"{store.BUILD_PREFIX}{token}")
+    ram = store.ram_dir(final.parent) / f"{token}.ram"
+    build.mkdir(mode=0o700)
+    try:
+        (build / shape.SHARE).mkdir(mode=0o500)
+        ram.with_suffix(".owner").write_text(f"{build}\n{final}\n")
+        _boot_and_save(build, ram, recipe, launch)
+        meta = {
+            "key": key, "protocol": shape.PROTOCOL, "made": time.time(),
+            "vm": f"{recipe.plan.vcpus} vCPU(s), {recipe.plan.memory_mib} MiB, "
+                  f"{recipe.plan.accel}, {len(recipe.plan.taps)} NIC(s), "
+                  f"{len(recipe.plan.shares)} share(s)",
+            "ram": str(ram), "ram_id": store.file_id(ram.stat()),
+            "state_id": store.file_id((build / store.STATE).stat()),
+            "qemu_files": recipe.qemu_files,
+        }
+        (build / store.META).write_text(json.dumps(meta, indent=1) + "\n")
+        os.rename(build, final)
+    except (OSError, QmpError, store.Unavailable) as e:
+        tail = _tail(build / "qemu.log")
+        shutil.rmtree(build, ignore_errors=True)
+        store.remove_ram(ram)
+        why = e.args[0] if isinstance(e, store.Unavailable) else str(e)
+        raise store.Unavailable(f"cannot make template {key}: {why}"
+                                + (f" (QEMU: {tail})" if tail else "")) from e
+    log.debug(f"kvm: made VM template {key} ({meta['vm']}) in "
+              f"{(time.monotonic() - t0) * 1000:.0f} ms")
+
+
+def _boot_and_save(build: Path, ram: Path, recipe: Recipe, launch: Launch) -> None:
+    go_host, go_qemu = socket.socketpair()
+    qmp_host, qmp_qemu = socket.socketpair()
+    state = os.open(build / store.STATE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                    0o600)
+    plan = replace(recipe.plan, memory_file=MemoryFile(ram, shared=True),
+                   go_fd=go_qemu.fileno(), qmp_fd=qmp_qemu.fileno())
+    p = None
+    try:
+        p = launch(build, plan, recipe.hypervisor.argv(plan),
+                   pass_fds=[go_qemu.fileno(), qmp_qemu.fileno()],
+                   pidfile=build / "pid", output=build / "qemu.log")
+        go_qemu.close()
+        qmp_qemu.close()
+        q = Qmp(qmp_host, QMP_TIMEOUT_S)
+        q.handshake()
+        said = read_line(go_host, BOOT_TIMEOUT_S)
+        if said != b"ready":
+            raise store.Unavailable(f"the template's init said {said[:80]!r}, not ready")
+        q.execute("stop")
+        q.execute("migrate-set-capabilities", {"capabilities": [
+            {"capability": "x-ignore-shared", "state": True}]})
+        q.execute("getfd", {"fdname": "state"}, fds=[state])
+        q.execute("migrate", {"uri": "fd:state"})
+        wait_migration(q, QMP_TIMEOUT_S)
+        with contextlib.suppress(QmpError):  # it may close before it answers
+            q.execute("quit")
+        p.wait(QMP_TIMEOUT_S)
+    except BaseException:
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait()
+        raise
+    finally:
+        os.close(state)
+        for s in (go_host, go_qemu, qmp_host, qmp_qemu):
+            s.close()
+
+
+def wait_migration(q: Qmp, timeout: float) -> None:
+    """Until the migration (out or in) completed; QmpError when it failed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st = q.execute("query-migrate")
+        status = st.get("status") if isinstance(st, dict) else None
+        if status == "completed":
+            return
+        if status in ("failed", "cancelled"):
+            raise QmpError(f"migration {status}: {st.get('error-desc', 'no reason given')}")
+        if time.monotonic() > deadline:
+            raise QmpError(f"migration not completed within {timeout:.0f}s ({status})")
+        time.sleep(0.002)
+
+
+def read_line(sock: socket.socket, timeout: float, limit: int = 256) -> bytes:
+    """One line from the guest's rkt.go port (without its newline), at most limit bytes,
+    within timeout; b"" when the port closed (the QEMU ended)."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while b"\n" not in buf and len(buf) <= limit:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no word from the guest within {timeout:.0f}s")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(limit + 1 - len(buf))
+        except TimeoutError:
+            continue
+        if not chunk:
+            return b""
+        buf += chunk
+    return buf.split(b"\n", 1)[0].strip()
+
+
+def _tail(path: Path) -> str:
+    """The last line QEMU wrote (its error), bounded."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [ln for ln in lines if ln and "has no peer" not in ln]
+    return lines[-1][:300] if lines else ""
