@@ -13,7 +13,6 @@ QEMU confined with `-sandbox spawn=deny` could not run), then quits it.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import shutil
@@ -70,17 +69,12 @@ def make(final: Path, recipe: Recipe, launch: Launch) -> None:
     try:
         (build / shape.SHARE).mkdir(mode=0o500)
         ram.with_suffix(".owner").write_text(f"{build}\n{final}\n")
+        os.close(os.open(ram, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
         _boot_and_save(build, ram, recipe, launch)
-        meta = {
-            "key": key, "protocol": shape.PROTOCOL, "made": time.time(),
-            "vm": f"{recipe.plan.vcpus} vCPU(s), {recipe.plan.memory_mib} MiB, "
-                  f"{recipe.plan.accel}, {len(recipe.plan.taps)} NIC(s), "
-                  f"{len(recipe.plan.shares)} share(s)",
-            "ram": str(ram), "ram_id": store.file_id(ram.stat()),
-            "state_id": store.file_id((build / store.STATE).stat()),
-            "qemu_files": recipe.qemu_files,
-        }
-        (build / store.META).write_text(json.dumps(meta, indent=1) + "\n")
+        p = recipe.plan
+        vm = (f"{p.vcpus} vCPU(s), {p.memory_mib} MiB, {p.accel}, {len(p.taps)} NIC(s), "
+              f"{len(p.shares)} share(s)")
+        store.write_meta(build, key, ram, vm, recipe.qemu_files)
         os.rename(build, final)
     except (OSError, QmpError, store.Unavailable) as e:
         tail = _tail(build / "qemu.log")
@@ -89,7 +83,7 @@ def make(final: Path, recipe: Recipe, launch: Launch) -> None:
         why = e.args[0] if isinstance(e, store.Unavailable) else str(e)
         raise store.Unavailable(f"cannot make template {key}: {why}"
                                 + (f" (QEMU: {tail})" if tail else "")) from e
-    log.debug(f"kvm: made VM template {key} ({meta['vm']}) in "
+    log.debug(f"kvm: made VM template {key} ({vm}) in "
               f"{(time.monotonic() - t0) * 1000:.0f} ms")
 
 

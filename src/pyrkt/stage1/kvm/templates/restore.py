@@ -54,7 +54,6 @@ class Request:
 def restore_pod(req: Request, launch: Launch) -> subprocess.Popen[bytes] | None:
     """The pod's QEMU, restored and running its guest, or None (booting is up to the
     caller: the reason is said under --debug)."""
-    t0 = time.monotonic()
     tplan = shape.template_plan(req.vm, req.cmdline)
     try:
         qemu_files = shape.qemu_files(req.hypervisor.binary(), req.qemu, req.pod)
@@ -68,14 +67,14 @@ def restore_pod(req: Request, launch: Launch) -> subprocess.Popen[bytes] | None:
     where = store.store_dir(req.cache_dir)
     try:
         with store.use(where, key, lambda final: build.make(final, recipe, launch)) as t:
-            return _restore(req, t, launch, t0)
+            return _restore(req, t, launch)
     except store.Unavailable as e:
         log.debug(f"kvm: {e.args[0]}: booting the VM")
         return None
 
 
-def _restore(req: Request, t: store.Template, launch: Launch,
-             t0: float) -> subprocess.Popen[bytes] | None:
+def _restore(req: Request, t: store.Template, launch: Launch) -> subprocess.Popen[bytes] | None:
+    t0 = time.monotonic()
     pod = req.pod
     serial = pod / req.vm.serial_log if req.vm.serial_log else None
     if serial is not None:  # the pod's serial log starts with its template's boot

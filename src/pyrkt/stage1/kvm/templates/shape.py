@@ -73,9 +73,9 @@ def template_plan(vp: VmPlan, cmdline: Sequence[str]) -> VmPlan:
 
 def restore_plan(vp: VmPlan, cmdline: Sequence[str], ram: Path, go_fd: int,
                  qmp_fd: int) -> VmPlan:
-    """The pod's VM restored from a template: vp with the template's kernel command line
-    (unused after a restore, but part of the layout QEMU checks nothing of) and devices,
-    its RAM mapped privately from ram, its state to come over QMP (qmp_fd).
+    """The pod's VM restored from a template: vp with the template's devices (and its
+    kernel command line: the guest booted with it; QEMU only keeps it for a reboot, which
+    ends a pod), its RAM mapped privately from ram, its state to come over QMP.
 
     No balloon: QEMU 7.2 gives the pages a balloon reports free back by punching holes
     in the RAM file (`ram_block_discard_range`), which would zero them in the template
@@ -122,8 +122,8 @@ def qemu_files(binary: str, found: Path, pod: Path) -> list[list[object]]:
     of a ROM breaks a restore)."""
     out: list[list[object]] = [[binary]]
     paths = [found, found.resolve()]
-    paths += [Path("/usr/share/qemu") / n
-              for n in ("bios-256k.bin", "linuxboot_dma.bin", "kvmvapic.bin")]
+    paths += [Path("/usr/share/seabios/bios-256k.bin"), Path("/usr/share/qemu/kvmvapic.bin"),
+              Path("/usr/share/qemu/linuxboot_dma.bin")]
     for p in paths:
         try:
             st = os.stat(p)

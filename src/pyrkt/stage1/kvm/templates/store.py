@@ -106,6 +106,18 @@ def read_meta(folder: Path) -> dict[str, object]:
     return meta if isinstance(meta, dict) else {}
 
 
+def write_meta(folder: Path, key: str, ram: Path, vm: str,
+               qemu_files: list[list[object]]) -> None:
+    """folder/meta.json for a template just made in folder (its state file is there):
+    what `check` requires of it later."""
+    meta = {
+        "key": key, "protocol": PROTOCOL, "made": time.time(), "vm": vm,
+        "ram": str(ram), "ram_id": file_id(ram.stat()),
+        "state_id": file_id((folder / STATE).stat()), "qemu_files": qemu_files,
+    }
+    (folder / META).write_text(json.dumps(meta, indent=1) + "\n")
+
+
 def check(store: Path, key: str) -> tuple[Template | None, str]:
     """The template KEY if it is complete and unchanged; else None and why not."""
     folder = store / key
@@ -228,6 +240,8 @@ def remove(store: Path, key: str) -> None:
     if isinstance(ram, str) and ram.endswith(".ram"):
         remove_ram(Path(ram))
     shutil.rmtree(folder, ignore_errors=True)
+    sweep_ram(RAM_ROOT)  # its RAM file, if meta.json no longer named it
+    sweep_ram(store)
 
 
 def remove_ram(ram: Path) -> None:
@@ -267,8 +281,7 @@ def gc(store: Path, grace: float, now: float | None = None) -> list[str]:
                     entry.unlink()
                 os.close(fd)
     sweep_ram(RAM_ROOT)
-    if store.is_dir():
-        sweep_ram(store)
+    sweep_ram(store)
     return removed
 
 
