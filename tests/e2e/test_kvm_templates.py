@@ -227,7 +227,8 @@ def test_rkt_run_killed_then_gc_leaves_nothing(rkt: Rkt, image: Path, tmp_path: 
     while True:
         assert p.poll() is None and time.monotonic() < deadline, kh.all_diagnostics(rkt.dir)
         building = list(where.glob(f"{store.BUILD_PREFIX}*/pid")) if where.is_dir() else []
-        if when == "making" and building and kh.qemu_pids_for(building[0].parent.name):
+        token = building[0].parent.name[len(store.BUILD_PREFIX):] if building else ""
+        if when == "making" and token and kh.qemu_pids_for(token):  # in its RAM file's name
             break
         if when == "restoring" and any(restored(d) for d in kh.pod_dirs(rkt.dir)):
             break
