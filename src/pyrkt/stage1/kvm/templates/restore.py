@@ -25,7 +25,7 @@ from pyrkt import log
 from pyrkt.errors import RktError
 from pyrkt.stage1 import contract
 from pyrkt.stage1.kvm.hypervisors.base import Hypervisor
-from pyrkt.stage1.kvm.qmp import Qmp, QmpError
+from pyrkt.stage1.kvm.qmp import Qmp
 from pyrkt.stage1.kvm.templates import build, shape, store
 from pyrkt.stage1.kvm.vm import VmPlan
 
@@ -107,9 +107,12 @@ def _restore(req: Request, t: store.Template, launch: Launch) -> subprocess.Pope
         go_host.sendall(shape.go_line(time.time_ns(), secrets.token_bytes(SEED_BYTES), macs))
         said = build.read_line(go_host, GO_TIMEOUT_S)
         if said != b"ok":
-            raise QmpError(f"the guest answered {said[:80]!r} to go" if said
-                           else "the VM ended before it took its go")
+            raise RestoreFailed(f"the guest answered {said[:80]!r} to go" if said
+                                else "the VM ended before it took its go")
     except (OSError, RktError) as e:
+        if p is not None and not isinstance(e, RestoreFailed) and _stopped_from_outside(p):
+            log.debug(f"kvm: the VM was stopped while it was restored ({e})")
+            return p  # the pod's end, as for a VM killed while it boots
         if p is not None:
             _kill(p)
         if started:
@@ -124,6 +127,21 @@ def _restore(req: Request, t: store.Template, launch: Launch) -> subprocess.Pope
         qmp_host.close()
     log.debug(f"kvm: restored from template {t.key} in {(time.monotonic() - t0) * 1000:.0f} ms")
     return p
+
+
+class RestoreFailed(RktError):
+    """The restored guest refused its go."""
+
+
+def _stopped_from_outside(p: subprocess.Popen[bytes]) -> bool:
+    """Whether QEMU ended by itself, by a signal or cleanly (as QEMU does on SIGTERM),
+    rather than failing (it exits 1 when it cannot load the state): someone stopped the
+    pod (`rkt stop --force`, a kill) before it took its go."""
+    try:  # its sockets close as it exits, an instant before it can be waited for
+        rc = p.wait(0.5)
+    except subprocess.TimeoutExpired:
+        return False
+    return rc <= 0
 
 
 def _kill(p: subprocess.Popen[bytes]) -> None:
