@@ -72,14 +72,40 @@ pytest_plugins = ["support.fixtures"]
 # random names, so the session removes the lease-free folders it added.
 _CNI_IPAM = Path("/var/lib/cni/networks")
 _ipam_before: set[str] = set()
+# VM templates keep their RAM files in a tmpfs folder shared by every data dir
+# (stage1/kvm/templates/store.py: RAM_ROOT); a test whose data dir is left to pytest
+# (no `rkt gc`) leaves its templates' RAM there: the session removes those it added for
+# data dirs in its own temporary folder (KEY-X.owner names them), not another session's.
+_KVM_TEMPLATE_RAM = Path("/dev/shm/pyrkt-kvm-templates")
+_ram_before: set[str] = set()
+
+
+def _sweep_template_ram(session: pytest.Session) -> None:
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or not _KVM_TEMPLATE_RAM.is_dir():
+        return
+    ours = str(factory.getbasetemp()) + "/"
+    for owner in _KVM_TEMPLATE_RAM.glob("*.owner"):
+        if owner.name in _ram_before:
+            continue
+        try:
+            mine = owner.read_text().startswith(ours)
+        except OSError:
+            continue
+        if mine:
+            owner.with_suffix(".ram").unlink(missing_ok=True)
+            owner.unlink(missing_ok=True)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     if _CNI_IPAM.is_dir():
         _ipam_before.update(p.name for p in _CNI_IPAM.iterdir())
+    if _KVM_TEMPLATE_RAM.is_dir():
+        _ram_before.update(p.name for p in _KVM_TEMPLATE_RAM.iterdir())
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _sweep_template_ram(session)
     if not _CNI_IPAM.is_dir():
         return
     for folder in _CNI_IPAM.iterdir():
