@@ -61,7 +61,8 @@ def layout(argv: list[str]) -> list[str]:
 
 def template_and_restore(vp: VmPlan) -> tuple[list[str], list[str]]:
     tplan = shape.template_plan(vp, CMDLINE)
-    restore = shape.restore_plan(vp, CMDLINE, Path("/dev/shm/x.ram"), go_fd=7, qmp_fd=8)
+    restore = shape.restore_plan(vp, CMDLINE, Path("/dev/shm/x.ram"), Path("/t/kernel-head"),
+                                 go_fd=7, qmp_fd=8)
     return Qemu().argv(tplan), Qemu().argv(restore)
 
 
@@ -81,6 +82,9 @@ def test_a_pod_restores_into_its_template_s_devices(kw: dict[str, object]) -> No
     assert layout(tpl) == layout(restore)
     # The restore keeps the pod's backends; the template has its own.
     assert "-incoming" in restore and "-incoming" not in tpl
+    # The restore loads only the head of the template's kernel, no initramfs.
+    assert restore[restore.index("-kernel") + 1] == "/t/kernel-head"
+    assert "-initrd" not in restore and "-initrd" in tpl
     assert any("share=off" in a for a in restore) and any("share=on" in a for a in tpl)
     assert not any("balloon" in a for a in tpl + restore)  # QEMU 7.2 would punch the file
     for s in vp.shares:
@@ -127,6 +131,15 @@ def test_the_key_follows_the_shape_and_nothing_else() -> None:
     tplan = shape.template_plan(pod_vm(), CMDLINE)
     assert shape.key(Qemu().argv(shape.keyed_plan(replace(tplan, cmdline=("x",)))),
                      [["kernel", "k1"]]) != base
+
+
+def test_the_kernel_head_is_a_bzimage_s_setup_and_a_little() -> None:
+    kernel = bytearray(b"\x01" * 3_000_000)
+    kernel[0x1F1] = 31  # setup sectors
+    kernel[0x202:0x206] = b"HdrS"
+    head = shape.kernel_head(bytes(kernel))
+    assert head == bytes(kernel[:(32 + 8) * 512])
+    assert shape.kernel_head(b"\x7fELF" + b"\0" * 5000) == b"\x7fELF" + b"\0" * 5000
 
 
 def test_the_go_line() -> None:
@@ -264,6 +277,7 @@ def fake_make(calls: list[str], delay: float = 0.0) -> Callable[[Path], None]:
         ram.with_suffix(".owner").write_text(f"{build}\n{final}\n")
         ram.write_bytes(b"\0" * 4096)
         (build / store.STATE).write_bytes(b"state")
+        (build / shape.KERNEL_HEAD).write_bytes(b"kernel")
         store.write_meta(build, final.name, ram, "vm", [])
         os.rename(build, final)
     return make

@@ -69,7 +69,7 @@ class MemoryFile:
 @dataclass(frozen=True)
 class VmPlan:
     kernel: Path
-    initrd: Path
+    initrd: Path | None  # None: a restore, whose guest has its kernel and files already
     cmdline: tuple[str, ...]
     vcpus: int
     memory_mib: int

@@ -52,9 +52,10 @@ class Qemu:
             "-m", str(plan.memory_mib),
             "-no-reboot",
             "-kernel", str(plan.kernel),
-            "-initrd", str(plan.initrd),
-            "-append", " ".join(plan.cmdline),
         ]  # fmt: skip
+        if plan.initrd is not None:
+            a += ["-initrd", str(plan.initrd)]
+        a += ["-append", " ".join(plan.cmdline)]
         if plan.memory_file is not None:
             a += ["-object", _opt(
                 f"memory-backend-file,id=ram,size={plan.memory_mib}M",

@@ -68,6 +68,7 @@ def make(final: Path, recipe: Recipe, launch: Launch) -> None:
     build.mkdir(mode=0o700)
     try:
         (build / shape.SHARE).mkdir(mode=0o500)
+        (build / shape.KERNEL_HEAD).write_bytes(shape.kernel_head(recipe.plan.kernel.read_bytes()))
         ram.with_suffix(".owner").write_text(f"{build}\n{final}\n")
         os.close(os.open(ram, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
         _boot_and_save(build, ram, recipe, launch)

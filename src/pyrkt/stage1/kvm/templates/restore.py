@@ -57,9 +57,10 @@ def restore_pod(req: Request, launch: Launch) -> subprocess.Popen[bytes] | None:
     tplan = shape.template_plan(req.vm, req.cmdline)
     try:
         qemu_files = shape.qemu_files(req.hypervisor.binary(), req.qemu, req.pod)
-        key = shape.key(req.hypervisor.argv(shape.keyed_plan(tplan)), [
-            ["kernel", shape.digest(req.vm.kernel)], ["initrd", shape.digest(req.vm.initrd)],
-            *qemu_files])
+        files: list[list[object]] = [
+            [role, shape.digest(path)] for role, path in
+            (("kernel", req.vm.kernel), ("initrd", req.vm.initrd)) if path is not None]
+        key = shape.key(req.hypervisor.argv(shape.keyed_plan(tplan)), files + qemu_files)
     except OSError as e:
         log.debug(f"kvm: no VM template: cannot read the VM's files: {e}")
         return None
@@ -82,7 +83,8 @@ def _restore(req: Request, t: store.Template, launch: Launch) -> subprocess.Pope
     go_host, go_qemu = socket.socketpair()
     qmp_host, qmp_qemu = socket.socketpair()
     state = os.open(t.state, os.O_RDONLY | os.O_CLOEXEC)
-    vp = shape.restore_plan(req.vm, req.cmdline, t.ram, go_qemu.fileno(), qmp_qemu.fileno())
+    vp = shape.restore_plan(req.vm, req.cmdline, t.ram, t.kernel_head, go_qemu.fileno(),
+                            qmp_qemu.fileno())
     p = None
     started = False
     try:

@@ -29,6 +29,7 @@ PROTOCOL = 1
 # A template's files, relative to its folder (the template QEMU's cwd).
 SHARE = "share"  # an empty folder behind every 9p device
 SERIAL_LOG = "serial.log"
+KERNEL_HEAD = "kernel-head"  # what a restoring QEMU loads as its kernel (kernel_head)
 AGENT_SOCKET = "agent.sock"
 TTY_SOCKET = "tty.sock"
 # In the key's command line, for what only the build knows.
@@ -71,17 +72,20 @@ def template_plan(vp: VmPlan, cmdline: Sequence[str]) -> VmPlan:
     )
 
 
-def restore_plan(vp: VmPlan, cmdline: Sequence[str], ram: Path, go_fd: int,
+def restore_plan(vp: VmPlan, cmdline: Sequence[str], ram: Path, kernel: Path, go_fd: int,
                  qmp_fd: int) -> VmPlan:
     """The pod's VM restored from a template: vp with the template's devices (and its
     kernel command line: the guest booted with it; QEMU only keeps it for a reboot, which
-    ends a pod), its RAM mapped privately from ram, its state to come over QMP.
+    ends a pod), its RAM mapped privately from ram, its state to come over QMP, and as
+    its kernel only the template kernel's head (`kernel_head`), no initramfs.
 
     No balloon: QEMU 7.2 gives the pages a balloon reports free back by punching holes
     in the RAM file (`ram_block_discard_range`), which would zero them in the template
     under every other pod; QEMU 8.2 only drops the pod's private copies."""
     return replace(
         vp,
+        kernel=kernel,
+        initrd=None,
         cmdline=tuple(cmdline),
         balloon=False,
         uniform_devices=True,
@@ -90,6 +94,18 @@ def restore_plan(vp: VmPlan, cmdline: Sequence[str], ram: Path, go_fd: int,
         qmp_fd=qmp_fd,
         incoming=True,
     )
+
+
+def kernel_head(kernel: bytes) -> bytes:
+    """What a restoring QEMU needs of the template's kernel: a bzImage's setup sectors
+    and a little of its code. QEMU reads its `-kernel` whole into its memory (2.5 MB per
+    pod of the tailored kernel, for a guest that booted long ago); with a head of the
+    same kernel it adds the same boot ROM (the RAM blocks must match the template's), and
+    keeps 20 KB. Anything that is not a bzImage is kept whole."""
+    if len(kernel) < 0x300 or kernel[0x202:0x206] != b"HdrS":
+        return kernel
+    setup = (kernel[0x1F1] or 4) + 1
+    return kernel[: (setup + 8) * 512]
 
 
 def key(argv: Sequence[str], files: Sequence[Sequence[object]]) -> str:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyrkt import log
-from pyrkt.stage1.kvm.templates.shape import PROTOCOL
+from pyrkt.stage1.kvm.templates.shape import KERNEL_HEAD, PROTOCOL, SERIAL_LOG
 
 STORE = "kvm-templates"
 RAM_ROOT = Path("/dev/shm/pyrkt-kvm-templates")
@@ -61,9 +61,11 @@ class Template:
 
     @property
     def serial_log(self) -> Path:
-        from pyrkt.stage1.kvm.templates.shape import SERIAL_LOG
-
         return self.folder / SERIAL_LOG
+
+    @property
+    def kernel_head(self) -> Path:
+        return self.folder / KERNEL_HEAD
 
 
 def store_dir(cache_dir: Path) -> Path:
@@ -113,7 +115,8 @@ def write_meta(folder: Path, key: str, ram: Path, vm: str,
     meta = {
         "key": key, "protocol": PROTOCOL, "made": time.time(), "vm": vm,
         "ram": str(ram), "ram_id": file_id(ram.stat()),
-        "state_id": file_id((folder / STATE).stat()), "qemu_files": qemu_files,
+        "state_id": file_id((folder / STATE).stat()),
+        "kernel_id": file_id((folder / KERNEL_HEAD).stat()), "qemu_files": qemu_files,
     }
     (folder / META).write_text(json.dumps(meta, indent=1) + "\n")
 
@@ -128,7 +131,8 @@ def check(store: Path, key: str) -> tuple[Template | None, str]:
         return None, "its meta.json names another key or protocol"
     t = Template(key, folder, Path(str(meta.get("ram"))), folder / STATE)
     for what, path, recorded in (("RAM", t.ram, meta.get("ram_id")),
-                                 ("state", t.state, meta.get("state_id"))):
+                                 ("state", t.state, meta.get("state_id")),
+                                 ("kernel", t.kernel_head, meta.get("kernel_id"))):
         try:
             st = path.lstat()
         except OSError:
