@@ -30,8 +30,7 @@ from collections.abc import Mapping
 ANN_TEMPLATE = "coreos.com/rkt/stage1/kvm/template"
 ENV_TEMPLATE = "RKT_KVM_TEMPLATE"
 FLAG_TEMPLATE = "kvm-template"
-# Until the restore path has passed its tests on this machine.
-DEFAULT = False
+DEFAULT = True
 _WORDS = {"on": True, "true": True, "1": True, "yes": True,
           "off": False, "false": False, "0": False, "no": False}
 
@@ -53,4 +52,4 @@ def refused(hypervisor: str, annotations: Mapping[str, str], flag: bool | None) 
     ):
         if value is not None:
             return "" if value else f"off by {where}"
-    return "" if DEFAULT else f"off by default (turn on with {ENV_TEMPLATE}=on)"
+    return "" if DEFAULT else "off by default"
