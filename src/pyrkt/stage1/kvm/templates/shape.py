@@ -47,9 +47,8 @@ def template_plan(vp: VmPlan, cmdline: Sequence[str]) -> VmPlan:
     """The template for vp's shape: vp's devices, the template's own backends (files in
     its folder, NICs without a backend), its RAM in a shared file, booted with cmdline.
     RAM file and fds are placeholders until the build sets them."""
-    return replace(
-        vp,
-        cmdline=tuple(cmdline),
+    return _templated(
+        vp, cmdline, MemoryFile(_RAM, shared=True), go_fd=_FD, qmp_fd=_FD, incoming=False,
         shares=tuple(Share(s.tag, Path(SHARE), read_only=True) for s in vp.shares),
         taps=tuple(Tap("", template_mac(i)) for i in range(len(vp.taps))),
         console=ConsoleMode.STREAMS,
@@ -63,12 +62,6 @@ def template_plan(vp: VmPlan, cmdline: Sequence[str]) -> VmPlan:
         tty_socket=Path(TTY_SOCKET),
         qmp_socket=None,
         pidfile=None,
-        balloon=False,
-        uniform_devices=True,
-        memory_file=MemoryFile(_RAM, shared=True),
-        go_fd=_FD,
-        qmp_fd=_FD,
-        incoming=False,
     )
 
 
@@ -82,18 +75,17 @@ def restore_plan(vp: VmPlan, cmdline: Sequence[str], ram: Path, kernel: Path, go
     No balloon: QEMU 7.2 gives the pages a balloon reports free back by punching holes
     in the RAM file (`ram_block_discard_range`), which would zero them in the template
     under every other pod; QEMU 8.2 only drops the pod's private copies."""
-    return replace(
-        vp,
-        kernel=kernel,
-        initrd=None,
-        cmdline=tuple(cmdline),
-        balloon=False,
-        uniform_devices=True,
-        memory_file=MemoryFile(ram, shared=False),
-        go_fd=go_fd,
-        qmp_fd=qmp_fd,
-        incoming=True,
-    )
+    return _templated(vp, cmdline, MemoryFile(ram, shared=False), go_fd=go_fd, qmp_fd=qmp_fd,
+                      incoming=True, kernel=kernel, initrd=None)
+
+
+def _templated(vp: VmPlan, cmdline: Sequence[str], ram: MemoryFile, *, go_fd: int,
+               qmp_fd: int, incoming: bool, **other: object) -> VmPlan:
+    """vp as a template or a restore has it: the same devices in every console mode, no
+    balloon, RAM in a file, the go and QMP sockets; other: the rest that differs."""
+    return replace(vp, cmdline=tuple(cmdline), balloon=False, uniform_devices=True,
+                   memory_file=ram, go_fd=go_fd, qmp_fd=qmp_fd, incoming=incoming,
+                   **other)  # type: ignore[arg-type]
 
 
 def kernel_head(kernel: bytes) -> bytes:
