@@ -115,10 +115,6 @@ def prog_name(rest: list[str]) -> str:
     return "rkt" if not rest else f"{rest[0]}"
 
 
-PERMISSION_HINT = ("run it as root; members of the rkt group may list, status, "
-                   "image list and fetch")  # fmt: skip
-
-
 def describe(e: BaseException, g: object) -> RktError:
     """An error nothing turned into an RktError, as one: an OSError says what failed
     on which path; anything else is a bug in pyrkt."""
@@ -134,6 +130,8 @@ def describe(e: BaseException, g: object) -> RktError:
     where = f": {e.filename}" if e.filename else ""
     what = e.strerror or str(e)
     if e.errno in (errno.EACCES, errno.EPERM):
+        from pyrkt.errors import PERMISSION_HINT
+
         return RktError(f"{what}{where}", PERMISSION_HINT)
     return RktError(f"{what}{where}")
 
