@@ -11,6 +11,7 @@ remove pods say "cannot run as unprivileged user".
 from __future__ import annotations
 
 import grp
+import json
 import os
 import secrets
 import shutil
@@ -36,11 +37,12 @@ def _aci(dest: Path, name: str) -> Path:
     (src / "rootfs/bin").mkdir(parents=True)
     shutil.copy(shutil.which("busybox") or "/bin/busybox", src / "rootfs/bin/busybox")
     (src / "rootfs/bin/sh").symlink_to("busybox")
-    (src / "manifest").write_text(
-        '{"acKind": "ImageManifest", "acVersion": "0.8.11", "name": "%s", "labels": '
-        '[{"name": "version", "value": "1.0"}], "app": {"exec": ["/bin/sh", "-c", '
-        '"echo hello from $AC_APP_NAME"], "user": "0", "group": "0"}}' % name
-    )
+    (src / "manifest").write_text(json.dumps({
+        "acKind": "ImageManifest", "acVersion": "0.8.11", "name": name,
+        "labels": [{"name": "version", "value": "1.0"}],
+        "app": {"exec": ["/bin/sh", "-c", "echo hello from $AC_APP_NAME"], "user": "0",
+                "group": "0"},
+    }))  # fmt: skip
     subprocess.run(["tar", "-C", str(src), "-cf", str(dest), "manifest", "rootfs"], check=True)
     return dest
 
