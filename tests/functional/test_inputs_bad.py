@@ -214,6 +214,16 @@ CASES: list[tuple[str, Callable[[Lab], list[str]], str]] = [
      "no volume named 'nope'"),
     ("port-undefined", lambda x: ["prepare", "--port=db:8080", str(x.app)],
      "port name 'db' is not defined by any app"),
+    ("user-unknown", lambda x: ["run", "--net=none", str(x.app), "--user=nobody-here"],
+     "user 'nobody-here' not found in the image's /etc/passwd"),
+    ("group-unknown", lambda x: ["run", "--net=none", str(x.app), "--group=nogroup-here"],
+     "group 'nogroup-here' not found in the image's /etc/group"),
+    ("capability-unknown", lambda x: ["run", "--net=none", str(x.app),
+                                      "--caps-retain=CAP_BOGUS"],
+     "unknown capability 'CAP_BOGUS'"),
+    ("uuid-file-folder-missing", lambda x: [
+        "prepare", f"--uuid-file-save={x.files}/nope/uuid", str(x.app)],
+     "cannot write --uuid-file-save"),
     ("image-mount-point-escaping", lambda x: ["run", "--net=none", str(x.evil)],
      "mountPoints[0].name: invalid name"),
 ]  # fmt: skip

@@ -246,6 +246,10 @@ def test_check_pod_before_the_pod_exists(tmp_path: Path) -> None:
     for manifest, stage1, message in cases:
         with pytest.raises(RktError, match=message):
             check_pod(manifest, {"web": IMAGE}, stage1)
+    caps = {"app": {**IMAGE["app"], "isolators": [
+        {"name": "os/linux/capabilities-retain-set", "value": {"set": ["CAP_NOPE"]}}]}}
+    with pytest.raises(RktError, match="unknown capability 'CAP_NOPE'"):
+        check_pod(pm(), {"web": caps}, {})
     with pytest.raises(RktError, match="nothing to execute"):
         check_pod(pm(), {"web": {"app": {"exec": [], "user": "0", "group": "0"}}}, {})
     with pytest.raises(RktError, match="has no app to run"):

@@ -90,6 +90,12 @@ def build_run_options(a: rf.RunArgs, uuid: str) -> RunOptions:
     )
 
 
+def check_uuid_file(path: str) -> None:
+    """--uuid-file-save's folder must exist: checked before the pod does."""
+    if path and not Path(path).absolute().parent.is_dir():
+        raise UsageError(f"cannot write --uuid-file-save {path}: no such folder")
+
+
 def save_uuid(path: str, uuid: str) -> None:
     if path:
         try:
@@ -111,6 +117,7 @@ def main(argv: list[str], g: GlobalOptions) -> int:
     if a.flag("--interactive") and len(a.apps) > 1:
         raise UsageError("interactive option only supports one image")
     opts = build_prepare_options(a)
+    check_uuid_file(a.last("--uuid-file-save"))
     net = ",".join(rf.split_list(a.all("--net"))) or "default"
     if verb == "run" and a.all("--net") and net not in ("none", "host"):
         # Fail on an unknown network or a bad net.d file before any pod exists (`none`

@@ -316,7 +316,8 @@ def prepare(g: GlobalOptions, opts: PrepareOptions, *, durable: bool = True) -> 
         s1 = select_stage1(g, opts.stage1, store)
     finally:
         store.close()
-    check_pod(pm, {name: res.manifest for name, res in resolved.items()}, s1.manifest)
+    check_pod(pm, {name: res.manifest for name, res in resolved.items()}, s1.manifest,
+              {name: res.tree / "rootfs" for name, res in resolved.items()})  # fmt: skip
     pod = pods.create(g.dir)
     try:
         d = pod.path
