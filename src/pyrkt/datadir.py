@@ -56,12 +56,13 @@ def make(data_dir: Path, *rels: str) -> None:
     """Create the folders `rels` of the data directory that are missing (and their
     parents, up to the directory itself), each with its owner and mode from MODES.
     One mkdir per folder that exists: this runs on `rkt run`'s path."""
+    top = os.fspath(data_dir)
     for rel in rels:
-        _make(data_dir, rel)
+        _make(top, rel)
 
 
-def _make(data_dir: Path, rel: str) -> None:
-    path = data_dir / rel
+def _make(data_dir: str, rel: str) -> None:
+    path = f"{data_dir}/{rel}"
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
@@ -71,7 +72,7 @@ def _make(data_dir: Path, rel: str) -> None:
         if parent:
             _make(data_dir, parent)
         else:
-            data_dir.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(os.path.dirname(data_dir) or ".", exist_ok=True)
             _make_top(data_dir)
         try:
             os.mkdir(path, 0o700)
@@ -80,7 +81,7 @@ def _make(data_dir: Path, rel: str) -> None:
     _own(path, MODES[rel])
 
 
-def _make_top(data_dir: Path) -> None:
+def _make_top(data_dir: str) -> None:
     try:
         os.mkdir(data_dir, 0o700)
     except FileExistsError:
@@ -88,7 +89,7 @@ def _make_top(data_dir: Path) -> None:
     _own(data_dir, MODES["."])
 
 
-def _own(path: Path, mode: int) -> None:
+def _own(path: str, mode: int) -> None:
     if os.geteuid() == 0:
         gid = rkt_gid()
         os.chown(path, 0, gid if gid >= 0 else 0)

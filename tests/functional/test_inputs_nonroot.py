@@ -165,6 +165,8 @@ def test_member_lists_and_inspects(lab: Lab) -> None:
     assert lab.member.rkt("cat-manifest", lab.uuid_prepared).returncode == 0
     images = lab.member.rkt("image", "list")
     assert images.returncode == 0 and "example.com/app:1.0" in images.stdout
+    manifest = lab.member.rkt("image", "cat-manifest", "example.com/app")
+    assert manifest.returncode == 0 and '"example.com/app"' in manifest.stdout
 
 
 def test_member_fetches_an_aci_that_root_then_runs(lab: Lab) -> None:
