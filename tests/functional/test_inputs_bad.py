@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from support.acis import VERBS, aci_manifest, stage1_annotations, tar_aci
+
 pytestmark = pytest.mark.root
 
 ESCAPE = "../../../../../escaped"
@@ -29,19 +31,9 @@ DEEP = "lists nested 5000 deep"
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def _manifest(name: str, extra: dict[str, object]) -> str:
-    return json.dumps({
-        "acKind": "ImageManifest", "acVersion": "0.8.11", "name": name,
-        "labels": [{"name": "version", "value": "1.0"}, {"name": "os", "value": "linux"},
-                   {"name": "arch", "value": "amd64"}],
-        **extra,
-    })  # fmt: skip
-
-
 def _aci(src: Path, out: Path, manifest: str) -> Path:
     (src / "manifest").write_text(manifest)
-    subprocess.run(["tar", "-C", str(src), "-cf", str(out), "manifest", "rootfs"], check=True)
-    return out
+    return tar_aci(src, out)
 
 
 @dataclass
@@ -85,26 +77,22 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         (app / "rootfs/bin" / applet).symlink_to("busybox")
     (app / "rootfs/etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     (app / "rootfs/etc/group").write_text("root:x:0:\n")
-    app_aci = _aci(app, files / "busybox.aci", _manifest("example.com/busybox", {"app": {
+    app_aci = _aci(app, files / "busybox.aci", aci_manifest("example.com/busybox", {"app": {
         "exec": ["/bin/true"], "user": "0", "group": "0",
         "mountPoints": [{"name": "data", "path": "/data"}],
         "ports": [{"name": "http", "protocol": "tcp", "port": 80}],
     }}))  # fmt: skip
-    evil_aci = _aci(app, files / "evil.aci", _manifest("example.com/evil", {"app": {
+    evil_aci = _aci(app, files / "evil.aci", aci_manifest("example.com/evil", {"app": {
         "exec": ["/bin/true"], "user": "0", "group": "0",
         "mountPoints": [{"name": ESCAPE, "path": "/data"}],
     }}))  # fmt: skip
     s1 = files / "stage1"
     (s1 / "rootfs").mkdir(parents=True)
-    for verb in ("run", "stop", "gc", "enter"):
+    for verb in VERBS:
         (s1 / "rootfs" / verb).write_text("#!/bin/sh\nexit 0\n")
         (s1 / "rootfs" / verb).chmod(0o755)
-    anns = [{"name": f"coreos.com/rkt/stage1/{v}", "value": f"/{v}"}
-            for v in ("run", "stop", "gc", "enter")]  # fmt: skip
-    anns += [{"name": "coreos.com/rkt/stage1/interface-version", "value": "5"},
-             {"name": "coreos.com/rkt/stage1/flavor", "value": "kvm"}]  # fmt: skip
-    kvm_stage1 = _aci(s1, files / "stage1-kvm-like.aci",
-                      _manifest("example.com/stage1-kvm-like", {"annotations": anns}))
+    kvm_stage1 = _aci(s1, files / "stage1-kvm-like.aci", aci_manifest(
+        "example.com/stage1-kvm-like", {"annotations": stage1_annotations("kvm")}))
     (files / "folder").mkdir()
     (files / "file").write_text("a file\n")
     (files / "to-root").symlink_to("/")
