@@ -1,10 +1,11 @@
 """The `rkt` command: global flags, then one verb, dispatched to its module lazily.
 
 Every verb module exposes `main(argv: list[str], g: GlobalOptions) -> int`. This is the
-only place that turns an error into a one-line message and exit 254: an `RktError`, an
-`OSError` nobody turned into one (a permission, a missing or wrong path), or a bug
-(a traceback only with --debug). A closed stdout (`rkt list | head -1`) ends the command
-as it ended rkt, a Go program: killed by SIGPIPE, silently.
+only place that turns an error into a one-line message and exit 254: an `RktError` (a
+user's error: never a traceback), an `OSError` nobody turned into one (a permission, a
+missing or wrong path), or a bug (a traceback for these two with --debug). A closed
+stdout (`rkt list | head -1`) ends the command as it ended rkt, a Go program: killed by
+SIGPIPE, silently.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             die_of_sigpipe()
         if isinstance(e, SystemExit):
             raise
-        if debug:
+        if debug and not isinstance(e, RktError):  # a bug, or an error nobody converted
             import traceback
 
             traceback.print_exc()
