@@ -119,3 +119,12 @@ def test_data_dir_that_is_a_file(tmp_path: Path) -> None:
         assert len(cp.stderr.strip().splitlines()) == 1, cp.stderr
         assert f"data directory {f} is not a directory" in cp.stderr or (
             f"cannot open the image store {f}/cas" in cp.stderr), cp.stderr
+
+
+@pytest.mark.parametrize("verb", ["enter", "export"])
+def test_app_flag_is_an_ac_name(verb: str, tmp_path: Path) -> None:
+    cp = rkt(f"--dir={tmp_path}", verb, "--app=../../x", "abc", str(tmp_path / "out.aci"))
+    assert cp.returncode == 254
+    assert cp.stderr.strip().splitlines() == [
+        f"{verb}: --app: invalid name '../../x': ACName must contain only lower case "
+        'alphanumeric characters plus "-"']
