@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         if verb not in POD_STARTING_VERBS:
             gc.enable()
         code: int = module.main([verb, *verb_args], g)
-        sys.stdout.flush()  # a closed stdout shows here, not in the interpreter's exit
+        if sys.stdout is not None:
+            sys.stdout.flush()  # a closed stdout shows here, not in the interpreter's exit
         return code
     except KeyboardInterrupt:
         return 130
