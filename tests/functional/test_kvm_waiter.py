@@ -32,7 +32,7 @@ rkt_wait, child, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 spec["pid"] = pid = os.spawnvp(os.P_NOWAIT, "sh", ["sh", "-c", child])
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP})  # as the runner
 if len(sys.argv) > 4:
-    os.environ["RKT_WAIT_FAST"] = "\\n".join(sys.argv[4:])
+    os.environ["RKT_WAIT_FAST_BENEATH"] = "\\n".join(sys.argv[4:])
 os.execv(rkt_wait, [rkt_wait, str(pid), sys.executable, spec.pop("waiter"), json.dumps(spec)])
 """
 
@@ -41,11 +41,11 @@ def start(rkt_wait: Path, pod: Path, apps: list[str], child: str,
           fast: bool = False) -> subprocess.Popen[str]:
     """A process that starts `child` (the hypervisor's stand-in), then becomes rkt-wait:
     the child's parent, as the runner is QEMU's. fast: with the fast path's arguments
-    (RKT_WAIT_FAST: agent socket, status folder, apps), as the runner sets it without
-    --debug."""
+    (RKT_WAIT_FAST_BENEATH: agent socket, stage1 rootfs, apps), as the runner sets it
+    without --debug."""
     spec = json.dumps({"pod": str(pod), "apps": apps, "net": False, "debug": not fast,
                        "waiter": str(waiter.__file__)})
-    extra = [str(pod / "kvm/agent.sock"), str(contract.status_dir(pod)), *apps] if fast else []
+    extra = [str(pod / "kvm/agent.sock"), str(contract.stage1_rootfs(pod)), *apps] if fast else []
     return subprocess.Popen([sys.executable, "-c", LAUNCH, str(rkt_wait), child, spec, *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

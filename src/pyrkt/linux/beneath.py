@@ -35,7 +35,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import secrets
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,13 +202,18 @@ class Root:
 
     def read(self, rel: str | os.PathLike[str], limit: int = SMALL) -> bytes:
         """The content of the regular file rel; Refused when it is larger than limit."""
-        fd, _ = self._open_regular(rel, limit)
+        return self.read_stat(rel, limit)[0]
+
+    def read_stat(self, rel: str | os.PathLike[str],
+                  limit: int = SMALL) -> tuple[bytes, os.stat_result]:
+        """`read`, and the file's stat as it was opened."""
+        fd, st = self._open_regular(rel, limit)
         try:
             data = b""
             while len(data) <= limit:
                 chunk = os.read(fd, limit + 1 - len(data))
                 if not chunk:
-                    return data
+                    return data, st
                 data += chunk
             raise Refused(errno.EFBIG, f"{rel}: grew beyond {limit} bytes")
         finally:
@@ -313,7 +317,7 @@ class Root:
         raw = data.encode() if isinstance(data, str) else data
         with self._parent(parts) as parent:
             name = parts[-1]
-            tmp = f".{name}.{secrets.token_hex(4)}.tmp" if replace else name
+            tmp = f".{name}.{os.urandom(4).hex()}.tmp" if replace else name
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                          | os.O_CLOEXEC, mode, dir_fd=parent.fd)
             try:
