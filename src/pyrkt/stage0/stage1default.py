@@ -26,7 +26,6 @@ saying so (`note`), instead of a pod that cannot start.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from pyrkt import __version__
@@ -66,7 +65,11 @@ class DefaultStage1:
 
 
 def _has_program(image: BuiltImage) -> bool:
-    return not image.program or image.bundled or shutil.which(image.program) is not None
+    if not image.program or image.bundled:
+        return True
+    from shutil import which
+
+    return which(image.program) is not None
 
 
 def pick_built_image(build: BuildDefaults) -> tuple[BuiltImage, str]:
