@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from support.built import SEED_CONFIGURE  # noqa: E402
 from support.fixtures import REDIS_CONFIG  # noqa: E402
 from support.images import busybox_rootfs, oci_layout, redis_rootfs  # noqa: E402
-from support.registry import Auth, Registry, free_port  # noqa: E402
+from support.registry import Auth, Registry, free_port, port_is_free  # noqa: E402
 
 RKT = "build/target/bin/rkt"
 
@@ -94,7 +94,7 @@ def main() -> int:
         image = registry.ref("redis")
         say(f"pushed {image} to a registry on loopback (Docker Hub is not reachable here)")
 
-        host_port = 6379 if redis_ping(6379) is None and _free(6379) else free_port()
+        host_port = 6379 if redis_ping(6379) is None and port_is_free(6379) else free_port()
         before = pod_uuids(rkt)
         run = [*rkt, "run", "--debug", "--insecure-options=image,http",
                f"--port=6379-tcp:127.0.0.1:{host_port}", image]  # fmt: skip
@@ -147,15 +147,6 @@ def _stop(rkt: list[str], proc: subprocess.Popen[bytes], uuid: str) -> None:
     rm = [*rkt, "rm", uuid]
     show(rm)
     subprocess.run(rm, cwd=ROOT, check=False)
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 if __name__ == "__main__":

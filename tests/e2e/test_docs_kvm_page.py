@@ -15,7 +15,6 @@ dir, images from the test registry on loopback, a free host port if 6379 is take
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ import kvm_helpers as kh
 import pytest
 
 from support.built import REPO, build_env, clone
-from support.registry import Registry, free_port
+from support.registry import Registry, free_port, port_is_free
 
 pytestmark = [pytest.mark.qemu, pytest.mark.root, pytest.mark.registry, pytest.mark.cni]
 PAGE = REPO / "docs" / "running-kvm-stage1.md"
@@ -76,15 +75,6 @@ def missing_lines(expected: list[str], output: str) -> list[str]:
     return [e for e in expected if e != "..." and not any(matches(e, ln) for ln in lines)]
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def adapt(line: str, data: Path, registry: Registry, port: int) -> str:
     """The page's command as the test runs it (the page lists these changes)."""
     line = line.removesuffix("&").strip()
@@ -111,7 +101,7 @@ def test_page_examples_match_the_seed() -> None:
 def test_every_command_of_the_page(tmp_path: Path, registry: Registry) -> None:
     tree = clone(tmp_path / "rkt")
     data = tmp_path / "data"
-    port = 6379 if _port_free(6379) else free_port()
+    port = 6379 if port_is_free(6379) else free_port()
     env = build_env()
     background: list[tuple[Command, subprocess.Popen[bytes], Path]] = []
     transcript: list[str] = []

@@ -47,10 +47,11 @@ sys.exit(main())
 
 BUILT_TEMPLATE = '''\
 #!{python} -S
-# pyrkt's `rkt` for the source tree {source}, as `make` built it
-# (./configure {configure}); written by `python -m pyrkt.cli.launcher --built`.
-# Python without `site` (see pyrkt/cli/launcher.py). BUILD is the default stage1 that
-# ./configure chose (pyrkt/builddefaults.py); its images are in this file's folder.
+# pyrkt's `rkt` for the source tree {source}, as `make` built it:
+#   ./configure {configure}
+# Written by `python -m pyrkt.cli.launcher --built`: Python without `site` (see
+# pyrkt/cli/launcher.py). BUILD is the default stage1 that ./configure chose
+# (pyrkt/builddefaults.py); the images it names are in this file's folder.
 import os
 import sys
 sys.prefix = sys.exec_prefix = {prefix!r}
