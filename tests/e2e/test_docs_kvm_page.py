@@ -118,14 +118,14 @@ def test_every_command_of_the_page(tmp_path: Path, registry: Registry) -> None:
                 continue
             deadline = time.monotonic() + (RETRY_S if background else 0)
             while True:
+                # a server gone before this try: no point in trying again after it
+                gone = all(p.poll() is not None for _, p, _ in background)
                 cp = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True,
                                     timeout=600, stdin=subprocess.DEVNULL, check=False)
                 output = cp.stdout + cp.stderr
                 missing = missing_lines(cmd.expected, output)
-                if (cp.returncode == 0 and not missing) or time.monotonic() > deadline:
+                if (cp.returncode == 0 and not missing) or gone or time.monotonic() > deadline:
                     break
-                if any(p.poll() is not None for _, p, _ in background):
-                    break  # the server it waits for is gone
                 time.sleep(1)
             transcript.append(output)
             assert cp.returncode == 0, "\n".join(transcript) + kh.all_diagnostics(data)
@@ -140,8 +140,13 @@ def test_every_command_of_the_page(tmp_path: Path, registry: Registry) -> None:
             missing = missing_lines(cmd.expected, output)
             assert not missing, f"not in the output of {cmd.line}: {missing}\n{output}"
     finally:
+        # QEMU first: the pod's own rkt then tears its network down and exits
+        kh.kill_and_gc(data, env)
         for _, proc, _ in background:
-            if proc.poll() is None:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
         kh.kill_and_gc(data, env)
+    assert not kh.qemu_pids_for(str(data)), "a QEMU of the page's pods outlived the test"
