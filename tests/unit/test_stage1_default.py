@@ -12,7 +12,7 @@ import pytest
 
 from pyrkt import __version__
 from pyrkt.builddefaults import BuildDefaults
-from pyrkt.errors import UsageError
+from pyrkt.errors import RktError, UsageError
 from pyrkt.options import GlobalOptions
 from pyrkt.stage0.stage1default import default_stage1
 from pyrkt.stage1.build.aci import Flavor, Hypervisor
@@ -162,3 +162,24 @@ def test_configure_check_says_what_is_wrong() -> None:
     bad = check("--flavors=coreos,kvm", "--default-flavor=fly")
     assert bad.returncode == 1
     assert "--with-stage1-default-flavor=fly: not one of the flavors built" in bad.stderr
+
+
+def test_the_built_image_is_taken_and_a_missing_one_is_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyrkt.image.store import Store
+    from pyrkt.stage0.stage1img import Stage1Flags, select_stage1
+    from pyrkt.stage1.build.aci import build_stage1_aci
+
+    g = _built(tmp_path, flavors=(FLY, KVM), hypervisors=(QEMU,))
+    store = Store(g.dir)
+    with pytest.raises(RktError) as e:
+        select_stage1(g, Stage1Flags(), store)
+    assert str(e.value) == (
+        f"default stage1 image coreos.com/rkt/stage1-fly:{__version__} is not in the store, "
+        f"and there is no {tmp_path / 'bin' / 'stage1-fly.aci'} "
+        "(use one of the --stage1-{path,url,name,hash,from-dir} flags)"
+    )
+    build_stage1_aci(FLY, tmp_path / "bin")  # what make writes beside rkt
+    s1 = select_stage1(g, Stage1Flags(), store)
+    assert s1.manifest["name"] == "coreos.com/rkt/stage1-fly"
