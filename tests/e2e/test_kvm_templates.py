@@ -242,3 +242,23 @@ def test_rkt_run_killed_then_gc_leaves_nothing(rkt: Rkt, image: Path, tmp_path: 
     assert not [x for x in where.iterdir() if not x.name.endswith(".lock")]
     with open("/proc/self/mountinfo") as f:
         assert str(rkt.dir) not in f.read()
+
+
+def test_sigterm_while_making_a_template_leaves_no_template_behind(rkt: Rkt,
+                                                                   image: Path) -> None:
+    ram_before = set(store.RAM_ROOT.glob("*"))
+    p = rkt.start(str(image), "--exec", "/bin/true")
+    where = rkt.dir / "cache" / store.STORE
+    deadline = time.monotonic() + 300
+    while not (where.is_dir() and any(kh.qemu_pids_for(b.name[len(store.BUILD_PREFIX):])
+                                      for b in where.glob(f"{store.BUILD_PREFIX}*"))):
+        assert p.poll() is None and time.monotonic() < deadline, kh.all_diagnostics(rkt.dir)
+        time.sleep(0.01)
+    p.terminate()
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 254, err
+    assert "stopped by SIGTERM while making a VM template" in err
+    # Before any `rkt gc`: no template QEMU, no build folder, no RAM file.
+    assert not kh.qemu_pids_for(str(rkt.dir))
+    assert not [x for x in where.iterdir() if not x.name.endswith(".lock")]
+    assert set(store.RAM_ROOT.glob("*")) == ram_before

@@ -16,12 +16,15 @@ import contextlib
 import os
 import secrets
 import shutil
+import signal
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pyrkt import log
+from pyrkt.errors import RktError
 from pyrkt.stage1.kvm.hypervisors.base import Hypervisor
 from pyrkt.stage1.kvm.qmp import Qmp, QmpError
 from pyrkt.stage1.kvm.templates import shape, store
@@ -59,33 +62,62 @@ class Recipe:
 
 def make(final: Path, recipe: Recipe, launch: Launch) -> None:
     """Make the template final (store/KEY); store.Unavailable on failure, with nothing
-    left behind."""
+    left behind, also when `rkt run` is asked to stop meanwhile (RktError then)."""
     t0 = time.monotonic()
     key = final.name
     token = f"{key}-{secrets.token_hex(4)}"
     build = final.with_name(f"{store.BUILD_PREFIX}{token}")
     ram = store.ram_dir(final.parent) / f"{token}.ram"
     build.mkdir(mode=0o700)
+    made = False
     try:
-        (build / shape.SHARE).mkdir(mode=0o500)
-        (build / shape.KERNEL_HEAD).write_bytes(shape.kernel_head(recipe.plan.kernel.read_bytes()))
-        ram.with_suffix(".owner").write_text(f"{build}\n{final}\n")
-        os.close(os.open(ram, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
-        _boot_and_save(build, ram, recipe, launch)
+        with _stop_signals_raise():
+            (build / shape.SHARE).mkdir(mode=0o500)
+            head = shape.kernel_head(recipe.plan.kernel.read_bytes())
+            (build / shape.KERNEL_HEAD).write_bytes(head)
+            ram.with_suffix(".owner").write_text(f"{build}\n{final}\n")
+            os.close(os.open(ram, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            _boot_and_save(build, ram, recipe, launch)
         p = recipe.plan
         vm = (f"{p.vcpus} vCPU(s), {p.memory_mib} MiB, {p.accel}, {len(p.taps)} NIC(s), "
               f"{len(p.shares)} share(s)")
         store.write_meta(build, key, ram, vm, recipe.qemu_files)
         os.rename(build, final)
+        made = True
     except (OSError, QmpError, store.Unavailable) as e:
         tail = _tail(build / "qemu.log")
-        shutil.rmtree(build, ignore_errors=True)
-        store.remove_ram(ram)
         why = e.args[0] if isinstance(e, store.Unavailable) else str(e)
         raise store.Unavailable(f"cannot make template {key}: {why}"
                                 + (f" (QEMU: {tail})" if tail else "")) from e
+    finally:
+        if not made:
+            shutil.rmtree(build, ignore_errors=True)
+            store.remove_ram(ram)
     log.debug(f"kvm: made VM template {key} ({vm}) in "
               f"{(time.monotonic() - t0) * 1000:.0f} ms")
+
+
+class _Stopped(RktError):
+    """`rkt run` got SIGTERM, SIGHUP or SIGINT while it made a template."""
+
+
+@contextlib.contextmanager
+def _stop_signals_raise() -> Iterator[None]:
+    """A template takes seconds to make: a stop request meanwhile ends `rkt run` (its
+    pod never ran) with the template's QEMU and files removed, not left to `rkt gc`."""
+    def stop(signum: int, _frame: object) -> None:
+        raise _Stopped(f"stopped by {signal.Signals(signum).name} while making a VM template")
+
+    try:
+        old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    except ValueError:  # not the main thread: nothing to install
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def _boot_and_save(build: Path, ram: Path, recipe: Recipe, launch: Launch) -> None:
