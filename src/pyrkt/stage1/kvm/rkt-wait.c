@@ -19,6 +19,8 @@
  * non-zero code in app order, as finish.finish_pod would, without starting Python
  * (~0.05 s). Anything else (a missing or unreadable code, a hypervisor failure) goes to
  * Python.
+ * RKT_WAIT_RMDIR="DIR\n..." (the hypervisor's cgroups, leaf first): removed once the
+ * hypervisor exited, before anything else (a busy one stays for `rkt gc`).
  * The runner blocks SIGTERM and SIGHUP before the exec (the mask survives it), so no
  * signal is lost in between; here they are taken synchronously with sigwaitinfo.
  * SIGINT stays ignored, as the runner left it (the hypervisor gets it too).
@@ -59,6 +61,17 @@ static int read_code(const char *dir, const char *app) {
 	if (errno || end == buf || *end || v < 0 || v > 255)
 		return -1;
 	return (int)v;
+}
+
+/* Remove the folders RKT_WAIT_RMDIR names, in order. */
+static void remove_dirs(void) {
+	const char *env = getenv("RKT_WAIT_RMDIR");
+	char *dirs = env ? strdup(env) : NULL, *save = NULL;
+	if (!dirs)
+		return;
+	for (char *d = strtok_r(dirs, "\n", &save); d; d = strtok_r(NULL, "\n", &save))
+		rmdir(d);
+	free(dirs);
 }
 
 /* The fast path's exit code, or -1 to let Python finish the pod. */
@@ -133,6 +146,7 @@ int main(int argc, char **argv) {
 		}
 	}
 exited:;
+	remove_dirs();
 	int code = fast_finish(status);
 	if (code >= 0)
 		return code;

@@ -45,6 +45,7 @@ from pyrkt.stage1.kvm.vm import (
 from pyrkt.stage1.plan import PodPlan
 
 ENV_EXTRA_KERNEL_PARAMS = "RKT_HYPERVISOR_EXTRA_KERNEL_PARAMS"
+ENV_JAIL = "PYRKT_KVM_JAIL"
 # TCG's translation cache (MiB): a pod's boot fills ~36 MiB of QEMU's default, 16 MiB
 # takes ~20 MiB off the idle pod's RSS at no measurable boot cost; 8 MiB thrashes (2.5x
 # slower boot).
@@ -243,7 +244,8 @@ def _stdio_target(fd: int, fdset: int) -> tuple[Path, tuple[int, int] | None]:
     return Path(f"/proc/self/fd/{fd}"), None
 
 
-def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions) -> tuple[VmPlan, str]:
+def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions,
+            sandbox: bool = False) -> tuple[VmPlan, str]:
     """The VM for this pod, and the accelerator decision's reason."""
     kernel, initrd = assets.asset_paths(contract.stage1_rootfs(pod))
     size = vm_size(plan.apps, host_cpus(), plan.annotations, host_memory_mib())
@@ -286,8 +288,15 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions) -> tuple[VmPlan, str]:
         tty_socket=tty_socket_rel(),
         tcg_tb_mib=TCG_TB_MIB,
         balloon=True,
+        sandbox=sandbox,
     )
     return vp, decision.reason
+
+
+def jail_enabled(name: str) -> bool:
+    """QEMU runs confined (jail.py) unless PYRKT_KVM_JAIL=off (to tell a confinement
+    failure from another); lkvm, never run on these machines, is not confined."""
+    return name == hypervisors.HypervisorName.QEMU and os.environ.get(ENV_JAIL) != "off"
 
 
 def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
@@ -295,48 +304,49 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
     pod = pod.resolve()
     name = opts.hypervisor or stage1_hypervisor(pod)
     hv = hypervisors.get(name)
-    if shutil.which(hv.binary()) is None:
+    found = shutil.which(hv.binary())
+    if found is None:
         # Before the accelerator probe (which boots QEMU): name the missing hypervisor.
         raise RktError(
             f"hypervisor {name}: {hv.binary()} not found on the PATH",
             INSTALL_HINT.get(name),
         )
+    jailed = jail_enabled(name)
     kvm_dir(pod).mkdir(exist_ok=True)
     serial_log(pod).unlink(missing_ok=True)
     (pod / app_log_dir_rel()).mkdir(exist_ok=True)
     write_guest_files(pod, plan, opts)
-    vp, reason = vm_plan(pod, plan, opts)
+    vp, reason = vm_plan(pod, plan, opts, sandbox=jailed)
     if vp.accel is Accel.TCG and not reason.startswith("forced"):
         log.info("kvm: KVM is not usable here, using TCG (software emulation; --debug says why)")
     log.debug(f"kvm: accelerator {vp.accel}: {reason}")
     log.debug(f"kvm: VM size {vp.vcpus} vCPU(s), {vp.memory_mib} MiB")
     argv = hv.argv(vp)
-    if opts.netns is not None:
-        from pyrkt.net.netns import netns_exec_argv
-
-        argv = [*netns_exec_argv(opts.netns), *argv]
-    log.debug("kvm: " + shlex.join(argv))
-    (kvm_dir(pod) / "cmdline").write_text(shlex.join(argv) + "\n")
     env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C"}
-    _no_huge_pages()
+    fds = [fd for fd, _ in vp.fd_sets]
+    groups: list[Path] = []
     try:
-        p = subprocess.Popen(
-            argv,
-            cwd=pod,
-            env=env,
-            stdin=None if plan.interactive else subprocess.DEVNULL,
-            stdout=None,
-            stderr=None,
-            pass_fds=[fd for fd, _ in vp.fd_sets],
-        )
+        if jailed:
+            argv, groups = _jailed(pod, plan, vp, Path(found), argv, env, fds, opts.netns)
+        elif opts.netns is not None:
+            from pyrkt.net.netns import netns_exec_argv
+
+            argv = [*netns_exec_argv(opts.netns), *argv]
+        log.debug("kvm: " + shlex.join(argv))
+        (kvm_dir(pod) / "cmdline").write_text(shlex.join(argv) + "\n")
+        _no_huge_pages()
+        p = _start(argv, pod, env, plan.interactive, fds, jailed)
     except FileNotFoundError as e:
         raise RktError(f"{argv[0]}: command not found", INSTALL_HINT.get(name)) from e
+    except BaseException:
+        _remove_groups(groups)
+        raise
     finally:
-        for fd, _ in vp.fd_sets:
+        for fd in fds:
             os.close(fd)
     contract.pid_file(pod).write_text(f"{p.pid}\n")
     if opts.exec_waiter:
-        _exec_waiter(pod, plan, p.pid, opts)
+        _exec_waiter(pod, plan, p.pid, opts, groups)
 
     asked: list[int] = []
 
@@ -358,7 +368,60 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
         for s, h in old.items():
             signal.signal(s, h)
         signal.signal(signal.SIGINT, old_int)
+        _remove_groups(groups)
     return finish_pod(pod, [a.name for a in plan.apps], rc)
+
+
+def _jailed(pod: Path, plan: PodPlan, vp: VmPlan, found: Path, argv: list[str],
+            env: dict[str, str], fds: list[int], netns: Path | None
+            ) -> tuple[list[str], list[Path]]:
+    """The hypervisor's command line in its jail (jail.py): its memory cgroup made, the
+    seccomp program in an fd added to fds; and the groups to remove after it."""
+    from pyrkt.linux.cgroup import Limits, PodCgroups
+    from pyrkt.stage1.kvm import hvexec, jail
+
+    s1 = contract.stage1_rootfs(pod)
+    exe = hvexec.for_path(found, argv[0], s1, cache_dir_for(pod))
+    env.update(exe.env)
+    cg = PodCgroups(plan.uuid)
+    groups = cg.leaf_and_pod_dirs(jail.CGROUP_LEAF)
+    try:
+        cg.create(jail.CGROUP_LEAF, Limits(memory=jail.memory_limit(vp)))
+    except OSError as e:
+        _remove_groups(groups)
+        raise RktError(f"cannot make the VM's memory cgroup: {e}") from e
+    j = jail.for_pod(pod, vp, exe.files, netns, tuple(cg.join_files(jail.CGROUP_LEAF)))
+    fd = os.memfd_create("rkt-jail-seccomp", os.MFD_CLOEXEC)
+    fds.append(fd)
+    os.write(fd, jail.setid_filter())
+    os.lseek(fd, 0, os.SEEK_SET)
+    launcher = assets.jail_path(s1)
+    return jail.launcher_argv(launcher, j, [*exe.argv0, *argv[1:]], fd), groups
+
+
+def _start(argv: list[str], pod: Path, env: dict[str, str], interactive: bool,
+           fds: list[int], jailed: bool) -> subprocess.Popen[bytes]:
+    """Start the hypervisor (jailed: as the init of a new PID namespace)."""
+    from pyrkt.linux import ns
+
+    with ns.children_in_new_pid_namespace() if jailed else contextlib.nullcontext():
+        return subprocess.Popen(
+            argv,
+            cwd=pod,
+            env=env,
+            stdin=None if interactive else subprocess.DEVNULL,
+            stdout=None,
+            stderr=None,
+            pass_fds=fds,
+        )
+
+
+def _remove_groups(groups: list[Path]) -> None:
+    """Remove the hypervisor's cgroups once it is gone (leaf first; a busy one stays
+    for `rkt gc`)."""
+    for d in groups:
+        with contextlib.suppress(OSError):
+            d.rmdir()
 
 
 def _no_huge_pages() -> None:
@@ -372,7 +435,8 @@ def _no_huge_pages() -> None:
         prctl.set_thp_disable()
 
 
-def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions) -> None:
+def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions,
+                 groups: list[Path]) -> None:
     """Replace this process (same pid: the hypervisor stays our child) with the waiter:
     the stage1's static rkt-wait (~0.3 MiB) when it has one, else waiter.py (a Python
     that holds ~10 MiB instead of the planner's ~25 MiB while the VM runs)."""
@@ -384,6 +448,7 @@ def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions) -> None:
         "apps": [a.name for a in plan.apps],
         "net": opts.netns is not None,
         "debug": opts.debug,
+        "cgroups": [str(d) for d in groups],
     })
     # Blocked until the waiter takes them (the mask survives exec); SIGINT stays
     # ignored (QEMU gets it too).
@@ -395,6 +460,8 @@ def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions) -> None:
     wait_bin = assets.waiter_path(contract.stage1_rootfs(pod))
     argv = [*py, spec] if wait_bin is None else [str(wait_bin), str(pid), py[0], py[3], spec]
     env = dict(os.environ)
+    if groups:  # rkt-wait removes them once the hypervisor is gone
+        env["RKT_WAIT_RMDIR"] = "\n".join(str(d) for d in groups)
     if wait_bin is not None and opts.netns is None and not opts.debug:
         # rkt-wait's fast path: the exit codes read without starting Python after QEMU.
         fast = [str(pod / agent_socket_rel()), str(contract.status_dir(pod))]
