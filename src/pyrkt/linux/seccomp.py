@@ -17,6 +17,9 @@ in rkt). A filtered call fails with the isolator's errno, or kills the process w
 SIGSYS when it names none (as rkt did).
 A retain-set always lets through what it takes to exec the app and to exit.
 
+A third kind, for the kvm flavor's hypervisor: `mode_bits_program` refuses the calls
+whose mode argument has given bits (setuid/setgid, see stage1/kvm/jail.py).
+
 Native x86_64 only: any other ABI (i386 `int 0x80`, x32) is denied with ENOSYS, so it
 cannot be used to get around the list; on other host architectures there is no default
 filter and an app's own is an error. Unknown names raise `SeccompError`;
