@@ -91,11 +91,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("aci")
     root = work / "rootfs"
     kh.busybox_rootfs(root)
-    applets = subprocess.run([str(kh.BUSYBOX), "--list"], capture_output=True, text=True,
-                             check=True).stdout.split()
-    for applet in applets:
-        if not os.path.lexists(root / "bin" / applet):
-            (root / "bin" / applet).symlink_to("busybox")
+    kh.every_applet(root)
     for f in ("/usr/bin/flock", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"):
         dest = root / f.lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -110,12 +106,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "run" / "app").mkdir(parents=True)
     os.chown(root / "run" / "app", 12, 12)
     (root / "run" / "app").chmod(0o750)
-    (work / "manifest").write_text(kh.ACI_MANIFEST)
-    aci = work / "busybox.aci"
-    with tarfile.open(aci, "w") as tar:
-        tar.add(work / "manifest", arcname="manifest")
-        tar.add(root, arcname="rootfs")
-    return aci
+    return kh.pack_aci(work)
 
 
 def test_vm_size_from_annotations_and_logs_kept_after_exit(rkt: Rkt, image: Path,

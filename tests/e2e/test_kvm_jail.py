@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import subprocess
-import tarfile
 import time
 from pathlib import Path
 
@@ -42,19 +40,10 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("aci-jail")
     root = work / "rootfs"
     kh.busybox_rootfs(root)
-    applets = subprocess.run([str(kh.BUSYBOX), "--list"], capture_output=True, text=True,
-                             check=True).stdout.split()
-    for a in applets:
-        if not (root / "bin" / a).exists():
-            (root / "bin" / a).symlink_to("busybox")
+    kh.every_applet(root)
     shutil.copy(kh.BUSYBOX, root / "bin/suid")
     (root / "bin/suid").chmod(0o4755)
-    (work / "manifest").write_text(kh.ACI_MANIFEST)
-    aci = work / "busybox-jail.aci"
-    with tarfile.open(aci, "w") as tar:
-        tar.add(work / "manifest", arcname="manifest")
-        tar.add(root, arcname="rootfs")
-    return aci
+    return kh.pack_aci(work)
 
 
 def running_pod(rkt: Rkt, tmp_path: Path, *args: str) -> tuple[Path, int]:
