@@ -180,3 +180,21 @@ def test_guest_setuid_bits_and_device_nodes_are_not_usable_on_the_host(
                 assert not st.st_mode & (stat.S_ISUID | stat.S_ISGID), (d, name, st)
                 assert not stat.S_ISCHR(st.st_mode) and not stat.S_ISBLK(st.st_mode), (d, name)
     assert (vol / "sh").is_file() and seen > 3
+
+
+def test_a_killed_rkt_run_takes_its_vm_along_and_gc_removes_the_cgroups(
+        rkt: Rkt, image: Path, tmp_path: Path) -> None:
+    pod, pid = running_pod(rkt, tmp_path, str(image), "--exec", "/bin/sleep", "--", "3600")
+    groups = [d for d in cgroup.PodCgroups(pod.name).pod_dirs() if d.is_dir()]
+    assert groups
+    run = rkt.procs[-1]
+    run.kill()  # SIGKILL to `rkt run` (rkt-wait by now)
+    run.wait()
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{pid}").exists():  # QEMU gets SIGKILL when its parent dies
+        assert time.monotonic() < deadline, "QEMU outlived rkt run"
+        time.sleep(0.1)
+    gc = rkt("gc", "--grace-period=0s")
+    assert gc.returncode == 0, gc.stderr
+    assert not [d for d in groups if d.exists()]
+    assert not kh.qemu_pids_for(pod.name)

@@ -95,6 +95,9 @@ def test_missing_paths_relative_paths_and_link_loops_are_errors(tree: Path) -> N
     (tree / "loop").symlink_to("loop")
     with pytest.raises(RktError, match="too many symbolic links"):
         jail.view_args(((tree / "loop", Access.RO),))
+    (tree / "root").symlink_to("/")
+    with pytest.raises(RktError, match="root folder"):
+        jail.view_args(((tree / "root", Access.RW),))
 
 
 def plan(tmp: Path, **kw: object) -> VmPlan:

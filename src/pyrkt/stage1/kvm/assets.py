@@ -99,7 +99,13 @@ def jail_path(stage1_rootfs: Path) -> Path:
     if cached.exists():
         return cached
     p = stage1_rootfs / ASSET_DIR / JAIL
-    return p if os.access(p, os.X_OK) else cached_program(JAIL, cache_dir())
+    if os.access(p, os.X_OK):
+        return p
+    try:
+        return cached_program(JAIL, cache_dir())
+    except RktError as e:
+        raise RktError(f"cannot build the VM's launcher {JAIL}: {e}",
+                       "install gcc, or use a stage1 image that carries /kvm/rkt-jail") from e
 
 
 def waiter_path(stage1_rootfs: Path) -> Path | None:

@@ -172,6 +172,9 @@ def view_args(files: tuple[tuple[Path, Access], ...]) -> list[str]:
         if prev not in _COVERS[access]:
             raise RktError(f"the VM jail asks for {real} both {prev} and {access}")
         want[real] = access
+    if "/" in want:
+        raise RktError("the VM jail cannot show the host's root folder /",
+                       "share a folder below / instead")
     binds: dict[str, Access] = {}
     for real in sorted(want, key=_parts):
         above = _closest(real, binds)
@@ -196,7 +199,7 @@ def _closest(path: str, binds: dict[str, Access]) -> str | None:
         path = path[:cut]
         if path in binds:
             return path
-    return "/" if "/" in binds else None
+    return None
 
 
 MAX_LINKS = 40  # as the kernel's own limit
