@@ -180,6 +180,9 @@ def test_guest_setuid_bits_and_device_nodes_are_not_usable_on_the_host(
                 assert not st.st_mode & (stat.S_ISUID | stat.S_ISGID), (d, name, st)
                 assert not stat.S_ISCHR(st.st_mode) and not stat.S_ISBLK(st.st_mode), (d, name)
     assert (vol / "sh").is_file() and seen > 3
+    # rkt-wait removed the VM's cgroups once QEMU exited (no gc needed).
+    uuid = kh.pod_dirs(rkt.dir)[0].name
+    assert not [d for d in cgroup.PodCgroups(uuid).pod_dirs() if d.exists()]
 
 
 def test_a_killed_rkt_run_takes_its_vm_along_and_gc_removes_the_cgroups(

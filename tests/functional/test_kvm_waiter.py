@@ -5,6 +5,7 @@ contract: it is rkt-wait's child, the guest's exit codes are files in the pod)."
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -38,7 +39,7 @@ os.execv(rkt_wait, [rkt_wait, str(pid), sys.executable, spec.pop("waiter"), json
 
 
 def start(rkt_wait: Path, pod: Path, apps: list[str], child: str,
-          fast: bool = False) -> subprocess.Popen[str]:
+          fast: bool = False, rmdir: tuple[Path, ...] = ()) -> subprocess.Popen[str]:
     """A process that starts `child` (the hypervisor's stand-in), then becomes rkt-wait:
     the child's parent, as the runner is QEMU's. fast: with the fast path's arguments
     (RKT_WAIT_FAST: agent socket, status folder, apps), as the runner sets it without
@@ -46,8 +47,9 @@ def start(rkt_wait: Path, pod: Path, apps: list[str], child: str,
     spec = json.dumps({"pod": str(pod), "apps": apps, "net": False, "debug": not fast,
                        "waiter": str(waiter.__file__)})
     extra = [str(pod / "kvm/agent.sock"), str(contract.status_dir(pod)), *apps] if fast else []
+    env = dict(os.environ, RKT_WAIT_RMDIR="\n".join(map(str, rmdir))) if rmdir else None
     return subprocess.Popen([sys.executable, "-c", LAUNCH, str(rkt_wait), child, spec, *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def test_exit_code_is_the_first_failing_apps(rkt_wait: Path, tmp_path: Path) -> None:
@@ -74,6 +76,23 @@ def test_fast_path_exit_code_without_python(rkt_wait: Path, tmp_path: Path) -> N
     _, err = p.communicate(timeout=120)
     assert (p.returncode, err) == (7, "")
     assert not sock.exists()  # removed, as finish_pod does
+
+
+def test_the_hypervisors_cgroups_are_removed_once_it_exited(rkt_wait: Path,
+                                                             tmp_path: Path) -> None:
+    """RKT_WAIT_RMDIR (the runner's: leaf first), on the fast path and on Python's."""
+    for fast, code in ((True, "0"), (False, "4")):
+        pod = tmp_path / f"pod-{fast}"
+        status = contract.status_dir(pod)
+        status.mkdir(parents=True)
+        (status / "a").write_text(code + "\n")
+        group = pod / "cg/pod"
+        (group / "leaf").mkdir(parents=True)
+        (pod / "kvm").mkdir()
+        p = start(rkt_wait, pod, ["a"], "true", fast=fast, rmdir=(group / "leaf", group))
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == int(code), err
+        assert not group.exists()
 
 
 def test_fast_path_leaves_a_failure_to_python(rkt_wait: Path, tmp_path: Path) -> None:

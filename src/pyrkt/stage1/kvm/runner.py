@@ -327,7 +327,8 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
     groups: list[Path] = []
     try:
         if jailed:
-            argv, groups = _jailed(pod, plan, vp, Path(found), argv, env, fds, opts.netns)
+            exe = Path(os.path.abspath(found))
+            argv, groups = _jailed(pod, plan, vp, exe, argv, env, fds, opts.netns)
         elif opts.netns is not None:
             from pyrkt.net.netns import netns_exec_argv
 
