@@ -25,7 +25,7 @@ from pyrkt import log
 from pyrkt.errors import RktError
 from pyrkt.linux import prctl
 from pyrkt.stage1 import contract
-from pyrkt.stage1.kvm import accel, assets, hypervisors
+from pyrkt.stage1.kvm import accel, assets, hypervisors, launch
 from pyrkt.stage1.kvm.finish import agent_socket_rel as agent_socket_rel
 from pyrkt.stage1.kvm.finish import finish_pod as finish_pod
 from pyrkt.stage1.kvm.finish import kvm_dir as kvm_dir
@@ -45,7 +45,6 @@ from pyrkt.stage1.kvm.vm import (
 from pyrkt.stage1.plan import PodPlan
 
 ENV_EXTRA_KERNEL_PARAMS = "RKT_HYPERVISOR_EXTRA_KERNEL_PARAMS"
-ENV_JAIL = "PYRKT_KVM_JAIL"
 # TCG's translation cache (MiB): a pod's boot fills ~36 MiB of QEMU's default, 16 MiB
 # takes ~20 MiB off the idle pod's RSS at no measurable boot cost; 8 MiB thrashes (2.5x
 # slower boot).
@@ -293,12 +292,6 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions,
     return vp, decision.reason
 
 
-def jail_enabled(name: str) -> bool:
-    """QEMU runs confined (jail.py) unless PYRKT_KVM_JAIL=off (to tell a confinement
-    failure from another); lkvm, never run on these machines, is not confined."""
-    return name == hypervisors.HypervisorName.QEMU and os.environ.get(ENV_JAIL) != "off"
-
-
 def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
     """Boot the pod's VM, run its apps, return the first failing app's exit code."""
     pod = pod.resolve()
@@ -311,7 +304,7 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
             f"hypervisor {name}: {hv.binary()} not found on the PATH",
             INSTALL_HINT.get(name),
         )
-    jailed = jail_enabled(name)
+    jailed = launch.jail_enabled(name)
     kvm_dir(pod).mkdir(exist_ok=True)
     serial_log(pod).unlink(missing_ok=True)
     (pod / app_log_dir_rel()).mkdir(exist_ok=True)
@@ -328,7 +321,8 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
     try:
         if jailed:
             exe = Path(os.path.abspath(found))
-            argv, groups = _jailed(pod, plan, vp, exe, argv, env, fds, opts.netns)
+            argv, groups = launch.confine(pod, plan.uuid, vp, exe, argv, env, fds, opts.netns,
+                                          cache_dir_for(pod))
         elif opts.netns is not None:
             from pyrkt.net.netns import netns_exec_argv
 
@@ -336,11 +330,11 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
         log.debug("kvm: " + shlex.join(argv))
         (kvm_dir(pod) / "cmdline").write_text(shlex.join(argv) + "\n")
         _no_huge_pages()
-        p = _start(argv, pod, env, plan.interactive, fds, jailed)
+        p = launch.start(argv, pod, env, plan.interactive, fds, jailed)
     except FileNotFoundError as e:
         raise RktError(f"{argv[0]}: command not found", INSTALL_HINT.get(name)) from e
     except BaseException:
-        _remove_groups(groups)
+        launch.remove_groups(groups)
         raise
     finally:
         for fd in fds:
@@ -369,60 +363,8 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
         for s, h in old.items():
             signal.signal(s, h)
         signal.signal(signal.SIGINT, old_int)
-        _remove_groups(groups)
+        launch.remove_groups(groups)
     return finish_pod(pod, [a.name for a in plan.apps], rc)
-
-
-def _jailed(pod: Path, plan: PodPlan, vp: VmPlan, found: Path, argv: list[str],
-            env: dict[str, str], fds: list[int], netns: Path | None
-            ) -> tuple[list[str], list[Path]]:
-    """The hypervisor's command line in its jail (jail.py): its memory cgroup made, the
-    seccomp program in an fd added to fds; and the groups to remove after it."""
-    from pyrkt.linux.cgroup import Limits, PodCgroups
-    from pyrkt.stage1.kvm import hvexec, jail
-
-    s1 = contract.stage1_rootfs(pod)
-    exe = hvexec.for_path(found, argv[0], s1, cache_dir_for(pod))
-    env.update(exe.env)
-    cg = PodCgroups(plan.uuid)
-    groups = cg.leaf_and_pod_dirs(jail.CGROUP_LEAF)
-    try:
-        cg.create(jail.CGROUP_LEAF, Limits(memory=jail.memory_limit(vp)))
-    except OSError as e:
-        _remove_groups(groups)
-        raise RktError(f"cannot make the VM's memory cgroup: {e}") from e
-    j = jail.for_pod(pod, vp, exe.files, netns, tuple(cg.join_files(jail.CGROUP_LEAF)))
-    fd = os.memfd_create("rkt-jail-seccomp", os.MFD_CLOEXEC)
-    fds.append(fd)
-    os.write(fd, jail.setid_filter())
-    os.lseek(fd, 0, os.SEEK_SET)
-    launcher = assets.jail_path(s1)
-    return jail.launcher_argv(launcher, j, [*exe.argv0, *argv[1:]], fd), groups
-
-
-def _start(argv: list[str], pod: Path, env: dict[str, str], interactive: bool,
-           fds: list[int], jailed: bool) -> subprocess.Popen[bytes]:
-    """Start the hypervisor (jailed: as the init of a new PID namespace)."""
-    from pyrkt.linux import ns
-
-    with ns.children_in_new_pid_namespace() if jailed else contextlib.nullcontext():
-        return subprocess.Popen(
-            argv,
-            cwd=pod,
-            env=env,
-            stdin=None if interactive else subprocess.DEVNULL,
-            stdout=None,
-            stderr=None,
-            pass_fds=fds,
-        )
-
-
-def _remove_groups(groups: list[Path]) -> None:
-    """Remove the hypervisor's cgroups once it is gone (leaf first; a busy one stays
-    for `rkt gc`)."""
-    for d in groups:
-        with contextlib.suppress(OSError):
-            d.rmdir()
 
 
 def _no_huge_pages() -> None:
