@@ -17,7 +17,12 @@ once (`sleep`), restored, and again booted, and prints their PSS per pod
 (`/proc/PID/smaps_rollup` of each pod's QEMU and waiter, summed, divided by N; goal
 <= 40 MiB restored) and RSS.
 
-    sudo .venv/bin/python bench/kvm_boot.py [--runs 5] [--pods 8]
+    sudo .venv/bin/python bench/kvm_boot.py [--runs 5] [--pods 8] [--jail]
+
+--jail adds the cost of QEMU's confinement (stage1/kvm/jail.py) measured side by side on
+this tree: `rkt run` with and without it (PYRKT_KVM_JAIL=off), interleaved run by run,
+and the launcher alone (rkt-jail with a pod's file view starting `qemu -version`, against
+`qemu -version`, 20 each, interleaved).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -38,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e")
 
 import kvm_helpers as kh
 
-from pyrkt.linux import prctl
+from pyrkt.linux import ns, prctl
 from pyrkt.stage1.build.aci import Flavor, Hypervisor, build_stage1_aci
 from pyrkt.stage1.kvm import accel, templates
 from pyrkt.stage1.kvm.hypervisors.qemu import Qemu
@@ -55,14 +61,13 @@ CPU: dict[str, list[float]] = {}
 def timed(argv: list[str], env: dict[str, str], what: str = "") -> float:
     """Wall seconds of argv; its CPU seconds (user + system of the whole tree it waited
     for: rkt, the waiter, QEMU) go to CPU[what]."""
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    c0 = _children_cpu()
     t0 = time.perf_counter()
     subprocess.run(argv, check=True, env=env, stdin=subprocess.DEVNULL,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if what:
-        CPU.setdefault(what, []).append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
+        CPU.setdefault(what, []).append(_children_cpu() - c0)
     return wall
 
 
@@ -78,6 +83,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--pods", type=int, default=8, help="idle pods at once for the memory")
     ap.add_argument("--settle", type=float, default=5.0, help="seconds idle before measuring")
+    ap.add_argument("--jail", action="store_true", help="also the confinement's cost")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kvm-bench-"))
     try:
@@ -134,6 +140,8 @@ def bench(work: Path, a: argparse.Namespace) -> int:
     print(f"restored / bare: {med['restored'] / med['bare']:.2f} (goal <= 0.3); restored "
           f"{med['restored']:.2f} s (goal < 0.4 s under TCG); first / booted: "
           f"{med['first'] / med['booted']:.2f} (goal <= 1.3)")
+    if a.jail:
+        jail_cost([*run, *true], env, a.runs, work / "rkt")
     for mode in ("on", "off"):
         memory(work, rkt, stage1, image, dict(env, **{templates.ENV_TEMPLATE: mode}), a, mode)
     return 0
@@ -196,6 +204,65 @@ def _wait_started(work: Path, uuid_files: list[Path], timeout: float = 600) -> l
             return found
         time.sleep(0.2)
     raise SystemExit("the idle pods did not start")
+
+
+def jail_cost(run: list[str], env: dict[str, str], runs: int, rkt_dir: Path) -> None:
+    """`rkt run` confined and not, interleaved; then the launcher alone."""
+    off = dict(env, PYRKT_KVM_JAIL="off")
+    jailed, free, cpu_j, cpu_f = [], [], [], []
+    for _ in range(runs):
+        for e, wall, cpu in ((off, free, cpu_f), (env, jailed, cpu_j)):
+            c0 = _children_cpu()
+            wall.append(timed(run, e))
+            cpu.append(_children_cpu() - c0)
+    j, f = statistics.median(jailed), statistics.median(free)
+    cj, cf = statistics.median(cpu_j), statistics.median(cpu_f)
+    diffs = statistics.median(a - b for a, b in zip(jailed, free, strict=True))
+    print(f"rkt run /bin/true, QEMU confined: {j:.2f} s {[round(t, 2) for t in jailed]}, "
+          f"CPU {cj:.2f} s")
+    print(f"rkt run /bin/true, unconfined:    {f:.2f} s {[round(t, 2) for t in free]}, "
+          f"CPU {cf:.2f} s")
+    print(f"confinement ({runs} interleaved pairs): medians {1000 * (j - f):+.0f} ms "
+          f"({100 * (j - f) / f:+.1f}%), median of the pairs' differences {1000 * diffs:+.0f} "
+          f"ms, CPU time (all processes of the pod) {1000 * (cj - cf):+.0f} ms "
+          f"({100 * (cj - cf) / cf:+.1f}%)")
+    confined = [p for p in kh.pod_dirs(rkt_dir) if "rkt-jail" in _cmdline(p)]
+    if not confined:
+        return
+    argv = shlex.split(_cmdline(confined[-1]))
+    i = argv.index("--")
+    launcher, skip = [], 0
+    for x in argv[:i + 1]:  # without the pod's (gone) cgroups and seccomp fd
+        if skip:
+            skip -= 1
+        elif x in ("--cgroup", "--seccomp-fd"):
+            skip = 1
+        else:
+            launcher.append(x)
+    version = [argv[i + 1], "-version"]
+    lj, lf = [], []
+    for _ in range(20):
+        lf.append(timed(version, env))
+        with ns.children_in_new_pid_namespace():
+            t0 = time.perf_counter()
+            p = subprocess.Popen([*launcher, *version], cwd=confined[-1], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p.wait()
+        lj.append(time.perf_counter() - t0)
+    print(f"launcher alone: qemu -version {1000 * statistics.median(lf):.1f} ms, through "
+          f"rkt-jail {1000 * statistics.median(lj):.1f} ms (medians of 20, interleaved)")
+
+
+def _children_cpu() -> float:
+    """User + system seconds of every waited-for descendant so far (QEMU included: rkt
+    run waits for it)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _cmdline(pod: Path) -> str:
+    p = pod / "kvm/cmdline"
+    return p.read_text() if p.exists() else ""
 
 
 if __name__ == "__main__":

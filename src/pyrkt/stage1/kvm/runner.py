@@ -17,16 +17,15 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 from pyrkt import log
 from pyrkt.errors import RktError
-from pyrkt.linux import beneath, prctl
+from pyrkt.linux import beneath
 from pyrkt.stage1 import contract
-from pyrkt.stage1.kvm import accel, assets, hypervisors
+from pyrkt.stage1.kvm import accel, assets, hypervisors, launch
 from pyrkt.stage1.kvm.finish import agent_socket_rel as agent_socket_rel
 from pyrkt.stage1.kvm.finish import finish_pod as finish_pod
 from pyrkt.stage1.kvm.finish import kvm_dir as kvm_dir
@@ -260,7 +259,8 @@ def _stdio_target(fd: int, fdset: int) -> tuple[Path, tuple[int, int] | None]:
     return Path(f"/proc/self/fd/{fd}"), None
 
 
-def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions) -> tuple[VmPlan, str]:
+def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions,
+            sandbox: bool = False) -> tuple[VmPlan, str]:
     """The VM for this pod, and the accelerator decision's reason."""
     # From the stage1 image's own tree, not the pod's writable copy of it (the guest's).
     kernel, initrd = assets.asset_paths(contract.stage1_image_rootfs(pod))
@@ -304,6 +304,7 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions) -> tuple[VmPlan, str]:
         tty_socket=tty_socket_rel(),
         tcg_tb_mib=TCG_TB_MIB,
         balloon=True,
+        sandbox=sandbox,
     )
     return vp, decision.reason
 
@@ -321,26 +322,32 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
             f"hypervisor {name}: {hv.binary()} not found on the PATH",
             INSTALL_HINT.get(name),
         )
+    jailed = launch.jail_enabled(name)
     kvm_dir(pod).mkdir(exist_ok=True)
     serial_log(pod).unlink(missing_ok=True)
     (pod / app_log_dir_rel()).mkdir(exist_ok=True)
     write_guest_files(pod, plan, opts)
-    vp, reason = vm_plan(pod, plan, opts)
+    vp, reason = vm_plan(pod, plan, opts, sandbox=jailed)
     if vp.accel is Accel.TCG and not reason.startswith("forced"):
         log.info("kvm: KVM is not usable here, using TCG (software emulation; --debug says why)")
     log.debug(f"kvm: accelerator {vp.accel}: {reason}")
     log.debug(f"kvm: VM size {vp.vcpus} vCPU(s), {vp.memory_mib} MiB")
+    confinement = launch.Confinement(pod, plan.uuid, Path(os.path.abspath(found)),
+                                     cache_dir_for(pod)) if jailed else None
+    fds = [fd for fd, _ in vp.fd_sets]
     try:
-        p = _restored(pod, plan, opts, vp, name, hv, Path(found))
-        if p is None:
-            p = launch(pod, vp, hv.argv(vp), netns=opts.netns, interactive=plan.interactive,
-                       pass_fds=[fd for fd, _ in vp.fd_sets], pidfile=contract.pid_file(pod),
-                       install_hint=INSTALL_HINT.get(name))
+        started = _restored(pod, plan, opts, vp, name, hv, confinement, Path(found))
+        if started is None:
+            started = launch.spawn(
+                pod, vp, hv.argv(vp), confinement=confinement, netns=opts.netns,
+                interactive=plan.interactive, pass_fds=fds, pidfile=contract.pid_file(pod),
+                install_hint=INSTALL_HINT.get(name))
     finally:
-        for fd, _ in vp.fd_sets:
+        for fd in fds:
             os.close(fd)
+    p, groups = started
     if opts.exec_waiter:
-        _exec_waiter(pod, plan, p.pid, opts)
+        _exec_waiter(pod, plan, p.pid, opts, groups)
 
     asked: list[int] = []
 
@@ -362,6 +369,7 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
         for s, h in old.items():
             signal.signal(s, h)
         signal.signal(signal.SIGINT, old_int)
+        launch.remove_groups(groups)
     return finish_pod(pod, [a.name for a in plan.apps], rc)
 
 
@@ -372,9 +380,10 @@ def template_cmdline(vp: VmPlan) -> tuple[str, ...]:
 
 
 def _restored(pod: Path, plan: PodPlan, opts: RunOptions, vp: VmPlan, name: str,
-              hv: Hypervisor, found: Path) -> subprocess.Popen[bytes] | None:
-    """The pod's VM restored from a template (made first if there is none), or None
-    (said why under --debug) for a boot."""
+              hv: Hypervisor, confinement: launch.Confinement | None,
+              found: Path) -> tuple[subprocess.Popen[bytes], list[Path]] | None:
+    """The pod's VM restored from a template (made first if there is none), with the
+    cgroups to remove after it; or None (said why under --debug) for a boot."""
     from pyrkt.stage1.kvm import templates
 
     why = templates.refused(name, plan.annotations, opts.template)
@@ -386,63 +395,12 @@ def _restored(pod: Path, plan: PodPlan, opts: RunOptions, vp: VmPlan, name: str,
     return restore.restore_pod(restore.Request(
         pod=pod, vm=vp, hypervisor=hv, qemu=found, cache_dir=cache_dir_for(pod),
         cmdline=template_cmdline(vp), netns=opts.netns, interactive=plan.interactive,
-    ), launch)
+        confinement=confinement,
+    ))
 
 
-def launch(cwd: Path, vp: VmPlan, argv: list[str], *, netns: Path | None = None,
-           interactive: bool = False, pass_fds: Sequence[int] = (),
-           pidfile: Path | None = None, output: Path | None = None,
-           install_hint: str | None = None) -> subprocess.Popen[bytes]:
-    """Start a hypervisor: the one way every VM of the kvm stage1 starts (a pod's, booted
-    or restored, and a template's). argv: the driver's for vp (which names what the
-    hypervisor must reach: the files a jail would give it); netns: run it in the pod's
-    network namespace; interactive: it gets our stdin; output: its stdout and stderr go
-    to this file (a template's QEMU), else to ours; pidfile: its pid, written at once
-    (`rkt gc` kills what a killed `rkt run` left). The command line is logged under
-    --debug and kept in cwd/kvm/cmdline (or cwd/cmdline when cwd has no kvm folder)."""
-    if netns is not None:
-        from pyrkt.net.netns import netns_exec_argv
-
-        argv = [*netns_exec_argv(netns), *argv]
-    log.debug("kvm: " + shlex.join(argv))
-    where = kvm_dir(cwd) if kvm_dir(cwd).is_dir() else cwd
-    (where / "cmdline").write_text(shlex.join(argv) + "\n")
-    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C"}
-    _no_huge_pages()
-    out = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600) \
-        if output is not None else None
-    try:
-        p = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=None if interactive else subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            pass_fds=list(pass_fds),
-        )
-    except FileNotFoundError as e:
-        raise RktError(f"{argv[0]}: command not found", install_hint) from e
-    finally:
-        if out is not None:
-            os.close(out)
-    if pidfile is not None:
-        pidfile.write_text(f"{p.pid}\n")
-    return p
-
-
-def _no_huge_pages() -> None:
-    """No transparent huge pages for the hypervisor (set on this process, QEMU inherits
-    it; the runner becomes the waiter next, and a preexec_fn would cost the fast spawn
-    path). QEMU asks for them on guest RAM and TCG's code cache (madvise), so
-    every 2 MiB range the guest touches once would stay resident whole, and the
-    balloon's free page reports (4 KiB granular on the host) could not give parts of
-    one back."""
-    with contextlib.suppress(OSError):
-        prctl.set_thp_disable()
-
-
-def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions) -> None:
+def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions,
+                 groups: list[Path]) -> None:
     """Replace this process (same pid: the hypervisor stays our child) with the waiter:
     the stage1's static rkt-wait (~0.3 MiB) when it has one, else waiter.py (a Python
     that holds ~10 MiB instead of the planner's ~25 MiB while the VM runs)."""
@@ -454,6 +412,7 @@ def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions) -> None:
         "apps": [a.name for a in plan.apps],
         "net": opts.netns is not None,
         "debug": opts.debug,
+        "cgroups": [str(d) for d in groups],
     })
     # Blocked until the waiter takes them (the mask survives exec); SIGINT stays
     # ignored (QEMU gets it too).
@@ -466,6 +425,8 @@ def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions) -> None:
     argv = [*py, spec] if wait_bin is None else [str(wait_bin), str(pid), py[0], py[3], spec]
     env = dict(os.environ)
     env.pop(ENV_WAIT_FAST_OLD, None)
+    if groups:  # rkt-wait removes them once the hypervisor is gone
+        env["RKT_WAIT_RMDIR"] = "\n".join(str(d) for d in groups)
     if wait_bin is not None and opts.netns is None and not opts.debug:
         # rkt-wait's fast path: the exit codes read without starting Python after QEMU,
         # each as rkt/status/APP beneath the stage1 rootfs (no symlink, a regular file

@@ -105,4 +105,7 @@ class VmPlan:
     qmp_fd: int | None = None
     incoming: bool = False
     uniform_devices: bool = False
+    # The hypervisor's own syscall filter (QEMU's -sandbox: no obsolete calls, no
+    # privilege changes, no new processes, no scheduler changes), part of its jail.
+    sandbox: bool = False
     extra_args: tuple[str, ...] = field(default=())

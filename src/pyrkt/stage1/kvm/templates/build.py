@@ -7,7 +7,8 @@ output in qemu.log there (not on the user's terminal). Its RAM is a shared file
 mapping, so its boot fills the RAM file; once the guest waits on the rkt.go port,
 QMP stops it and migrates its state (`x-ignore-shared`: the RAM stays in the file) into
 `state` through a file descriptor (`getfd` + `fd:`; no `exec:` migration, which a
-QEMU confined with `-sandbox spawn=deny` could not run), then quits it.
+QEMU confined with `-sandbox spawn=deny` could not run), then quits it. That QEMU runs
+outside the pods' jail (launch.py says why).
 """
 
 from __future__ import annotations
@@ -25,25 +26,11 @@ from pathlib import Path
 
 from pyrkt import log
 from pyrkt.errors import RktError
+from pyrkt.stage1.kvm import launch
 from pyrkt.stage1.kvm.hypervisors.base import Hypervisor
 from pyrkt.stage1.kvm.qmp import Qmp, QmpError
 from pyrkt.stage1.kvm.templates import shape, store
 from pyrkt.stage1.kvm.vm import MemoryFile, VmPlan
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    import subprocess
-    from collections.abc import Sequence
-    from typing import Protocol
-
-    class Launch(Protocol):
-        """The runner's `launch`: the one way a hypervisor starts."""
-
-        def __call__(self, cwd: Path, vp: VmPlan, argv: list[str], *,
-                     netns: Path | None = None, interactive: bool = False,
-                     pass_fds: Sequence[int] = (), pidfile: Path | None = None,
-                     output: Path | None = None,
-                     install_hint: str | None = None) -> subprocess.Popen[bytes]: ...
 
 # A template boots once; under TCG on a loaded machine that can take many seconds.
 BOOT_TIMEOUT_S = 300.0
@@ -60,7 +47,7 @@ class Recipe:
     qemu_files: list[list[object]]
 
 
-def make(final: Path, recipe: Recipe, launch: Launch) -> None:
+def make(final: Path, recipe: Recipe) -> None:
     """Make the template final (store/KEY); store.Unavailable on failure, with nothing
     left behind, also when `rkt run` is asked to stop meanwhile (RktError then)."""
     t0 = time.monotonic()
@@ -77,7 +64,7 @@ def make(final: Path, recipe: Recipe, launch: Launch) -> None:
             (build / shape.KERNEL_HEAD).write_bytes(head)
             ram.with_suffix(".owner").write_text(f"{build}\n{final}\n")
             os.close(os.open(ram, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
-            _boot_and_save(build, ram, recipe, launch)
+            _boot_and_save(build, ram, recipe)
         p = recipe.plan
         vm = (f"{p.vcpus} vCPU(s), {p.memory_mib} MiB, {p.accel}, {len(p.taps)} NIC(s), "
               f"{len(p.shares)} share(s)")
@@ -120,7 +107,7 @@ def _stop_signals_raise() -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _boot_and_save(build: Path, ram: Path, recipe: Recipe, launch: Launch) -> None:
+def _boot_and_save(build: Path, ram: Path, recipe: Recipe) -> None:
     go_host, go_qemu = socket.socketpair()
     qmp_host, qmp_qemu = socket.socketpair()
     state = os.open(build / store.STATE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
@@ -129,9 +116,9 @@ def _boot_and_save(build: Path, ram: Path, recipe: Recipe, launch: Launch) -> No
                    go_fd=go_qemu.fileno(), qmp_fd=qmp_qemu.fileno())
     p = None
     try:
-        p = launch(build, plan, recipe.hypervisor.argv(plan),
-                   pass_fds=[go_qemu.fileno(), qmp_qemu.fileno()],
-                   pidfile=build / "pid", output=build / "qemu.log")
+        p, _ = launch.spawn(build, plan, recipe.hypervisor.argv(plan),
+                            pass_fds=[go_qemu.fileno(), qmp_qemu.fileno()],
+                            pidfile=build / "pid", output=build / "qemu.log")
         go_qemu.close()
         qmp_qemu.close()
         q = Qmp(qmp_host, QMP_TIMEOUT_S)

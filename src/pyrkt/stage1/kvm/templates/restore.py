@@ -24,14 +24,11 @@ from pathlib import Path
 from pyrkt import log
 from pyrkt.errors import RktError
 from pyrkt.stage1 import contract
+from pyrkt.stage1.kvm import launch
 from pyrkt.stage1.kvm.hypervisors.base import Hypervisor
 from pyrkt.stage1.kvm.qmp import Qmp
 from pyrkt.stage1.kvm.templates import build, shape, store
 from pyrkt.stage1.kvm.vm import VmPlan
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from pyrkt.stage1.kvm.templates.build import Launch
 
 # Generous: under TCG on a loaded machine QEMU can take seconds to start.
 QMP_TIMEOUT_S = 60.0
@@ -49,11 +46,16 @@ class Request:
     cmdline: tuple[str, ...]  # the template's kernel command line
     netns: Path | None
     interactive: bool
+    confinement: launch.Confinement | None  # the pod's jail
 
 
-def restore_pod(req: Request, launch: Launch) -> subprocess.Popen[bytes] | None:
-    """The pod's QEMU, restored and running its guest, or None (booting is up to the
-    caller: the reason is said under --debug)."""
+Started = tuple[subprocess.Popen[bytes], list[Path]]
+
+
+def restore_pod(req: Request) -> Started | None:
+    """The pod's QEMU, restored and running its guest, and the cgroups to remove once it
+    is gone (launch.spawn); or None (booting is up to the caller: the reason is said
+    under --debug)."""
     tplan = shape.template_plan(req.vm, req.cmdline)
     try:
         qemu_files = shape.qemu_files(req.hypervisor.binary(), req.qemu, req.pod)
@@ -67,14 +69,14 @@ def restore_pod(req: Request, launch: Launch) -> subprocess.Popen[bytes] | None:
     recipe = build.Recipe(tplan, req.hypervisor, qemu_files)
     where = store.store_dir(req.cache_dir)
     try:
-        with store.use(where, key, lambda final: build.make(final, recipe, launch)) as t:
-            return _restore(req, t, launch)
+        with store.use(where, key, lambda final: build.make(final, recipe)) as t:
+            return _restore(req, t)
     except store.Unavailable as e:
         log.debug(f"kvm: {e.args[0]}: booting the VM")
         return None
 
 
-def _restore(req: Request, t: store.Template, launch: Launch) -> subprocess.Popen[bytes] | None:
+def _restore(req: Request, t: store.Template) -> Started | None:
     t0 = time.monotonic()
     pod = req.pod
     serial = pod / req.vm.serial_log if req.vm.serial_log else None
@@ -86,14 +88,16 @@ def _restore(req: Request, t: store.Template, launch: Launch) -> subprocess.Pope
     vp = shape.restore_plan(req.vm, req.cmdline, t.ram, t.kernel_head, go_qemu.fileno(),
                             qmp_qemu.fileno())
     p = None
+    groups: list[Path] = []
     started = False
     try:
         try:
-            p = launch(pod, vp, req.hypervisor.argv(vp), netns=req.netns,
-                       interactive=req.interactive,
-                       pass_fds=[*(fd for fd, _ in vp.fd_sets), go_qemu.fileno(),
-                                 qmp_qemu.fileno(), state],
-                       pidfile=contract.pid_file(pod))
+            p, groups = launch.spawn(
+                pod, vp, req.hypervisor.argv(vp), confinement=req.confinement,
+                netns=req.netns, interactive=req.interactive,
+                pass_fds=[*(fd for fd, _ in vp.fd_sets), go_qemu.fileno(), qmp_qemu.fileno(),
+                          state],
+                pidfile=contract.pid_file(pod))
         finally:
             go_qemu.close()
             qmp_qemu.close()
@@ -114,9 +118,10 @@ def _restore(req: Request, t: store.Template, launch: Launch) -> subprocess.Pope
     except (OSError, RktError) as e:
         if p is not None and not isinstance(e, RestoreFailed) and _stopped_from_outside(p):
             log.debug(f"kvm: the VM was stopped while it was restored ({e})")
-            return p  # the pod's end, as for a VM killed while it boots
+            return p, groups  # the pod's end, as for a VM killed while it boots
         if p is not None:
             _kill(p)
+        launch.remove_groups(groups)
         if started:
             store.mark_failed(t.folder.parent, t.key, f"a restore failed: {e}")
         if serial is not None:
@@ -128,7 +133,7 @@ def _restore(req: Request, t: store.Template, launch: Launch) -> subprocess.Pope
         go_host.close()
         qmp_host.close()
     log.debug(f"kvm: restored from template {t.key} in {(time.monotonic() - t0) * 1000:.0f} ms")
-    return p
+    return p, groups
 
 
 class RestoreFailed(RktError):
