@@ -384,3 +384,9 @@ def test_the_ram_folder_must_be_ours(tmp_path: Path, ram_root: Path) -> None:
     where = tmp_path / "store"
     t = use_once(where, "k1", fake_make([]))
     assert t.ram.parent == where
+    # gc removes nothing there either (what it holds is not ours to judge).
+    planted = ram_root / "x.ram"
+    planted.write_bytes(b"\0")
+    planted.with_suffix(".owner").write_text(f"{tmp_path}/gone\n")
+    store.gc(where, grace=0)
+    assert planted.exists() and not t.ram.exists()

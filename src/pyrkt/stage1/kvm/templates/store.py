@@ -77,14 +77,19 @@ def ram_dir(store: Path) -> Path:
     can write, else the store itself."""
     with contextlib.suppress(FileExistsError, FileNotFoundError):
         RAM_ROOT.mkdir(mode=0o700)
+    if _private(RAM_ROOT):
+        return RAM_ROOT
+    log.debug(f"kvm: {RAM_ROOT} is not a private folder of ours: RAM files in {store}")
+    return store
+
+
+def _private(folder: Path) -> bool:
+    """Whether folder is a folder (not a link) of ours that only we can write."""
     try:
-        st = RAM_ROOT.lstat()
+        st = folder.lstat()
     except OSError:
-        return store
-    ok = stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077
-    if not ok:
-        log.debug(f"kvm: {RAM_ROOT} is not a private folder of ours: RAM files in {store}")
-    return RAM_ROOT if ok else store
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 def file_id(st: os.stat_result) -> list[int]:
@@ -333,8 +338,8 @@ def _gc_build(store: Path, build: Path) -> None:
 
 def sweep_ram(root: Path) -> None:
     """Remove the RAM files in root that no template or build uses (their owner says
-    which folders could)."""
-    if not root.is_dir():
+    which folders could); nothing in a folder another user could have written."""
+    if not _private(root):
         return
     for owner in root.glob("*.owner"):
         ram = owner.with_suffix(".ram")
