@@ -8,6 +8,8 @@ Then the guest gets "go" on the rkt.go port (clock, RNG seed, MACs: shape.go_lin
 answers "ok" once it took them; from there on the pod is like a booted one. Any failure
 kills that QEMU and returns None: the runner boots the pod instead (said under
 --debug), and a template that failed to restore is marked failed (store.mark_failed).
+A QEMU stopped from outside meanwhile (killed, or SIGTERM) is returned as it is: the
+pod ends, as one whose VM is killed while it boots.
 """
 
 from __future__ import annotations
