@@ -16,6 +16,7 @@ import test_kvm_rkt as base
 from test_kvm_rkt import Rkt
 
 from pyrkt.linux import cgroup
+from pyrkt.stage1 import contract
 
 pytestmark = [pytest.mark.qemu, pytest.mark.root]
 
@@ -103,7 +104,11 @@ def test_qemu_of_a_running_pod_is_confined(rkt: Rkt, image: Path, tmp_path: Path
         mounts[fields[4]] = set(fields[5].split(","))
     shares = {str(pod / "kvm"), str(pod / "logs"), str(vol), str(rovol)}
     rootfs = str(pod / "stage1/rootfs")
-    allowed = {"/", "/proc", "/dev/null", "/dev/urandom"} | shares | {rootfs}
+    # The kernel and initramfs, read-only, from the stage1 image's own tree (the pod's
+    # copy of it is the guest's to write).
+    image_rootfs = contract.stage1_image_rootfs(pod)
+    boot = {str(image_rootfs / "kvm" / f) for f in ("vmlinuz", "initrd.img")}
+    allowed = {"/", "/proc", "/dev/null", "/dev/urandom"} | shares | {rootfs} | boot
     for mp in mounts:
         assert (mp in allowed or mp.startswith(rootfs + "/")
                 or mp.startswith(QEMU_FILES)), f"{mp} is visible to QEMU"
