@@ -13,6 +13,7 @@ import sys
 
 from pyrkt import log
 from pyrkt.errors import RktError
+from pyrkt.interrupt import Terminated
 
 # verb -> (module, one-line help). Modules are imported only when their verb runs, so
 # that `rkt run` pays for nothing else.
@@ -101,6 +102,15 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except Terminated as e:
+        # cleaned up on the way here: now die of the signal, as without a handler
+        import os
+        import signal
+
+        sys.stdout.flush()
+        signal.signal(e.signum, signal.SIG_DFL)
+        os.kill(os.getpid(), e.signum)
+        return 128 + e.signum
 
 
 def prog_name(rest: list[str]) -> str:

@@ -49,10 +49,15 @@ def fetch_image(
 
     `signature`: a local detached signature for an ACI (default: the ACI's URL + `.asc`).
     """
+    from pyrkt.image.limits import space_errors
+    from pyrkt.interrupt import terminate_raises
+
     policy = parse_pull_policy(str(pull_policy))
     store = Store(g.dir)
     try:
-        return _fetch(g, store, ref, policy, progress, signature)
+        # SIGTERM unwinds like SIGINT: the staging is removed on the way out
+        with terminate_raises(), space_errors(store.root, ref):
+            return _fetch(g, store, ref, policy, progress, signature)
     finally:
         store.close()
 
@@ -143,6 +148,7 @@ def _pull_docker(g: GlobalOptions, store: Store, dref: DockerRef,
     with store.staging("pull") as work, pull(dref, work, options=options,
                                              progress=progress) as img:
         digests = [d.digest for d in img.layer_descriptors]
+        _check_sizes(store, str(dref), [d.size for d in img.layer_descriptors])
         manifest = config_to_manifest(
             img.config,
             registry=dref.registry,
@@ -157,4 +163,15 @@ def _pull_docker(g: GlobalOptions, store: Store, dref: DockerRef,
             for blob in img.layers:
                 yield blob.open()  # closed by import_layered
 
-        return import_layered(store, manifest, digests, layers)
+        return import_layered(store, manifest, digests, layers, what=str(dref))
+
+
+def _check_sizes(store: Store, what: str, sizes: list[int]) -> None:
+    """Before downloading: refuse layers whose compressed size alone is over a cap, and
+    a download the store has no room for (the blobs past LAYER_MEMORY go to files, and
+    the tree takes at least the compressed size again)."""
+    from pyrkt.image.limits import limits, require_space
+
+    limits().check_compressed(what, sizes)
+    total = sum(sizes)
+    require_space(store.root, total + max(0, total - LAYER_MEMORY), what)
