@@ -266,14 +266,17 @@ class Store:
         removed: list[str] = []
         try:
             names = {e.name for e in os.scandir(self.tmp)}
-        except FileNotFoundError:
+        except OSError:  # no store yet, or not ours to clean (not root)
             return removed
         for name in sorted(names):
             base = name.removesuffix(".lock")
             if name != base and base in names:
                 continue  # handled with its dir
             lockf = self.tmp / (base + ".lock")
-            fd = _lock_linked(lockf, wait=False)
+            try:
+                fd = _lock_linked(lockf, wait=False)
+            except OSError:
+                continue
             if fd is None:
                 continue  # in use
             try:
