@@ -24,16 +24,17 @@ from support.images import (
     Compression,
     RawLayer,
     busybox_rootfs,
+    compress,
     gzip_bomb,
     oci_layout,
     raw_layout,
     tar_dict,
     tar_directory,
+    write_aci,
 )
 from support.proxy import CuttingProxy
 from support.registry import Registry
 
-pytestmark = pytest.mark.registry
 MIB = 1 << 20
 MakeTmpfs = Callable[[int], Path]
 BIG_MIB = 16  # the slow image's second layer: random bytes, so it stays this big
@@ -124,6 +125,7 @@ def tmpfs(tmp_path: Path) -> Iterator[MakeTmpfs]:
         subprocess.run(["umount", str(d)], check=False)
 
 
+@pytest.mark.registry
 @pytest.mark.root
 def test_gzip_bomb_stops_at_the_layer_cap(reg: Registry, tmpfs: MakeTmpfs) -> None:
     # 128 MiB of room: had the cap not stopped it, the store would have filled up
@@ -138,6 +140,7 @@ def test_gzip_bomb_stops_at_the_layer_cap(reg: Registry, tmpfs: MakeTmpfs) -> No
     rkt.assert_nothing_of("bomb")
 
 
+@pytest.mark.registry
 @pytest.mark.root
 def test_gzip_bomb_stops_when_the_store_runs_out_of_room(reg: Registry,
                                                          tmpfs: MakeTmpfs) -> None:
@@ -151,6 +154,7 @@ def test_gzip_bomb_stops_when_the_store_runs_out_of_room(reg: Registry,
     assert rkt("fetch", reg.ref("busybox")).returncode == 0
 
 
+@pytest.mark.registry
 def test_image_over_the_image_cap(reg: Registry, tmp_path: Path) -> None:
     rkt = Rkt(tmp_path / "rkt", PYRKT_MAX_IMAGE_SIZE="10Mi")
     cp = rkt("fetch", reg.ref("twelve"))
@@ -163,12 +167,14 @@ def test_image_over_the_image_cap(reg: Registry, tmp_path: Path) -> None:
     assert cp.returncode == 0, cp.stderr
 
 
+@pytest.mark.registry
 def test_bad_cap_setting_is_one_line(reg: Registry, tmp_path: Path) -> None:
     cp = Rkt(tmp_path / "rkt", PYRKT_MAX_LAYER_SIZE="lots")("fetch", reg.ref("busybox"))
     assert cp.returncode == 254
     assert "invalid PYRKT_MAX_LAYER_SIZE='lots'" in cp.stderr and "Traceback" not in cp.stderr
 
 
+@pytest.mark.registry
 @pytest.mark.root
 def test_no_room_for_the_download(reg: Registry, tmpfs: MakeTmpfs) -> None:
     store = tmpfs(12)
@@ -205,6 +211,7 @@ def _midway(rkt: Rkt, p: subprocess.Popen[str], known: list[str] | None = None) 
     raise AssertionError("the fetch never got midway")
 
 
+@pytest.mark.registry
 def test_sigterm_midway_leaves_nothing(reg: Registry, slow: CuttingProxy,
                                        tmp_path: Path) -> None:
     rkt = Rkt(tmp_path / "rkt")
@@ -217,6 +224,7 @@ def test_sigterm_midway_leaves_nothing(reg: Registry, slow: CuttingProxy,
     rkt.assert_nothing_of("big")
 
 
+@pytest.mark.registry
 def test_sigkill_leftovers_go_with_the_next_fetch_not_a_running_ones(
         reg: Registry, slow: CuttingProxy, tmp_path: Path) -> None:
     rkt = Rkt(tmp_path / "rkt")
@@ -236,3 +244,25 @@ def test_sigkill_leftovers_go_with_the_next_fetch_not_a_running_ones(
     assert rkt.staging == []
     assert sorted(n.rsplit("/", 1)[-1] for n in rkt.images()) == ["big:latest",
                                                                   "busybox:latest"]
+
+
+@pytest.mark.root
+def test_aci_over_the_image_cap(tmp_path: Path) -> None:
+    """An ACI is one layer: its uncompressed tar is metered too (here gzip'd, 4 MiB of
+    zeros in a few KiB)."""
+    work = tmp_path / "aci"
+    (work / "rootfs").mkdir(parents=True)
+    (work / "rootfs" / "zeros").write_bytes(bytes(4 * MIB))
+    aci = write_aci(work, {"acKind": "ImageManifest", "acVersion": "0.8.11",
+                           "name": "example.com/zeros"}, "zeros.aci")
+    gz = tmp_path / "zeros.aci.gz"
+    gz.write_bytes(compress(aci.read_bytes(), Compression.GZIP))
+    rkt = Rkt(tmp_path / "rkt", PYRKT_MAX_IMAGE_SIZE="2Mi")
+    cp = rkt("fetch", str(gz))
+    assert cp.returncode == 254, cp.stderr
+    assert f"{gz}: it is larger than 2.0 MiB uncompressed, the cap on an image's size" \
+        in cp.stderr
+    rkt.assert_nothing_of("zeros")
+    assert not (rkt.dir / "cas" / "blobs").is_dir() or not os.listdir(rkt.dir / "cas/blobs")
+    rkt.env.pop("PYRKT_MAX_IMAGE_SIZE")
+    assert rkt("fetch", str(gz)).returncode == 0

@@ -10,7 +10,7 @@ compared by count: each check only matches objects one of *these* pods could hav
 What is looked at (each one line in the result):
 - pod folders: `DATA/pods/*/UUID`; staging: `DATA/cas/tmp/*`; temp files: anything in
   `tmpdir` (the TMPDIR the pods' `rkt` ran with), names holding a UUID in /tmp, /var/tmp,
-  /run, /dev/shm;
+  /run, /dev/shm and the folders right below them (`/run/netns/rkt-UUID`);
 - mounts: this mount namespace's mount points holding a UUID or the data dir (mounts in
   other namespaces need a process to hold them: see processes);
 - network namespaces: `ip netns` entries holding a UUID;
@@ -58,6 +58,14 @@ def _read(path: Path, limit: int = 1 << 16) -> str:
             return f.read(limit).replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def _scandir(path: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(path) as it:
+            return list(it)
+    except OSError:
+        return []
 
 
 def _link(path: Path) -> str:
@@ -113,11 +121,13 @@ class Traces:
             if staging.is_dir() else []
         if tmpdir is not None and tmpdir.is_dir():
             found += [f"temp file {p}" for p in sorted(tmpdir.iterdir())]
-        for place in TEMP_PLACES:
-            with contextlib.suppress(OSError):
-                for entry in os.scandir(place):
-                    if any(u in entry.name for u in uuids):
-                        found.append(f"temp file {entry.path}")
+        for place in TEMP_PLACES:  # two levels: /run/netns/rkt-UUID, /run/pyrkt/UUID
+            for entry in _scandir(place):
+                if any(u in entry.name for u in uuids):
+                    found.append(f"temp file {entry.path}")
+                elif entry.is_dir(follow_symlinks=False):
+                    found += [f"temp file {e.path}" for e in _scandir(Path(entry.path))
+                              if any(u in e.name for u in uuids)]
         return found
 
     def _mounts(self, uuids: list[str]) -> list[str]:
