@@ -8,12 +8,14 @@ context managers run (a fetch removes its staging) as they do for KeyboardInterr
 The CLI ends the process with the same signal afterwards (default action), so the
 parent sees "killed by SIGTERM", as it would have without the handler. Outside the main
 thread, or for a signal that is ignored or already handled by someone else, nothing is
-installed. (Imported by the CLI on every start: signal only, no typing, no threading.)
+installed. (No typing, no threading: `rkt run` imports this when it fetches.)
 """
 
 from __future__ import annotations
 
 import signal
+
+from pyrkt.errors import Terminated
 
 # not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms
 TYPE_CHECKING = False
@@ -21,14 +23,6 @@ if TYPE_CHECKING:
     from types import FrameType, TracebackType
 
 SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-
-
-class Terminated(BaseException):  # a BaseException, like KeyboardInterrupt
-    """The process got a terminating signal; unwinding to exit by it."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"terminated by {signal.Signals(signum).name}")
-        self.signum = signum
 
 
 def _raise(signum: int, frame: FrameType | None) -> None:

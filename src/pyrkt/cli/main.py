@@ -12,8 +12,7 @@ import importlib
 import sys
 
 from pyrkt import log
-from pyrkt.errors import RktError
-from pyrkt.interrupt import Terminated
+from pyrkt.errors import RktError, Terminated
 
 # verb -> (module, one-line help). Modules are imported only when their verb runs, so
 # that `rkt run` pays for nothing else.

@@ -148,7 +148,6 @@ def _pull_docker(g: GlobalOptions, store: Store, dref: DockerRef,
     with store.staging("pull") as work, pull(dref, work, options=options,
                                              progress=progress) as img:
         digests = [d.digest for d in img.layer_descriptors]
-        _check_sizes(store, str(dref), [d.size for d in img.layer_descriptors])
         manifest = config_to_manifest(
             img.config,
             registry=dref.registry,
@@ -160,6 +159,8 @@ def _pull_docker(g: GlobalOptions, store: Store, dref: DockerRef,
         )
 
         def layers() -> Iterator[ByteStream]:
+            # first asked for once the image is known to be missing from the store
+            _check_sizes(store, str(dref), [d.size for d in img.layer_descriptors])
             for blob in img.layers:
                 yield blob.open()  # closed by import_layered
 
