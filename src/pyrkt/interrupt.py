@@ -8,7 +8,7 @@ context managers run (a fetch removes its staging) as they do for KeyboardInterr
 The CLI ends the process with the same signal afterwards (default action), so the
 parent sees "killed by SIGTERM", as it would have without the handler. Outside the main
 thread, or for a signal that is ignored or already handled by someone else, nothing is
-installed. (No typing, no threading: `rkt run` imports this when it fetches.)
+installed. (No typing, no threading; imported by `Store.staging`, only when staging.)
 """
 
 from __future__ import annotations

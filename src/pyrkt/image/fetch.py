@@ -49,14 +49,10 @@ def fetch_image(
 
     `signature`: a local detached signature for an ACI (default: the ACI's URL + `.asc`).
     """
-    from pyrkt.image.limits import space_errors
-    from pyrkt.interrupt import terminate_raises
-
     policy = parse_pull_policy(str(pull_policy))
     store = Store(g.dir)
     try:
-        # SIGTERM unwinds like SIGINT: the staging is removed on the way out
-        with terminate_raises(), space_errors(store.root, ref):
+        with store.space_errors(ref):
             return _fetch(g, store, ref, policy, progress, signature)
     finally:
         store.close()

@@ -13,9 +13,9 @@ layer)` passes the decompressed chunks through, counting them, and raises `TooLa
 before handing on the chunk that would cross a cap (so a gzip bomb stops after at most
 the cap, never writing past it), and `NoSpace` when the store's file system falls below
 its reserve (checked every `CHECK_EVERY` bytes). `require_space(root, need, what)` is the
-check before a download whose size is known. `space_errors(root, what)` turns a "no
-space left on device" from anywhere below it (file writes, download threads, sqlite)
-into the same one-line `NoSpace`.
+check before a download whose size is known. `out_of_space_error` turns a "no space
+left on device" from anywhere below a fetch (file writes, download threads, sqlite)
+into the same one-line `NoSpace` (`Store.space_errors`).
 
 The reserve: fetches stop when less than `min(RESERVE_MAX, RESERVE_FRACTION of the file
 system)` would be left, so a fetch never fills the disk that pods and logs share.
@@ -23,7 +23,6 @@ system)` would be left, so a fetch never fills the disk that pods and logs share
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 from collections.abc import Iterator
@@ -166,16 +165,11 @@ def _out_of_space(e: BaseException | None) -> bool:
     return False
 
 
-@contextlib.contextmanager
-def space_errors(root: Path, what: str) -> Iterator[None]:
-    """Re-raise "no space left on device" (however wrapped) as one NoSpace line."""
-    try:
-        yield
-    except NoSpace:
-        raise
-    except Exception as e:
-        if not _out_of_space(e):
-            raise
-        free = free_space(root)[0] if root.exists() else 0
-        raise NoSpace(f"the image store {root} ran out of space while fetching {what} "
-                      f"({mib(free)} free)", _HINT_SPACE) from e  # fmt: skip
+def out_of_space_error(e: BaseException, root: Path, what: str) -> NoSpace | None:
+    """For a "no space left on device" (however wrapped), the one-line NoSpace to
+    raise instead (`Store.space_errors`); None for anything else, NoSpace included."""
+    if isinstance(e, NoSpace) or not _out_of_space(e):
+        return None
+    free = free_space(root)[0] if root.exists() else 0
+    return NoSpace(f"the image store {root} ran out of space while fetching {what} "
+                   f"({mib(free)} free)", _HINT_SPACE)  # fmt: skip

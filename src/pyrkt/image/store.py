@@ -244,29 +244,48 @@ class Store:
 
     @contextlib.contextmanager
     def staging(self, what: str) -> Iterator[Path]:
-        """A fresh staging dir, flocked while in use, removed afterwards (also when a
-        SIGINT or SIGTERM ends the fetch: see `pyrkt.interrupt`). The first staging of
-        a process first removes what killed processes left (`sweep_staging`)."""
+        """A fresh staging dir, flocked while in use, removed afterwards, also when a
+        SIGINT, SIGTERM or SIGHUP ends the process meanwhile (`pyrkt.interrupt`: they
+        unwind it). The first staging of a process first removes what killed processes
+        left (`sweep_staging`)."""
         import secrets
         import shutil
 
-        self._ensure()
-        if not self._swept:
-            self._swept = True
-            self.sweep_staging()
-        path = self.tmp / f"{what}-{os.getpid()}-{secrets.token_hex(8)}"
-        lockf = path.with_name(path.name + ".lock")
-        fd = _lock_linked(lockf)
-        assert fd is not None  # waited for it
-        try:
-            path.mkdir()
+        from pyrkt.interrupt import terminate_raises
+
+        with terminate_raises():
+            self._ensure()
+            if not self._swept:
+                self._swept = True
+                self.sweep_staging()
+            path = self.tmp / f"{what}-{os.getpid()}-{secrets.token_hex(8)}"
+            lockf = path.with_name(path.name + ".lock")
+            fd = _lock_linked(lockf)
+            assert fd is not None  # waited for it
             try:
-                yield path
+                path.mkdir()
+                try:
+                    yield path
+                finally:
+                    shutil.rmtree(path, ignore_errors=True)
+                    lockf.unlink(missing_ok=True)
             finally:
-                shutil.rmtree(path, ignore_errors=True)
-                lockf.unlink(missing_ok=True)
-        finally:
-            os.close(fd)
+                os.close(fd)
+
+    @contextlib.contextmanager
+    def space_errors(self, what: str) -> Iterator[None]:
+        """A "no space left on device" from the block (however wrapped: a layer error,
+        a download thread's, sqlite's) re-raised as one line naming the store and
+        `what` (`limits.NoSpace`)."""
+        try:
+            yield
+        except Exception as e:
+            from pyrkt.image.limits import out_of_space_error
+
+            err = out_of_space_error(e, self.root, what)
+            if err is None:
+                raise
+            raise err from e
 
     def sweep_staging(self) -> list[str]:
         """Remove the staging dirs (and lone lock files) of processes that are gone.
