@@ -17,10 +17,11 @@ and chains, IPAM leases, cgroups, processes, pod folders, store staging, temp fi
 
 Scope: the machine is shared with other tests and other users, so nothing is compared by
 count. Every check matches only what this test's pods could have made: objects named by
-a pod's UUID, the test's data dir, the test's network name and subnet, the host
-interfaces and addresses the pod's net-info.json and IPAM leases named while it ran, the
-process sessions of the `rkt run`s this test started, and a TMPDIR of the test's own
-(the `rkt` processes' temp files). Before the kills, one clean run per flavor checks
+a pod's UUID, the test's data dir, the test's network name, the host interfaces and
+addresses the pod's net-info.json and IPAM leases named while it ran, addresses in the
+test's subnet that were not there before the test (the one before/after comparison),
+the process sessions of the `rkt run`s this test started, and a TMPDIR of the test's
+own (the `rkt` processes' temp files). Nothing else on the machine is counted. Before the kills, one clean run per flavor checks
 that the checks do see a running pod's traces (so an empty result means something).
 
 Every combination (flavor x network x kill) runs once per round (`PYRKT_CHAOS_ROUNDS`,

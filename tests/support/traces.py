@@ -16,7 +16,7 @@ What is looked at (each one line in the result):
 - network namespaces: `ip netns` entries holding a UUID;
 - links and routes: host interface names and pod addresses recorded while the pods ran
   (`note_running`: net-info.json and the IPAM leases naming the UUID), and addresses in
-  the test's own subnets;
+  the test's own subnets that were not there before (`Traces(...)` notes those);
 - iptables (nat, filter, mangle): rules holding a UUID, and the chains CNI plugins name
   after (network, UUID) (`CNI-[DN-|SN-]<sha512 hex>`, which a rule-by-rule sweep misses
   when nothing jumps to them);
@@ -83,6 +83,8 @@ class Traces:
         self.subnets = [ipaddress.ip_network(s) for s in subnets]
         self.host_ifs: dict[str, set[str]] = {}
         self.pod_ips: dict[str, set[str]] = {}
+        # before any pod: addresses already in those subnets are someone else's
+        self._before = set(self._addresses())
 
     # -- while a pod runs ---------------------------------------------------------------
 
@@ -148,14 +150,19 @@ class Traces:
             routes = sh("ip route").split()
             found += [f"route to {ip} (pod {u})" for ip in sorted(self.pod_ips.get(u, ()))
                       if ip in routes]
+        found += [a for a in self._addresses() if a not in self._before]
+        return found
+
+    def _addresses(self) -> list[str]:
+        out = []
         for ln in sh("ip -o addr").splitlines():
             parts = ln.split()
             if len(parts) > 3 and parts[2] in ("inet", "inet6"):
                 with contextlib.suppress(ValueError):
                     addr = ipaddress.ip_interface(parts[3]).ip
                     if any(addr in net for net in self.subnets):
-                        found.append(f"address {parts[3]} on {parts[1]}")
-        return found
+                        out.append(f"address {parts[3]} on {parts[1]}")
+        return out
 
     def _chains(self, uuids: list[str]) -> list[str]:
         found = []
