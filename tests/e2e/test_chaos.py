@@ -21,8 +21,9 @@ a pod's UUID, the test's data dir, the test's network name, the host interfaces 
 addresses the pod's net-info.json and IPAM leases named while it ran, addresses in the
 test's subnet that were not there before the test (the one before/after comparison),
 the process sessions of the `rkt run`s this test started, and a TMPDIR of the test's
-own (the `rkt` processes' temp files). Nothing else on the machine is counted. Before the kills, one clean run per flavor checks
-that the checks do see a running pod's traces (so an empty result means something).
+own (the `rkt` processes' temp files). Nothing else on the machine is counted. Before
+the kills, one clean run per flavor checks that the checks do see a running pod's
+traces (so an empty result means something).
 
 Every combination (flavor x network x kill) runs once per round (`PYRKT_CHAOS_ROUNDS`,
 default 1; about 2 minutes on an idle 2-core machine), in an order and with kill times
