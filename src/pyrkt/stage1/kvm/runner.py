@@ -375,8 +375,10 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
 
 def template_cmdline(vp: VmPlan) -> tuple[str, ...]:
     """The kernel command line a template boots with: one for every pod of its shape
-    (--debug or not, interactive or not), `rkt.template=1` for the guest init."""
-    return (*kernel_cmdline(False, False, net=bool(vp.taps)), "rkt.template=1")
+    (--debug or not, interactive or not), `rkt.template=1` for the guest init. Not
+    `quiet`: its boot messages are in its serial log, which `rkt run --debug` of a pod
+    restored from it shows as a booted pod's."""
+    return (*kernel_cmdline(True, False, net=bool(vp.taps)), "rkt.template=1")
 
 
 def _restored(pod: Path, plan: PodPlan, opts: RunOptions, vp: VmPlan, name: str,

@@ -14,11 +14,13 @@ pod ends, as one whose VM is killed while it boots.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +86,8 @@ def _restore(req: Request, t: store.Template) -> Started | None:
     serial = pod / req.vm.serial_log if req.vm.serial_log else None
     if serial is not None:  # the pod's serial log starts with its template's boot
         shutil.copyfile(t.serial_log, serial)
+    if req.vm.serial_to_stderr:  # --debug: that boot's messages, as a boot shows them
+        _copy_to_stderr(t.serial_log)
     go_host, go_qemu = socket.socketpair()
     qmp_host, qmp_qemu = socket.socketpair()
     state = os.open(t.state, os.O_RDONLY | os.O_CLOEXEC)
@@ -136,6 +140,13 @@ def _restore(req: Request, t: store.Template) -> Started | None:
         qmp_host.close()
     log.debug(f"kvm: restored from template {t.key} in {(time.monotonic() - t0) * 1000:.0f} ms")
     return p, groups
+
+
+def _copy_to_stderr(path: Path) -> None:
+    sys.stderr.flush()
+    with contextlib.suppress(OSError), path.open("rb") as f:
+        shutil.copyfileobj(f, sys.stderr.buffer)
+    sys.stderr.flush()
 
 
 class RestoreFailed(RktError):
