@@ -9,6 +9,9 @@
  * builds it with `env -i`). Each failure prints the failing call and exits 127.
  * RKT_SECCOMP=FILE (taken out of the environment): the app's seccomp filter, a BPF
  * program (struct sock_filter[]) read before the chroot and loaded just before the exec.
+ * RKT_RLIMITS=RES:SOFT:HARD,... (taken out too): resource limits set before the user
+ * changes (RES: the RLIMIT_* number; a value of 18446744073709551615 is unlimited);
+ * RKT_UMASK=OCTAL: the app's umask (the OCI runtime's process.rlimits and user.umask).
  *
  *   rkt-exec --tty PORT RID ROOT CWD ... -- ARGV...      (`rkt enter` with a terminal)
  *
@@ -34,6 +37,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -78,6 +82,31 @@ static void load_seccomp(void) {
     if (errno != EACCES || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
         prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &seccomp_prog, 0, 0) < 0)
         die("prctl", "PR_SET_SECCOMP");
+}
+
+/* RKT_RLIMITS and RKT_UMASK (see the top), applied and taken out of the environment. */
+static void apply_limits(void) {
+    const char *env = getenv("RKT_RLIMITS");
+    if (env) {
+        char *list = strdup(env), *save = NULL;
+        unsetenv("RKT_RLIMITS");
+        for (char *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+            char *end;
+            int res = (int)strtol(item, &end, 10);
+            if (*end != ':') die("RKT_RLIMITS", item);
+            struct rlimit rl;
+            rl.rlim_cur = (rlim_t)strtoull(end + 1, &end, 10);
+            if (*end != ':') die("RKT_RLIMITS", item);
+            rl.rlim_max = (rlim_t)strtoull(end + 1, &end, 10);
+            if (setrlimit(res, &rl) < 0) die("setrlimit", item);
+        }
+        free(list);
+    }
+    const char *um = getenv("RKT_UMASK");
+    if (um) {
+        umask((mode_t)strtoul(um, NULL, 8));
+        unsetenv("RKT_UMASK");
+    }
 }
 
 static int parse_list(const char *s, unsigned long *out, int max) {
@@ -331,6 +360,7 @@ int main(int argc, char **argv) {
     int ncaps = all_caps ? 0 : parse_list(argv[6], caps, 64);
     int nnp = strcmp(argv[7], "1") == 0;
     read_seccomp();
+    apply_limits();
 
     if (strcmp(cgroup, "-") != 0) {
         char path[4096], pid[32];

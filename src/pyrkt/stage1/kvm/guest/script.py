@@ -102,6 +102,11 @@ def exec_line(app: AppPlan, argv: Sequence[str] | None = None, *,
     env = " ".join(q(f"{k}={v}") for k, v in app.env)
     if seccomp:
         env = f"{q('RKT_SECCOMP=' + seccomp_file(app))} {env}"
+    if app.rlimits:  # rkt-exec sets them (and takes the variable out)
+        limits = ",".join(f"{r.resource}:{r.soft}:{r.hard}" for r in app.rlimits)
+        env = f"RKT_RLIMITS={limits} {env}"
+    if app.umask is not None:
+        env = f"RKT_UMASK={app.umask:04o} {env}"
     groups = ",".join(str(g) for g in app.supplementary_gids) or "-"
     cg = f"{CGROUP_ROOT}/{app.name}" if controllers(app) else "-"
     args = " ".join(q(a) for a in (argv if argv is not None else app.argv))

@@ -92,6 +92,16 @@ class Qemu:
         return plan.accel.value
 
     def _console(self, plan: VmPlan) -> list[str]:
+        if plan.console is ConsoleMode.TERMINAL:
+            log = (
+                f"file,id=log,path={plan.serial_log}" if plan.serial_log else "null,id=log"
+            )
+            return [
+                "-chardev", log,
+                "-serial", "chardev:log",
+                "-chardev", "stdio,id=con,signal=off",
+                "-serial", "chardev:con",
+            ]  # fmt: skip
         if plan.console is ConsoleMode.INTERACTIVE:
             # ttyS0: firmware and kernel messages (log); ttyS1: the app's terminal.
             log = (
