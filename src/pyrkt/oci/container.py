@@ -1,0 +1,398 @@
+"""create / start / kill / delete, and the container process.
+
+`create` plans the container (refusing what a VM cannot honour), prepares the pod
+folder and forks the *container process*: the pid it reports (`--pid-file`,
+`state.pid`). That process lives in a mount namespace of its own where the bundle's
+rootfs is bound into the pod folder (the mount vanishes with it, whatever kills it),
+joins the bundle's network namespace, and waits on `exec.fifo`. `start` reads the fifo;
+the process then boots the VM (`stage1.kvm.runner.run_pod`) and becomes the kvm
+stage1's waiter (same pid, QEMU its child), which exits with the app's exit code (128+N
+when signal N ended it in the guest). Its caller (containerd's shim, conmon) is its
+subreaper once `create` exited, and so collects that status.
+
+`kill`: SIGKILL ends the container process and QEMU on the host; any other signal goes
+to the app inside the guest through the agent. `delete` removes what is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pyrkt.errors import RktError
+from pyrkt.oci import netattach
+from pyrkt.oci.plan import APP, ContainerPlan, container_plan
+from pyrkt.oci.runlog import RuntimeLog
+from pyrkt.oci.spec import load_bundle
+from pyrkt.oci.state import FIFO, State, Status, Store, now_rfc3339, proc_start
+from pyrkt.record import record, replace
+from pyrkt.stage1 import contract
+
+if TYPE_CHECKING:
+    from pyrkt.net.tap import IfaceState
+
+START_TIMEOUT_S = 30.0
+KILL_WAIT_S = 10.0
+
+
+@record
+class CreateArgs:
+    cid: str
+    bundle: Path
+    pid_file: Path | None = None
+    console_socket: str | None = None
+
+
+def _write_pid_file(path: Path, pid: int) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(str(pid))
+    os.replace(tmp, path)
+
+
+def _prepare_pod(pod: Path, cp: ContainerPlan) -> None:
+    """The pod folder the kvm runner expects: the stage1 rootfs with the guest kernel,
+    initramfs and rkt-wait (a copy per container: the guest can write that share), the
+    app's rootfs mount point, the folders of tmpfs mounts."""
+    from pyrkt.stage1.build import kernel
+    from pyrkt.stage1.kvm import assets
+
+    guest = kernel.cached_tailored_kernel() or kernel.distro_kernel()
+    rootfs = contract.stage1_rootfs(pod)
+    assets.populate_stage1_rootfs(rootfs, kernel=guest.image)
+    contract.app_rootfs(pod, APP).mkdir(parents=True)
+    contract.status_dir(pod).mkdir(parents=True)
+    for d in cp.empty_dirs:
+        d.mkdir(parents=True, mode=0o755)
+
+
+def create(store: Store, a: CreateArgs, rlog: RuntimeLog) -> None:
+    bundle = a.bundle.resolve()
+    spec = load_bundle(bundle)
+    d = store.make(a.cid)
+    pid = 0
+    taps: list[tuple[str, str]] = []
+    cp: ContainerPlan | None = None
+    try:
+        with store.locked(a.cid):
+            cp = container_plan(spec, a.cid, d / "pod")
+            if cp.terminal and not a.console_socket:
+                raise RktError("process.terminal is set but no --console-socket was given",
+                               "a terminal container's pty master goes to the console socket")
+            for note in cp.notes:
+                rlog.warn(note)
+            st = State(id=a.cid, bundle=str(bundle), rootfs=str(spec.root_path),
+                       created=now_rfc3339(), sandbox=cp.sandbox,
+                       annotations=dict(spec.annotations),
+                       netns=str(cp.netns or "") if not cp.sandbox else "")
+            store.save(st)
+            states: list[IfaceState] = []
+            if not cp.sandbox:
+                _prepare_pod(d / "pod", cp)
+                if cp.netns is not None:
+                    taps, states = netattach.attach(cp.netns)
+                    st = replace(st, taps=tuple(taps))
+                    store.save(st)
+            os.mkfifo(d / FIFO, 0o600)
+            slave = None
+            if cp.terminal and a.console_socket:
+                from pyrkt.oci import console
+
+                slave = console.send_master(a.console_socket)
+            pid = _fork_container(store, st, cp, spec.root_path, states, slave, rlog)
+            info = proc_start(pid)
+            st = replace(st, pid=pid, pid_start=info[0] if info else 0)
+            store.save(st)
+            if a.pid_file is not None:
+                _write_pid_file(a.pid_file, pid)
+    except BaseException:
+        if pid:
+            _kill_and_reap(pid)
+        if cp is not None and cp.netns is not None:
+            netattach.detach(cp.netns, taps)
+        remove_tree(d)
+        raise
+
+
+def _fork_container(store: Store, st: State, cp: ContainerPlan, root: Path,
+                    states: list[IfaceState], slave: int | None, rlog: RuntimeLog) -> int:
+    r, w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        _container_process(store, st, cp, root, states, slave, w, rlog)
+    os.close(w)
+    if slave is not None:
+        os.close(slave)
+    with os.fdopen(r, "rb") as f:
+        msg = f.read(4096).decode(errors="replace")
+    if msg != "ok":
+        _kill_and_reap(pid)
+        raise RktError(msg or "the container process died while setting up")
+    return pid
+
+
+def _close_fds(keep: set[int]) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _container_process(store: Store, st: State, cp: ContainerPlan, root: Path,
+                       states: list[IfaceState], slave: int | None, w: int,
+                       rlog: RuntimeLog) -> None:
+    """The child of create; never returns."""
+    try:
+        _close_fds({w} | ({slave} if slave is not None else set()))
+        os.setsid()  # not in the caller's process group or session
+        sys.stderr = rlog.stream()  # fd 2 stays the container's stderr (for QEMU)
+        if slave is not None:
+            for fd in (0, 1, 2):
+                os.dup2(slave, fd)
+            os.close(slave)
+        pod = store.pod(st.id)
+        if not cp.sandbox:
+            from pyrkt.linux import mount, ns
+
+            ns.unshare(ns.CLONE.NEWNS)
+            mount.make_private("/", slave=True)
+            mount.bind(str(root), str(contract.app_rootfs(pod, APP)), recursive=True)
+            if cp.netns is not None:
+                from pyrkt.linux.netns import setns_path
+
+                setns_path(cp.netns)  # QEMU opens the taps in it
+        os.write(w, b"ok")
+        os.close(w)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.write(w, f"container process: {e}".encode())
+        os._exit(1)
+    code = 254
+    try:
+        fd = os.open(store.dir(st.id) / FIFO, os.O_WRONLY | os.O_CLOEXEC)  # until `start`
+        os.write(fd, b"0")
+        os.close(fd)
+        if cp.sandbox:
+            code = _pause()
+        else:
+            _boot(pod, cp, states)  # becomes the waiter: returns only on failure
+    except BaseException as e:
+        rlog.error(f"container {st.id}: {e}")
+        with contextlib.suppress(OSError):
+            os.write(2, f"rkt-runtime: {e}\n".encode())
+    finally:
+        os._exit(code)
+
+
+def _pause() -> int:
+    """An infra container's process: waits for SIGTERM/SIGINT (exit 0), as `pause`."""
+    done: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        done.append(signum)
+
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, stop)
+    while not done:
+        signal.pause()
+    return 0
+
+
+def _boot(pod: Path, cp: ContainerPlan, states: list[IfaceState]) -> None:
+    from pyrkt.net.tap import guest_network_script
+    from pyrkt.stage1.kvm import runner
+    from pyrkt.stage1.kvm.vm import ConsoleMode, Tap
+
+    ifaces = states
+    opts = runner.RunOptions(
+        taps=tuple(Tap(f"{netattach.TAP_PREFIX}{i}", s.mac) for i, s in enumerate(ifaces)),
+        guest_net_script=guest_network_script(ifaces) if ifaces else "",
+        etc_files=cp.etc_files,
+        console=ConsoleMode.TERMINAL,
+        exec_waiter=True,
+    )
+    runner.run_pod(pod, cp.pod, opts)
+
+
+# ---- start ------------------------------------------------------------------------
+
+
+def start(store: Store, cid: str) -> None:
+    with store.locked(cid):
+        st = store.load(cid)
+        status = store.status(st)
+        if status is Status.RUNNING:
+            raise RktError("cannot start an already running container")
+        if status is Status.STOPPED:
+            raise RktError("cannot start a container that has stopped")
+        if status is not Status.CREATED:
+            raise RktError(f"cannot start a container in the {status} state")
+        fifo = store.dir(cid) / FIFO
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            import select
+
+            while True:
+                ready, _, _ = select.select([fd], [], [], 0.2)
+                if ready and os.read(fd, 1):
+                    break
+                if store.status(st) is Status.STOPPED:
+                    raise RktError("the container process exited before it was started")
+                if time.monotonic() > deadline:
+                    raise RktError("the container process did not take the start signal")
+        finally:
+            os.close(fd)
+        fifo.unlink()
+        store.save(replace(st, started=True))
+
+
+def wait_and_delete(store: Store, cid: str) -> int:
+    """`run` without --detach: wait for our child, the container process; delete; its
+    exit status (128+N for signal N)."""
+    st = store.load(cid)
+    _, status = os.waitpid(st.pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    delete(store, cid, force=True)
+    return code if code >= 0 else 128 - code
+
+
+# ---- kill -------------------------------------------------------------------------
+
+
+def parse_signal(text: str) -> int:
+    t = text.strip().upper()
+    if t.isdigit():
+        n = int(t)
+        if 0 < n < signal.NSIG:
+            return n
+    else:
+        name = t if t.startswith("SIG") else f"SIG{t}"
+        sig = getattr(signal.Signals, name, None) if name.isidentifier() else None
+        if isinstance(sig, signal.Signals):
+            return int(sig)
+    raise RktError(f'unknown signal "{text}"')
+
+
+def hypervisor_of(store: Store, st: State) -> int | None:
+    """The QEMU of a container (its pid file, checked to be QEMU's)."""
+    from pyrkt.stage1.kvm.lifecycle import hypervisor_pid
+
+    return hypervisor_pid(store.pod(st.id))
+
+
+def _kill_and_reap(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def _wait_gone(pid: int, start: int, timeout: float) -> None:
+    from pyrkt.oci.state import alive
+
+    deadline = time.monotonic() + timeout
+    while alive(pid, start) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def hard_kill(store: Store, st: State) -> None:
+    """SIGKILL: the container process first (its status is then 137), then its QEMU."""
+    qemu = hypervisor_of(store, st)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(st.pid, signal.SIGKILL)
+    if qemu is not None:
+        info = proc_start(qemu)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(qemu, signal.SIGKILL)
+        _wait_gone(qemu, info[0] if info else 0, KILL_WAIT_S)
+    _wait_gone(st.pid, st.pid_start, KILL_WAIT_S)
+
+
+def kill(store: Store, cid: str, sig: int, all_procs: bool = False) -> None:
+    st = store.load(cid)
+    status = store.status(st)
+    if status not in (Status.CREATED, Status.RUNNING):
+        raise RktError("container not running")
+    if sig == signal.SIGKILL:
+        hard_kill(store, st)
+        return
+    if status is Status.CREATED or st.sandbox:
+        os.kill(st.pid, sig)  # not booted: the container process itself
+        return
+    from pyrkt.stage1.kvm import agent
+
+    pod = store.pod(cid)
+    agent.wait_started(pod)
+    agent.signal_apps(pod, sig, "all" if all_procs else "")
+
+
+# ---- delete -----------------------------------------------------------------------
+
+
+def remove_tree(d: Path) -> None:
+    """rm -r d, never crossing into another file system (a bind mount left in this
+    mount namespace: the bundle's rootfs must survive whatever happens)."""
+    try:
+        dev = d.lstat().st_dev
+    except FileNotFoundError:
+        return
+
+    def walk(p: Path) -> None:
+        for child in p.iterdir():
+            try:
+                cst = child.lstat()
+            except FileNotFoundError:
+                continue
+            if cst.st_dev != dev:
+                raise RktError(f"{child} is a mount point; not removing it",
+                               "unmount it, then delete again")
+            import stat
+
+            if stat.S_ISDIR(cst.st_mode):
+                walk(child)
+                child.rmdir()
+            else:
+                child.unlink()
+
+    walk(d)
+    d.rmdir()
+
+
+def delete(store: Store, cid: str, force: bool) -> None:
+    try:
+        st = store.load(cid)
+    except RktError:
+        if not store.dir(cid).is_dir():
+            if force:
+                return
+            raise
+        st = None  # a create that died midway: only the folder is left
+    if st is not None:
+        status = store.status(st)
+        if status is Status.RUNNING and not force:
+            raise RktError(f"cannot delete container {cid} that is not stopped: running")
+        if status in (Status.CREATED, Status.RUNNING):
+            hard_kill(store, st)
+        qemu = hypervisor_of(store, st)  # a QEMU left by a kill -9 of its waiter
+        if qemu is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(qemu, signal.SIGKILL)
+            info = proc_start(qemu)
+            _wait_gone(qemu, info[0] if info else 0, KILL_WAIT_S)
+        if st.netns and st.taps:
+            netattach.detach(Path(st.netns), st.taps)
+    d = store.dir(cid)
+    kvm = d / "pod" / "kvm"
+    if kvm.is_dir():
+        shutil.rmtree(kvm, ignore_errors=True)
+    remove_tree(d)
