@@ -6,7 +6,8 @@ The host side is a process of ours whose exit status is the guest process's (128
 for signal N): with `--detach` a child (its pid in `--pid-file`; the caller reaps it),
 else `exec` itself.
 
-- Without a terminal: stdin is read up front (until EOF) and handed over as a file;
+- Without a terminal: stdin is read up front (until EOF; nothing if nothing comes
+  within STDIN_GRACE_S) and handed over as a file;
   the guest runs the command in the background (agent `exec ID`), writing its stdout,
   stderr and exit code into the control share, which the host copies to its own
   stdout and stderr as they grow. SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2
@@ -36,6 +37,7 @@ from pyrkt.record import record
 from pyrkt.stage1 import contract
 
 POLL_S = 0.05
+STDIN_GRACE_S = 0.2
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2)
 CHUNK = 1 << 16
@@ -111,9 +113,17 @@ def _run(pod: Path, prefix: str, p: Process, rlog: RuntimeLog) -> int:
     return _run_files(pod, prefix, p.args)
 
 
-def _read_stdin() -> bytes:
+def _read_stdin(grace: float = STDIN_GRACE_S) -> bytes:
+    """What the caller feeds on stdin, up to its end: unless nothing at all comes within
+    grace seconds (a pipe the caller keeps open and never writes: containerd's shim
+    does so for every exec), then nothing."""
+    import select
+
     chunks = []
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, ValueError):
+        ready, _, _ = select.select([0], [], [], grace)
+        if not ready:
+            return b""
         while chunk := os.read(0, CHUNK):
             chunks.append(chunk)
     return b"".join(chunks)
