@@ -28,7 +28,7 @@ from pyrkt.record import asdict, field, record
 
 DEFAULT_ROOT = Path("/run/pyrkt-runtime")
 OCI_VERSION = "1.0.2"
-_ID = re.compile(r"^[\w+.-]+$")
+_ID = re.compile(r"[\w+.-]+", re.ASCII)
 STATE = "state.json"
 FIFO = "exec.fifo"
 LOCK = "lock"
@@ -62,7 +62,7 @@ class AlreadyExists(RktError):
 
 
 def check_id(cid: str) -> str:
-    if not cid or not _ID.match(cid) or cid in (".", ".."):
+    if not cid or not _ID.fullmatch(cid) or cid in (".", ".."):
         raise RktError(f"invalid container id {cid!r}", "letters, digits and + - . _ only")
     return cid
 
