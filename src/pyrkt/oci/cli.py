@@ -4,7 +4,8 @@
                 [--systemd-cgroup] COMMAND ...
 
 Commands: create, start, state, kill, delete, run, exec, ps, list, features; `--version`.
-Errors: one line on stderr (and an `error` record in --log), exit status 1, as runc.
+Errors: one line on stderr (and an `error` record in --log), exit status 1 (255 for
+`exec`, whose status is otherwise the process's), as runc.
 The only module of the package that prints or exits.
 """
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from pyrkt.oci.spec import Process
 
 EXIT_ERROR = 1
+EXIT_EXEC_ERROR = 255
 UNSUPPORTED = ("pause", "resume", "update", "checkpoint", "restore", "events", "spec")
 
 
@@ -231,14 +233,11 @@ def main(argv: list[str] | None = None) -> int:
             log.set_debug(True)
         rlog.debug("rkt-runtime " + " ".join(argv))
         return dispatch(a, rlog)
-    except RktError as e:
+    except (RktError, OSError) as e:
         rlog.error(str(e))
         print(f"rkt-runtime: {e}", file=sys.stderr, flush=True)
-        return EXIT_ERROR
-    except OSError as e:
-        rlog.error(str(e))
-        print(f"rkt-runtime: {e}", file=sys.stderr, flush=True)
-        return EXIT_ERROR
+        # exec's own status is the process's: its failures are 255, as runc's
+        return EXIT_EXEC_ERROR if "exec" in argv else EXIT_ERROR
     except KeyboardInterrupt:
         return 130
 
