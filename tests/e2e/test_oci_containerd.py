@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from support.oci import RUNTIME, Containerd, busybox_archive, containerd, leftovers
 
 pytestmark = [pytest.mark.root, pytest.mark.qemu]

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from support.net import free_port, http_get
 from support.oci import Podman, busybox_rootfs_tar, leftovers, podman, runtime_diagnostics
 
@@ -98,7 +99,8 @@ def test_terminal(pm: Podman) -> None:
         c.sendline("exit 4")
         c.expect(pexpect.EOF)
     except pexpect.ExceptionPexpect as e:
-        raise AssertionError(f"{e}\n{''.join(log)}\n{runtime_diagnostics(pm.runtime_root)}")
+        text = "".join(log)
+        raise AssertionError(f"{e}\n{text}\n{runtime_diagnostics(pm.runtime_root)}") from e
     finally:
         c.close()
     assert c.exitstatus == 4, "".join(log)
