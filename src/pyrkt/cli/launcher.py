@@ -8,7 +8,11 @@ starts Python with `-S` and puts the same directories on `sys.path` in the same 
 `sys.prefix`. Everything `rkt` starts (a stage1 exec'd with `PYRKT_PYTHON`, helpers)
 runs a normal Python with `site`.
 
-    python -m pyrkt.cli.launcher PATH     # write the launcher to PATH (atomically)
+    python -m pyrkt.cli.launcher PATH [MODULE]   # write the launcher to PATH (atomically)
+
+MODULE (default `pyrkt.cli.main`) is the module whose `main()` the command runs:
+`pyrkt.oci.cli` for `rkt-runtime`, which containerd's shim starts several times per
+container.
 """
 
 from __future__ import annotations
@@ -22,18 +26,22 @@ import pyrkt
 
 TEMPLATE = '''\
 #!{python} -S
-# pyrkt's `rkt`, written by `python -m pyrkt.cli.launcher` (scripts/setup.sh): Python
+# pyrkt's `{name}`, written by `python -m pyrkt.cli.launcher` (scripts/setup.sh): Python
 # without `site` (see pyrkt/cli/launcher.py), the same paths as pip's console script.
 import sys
 sys.prefix = sys.exec_prefix = {prefix!r}
 sys.path += {paths!r}
-from pyrkt.cli.main import main
+from {module} import main
 sys.exit(main())
 '''
 
 
-def launcher_text() -> str:
-    """The launcher for this interpreter, environment and pyrkt."""
+DEFAULT_MODULE = "pyrkt.cli.main"
+COMMANDS = {"pyrkt.cli.main": "rkt", "pyrkt.oci.cli": "rkt-runtime"}
+
+
+def launcher_text(module: str = DEFAULT_MODULE) -> str:
+    """The launcher for this interpreter, environment and pyrkt, running module.main."""
     source = str(Path(pyrkt.__file__).resolve().parent.parent)
     site_packages = sysconfig.get_path("purelib")
     paths = [site_packages]
@@ -42,21 +50,23 @@ def launcher_text() -> str:
         paths.append(platlib)
     if source not in paths:
         paths.append(source)  # the editable install's folder (pip adds it by a .pth)
-    return TEMPLATE.format(python=sys.executable, prefix=sys.prefix, paths=paths)
+    return TEMPLATE.format(python=sys.executable, prefix=sys.prefix, paths=paths,
+                           module=module, name=COMMANDS.get(module, module))
 
 
-def write(path: Path) -> None:
+def write(path: Path, module: str = DEFAULT_MODULE) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(launcher_text())
+    tmp.write_text(launcher_text(module))
     tmp.chmod(0o755)
     os.replace(tmp, path)
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m pyrkt.cli.launcher PATH", file=sys.stderr)
+    if len(argv) not in (1, 2) or (len(argv) == 2 and argv[1] not in COMMANDS):
+        print("usage: python -m pyrkt.cli.launcher PATH [" + "|".join(COMMANDS) + "]",
+              file=sys.stderr)
         return 2
-    write(Path(argv[0]))
+    write(Path(argv[0]), *argv[1:])
     return 0
 
 
