@@ -160,7 +160,9 @@ def _container_process(store: Store, st: State, cp: ContainerPlan, root: Path,
                 os.dup2(slave, fd)
             os.close(slave)
         pod = store.pod(st.id)
-        if not cp.sandbox:
+        if cp.sandbox:
+            _sandbox_namespaces(cp)
+        else:
             from pyrkt.linux import mount, ns
 
             ns.unshare(ns.CLONE.NEWNS)
@@ -191,6 +193,24 @@ def _container_process(store: Store, st: State, cp: ContainerPlan, root: Path,
             os.write(2, f"rkt-runtime: {e}\n".encode())
     finally:
         os._exit(code)
+
+
+def _sandbox_namespaces(cp: ContainerPlan) -> None:
+    """An infra container's process holds the pod's namespaces: the pod's other
+    containers join them as /proc/PID/ns/{net,ipc,uts} (containerd's CRI does)."""
+    from pyrkt.linux import ns
+
+    if cp.netns is not None:
+        ns.setns_path(str(cp.netns), ns.CLONE.NEWNET)
+    flags = {"network": ns.CLONE.NEWNET, "ipc": ns.CLONE.NEWIPC, "uts": ns.CLONE.NEWUTS}
+    new = 0
+    for kind in cp.new_namespaces:
+        if kind in flags and not (kind == "network" and cp.netns is not None):
+            new |= flags[kind]
+    if new:
+        ns.unshare(new)
+    if new & ns.CLONE.NEWUTS:
+        ns.sethostname(cp.pod.hostname)
 
 
 def _pause() -> int:

@@ -10,6 +10,7 @@ belongs to the caller: `detach` removes only what `attach` added.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from pyrkt import proc
@@ -19,10 +20,21 @@ from pyrkt.net.tap import IfaceState, attach_tap, detach_tap, read_iface
 TAP_PREFIX = "rkttap"
 
 
+def is_own_namespace(netns: Path) -> bool:
+    """netns is the network namespace this process is in (the host's, for a runtime)."""
+    a, b = os.stat(netns), os.stat("/proc/self/ns/net")
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 def ether_interfaces(netns: Path) -> list[str]:
     """The namespace's Ethernet interfaces (no loopback, none of our taps), in order."""
     if not netns.exists():
         raise RktError(f"network namespace {netns} does not exist")
+    if is_own_namespace(netns):
+        raise RktError(
+            f"network namespace {netns} is the runtime's own (the host's): refused",
+            "a VM container takes its namespace's interfaces; give it a namespace of its own",
+        )
     out = proc.output(["nsenter", f"--net={netns}", "--", "ip", "-j", "link", "show"])
     links = json.loads(out or "[]")
     return [

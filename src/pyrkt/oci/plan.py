@@ -54,6 +54,9 @@ class ContainerPlan:
     terminal: bool = False
     sandbox: bool = False  # an infra container: no VM (docs: "Pods and sandboxes")
     empty_dirs: tuple[Path, ...] = ()  # folders to make for tmpfs mounts
+    # namespace types the spec asks new ones of (no path): an infra container's process
+    # makes them, since the pod's other containers join them through /proc/PID/ns/
+    new_namespaces: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # what was ignored, for the runtime's log
 
 
@@ -222,4 +225,5 @@ def container_plan(spec: Spec, cid: str, pod_dir: Path) -> ContainerPlan:
     return ContainerPlan(
         pod=pod, netns=netns, etc_files=tuple(etc), terminal=spec.process.terminal,
         sandbox=is_sandbox(spec), empty_dirs=tuple(empty), notes=tuple(notes),
+        new_namespaces=tuple(n.type for n in spec.namespaces if not n.path),
     )
