@@ -33,6 +33,11 @@ def finish_pod(pod: Path, apps: list[str], rc: int) -> int:
     codes = contract.read_exit_codes(pod)
     missing = [a for a in apps if a not in codes]
     log.debug(f"kvm: hypervisor exited with {describe_status(rc)}; app exit codes {codes}")
+    if missing and rc < 0:
+        # Killed by signal -rc (`rkt stop --force`, the OCI runtime's `kill -9`, anyone)
+        # before these apps finished: they ended with it, as a process it killed would.
+        log.debug(f"kvm: app(s) {', '.join(missing)} ended with the VM")
+        return 128 - rc
     if missing and rc > 0:
         raise RktError(
             f"the VM stopped ({describe_status(rc)}) before app(s) {', '.join(missing)} "
