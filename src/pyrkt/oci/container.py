@@ -26,16 +26,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyrkt.errors import RktError
-from pyrkt.oci import netattach
-from pyrkt.oci.plan import APP, ContainerPlan, container_plan
 from pyrkt.oci.runlog import RuntimeLog
-from pyrkt.oci.spec import load_bundle
-from pyrkt.oci.state import FIFO, State, Status, Store, now_rfc3339, proc_start
+from pyrkt.oci.state import APP, FIFO, State, Status, Store, now_rfc3339, proc_start
 from pyrkt.record import record, replace
 from pyrkt.stage1 import contract
 
+# start, kill, delete import nothing more: the shim runs them once per container each
 if TYPE_CHECKING:
     from pyrkt.net.tap import IfaceState
+    from pyrkt.oci.plan import ContainerPlan
 
 START_TIMEOUT_S = 30.0
 KILL_WAIT_S = 10.0
@@ -72,6 +71,10 @@ def _prepare_pod(pod: Path, cp: ContainerPlan) -> None:
 
 
 def create(store: Store, a: CreateArgs, rlog: RuntimeLog) -> None:
+    from pyrkt.oci import netattach
+    from pyrkt.oci.plan import container_plan
+    from pyrkt.oci.spec import load_bundle
+
     bundle = a.bundle.resolve()
     spec = load_bundle(bundle)
     d = store.make(a.cid)
@@ -229,6 +232,7 @@ def _pause() -> int:
 
 def _boot(pod: Path, cp: ContainerPlan, states: list[IfaceState]) -> None:
     from pyrkt.net.tap import guest_network_script
+    from pyrkt.oci import netattach
     from pyrkt.stage1.kvm import runner
     from pyrkt.stage1.kvm.vm import ConsoleMode, Tap
 
@@ -304,10 +308,15 @@ def parse_signal(text: str) -> int:
 
 
 def hypervisor_of(store: Store, st: State) -> int | None:
-    """The QEMU of a container (its pid file, checked to be QEMU's)."""
-    from pyrkt.stage1.kvm.lifecycle import hypervisor_pid
-
-    return hypervisor_pid(store.pod(st.id))
+    """The QEMU of a container: the pid in its pod folder if that process is a QEMU
+    (the kvm stage1's check, without importing the kvm runner)."""
+    try:
+        pid = int(contract.pid_file(store.pod(st.id)).read_text(errors="replace")[:32])
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            exe = f.read(4096).split(b"\0", 1)[0]
+    except (OSError, ValueError):
+        return None
+    return pid if b"qemu" in exe else None
 
 
 def _kill_and_reap(pid: int) -> None:
@@ -410,6 +419,8 @@ def delete(store: Store, cid: str, force: bool) -> None:
             info = proc_start(qemu)
             _wait_gone(qemu, info[0] if info else 0, KILL_WAIT_S)
         if st.netns and st.taps:
+            from pyrkt.oci import netattach
+
             netattach.detach(Path(st.netns), st.taps)
     d = store.dir(cid)
     kvm = d / "pod" / "kvm"

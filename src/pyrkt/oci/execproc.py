@@ -29,10 +29,10 @@ from pathlib import Path
 
 from pyrkt.errors import RktError
 from pyrkt.oci import guestfiles
-from pyrkt.oci.plan import APP, app_plan
+from pyrkt.oci.plan import app_plan
 from pyrkt.oci.runlog import RuntimeLog
 from pyrkt.oci.spec import Process
-from pyrkt.oci.state import Status, Store
+from pyrkt.oci.state import APP, Status, Store
 from pyrkt.record import record
 from pyrkt.stage1 import contract
 

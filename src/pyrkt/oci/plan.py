@@ -13,12 +13,12 @@ import stat
 from pathlib import Path
 
 from pyrkt.oci.spec import Mount, Process, Spec, SpecError
+from pyrkt.oci.state import APP
 from pyrkt.record import record
 from pyrkt.stage1 import contract
 from pyrkt.stage1.plan import AppPlan, MountPlan, PodPlan, Rlimit, VolumeKind
 from pyrkt.stage1.planner import normalize_cap, resolve_in_rootfs
 
-APP = "app"
 # rkt-exec's CAPS argument is "all" (leave the caps alone) for an empty list: a process
 # with no capabilities at all gets this name, which maps to none (script.cap_arg).
 NO_CAPS = ("none",)

@@ -33,6 +33,7 @@ STATE = "state.json"
 FIFO = "exec.fifo"
 LOCK = "lock"
 POD = "pod"
+APP = "app"  # the one app of a container's pod
 
 
 class Status(enum.StrEnum):
