@@ -17,6 +17,9 @@ import signal
 from collections.abc import Sequence
 
 RKT_EXIT_CODE = 254
+# what a user who may not touch the data directory is told (rkt's `rkt` group model)
+PERMISSION_HINT = ("run it as root; members of the rkt group may list, status, "
+                   "image list and fetch")  # fmt: skip
 
 
 class RktError(Exception):

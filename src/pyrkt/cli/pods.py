@@ -378,6 +378,10 @@ def main(argv: list[str], g: GlobalOptions) -> int:
         flags = " ".join(f"[{x}]" for x in sorted(value_flags | bool_flags))
         print(f"Usage: rkt {verb} {flags}")
         return 0
+    if f.get("--app"):  # an app of the pod: an AC name (rkt: types.NewACName)
+        from pyrkt.appc.validate import ac_name
+
+        ac_name(f.get("--app"), "--app")
     if verb in ROOT_VERBS and os.geteuid() != 0:
         raise PermissionRequired()
     return VERB_FUNCS[verb](g, f)

@@ -68,6 +68,7 @@ def _fetch(g: GlobalOptions, store: Store, ref: str, policy: PullPolicy,
     if ref.startswith("oci:"):
         from pyrkt.image.oci_layout import fetch_oci_layout
 
+        _need_root_for_layers(ref)
         return fetch_oci_layout(store, ref)
     from pyrkt.image import aci_fetch
 
@@ -126,9 +127,21 @@ def _fetch_docker(g: GlobalOptions, store: Store, ref: str, policy: PullPolicy,
             return cached[0]
     if policy is PullPolicy.NEVER:
         raise NotFound(f"image {key!r} is not in the store", "--pull-policy=never")
+    _need_root_for_layers(ref)
     image_id = _pull_docker(g, store, dref, progress)
     store.remote_put(key, image_id)
     return image_id
+
+
+def _need_root_for_layers(ref: str) -> None:
+    """Docker and OCI images are stored as their rendered tree, made at fetch with each
+    file's owner: only root can do that (rkt group members fetch ACIs, as in rkt)."""
+    import os
+
+    if os.geteuid() != 0:
+        raise RktError(f"cannot fetch {ref} as an unprivileged user: its layers are applied "
+                       "at fetch, keeping the files' owners", "fetch it as root; members of "
+                       "the rkt group can fetch ACIs")  # fmt: skip
 
 
 def _pull_docker(g: GlobalOptions, store: Store, dref: DockerRef,

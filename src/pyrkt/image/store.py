@@ -47,8 +47,8 @@ import time
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from pyrkt import log
-from pyrkt.errors import Ambiguous, NotFound, RktError
+from pyrkt import datadir, log
+from pyrkt.errors import PERMISSION_HINT, Ambiguous, NotFound, RktError
 from pyrkt.linux.files import fsync_dir, try_flock
 from pyrkt.record import record
 
@@ -140,9 +140,11 @@ def tree_image_id(manifest: ImageManifest, layer_digests: list[str]) -> str:
 
 @contextlib.contextmanager
 def flocked(path: Path, *, blocking: bool = True) -> Iterator[bool]:
-    """Hold an exclusive flock on path (created if needed) for the block."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    """Hold an exclusive flock on path (created if needed, writable by the rkt group,
+    whose members fetch too) for the block."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, datadir.SHARED_FILE_MODE)
     try:
+        datadir.share_file(fd)
         if blocking:
             fcntl.flock(fd, fcntl.LOCK_EX)
         elif not try_flock(fd):
@@ -165,8 +167,12 @@ class Store:
     # -- plumbing --------------------------------------------------------------------
 
     def _ensure(self) -> None:
-        for d in (self.root / "db", self.blobs, self.trees, self.tmp, self.locks):
-            d.mkdir(parents=True, exist_ok=True)
+        try:
+            datadir.make(self.root.parent, "cas/db", "cas/blobs", "cas/trees", "cas/tmp",
+                         "cas/locks")  # fmt: skip
+        except PermissionError as e:
+            raise RktError(f"cannot open the image store {self.root}: permission denied",
+                           PERMISSION_HINT) from e  # fmt: skip
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -183,7 +189,15 @@ class Store:
                     "SELECT 1 FROM sqlite_master WHERE name = 'remotes'"
                 ).fetchone():
                     conn.executescript(f"BEGIN;{_SCHEMA}COMMIT;")  # one transaction
+                    if os.stat(path).st_uid == os.geteuid():
+                        os.chmod(path, datadir.SHARED_FILE_MODE)  # the group writes too
+            except PermissionError as e:
+                raise RktError(f"cannot open the image store {path}: permission denied",
+                               PERMISSION_HINT) from e  # fmt: skip
             except (OSError, sqlite3.Error) as e:
+                if not os.access(self.root, os.R_OK | os.X_OK):
+                    raise RktError(f"cannot open the image store {path}: permission denied",
+                                   PERMISSION_HINT) from e  # fmt: skip
                 raise RktError(f"cannot open the image store {path}: {e}",
                                "is --dir right, and are you root?") from e  # fmt: skip
             self._conn = conn

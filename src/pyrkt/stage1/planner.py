@@ -51,6 +51,33 @@ def empty_volume_dir(pod_dir: Path, volume: str) -> Path:
     return pod_dir / "volumes" / volume
 
 
+def check_host_source(vol: appc.Volume, *, folders_only: bool = False) -> Path:
+    """A host volume's source, refused when missing, reached through a symbolic link,
+    or (for the kvm flavor, which shares folders with the VM) not a folder.
+
+    rkt resolved links in the source (`filepath.EvalSymlinks`) and mounted their target;
+    pyrkt refuses them, since a link can be planted by whoever writes its folder (a pod
+    sharing it, for one) to put the host's `/` or `/etc` in the next pod. The user gives
+    the real path.
+    """
+    where = f"volume {vol.name!r}: source {vol.source}"
+    try:
+        st = os.stat(vol.source)
+        real = os.path.realpath(vol.source, strict=True)
+    except OSError as e:
+        raise PlanError(f"{where}: {e.strerror}") from None
+    given = os.path.normpath(vol.source)
+    if given.startswith("//"):  # POSIX keeps a leading "//"; it means "/" on Linux
+        given = "/" + given.lstrip("/")
+    if real != given:
+        raise PlanError(f"{where} goes through a symbolic link (to {real})",
+                        "give the real path: links in volume sources are not followed")
+    if folders_only and not stat.S_ISDIR(st.st_mode):
+        raise PlanError(f"{where} is not a folder",
+                        "the kvm flavor shares folders with the VM, not single files")
+    return Path(real)
+
+
 def normalize_cap(name: str) -> str:
     n = name.strip().upper()
     return n if n.startswith("CAP_") else f"CAP_{n}"
@@ -209,7 +236,7 @@ def _mounts(
             raise PlanError(f"app {ra.name!r}: mount target {target!r} is not absolute")
         kind = VolumeKind(vol.kind)
         if kind is VolumeKind.HOST:
-            source = Path(vol.source)
+            source = check_host_source(vol)
         else:
             source = empty_volume_dir(pod_dir, vol.name)
         out.append(
