@@ -235,3 +235,24 @@ def test_refusals_leave_nothing(rt: Runtime, tmp_path: Path) -> None:
     cp = rt("create", "--bundle", str(rt.bundle), cid)
     assert cp.returncode == 1 and "console-socket" in cp.stderr
     assert not any(rt.root.iterdir())
+
+
+def test_exec_writes_nothing_through_a_guest_planted_symlink(rt: Runtime,
+                                                             tmp_path: Path) -> None:
+    """The guest owns the control share: it replaces /ctl/enter with a symlink to a host
+    folder (planted here from the host, as the guest would over 9p). exec must refuse
+    rather than make its request folder and files there."""
+    set_args(rt.bundle, ["sleep", "600"])
+    pid = started(rt, "c7", tmp_path / "out")
+    assert rt("exec", "c7", "true").returncode == 0  # booted; /ctl/enter exists
+    target = tmp_path / "host-folder"
+    target.mkdir()
+    enter = rt.root / "c7" / "pod" / "kvm" / "ctl" / "enter"
+    subprocess.run(["rm", "-rf", str(enter)], check=True)
+    enter.symlink_to(target)
+    cp = rt("exec", "c7", "sh", "-c", "echo planted")
+    assert cp.returncode == 255, cp.stdout + cp.stderr
+    assert list(target.iterdir()) == []
+    rt.ok("kill", "c7", "KILL")
+    wait_exit(pid)
+    rt.ok("delete", "c7")

@@ -134,14 +134,19 @@ def _run_files(pod: Path, prefix: str, args: tuple[str, ...]) -> int:
     from pyrkt.stage1.kvm.guest import script
 
     rid = secrets.token_hex(8)
-    d = runner.guest_dir(pod) / "enter" / rid
-    d.mkdir(parents=True)
-    dfd = guestfiles.open_dir(d)  # before the guest knows the folder
+    enter_fd = guestfiles.make_dirs(runner.guest_dir(pod), "enter")
+    try:
+        os.mkdir(rid, 0o700, dir_fd=enter_fd)  # unknown to the guest until the request
+        dfd = os.open(rid, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=enter_fd)
+    except BaseException:
+        os.close(enter_fd)
+        raise
     try:
         guest = f"{script.GUEST_CTL}/enter/{rid}"
         cmd = " ".join(script.q(x) for x in args)
-        (d / "cmd.sh").write_text(f"echo $$ >{guest}/pid\nexec {prefix} {cmd}\n")
-        (d / "stdin").write_bytes(_read_stdin())
+        guestfiles.write_new(dfd, "cmd.sh", f"echo $$ >{guest}/pid\nexec {prefix} {cmd}\n"
+                             .encode())
+        guestfiles.write_new(dfd, "stdin", _read_stdin())
         agent.start_exec(pod, rid)
         pending: list[int] = []
 
@@ -156,7 +161,8 @@ def _run_files(pod: Path, prefix: str, args: tuple[str, ...]) -> int:
                 signal.signal(s, h)
     finally:
         os.close(dfd)
-        shutil.rmtree(d, ignore_errors=True)
+        shutil.rmtree(rid, dir_fd=enter_fd, ignore_errors=True)
+        os.close(enter_fd)
 
 
 def _follow(pod: Path, dfd: int, pending: list[int]) -> int:
