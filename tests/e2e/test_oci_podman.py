@@ -80,23 +80,24 @@ def test_detached_exec_stop_rm(pm: Podman) -> None:
     gone(pm, cid)
 
 
+SCRIPT = ("tty; read -r name; echo \"hello-$name\"; trap 'echo got-INT; exit 4' INT; "
+          "echo ready; while :; do sleep 1; done")
+
+
 def test_terminal(pm: Podman) -> None:
     import pexpect
 
-    argv = pm.argv("run", "-it", "--rm", IMAGE, "sh")
+    argv = pm.argv("run", "-it", "--rm", IMAGE, "sh", "-c", SCRIPT)
     c = pexpect.spawn(argv[0], argv[1:], encoding="utf-8", timeout=300)
     log: list[str] = []
     c.logfile_read = _Collect(log)
     try:
-        c.expect(r"[#$] ")
-        c.sendline("tty; echo $((6*7))")
-        c.expect("/dev/ttyS1")
-        c.expect("42")
-        c.sendline("sleep 100")
-        c.expect("sleep 100")
+        c.expect("/dev/ttyS1")  # the guest's serial line is the container's terminal
+        c.sendline("bob")
+        c.expect("hello-bob")
+        c.expect("ready")
         c.sendcontrol("c")  # a byte on the pty; the guest's terminal makes it SIGINT
-        c.expect(r"[#$] ")
-        c.sendline("exit 4")
+        c.expect("got-INT")
         c.expect(pexpect.EOF)
     except pexpect.ExceptionPexpect as e:
         text = "".join(log)

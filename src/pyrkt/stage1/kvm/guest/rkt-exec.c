@@ -109,6 +109,18 @@ static void apply_limits(void) {
     }
 }
 
+/* Every signal to its default action, none blocked: the pod script starts apps in the
+ * background (`cmd &`), where a shell ignores SIGINT and SIGQUIT, and a process that
+ * starts with a signal ignored cannot even trap it (a shell app); an app starts as a
+ * container's process does, with a clean slate (Ctrl-C on its terminal, `kill -INT`). */
+static void default_signals(void) {
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 static int parse_list(const char *s, unsigned long *out, int max) {
     int n = 0;
     if (strcmp(s, "-") == 0 || *s == 0) return 0;
@@ -268,13 +280,7 @@ static void tty_session(const char *port_name, const char *rid) {
     if (child < 0) die("fork", "");
     if (child == 0) {
         close(sync[0]);
-        /* Started in the background by a shell: SIGINT and SIGQUIT are ignored; a
-         * terminal's command gets them (Ctrl-C, Ctrl-backslash) with their default action. */
-        for (int sig = 1; sig < NSIG; sig++)
-            if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
+        default_signals(); /* a terminal's command gets Ctrl-C, Ctrl-backslash */
         if (setsid() < 0) die("setsid", "");
         int s = open(slave, O_RDWR);
         if (s < 0) die("open", slave);
@@ -401,6 +407,7 @@ int main(int argc, char **argv) {
                 if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, caps[i], 0, 0) < 0) die("prctl", "PR_CAP_AMBIENT_RAISE");
     }
     if (nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("prctl", "PR_SET_NO_NEW_PRIVS");
+    default_signals(); /* before the app's filter, which may forbid rt_sigaction */
     load_seccomp();
     execvp(argv[10], &argv[10]);
     int code = errno == ENOENT ? 127 : 126;
