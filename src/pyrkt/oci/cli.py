@@ -178,6 +178,8 @@ def dispatch(a: argparse.Namespace, rlog: RuntimeLog) -> int:
     if cmd == "state":
         print(json.dumps(store.oci_state(store.load(a.id)), indent=2))
         return 0
+    if cmd == "delete" and a.force and not store.dir(a.id).is_dir():
+        return 0  # the shim deletes twice (task, then container): nothing to import
     if cmd == "ps":
         sys.stdout.write(_ps(store, a.id, a.format))
         return 0
