@@ -14,19 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from support.oci import RUNTIME, Containerd, busybox_archive, containerd, leftovers
+from support.oci import RUNTIME, Containerd, busybox_archive, containerd, guest_release, leftovers
 
 pytestmark = [pytest.mark.root, pytest.mark.qemu]
 
 IMAGE = "localhost/busybox:1"
-
-
-def guest_release() -> str:
-    from pyrkt.stage1.build import kernel
-    from pyrkt.stage1.kvm import assets
-
-    k = kernel.cached_tailored_kernel() or kernel.distro_kernel()
-    return assets.kernel_release(k.image)
 
 
 @pytest.fixture(scope="module")

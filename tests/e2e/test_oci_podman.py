@@ -15,19 +15,18 @@ from pathlib import Path
 import pytest
 
 from support.net import free_port, http_get
-from support.oci import Podman, busybox_rootfs_tar, leftovers, podman, runtime_diagnostics
+from support.oci import (
+    Podman,
+    busybox_rootfs_tar,
+    guest_release,
+    leftovers,
+    podman,
+    runtime_diagnostics,
+)
 
 pytestmark = [pytest.mark.root, pytest.mark.qemu]
 
 IMAGE = "localhost/busybox:1"
-
-
-def guest_release() -> str:
-    from pyrkt.stage1.build import kernel
-    from pyrkt.stage1.kvm import assets
-
-    k = kernel.cached_tailored_kernel() or kernel.distro_kernel()
-    return assets.kernel_release(k.image)
 
 
 @pytest.fixture(scope="module")

@@ -26,11 +26,11 @@ from support.oci import (
     RUNTIME,
     leftovers,
     make_bundle,
-    qemu_pids,
     runtime_diagnostics,
     set_args,
     set_config,
 )
+from support.procs import qemu_pids
 
 pytestmark = [pytest.mark.root, pytest.mark.qemu]
 

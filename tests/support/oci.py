@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from support.images import ImageConfigSpec, busybox_rootfs, oci_layout
+from support.procs import qemu_pids
 
 RUNTIME = Path(sys.executable).with_name("rkt-runtime")
 
@@ -105,20 +106,13 @@ def busybox_rootfs_tar(work: Path) -> Path:
     return out
 
 
-def qemu_pids(text: str) -> list[int]:
-    """Live QEMU processes whose command line mentions text."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            st = (d / "stat").read_text().rsplit(") ", 1)[1][0]
-        except (OSError, IndexError):
-            continue
-        if "qemu-system" in cmd and text in cmd and st != "Z":
-            out.append(int(d.name))
-    return out
+def guest_release() -> str:
+    """The kernel release the VMs run (the tailored kernel, else the distro's)."""
+    from pyrkt.stage1.build import kernel
+    from pyrkt.stage1.kvm import assets
+
+    k = kernel.cached_tailored_kernel() or kernel.distro_kernel()
+    return assets.kernel_release(k.image)
 
 
 def leftovers(root: Path) -> list[str]:

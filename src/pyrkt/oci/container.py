@@ -27,7 +27,16 @@ from typing import TYPE_CHECKING
 
 from pyrkt.errors import RktError
 from pyrkt.oci.runlog import RuntimeLog
-from pyrkt.oci.state import APP, FIFO, State, Status, Store, now_rfc3339, proc_start
+from pyrkt.oci.state import (
+    APP,
+    FIFO,
+    State,
+    Status,
+    Store,
+    now_rfc3339,
+    proc_start,
+    write_pid_file,
+)
 from pyrkt.record import record, replace
 from pyrkt.stage1 import contract
 
@@ -46,12 +55,6 @@ class CreateArgs:
     bundle: Path
     pid_file: Path | None = None
     console_socket: str | None = None
-
-
-def _write_pid_file(path: Path, pid: int) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(str(pid))
-    os.replace(tmp, path)
 
 
 def _prepare_pod(pod: Path, cp: ContainerPlan) -> None:
@@ -112,7 +115,7 @@ def create(store: Store, a: CreateArgs, rlog: RuntimeLog) -> None:
             st = replace(st, pid=pid, pid_start=info[0] if info else 0)
             store.save(st)
             if a.pid_file is not None:
-                _write_pid_file(a.pid_file, pid)
+                write_pid_file(a.pid_file, pid)
     except BaseException:
         if pid:
             _kill_and_reap(pid)
@@ -191,9 +194,7 @@ def _container_process(store: Store, st: State, cp: ContainerPlan, root: Path,
         else:
             _boot(pod, cp, states)  # becomes the waiter: returns only on failure
     except BaseException as e:
-        rlog.error(f"container {st.id}: {e}")
-        with contextlib.suppress(OSError):
-            os.write(2, f"rkt-runtime: {e}\n".encode())
+        rlog.child_failed(f"container {st.id}: {e}")
     finally:
         os._exit(code)
 

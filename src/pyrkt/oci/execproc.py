@@ -32,7 +32,7 @@ from pyrkt.oci import guestfiles
 from pyrkt.oci.plan import app_plan
 from pyrkt.oci.runlog import RuntimeLog
 from pyrkt.oci.spec import Process
-from pyrkt.oci.state import APP, Status, Store
+from pyrkt.oci.state import APP, Status, Store, write_pid_file
 from pyrkt.record import record
 from pyrkt.stage1 import contract
 
@@ -90,17 +90,13 @@ def exec_in(store: Store, a: ExecArgs, rlog: RuntimeLog) -> int:
                 os.setsid()
             code = _run(pod, prefix, a.process, rlog)
         except BaseException as e:
-            rlog.error(f"exec in {a.cid}: {e}")
-            with contextlib.suppress(OSError):
-                os.write(2, f"rkt-runtime: {e}\n".encode())
+            rlog.child_failed(f"exec in {a.cid}: {e}")
         finally:
             os._exit(code)
     if slave is not None:
         os.close(slave)
     if a.pid_file is not None:
-        tmp = a.pid_file.with_name(f".{a.pid_file.name}.{os.getpid()}")
-        tmp.write_text(str(pid))
-        os.replace(tmp, a.pid_file)
+        write_pid_file(a.pid_file, pid)
     return 0
 
 

@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-from pyrkt.oci.spec import Mount, Process, Spec, SpecError
+from pyrkt.oci.spec import Mount, Process, Spec, SpecError, read_bounded
 from pyrkt.oci.state import APP
 from pyrkt.record import record
 from pyrkt.stage1 import contract
@@ -124,17 +124,6 @@ def _cpu_milli(spec: Spec) -> int | None:
     return max(1, -(-q * 1000 // per))
 
 
-def _read_small(path: Path, where: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_ETC_FILE + 1)
-    except OSError as e:
-        raise SpecError(f"{where}: cannot read {path}: {e.strerror}") from e
-    if len(data) > MAX_ETC_FILE:
-        raise SpecError(f"{where}: {path} is larger than {MAX_ETC_FILE} bytes")
-    return data.decode(errors="replace")
-
-
 def _mounts(
     spec: Spec, pod_dir: Path, notes: list[str]
 ) -> tuple[list[MountPlan], list[tuple[str, str]], list[Path]]:
@@ -179,7 +168,8 @@ def _bind(m: Mount, dest: str, target: str, name: str, where: str,
         return MountPlan(name, VolumeKind.HOST, src, target, read_only=m.read_only,
                          recursive="rbind" in m.options or m.type == "bind")
     if dest in ETC_FILES:
-        etc.append((ETC_FILES[dest], _read_small(src, where)))
+        etc.append((ETC_FILES[dest], read_bounded(src, where, MAX_ETC_FILE).decode(
+            errors="replace")))
         return None
     if dest in INFO_FILES:
         notes.append(f"{where}: a single file, not shared with the VM: skipped")

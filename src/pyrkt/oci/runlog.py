@@ -8,6 +8,7 @@ line, since its real stderr is the container's.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -40,6 +41,13 @@ class RuntimeLog:
 
     def error(self, msg: str) -> None:
         self.write("error", msg)
+
+    def child_failed(self, msg: str) -> None:
+        """A forked process of ours failed: an error record, and one line on fd 2 (the
+        container's or exec's stderr, whose reader has no other way to learn why)."""
+        self.error(msg)
+        with contextlib.suppress(OSError):
+            os.write(2, f"rkt-runtime: {msg}\n".encode())
 
     def warn(self, msg: str) -> None:
         self.write("warning", msg)

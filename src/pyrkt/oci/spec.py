@@ -251,15 +251,21 @@ def parse_spec(data: object, bundle: Path) -> Spec:
     )
 
 
-def read_json(path: Path, what: str) -> object:
-    """A JSON file of at most MAX_CONFIG_BYTES."""
+def read_bounded(path: Path, what: str, limit: int = MAX_CONFIG_BYTES) -> bytes:
+    """The content of a file of at most limit bytes (SpecError otherwise)."""
     try:
         with open(path, "rb") as f:
-            raw = f.read(MAX_CONFIG_BYTES + 1)
+            raw = f.read(limit + 1)
     except OSError as e:
-        raise SpecError(f"cannot read {what} {path}: {e.strerror}") from e
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise SpecError(f"{what} {path} is larger than {MAX_CONFIG_BYTES} bytes")
+        raise SpecError(f"{what}: cannot read {path}: {e.strerror}") from e
+    if len(raw) > limit:
+        raise SpecError(f"{what}: {path} is larger than {limit} bytes")
+    return raw
+
+
+def read_json(path: Path, what: str) -> object:
+    """A JSON file of at most MAX_CONFIG_BYTES."""
+    raw = read_bounded(path, what)
     try:
         return json.loads(raw)
     except ValueError as e:

@@ -73,6 +73,13 @@ def now_rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
+def write_pid_file(path: Path, pid: int) -> None:
+    """--pid-file, replaced atomically (the caller may read it at any time)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(str(pid))
+    os.replace(tmp, path)
+
+
 def proc_start(pid: int) -> tuple[int, str] | None:
     """(start time, state letter) of a live pid, None if there is no such process."""
     try:
