@@ -12,6 +12,7 @@
  * RKT_RLIMITS=RES:SOFT:HARD,... (taken out too): resource limits set before the user
  * changes (RES: the RLIMIT_* number; a value of 18446744073709551615 is unlimited);
  * RKT_UMASK=OCTAL: the app's umask (the OCI runtime's process.rlimits and user.umask).
+ * RKT_TTY_KEEPER=1: the app is on the pod's terminal (keep_tty below).
  *
  *   rkt-exec --tty PORT RID ROOT CWD ... -- ARGV...      (`rkt enter` with a terminal)
  *
@@ -119,6 +120,49 @@ static void default_signals(void) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* RKT_TTY_KEEPER=1 (an app on the pod's terminal, fd 0-2 its controlling tty; taken out
+ * of the environment): the kernel hangs a terminal up when its session leader exits,
+ * and the hangup throws away what the serial port had not sent yet (the app's last
+ * lines). So rkt-exec stays the session leader: the app runs in a child, in its own
+ * process group, the terminal's foreground one (Ctrl-C reaches it alone); signals sent
+ * to rkt-exec (the agent's `kill`) are passed on; once the app ended, the terminal's
+ * output is drained and rkt-exec exits with the app's status (128+N for signal N). */
+static volatile pid_t keeper_child;
+
+static void keeper_forward(int sig) {
+    if (keeper_child > 0) kill(keeper_child, sig);
+}
+
+static void keep_tty(void) {
+    const char *env = getenv("RKT_TTY_KEEPER");
+    if (!env) return;
+    unsetenv("RKT_TTY_KEEPER");
+    static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,
+                                    SIGCONT, SIGWINCH};
+    struct sigaction sa = {0};
+    sa.sa_handler = keeper_forward;
+    sa.sa_flags = SA_RESTART;
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+        sigaction(forwarded[i], &sa, NULL);
+    signal(SIGTTOU, SIG_IGN); /* tcsetpgrp and tcdrain from outside the foreground */
+    signal(SIGTTIN, SIG_IGN);
+    signal(SIGTSTP, SIG_IGN);
+    pid_t child = fork();
+    if (child < 0) die("fork", "RKT_TTY_KEEPER");
+    if (child == 0) {
+        setpgid(0, 0);
+        tcsetpgrp(0, getpid()); /* SIGTTOU still ignored; default_signals() follows */
+        return;
+    }
+    keeper_child = child;
+    setpgid(child, child);
+    int status;
+    while (waitpid(child, &status, 0) < 0)
+        if (errno != EINTR) die("waitpid", "RKT_TTY_KEEPER");
+    tcdrain(1);
+    exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 }
 
 static int parse_list(const char *s, unsigned long *out, int max) {
@@ -407,6 +451,7 @@ int main(int argc, char **argv) {
                 if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, caps[i], 0, 0) < 0) die("prctl", "PR_CAP_AMBIENT_RAISE");
     }
     if (nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("prctl", "PR_SET_NO_NEW_PRIVS");
+    keep_tty(); /* returns in the app's process */
     default_signals(); /* before the app's filter, which may forbid rt_sigaction */
     load_seccomp();
     execvp(argv[10], &argv[10]);
