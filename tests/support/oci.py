@@ -216,6 +216,9 @@ def containerd(work: Path, *, cri: bool = False, extra: str = "") -> Iterator[Co
         shutil.rmtree(work, ignore_errors=True)
 
 
+PODMAN_BRIDGE = "cni-podman0"
+
+
 @dataclass
 class Podman:
     dir: Path
@@ -238,6 +241,8 @@ def podman(work: Path) -> Iterator[Podman]:
     work.mkdir(parents=True, exist_ok=True)
     # podman gives the runtime no --root: it keeps the default (docs/oci-runtime.md)
     pm = Podman(work, Path("/run/pyrkt-runtime"))
+    bridge = Path("/sys/class/net") / PODMAN_BRIDGE
+    had_bridge = bridge.exists()
     try:
         yield pm
     finally:
@@ -245,6 +250,13 @@ def podman(work: Path) -> Iterator[Podman]:
         pm("system", "reset", "-f")
         subprocess.run(["umount", "-R", str(work)], capture_output=True, check=False)
         shutil.rmtree(work, ignore_errors=True)
+        # podman's default network makes its bridge on first use and leaves it: ours to
+        # remove if it was not there before and nothing is attached to it any more
+        if not had_bridge and bridge.exists() and not any((bridge / "brif").iterdir()):
+            subprocess.run(["ip", "link", "del", PODMAN_BRIDGE], capture_output=True,
+                           check=False)
+        with contextlib.suppress(OSError):
+            pm.runtime_root.rmdir()  # made by rkt-runtime for podman's containers
 
 
 def wait_for(pred: Any, timeout: float, what: str) -> None:
