@@ -57,7 +57,7 @@ fi
 # `rkt` without Python's `site` start-up (~8% of a `rkt run`; pyrkt/cli/launcher.py),
 # written over pip's console script every time (pip rewrites it on each install).
 .venv/bin/python -m pyrkt.cli.launcher .venv/bin/rkt
-.venv/bin/python -m pyrkt.cli.launcher .venv/bin/rkt-runtime pyrkt.oci.cli
+.venv/bin/python -m pyrkt.cli.launcher .venv/bin/rkt-runtime --module pyrkt.oci.cli
 # The tailored guest kernel for the kvm stage1: built once per machine from Debian's
 # linux-source-6.1 (about 4 minutes on 2 idle cores), cached in /var/cache/pyrkt/kernel,
 # instantly reused afterwards. VM pods start about 3 times faster with it; if it cannot be

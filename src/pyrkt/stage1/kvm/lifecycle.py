@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -63,7 +62,12 @@ def gc(pod: Path) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         _wait_gone(pid, 5.0)
-    shutil.rmtree(runner.kvm_dir(pod), ignore_errors=True)
+    from pyrkt.linux import beneath
+
+    try:  # holds the control share: no symlink followed
+        beneath.remove_tree(runner.kvm_dir(pod))
+    except OSError as e:
+        log.warn(f"cannot remove {runner.kvm_dir(pod)}: {e}")
     try:
         from pyrkt.net.api import teardown_pod_network
     except ImportError:
