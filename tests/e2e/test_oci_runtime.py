@@ -162,7 +162,7 @@ def test_kill_9_of_anything_then_delete_leaves_nothing(rt: Runtime, tmp_path: Pa
     (qemu,) = qemu_pids(str(rt.root))
     os.kill(pid if victim == "container-process" else qemu, signal.SIGKILL)
     code = wait_exit(pid)
-    assert code == 137 if victim == "container-process" else code != 0
+    assert code == (137 if victim == "container-process" else 254)  # 254: rkt's own failure
     assert rt.state("c3")["status"] == "stopped"
     rt.ok("delete", "c3")
     time.sleep(0.5)

@@ -198,6 +198,11 @@ class Root:
             os.close(pfd)
         return fd, st
 
+    def open_regular(self, rel: str | os.PathLike[str]) -> int:
+        """A read-only fd for the regular file rel (checked as `read` checks it), for a
+        caller that follows a file the guest is still writing (the OCI runtime's exec)."""
+        return self._open_regular(rel, None)[0]
+
     # ---- reading --------------------------------------------------------------------
 
     def read(self, rel: str | os.PathLike[str], limit: int = SMALL) -> bytes:

@@ -12,10 +12,10 @@ boots it. The bundle's rootfs is the app's rootfs; no image store is involved.
     plan.py       records -> PodPlan + what the runtime does around the VM (pure rules)
     state.py      the per-container state folder under --root, the OCI state JSON
     container.py  create / start / kill / delete, and the container process itself
-    execproc.py   exec: a process in the running VM through the guest agent
+    execproc.py   exec: a process in the running VM through the guest agent (the
+                  control share's files through pyrkt.linux.beneath)
     console.py    --console-socket: a pty whose master goes to the caller
     netattach.py  an existing network namespace (CNI's) handed to the VM as taps
-    guestfiles.py bounded, no-follow reads of what the guest wrote
 
 See docs/oci-runtime.md.
 """

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import sys
 import time
@@ -370,32 +369,21 @@ def kill(store: Store, cid: str, sig: int, all_procs: bool = False) -> None:
 
 
 def remove_tree(d: Path) -> None:
-    """rm -r d, never crossing into another file system (a bind mount left in this
+    """rm -r d through folder fds (the pod folder holds the guest's shares: no symlink
+    is followed), never crossing into another file system (a bind mount left in this
     mount namespace: the bundle's rootfs must survive whatever happens)."""
+    from pyrkt.linux import beneath, mount
+
+    # beneath stops at another st_dev only: a bind mount from the same file system
+    # would be walked into (and emptied), so any mount under d is refused first
+    inside = mount.submounts(str(d.absolute()))
+    if inside:
+        raise RktError(f"cannot remove {d}: {inside[0]} is mounted under it",
+                       "unmount it, then delete again")
     try:
-        dev = d.lstat().st_dev
-    except FileNotFoundError:
-        return
-
-    def walk(p: Path) -> None:
-        for child in p.iterdir():
-            try:
-                cst = child.lstat()
-            except FileNotFoundError:
-                continue
-            if cst.st_dev != dev:
-                raise RktError(f"{child} is a mount point; not removing it",
-                               "unmount it, then delete again")
-            import stat
-
-            if stat.S_ISDIR(cst.st_mode):
-                walk(child)
-                child.rmdir()
-            else:
-                child.unlink()
-
-    walk(d)
-    d.rmdir()
+        beneath.remove_tree(d)
+    except OSError as e:
+        raise RktError(f"cannot remove {d}: {e}", "is something mounted under it?") from e
 
 
 def delete(store: Store, cid: str, force: bool) -> None:
@@ -423,8 +411,4 @@ def delete(store: Store, cid: str, force: bool) -> None:
             from pyrkt.oci import netattach
 
             netattach.detach(Path(st.netns), st.taps)
-    d = store.dir(cid)
-    kvm = d / "pod" / "kvm"
-    if kvm.is_dir():
-        shutil.rmtree(kvm, ignore_errors=True)
-    remove_tree(d)
+    remove_tree(store.dir(cid))

@@ -22,13 +22,12 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
 import signal
 import time
 from pathlib import Path
 
 from pyrkt.errors import RktError
-from pyrkt.oci import guestfiles
+from pyrkt.linux import beneath
 from pyrkt.oci.plan import app_plan
 from pyrkt.oci.runlog import RuntimeLog
 from pyrkt.oci.spec import Process
@@ -126,23 +125,15 @@ def _read_stdin(grace: float = STDIN_GRACE_S) -> bytes:
 
 
 def _run_files(pod: Path, prefix: str, args: tuple[str, ...]) -> int:
-    from pyrkt.stage1.kvm import agent, runner
+    from pyrkt.stage1.kvm import agent
     from pyrkt.stage1.kvm.guest import script
 
     rid = secrets.token_hex(8)
-    enter_fd = guestfiles.make_dirs(runner.guest_dir(pod), "enter")
-    try:
-        os.mkdir(rid, 0o700, dir_fd=enter_fd)  # unknown to the guest until the request
-        dfd = os.open(rid, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=enter_fd)
-    except BaseException:
-        os.close(enter_fd)
-        raise
-    try:
+    with agent.request_dir(pod, rid) as d:  # under folder fds, never through a symlink
         guest = f"{script.GUEST_CTL}/enter/{rid}"
         cmd = " ".join(script.q(x) for x in args)
-        guestfiles.write_new(dfd, "cmd.sh", f"echo $$ >{guest}/pid\nexec {prefix} {cmd}\n"
-                             .encode())
-        guestfiles.write_new(dfd, "stdin", _read_stdin())
+        d.write("cmd.sh", f"echo $$ >{guest}/pid\nexec {prefix} {cmd}\n", replace=False)
+        d.write("stdin", _read_stdin(), replace=False)
         agent.start_exec(pod, rid)
         pending: list[int] = []
 
@@ -151,27 +142,33 @@ def _run_files(pod: Path, prefix: str, args: tuple[str, ...]) -> int:
 
         old = {s: signal.signal(s, forward) for s in FORWARDED}
         try:
-            return _follow(pod, dfd, pending)
+            return _follow(pod, d, pending)
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
-    finally:
-        os.close(dfd)
-        shutil.rmtree(rid, dir_fd=enter_fd, ignore_errors=True)
-        os.close(enter_fd)
 
 
-def _follow(pod: Path, dfd: int, pending: list[int]) -> int:
+def _small(d: beneath.Root, name: str) -> bytes | None:
+    """A small file the guest writes (rc, pid): None while it is not there (or is not a
+    regular file of a few bytes)."""
+    try:
+        return d.read(name, 16)
+    except OSError:
+        return None
+
+
+def _follow(pod: Path, d: beneath.Root, pending: list[int]) -> int:
     """Copy the guest command's output as it grows; its exit code once it wrote one."""
     from pyrkt.stage1.kvm.lifecycle import hypervisor_pid
 
     outs: dict[str, int | None] = {"stdout": None, "stderr": None}
     try:
         while True:
-            rc = guestfiles.read_small(dfd, "rc", 16)
+            rc = _small(d, "rc")
             for name, target in (("stdout", 1), ("stderr", 2)):
                 if outs[name] is None:
-                    outs[name] = guestfiles.open_file(dfd, name)
+                    with contextlib.suppress(OSError):
+                        outs[name] = d.open_regular(name)
                 fd = outs[name]
                 if fd is not None:
                     _copy(fd, target)
@@ -181,7 +178,7 @@ def _follow(pod: Path, dfd: int, pending: list[int]) -> int:
                 except ValueError as e:
                     raise RktError(f"the guest wrote an exit code that is not one: {rc!r}") from e
             while pending:
-                _signal_guest(pod, dfd, pending.pop(0))
+                _signal_guest(pod, d, pending.pop(0))
             if hypervisor_pid(pod) is None:
                 raise RktError("the container's VM stopped during exec")
             time.sleep(POLL_S)
@@ -201,10 +198,10 @@ def _copy(src: int, dst: int) -> None:
                 return
 
 
-def _signal_guest(pod: Path, dfd: int, sig: int) -> None:
+def _signal_guest(pod: Path, d: beneath.Root, sig: int) -> None:
     from pyrkt.stage1.kvm import agent
 
-    raw = guestfiles.read_small(dfd, "pid", 16) or b""
+    raw = _small(d, "pid") or b""
     pid = raw.strip()
     if pid.isdigit():
         with contextlib.suppress(RktError):

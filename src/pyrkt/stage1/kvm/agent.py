@@ -192,6 +192,9 @@ def _request_dir(pod: Path, rid: str) -> Iterator[beneath.Root]:
                     enter_dir.rmtree(rid)
 
 
+request_dir = _request_dir  # the OCI runtime's exec makes its requests the same way
+
+
 def _write_request(d: beneath.Root, name: str, data: str | bytes) -> None:
     try:
         d.write(name, data, 0o644, replace=False)
