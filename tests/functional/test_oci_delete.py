@@ -30,15 +30,17 @@ def test_delete_refuses_a_mount_under_the_state_folder(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path / "bundle", ["true"])
     (bundle / "rootfs" / "precious").write_text("keep me\n")
     root = tmp_path / "root"
-    assert run(root, "create", "--bundle", str(bundle), "c1").returncode == 0
     target = root / "c1" / "pod" / "stage1" / "rootfs" / "opt" / "stage2" / "app" / "rootfs"
-    subprocess.run(["mount", "--bind", str(bundle / "rootfs"), str(target)], check=True)
     try:
-        cp = run(root, "delete", "--force", "c1")
-        assert cp.returncode == 1 and "mounted under it" in cp.stderr, cp.stderr
-        assert (bundle / "rootfs" / "precious").read_text() == "keep me\n"
+        assert run(root, "create", "--bundle", str(bundle), "c1").returncode == 0
+        subprocess.run(["mount", "--bind", str(bundle / "rootfs"), str(target)], check=True)
+        try:
+            cp = run(root, "delete", "--force", "c1")
+            assert cp.returncode == 1 and "mounted under it" in cp.stderr, cp.stderr
+            assert (bundle / "rootfs" / "precious").read_text() == "keep me\n"
+        finally:
+            subprocess.run(["umount", str(target)], check=True)
     finally:
-        subprocess.run(["umount", str(target)], check=True)
-    assert run(root, "delete", "--force", "c1").returncode == 0
+        assert run(root, "delete", "--force", "c1").returncode == 0
     assert not (root / "c1").exists()
     assert (bundle / "rootfs" / "precious").read_text() == "keep me\n"
