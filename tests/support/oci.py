@@ -122,6 +122,8 @@ def leftovers(root: Path) -> list[str]:
     found += [f"QEMU pid {p}" for p in qemu_pids(str(root))]
     with open("/proc/self/mountinfo") as f:
         found += [f"mount {ln.split()[4]}" for ln in f if str(root) in ln]
+    # the VMs' cgroups (the kvm stage1's jail makes them; pod names "oci-...")
+    found += [f"cgroup {d}" for d in Path("/sys/fs/cgroup").glob("*/pyrkt/oci-*")]
     return found
 
 

@@ -173,10 +173,6 @@ def _container_process(store: Store, st: State, cp: ContainerPlan, root: Path,
             ns.unshare(ns.CLONE.NEWNS)
             mount.make_private("/", slave=True)
             mount.bind(str(root), str(contract.app_rootfs(pod, APP)), recursive=True)
-            if cp.netns is not None:
-                from pyrkt.linux.netns import setns_path
-
-                setns_path(cp.netns)  # QEMU opens the taps in it
         os.write(w, b"ok")
         os.close(w)
     except BaseException as e:
@@ -241,6 +237,7 @@ def _boot(pod: Path, cp: ContainerPlan, states: list[IfaceState]) -> None:
         taps=tuple(Tap(f"{netattach.TAP_PREFIX}{i}", s.mac) for i, s in enumerate(ifaces)),
         guest_net_script=guest_network_script(ifaces) if ifaces else "",
         etc_files=cp.etc_files,
+        netns=cp.netns,  # QEMU (in its jail) joins it and opens the taps there
         console=ConsoleMode.TERMINAL,
         exec_waiter=True,
     )
@@ -368,6 +365,18 @@ def kill(store: Store, cid: str, sig: int, all_procs: bool = False) -> None:
 # ---- delete -----------------------------------------------------------------------
 
 
+def _remove_cgroups(store: Store, cid: str) -> None:
+    """The VM's cgroups (the kvm stage1's jail makes them; its waiter removes them, unless
+    it was killed): what is still in them is killed."""
+    from pyrkt.linux.cgroup import PodCgroups
+    from pyrkt.oci.state import pod_uuid
+
+    try:
+        PodCgroups(pod_uuid(store.pod(cid))).destroy()
+    except OSError as e:
+        raise RktError(f"cannot remove the container's cgroups: {e}") from e
+
+
 def remove_tree(d: Path) -> None:
     """rm -r d through folder fds (the pod folder holds the guest's shares: no symlink
     is followed), never crossing into another file system (a bind mount left in this
@@ -411,4 +420,6 @@ def delete(store: Store, cid: str, force: bool) -> None:
             from pyrkt.oci import netattach
 
             netattach.detach(Path(st.netns), st.taps)
+        if not st.sandbox:
+            _remove_cgroups(store, cid)
     remove_tree(store.dir(cid))

@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 
 from pyrkt.oci.spec import Mount, Process, Spec, SpecError, read_bounded
-from pyrkt.oci.state import APP
+from pyrkt.oci.state import APP, pod_uuid
 from pyrkt.record import record
 from pyrkt.stage1 import contract
 from pyrkt.stage1.plan import AppPlan, MountPlan, PodPlan, Rlimit, VolumeKind
@@ -205,7 +205,7 @@ def container_plan(spec: Spec, cid: str, pod_dir: Path) -> ContainerPlan:
         mounts=tuple(mounts),
     )
     pod = PodPlan(
-        uuid=cid,
+        uuid=pod_uuid(pod_dir),
         hostname=(spec.hostname or cid)[:63],
         apps=(app,),
         interactive=spec.process.terminal,

@@ -62,6 +62,15 @@ class AlreadyExists(RktError):
     pass
 
 
+def pod_uuid(pod: Path) -> str:
+    """The name the kvm stage1 gives a container's pod (its cgroups under pyrkt/): unique
+    per state folder, so the same id under two roots (two containerd namespaces) never
+    shares one."""
+    import hashlib
+
+    return "oci-" + hashlib.sha256(str(pod.absolute()).encode()).hexdigest()[:24]
+
+
 def check_id(cid: str) -> str:
     if not cid or not _ID.fullmatch(cid) or cid in (".", ".."):
         raise RktError(f"invalid container id {cid!r}", "letters, digits and + - . _ only")
