@@ -57,15 +57,20 @@ class CreateArgs:
 
 
 def _prepare_pod(pod: Path, cp: ContainerPlan) -> None:
-    """The pod folder the kvm runner expects: the stage1 rootfs with the guest kernel,
-    initramfs and rkt-wait (a copy per container: the guest can write that share), the
-    app's rootfs mount point, the folders of tmpfs mounts."""
+    """The pod folder the kvm runner expects. The guest kernel, initramfs, rkt-wait and
+    the jail launcher go to a stage1 tree of the container's own beside it
+    (`ROOT/ID/stage1-image`, recorded in POD/stage1-tree as stage0 records a rendered
+    stage1 image): the host runs them from there, never from POD/stage1/rootfs, which
+    the guest can write (its 9p share). That share holds the app's rootfs mount point
+    and rkt/status; the folders of tmpfs mounts are made too."""
     from pyrkt.stage1.build import kernel
     from pyrkt.stage1.kvm import assets
 
     guest = kernel.cached_tailored_kernel() or kernel.distro_kernel()
-    rootfs = contract.stage1_rootfs(pod)
-    assets.populate_stage1_rootfs(rootfs, kernel=guest.image)
+    image = pod.parent / "stage1-image"
+    assets.populate_stage1_rootfs(image / "rootfs", kernel=guest.image)
+    pod.mkdir(exist_ok=True)
+    contract.stage1_tree_record(pod).write_text(f"{image}\n")
     contract.app_rootfs(pod, APP).mkdir(parents=True)
     contract.status_dir(pod).mkdir(parents=True)
     for d in cp.empty_dirs:
