@@ -70,12 +70,14 @@ def template_and_restore(vp: VmPlan) -> tuple[list[str], list[str]]:
     {},
     {"console": ConsoleMode.INTERACTIVE, "app_stdout": None, "app_stderr": None,
      "app_log_dir": None, "fd_sets": ()},
+    {"console": ConsoleMode.TERMINAL, "app_stdout": None, "app_stderr": None,
+     "app_log_dir": None, "fd_sets": ()},
     {"serial_to_stderr": True},
     {"taps": (Tap("tap0", "aa:bb:cc:dd:ee:01"), Tap("tap1", "aa:bb:cc:dd:ee:02")),
      "shares": (Share("rkt.stage1", Path("/p/s")), Share("rkt.ctl", Path("/p/c")),
                 Share("rkt.v0", Path("/vol"), read_only=True))},
     {"accel": Accel.KVM, "vcpus": 1, "memory_mib": 512},
-], ids=["streams", "interactive", "debug", "nics-and-volumes", "kvm"])
+], ids=["streams", "interactive", "terminal", "debug", "nics-and-volumes", "kvm"])
 def test_a_pod_restores_into_its_template_s_devices(kw: dict[str, object]) -> None:
     vp = pod_vm(**kw)
     tpl, restore = template_and_restore(vp)
