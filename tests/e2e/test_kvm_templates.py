@@ -263,3 +263,22 @@ def test_sigterm_while_making_a_template_leaves_no_template_behind(rkt: Rkt,
     assert not kh.qemu_pids_for(str(rkt.dir))
     assert not [x for x in where.iterdir() if not x.name.endswith(".lock")]
     assert set(store.RAM_ROOT.glob("*")) == ram_before
+
+
+def test_enter_while_the_template_is_made_waits_for_the_pod(rkt: Rkt, image: Path,
+                                                            tmp_path: Path) -> None:
+    uuid_file = tmp_path / "uuid"
+    p = rkt.start(f"--uuid-file-save={uuid_file}", str(image), "--exec", "/bin/sleep", "--",
+                  "600")
+    where = rkt.dir / "cache" / store.STORE
+    deadline = time.monotonic() + 300
+    while not (uuid_file.exists() and where.is_dir()
+               and list(where.glob(f"{store.BUILD_PREFIX}*"))):
+        assert p.poll() is None and time.monotonic() < deadline, kh.all_diagnostics(rkt.dir)
+        time.sleep(0.01)
+    # The pod runs, its VM does not yet: `rkt enter` waits for it, as during a boot.
+    e = rkt("enter", uuid_file.read_text().strip(), "hostname")
+    assert e.returncode == 0, e.stderr + kh.all_diagnostics(rkt.dir)
+    assert e.stdout.startswith("rkt-")
+    assert rkt("stop", "--force", uuid_file.read_text().strip()).returncode == 0
+    p.communicate(timeout=120)
