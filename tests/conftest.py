@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -77,19 +77,16 @@ _ipam_before: set[str] = set()
 # (no `rkt gc`) leaves its templates' RAM there: the session removes those it added for
 # data dirs in its own temporary folder (KEY-X.owner names them), not another session's.
 _KVM_TEMPLATE_RAM = Path("/dev/shm/pyrkt-kvm-templates")
-_ram_before: set[str] = set()
 
 
-def _sweep_template_ram(session: pytest.Session) -> None:
-    factory = getattr(session.config, "_tmp_path_factory", None)
-    if factory is None or not _KVM_TEMPLATE_RAM.is_dir():
+def _remove_template_ram_under(folder: Path) -> None:
+    """The RAM files of templates made under folder (a data dir there)."""
+    if not _KVM_TEMPLATE_RAM.is_dir():
         return
-    ours = str(factory.getbasetemp()) + "/"
+    prefix = str(folder) + "/"
     for owner in _KVM_TEMPLATE_RAM.glob("*.owner"):
-        if owner.name in _ram_before:
-            continue
         try:
-            mine = owner.read_text().startswith(ours)
+            mine = owner.read_text().startswith(prefix)
         except OSError:
             continue
         if mine:
@@ -97,11 +94,24 @@ def _sweep_template_ram(session: pytest.Session) -> None:
             owner.unlink(missing_ok=True)
 
 
+@pytest.fixture(autouse=True)
+def _template_ram_of_the_test(tmp_path: Path) -> Iterator[None]:
+    """After each test, the RAM of the templates its own data dirs made (31 MB each on a
+    tmpfs: a whole run would otherwise hold gigabytes until the session ends)."""
+    yield
+    _remove_template_ram_under(tmp_path)
+
+
+def _sweep_template_ram(session: pytest.Session) -> None:
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or not _KVM_TEMPLATE_RAM.is_dir():
+        return
+    _remove_template_ram_under(factory.getbasetemp())
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     if _CNI_IPAM.is_dir():
         _ipam_before.update(p.name for p in _CNI_IPAM.iterdir())
-    if _KVM_TEMPLATE_RAM.is_dir():
-        _ram_before.update(p.name for p in _KVM_TEMPLATE_RAM.iterdir())
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import signal
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -83,14 +84,17 @@ class Confinement:
 def spawn(cwd: Path, vp: VmPlan, argv: list[str], *, confinement: Confinement | None = None,
           netns: Path | None = None, interactive: bool = False, pass_fds: Sequence[int] = (),
           pidfile: Path | None = None, output: Path | None = None,
-          install_hint: str | None = None) -> tuple[subprocess.Popen[bytes], list[Path]]:
+          install_hint: str | None = None,
+          die_with_us: bool = False) -> tuple[subprocess.Popen[bytes], list[Path]]:
     """Start a hypervisor; it and the cgroups to remove once it is gone (`remove_groups`).
 
     argv: the driver's for vp; confinement: in its jail (then in netns, if any, through
     the jail), else in netns by nsenter; interactive: it gets our stdin; output: its
     stdout and stderr go to this file (a template's QEMU), else to ours; pidfile: its pid,
-    written at once (`rkt gc` kills what a killed `rkt run` left). The command line is
-    logged under --debug and kept in cwd/kvm/cmdline (cwd/cmdline without a kvm/)."""
+    written at once (`rkt gc` kills what a killed `rkt run` left); die_with_us: it gets
+    SIGKILL when this process dies (a template's QEMU, which no pod's gc would find; a
+    confined one has it from its launcher). The command line is logged under --debug and
+    kept in cwd/kvm/cmdline (cwd/cmdline without a kvm/)."""
     env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C"}
     fds = list(pass_fds)
     groups: list[Path] = []
@@ -109,7 +113,7 @@ def spawn(cwd: Path, vp: VmPlan, argv: list[str], *, confinement: Confinement | 
         _no_huge_pages()
         if output is not None:
             out = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        p = start(argv, cwd, env, interactive, fds, confinement is not None, out)
+        p = start(argv, cwd, env, interactive, fds, confinement is not None, out, die_with_us)
     except FileNotFoundError as e:
         remove_groups(groups)
         raise RktError(f"{argv[0]}: command not found", install_hint) from e
@@ -127,7 +131,8 @@ def spawn(cwd: Path, vp: VmPlan, argv: list[str], *, confinement: Confinement | 
 
 
 def start(argv: list[str], pod: Path, env: dict[str, str], interactive: bool,
-          fds: list[int], jailed: bool, output: int | None = None) -> subprocess.Popen[bytes]:
+          fds: list[int], jailed: bool, output: int | None = None,
+          die_with_us: bool = False) -> subprocess.Popen[bytes]:
     """Start the hypervisor (jailed: as the init of a new PID namespace)."""
     from pyrkt.linux import ns
 
@@ -140,7 +145,13 @@ def start(argv: list[str], pod: Path, env: dict[str, str], interactive: bool,
             stdout=output,
             stderr=output,
             pass_fds=fds,
+            # preexec_fn costs the fast spawn path: only for a template's QEMU (once)
+            preexec_fn=_die_with_parent if die_with_us else None,
         )
+
+
+def _die_with_parent() -> None:
+    prctl.set_pdeathsig(signal.SIGKILL)
 
 
 def _no_huge_pages() -> None:

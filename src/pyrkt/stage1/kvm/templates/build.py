@@ -118,7 +118,8 @@ def _boot_and_save(build: Path, ram: Path, recipe: Recipe) -> None:
     try:
         p, _ = launch.spawn(build, plan, recipe.hypervisor.argv(plan),
                             pass_fds=[go_qemu.fileno(), qmp_qemu.fileno()],
-                            pidfile=build / "pid", output=build / "qemu.log")
+                            pidfile=build / "pid", output=build / "qemu.log",
+                            die_with_us=True)
         go_qemu.close()
         qmp_qemu.close()
         q = Qmp(qmp_host, QMP_TIMEOUT_S)
