@@ -40,6 +40,7 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 POD_STARTING_VERBS = ("run", "prepare", "run-prepared")
+MISSING_COMMAND = 2  # rkt's exit status for `rkt` without a verb ("invalid argument")
 
 
 def usage() -> str:
@@ -81,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         g, rest = extract_globals(args)
         log.set_debug(g.debug)
-        if not rest or rest[0] in ("help", "-h", "--help"):
+        if not rest:  # rkt's runMissingCommand: the complaint, the usage, exit 2
+            print("rkt: missing command", file=sys.stderr)
+            print(usage())
+            return MISSING_COMMAND
+        if rest[0] in ("help", "-h", "--help"):
             if len(rest) > 1 and rest[1] in VERBS:
                 rest = [rest[1], "--help"]
             else:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -69,6 +70,7 @@ class PrepareOptions:
 
     apps: tuple[AppSpec, ...] = ()
     volumes: tuple[appc.Volume, ...] = ()
+    mounts: tuple[tuple[str, str], ...] = ()  # (volume, target): --mount before the images
     ports: tuple[appc.ExposedPort, ...] = ()
     inherit_env: bool = False
     set_env: tuple[tuple[str, str], ...] = ()
@@ -159,6 +161,20 @@ def merge_app(image_app: appc.App | None, spec: AppSpec, opts: PrepareOptions) -
         environment=env,
         isolators=tuple(isos),
     )
+
+
+def merge_mounts(app: Sequence[tuple[str, str]],
+                 pod: Sequence[tuple[str, str]]) -> tuple[appc.Mount, ...]:
+    """An app's mounts, then the pod-level ones (`--mount` before the first image); of
+    several with the same target, the first (rkt's MergeMounts)."""
+    seen: set[str] = set()
+    out = []
+    for volume, target in (*app, *pod):
+        key = posixpath.normpath(target)
+        if key not in seen:
+            seen.add(key)
+            out.append(appc.Mount(volume, target))
+    return tuple(out)
 
 
 @record
@@ -275,12 +291,12 @@ def _build_manifest(
                 image=appc.ImageRef(img_name, res.image_id, _labels(res.manifest)),
                 app=merge_app(image_app, spec, opts),
                 read_only_rootfs=bool(spec.readonly_rootfs),
-                mounts=tuple(appc.Mount(v, t) for v, t in spec.mounts),
+                mounts=merge_mounts(spec.mounts, opts.mounts),
             )
         )
         resolved[name] = res
     if not apps:
-        raise UsageError("must provide at least one image or --pod-manifest")
+        raise UsageError("must provide at least one image or specify the pod manifest")
     pm = appc.PodManifest(
         apps=tuple(apps),
         volumes=opts.volumes,
