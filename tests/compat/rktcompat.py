@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,17 +22,29 @@ from pyrkt.linux.cgroup import PodCgroups
 
 ImageMaker = Callable[..., Path]
 
-KVM = pytest.param("kvm", marks=[pytest.mark.root, pytest.mark.qemu], id="kvm")
-COREOS = pytest.param("coreos", marks=pytest.mark.root, id="coreos")
+def on(flavor: str, *values: object, pending: str = "", side: str = "guest") -> Any:
+    """The pytest parameter (flavor, *values), with the flavor's markers. `pending`: the
+    kvm flavor does not do it yet (its `side`, the guest or the runner, is another
+    piece of work): a strict xfail, so that the test fails, and the table
+    (docs/rkt-compat.md) must change, once it does."""
+    marks = [pytest.mark.root]
+    if flavor == "kvm":
+        marks.append(pytest.mark.qemu)
+    if pending:
+        marks.append(pytest.mark.xfail(reason=f"kvm: pending ({side} side): {pending}",
+                                       strict=True))
+    ident = "-".join([flavor, *(str(v) for v in values)])
+    return pytest.param(flavor, *values, marks=marks, id=ident)
+
+
+COREOS = on("coreos")
+KVM = on("kvm")
 FLAVORS = [COREOS, KVM]
 
 
-def kvm_pending(reason: str) -> object:
-    """The kvm parameter of a behaviour whose guest side is not done yet: a strict xfail,
-    so that the test fails (and the table must change) once the guest does it."""
-    return pytest.param("kvm", marks=[pytest.mark.root, pytest.mark.qemu,
-                                      pytest.mark.xfail(reason=f"kvm: pending (guest side): "
-                                                        f"{reason}", strict=True)], id="kvm")
+def kvm_pending(reason: str, side: str = "guest") -> Any:
+    """The kvm parameter of a behaviour pending on the kvm flavor's `side`."""
+    return on("kvm", pending=reason, side=side)
 
 
 class Rkt:
@@ -58,9 +71,10 @@ class Rkt:
     def stage1_flag(self) -> str:
         return f"--stage1-path={self._stage1()}"
 
-    def run_args(self, *args: str, net: str = "none") -> list[str]:
+    def run_args(self, *args: str, net: str = "none", verb: str = "run") -> list[str]:
         pre = [f"--net={net}"] if net else []
-        return ["--insecure-options=image", "run", self.stage1_flag(), *pre, *args]
+        s1 = [self.stage1_flag()] if verb == "run" else []
+        return ["--insecure-options=image", verb, *s1, *pre, *args]
 
     def run(self, *args: str, net: str = "none",
             timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -69,8 +83,8 @@ class Rkt:
     def prepare(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self("--insecure-options=image", "prepare", self.stage1_flag(), *args)
 
-    def start(self, *args: str, net: str = "none") -> subprocess.Popen[str]:
-        p = subprocess.Popen(self.argv(*self.run_args(*args, net=net)), text=True,
+    def start(self, *args: str, net: str = "none", verb: str = "run") -> subprocess.Popen[str]:
+        p = subprocess.Popen(self.argv(*self.run_args(*args, net=net, verb=verb)), text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              stdin=subprocess.DEVNULL, start_new_session=True)
         self.procs.append(p)

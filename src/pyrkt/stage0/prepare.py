@@ -355,11 +355,8 @@ def prepare(g: GlobalOptions, opts: PrepareOptions, *, durable: bool = True) -> 
         _write(contract.pod_manifest(d), pm.to_json())
         pod.move(pods.Folder.PREPARED, durable=durable)
     except BaseException:
-        if pod.path.exists():
-            pod.move(pods.Folder.GARBAGE)
-        import shutil  # (imports zlib, bz2, lzma: only on this failure path)
-
-        shutil.rmtree(pod.path, ignore_errors=True)
+        # As rkt: the pod stays in `prepare`, unlocked once this process lets go of it,
+        # an "aborted prepare" that `rkt list` shows and `rkt gc` removes.
         pod.close()
         raise
     return pod

@@ -48,9 +48,9 @@ class RunOptions:
     pod_ip: str | None = None
 
 
-def write_pid(pod: Path, pid: int) -> None:
-    f = contract.pid_file(pod)
-    tmp = f.with_name(".pid.tmp")
+def write_pid(pod: Path, pid: int, f: Path | None = None) -> None:
+    f = f or contract.pid_file(pod)
+    tmp = f.with_name(f".{f.name}.tmp")
     tmp.write_text(f"{pid}\n")
     tmp.replace(f)
 
@@ -110,6 +110,7 @@ def execute(plan: PodPlan, pod: Path, opts: RunOptions = RunOptions()) -> int:
         if init_pid == 0:
             run_init(cfg, parent)
         write_pid(pod, init_pid)
+        write_pid(pod, os.getpid(), contract.ppid_file(pod))
         log.debug(f"pod init is pid {init_pid}")
 
         def forward(sig: int, _frame: FrameType | None) -> None:
