@@ -119,7 +119,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def prog_name(rest: list[str]) -> str:
-    return "rkt" if not rest else f"{rest[0]}"
+    """rkt's prefix: the (sub)command's name (`run`, `cat-manifest` for `image
+    cat-manifest`)."""
+    if not rest:
+        return "rkt"
+    if rest[0] == "image" and len(rest) > 1 and not rest[1].startswith("-"):
+        return rest[1]
+    return rest[0]
 
 
 def describe(e: BaseException, g: object) -> RktError:
