@@ -55,6 +55,13 @@ class PermissionRequired(RktError):
         super().__init__("cannot run as unprivileged user")
 
 
+def go_quote(text: str) -> str:
+    """`text` as Go's %q prints it: rkt's messages quote names, UUIDs and paths so."""
+    import json
+
+    return json.dumps(text, ensure_ascii=False)
+
+
 def describe_status(returncode: int) -> str:
     """'exit status 3' or 'killed by SIGKILL' for a subprocess return code."""
     if returncode < 0:

@@ -129,7 +129,7 @@ def test_unsigned_aci_needs_insecure_options_image(tmp_path: Path) -> None:
     data = tmp_path / "data"
     cp = rkt(data, "fetch", str(aci))
     assert cp.returncode == 254
-    assert "is not signed" in cp.stderr and "--insecure-options=image" in cp.stderr
+    assert cp.stderr == f"fetch: open {aci}.asc: no such file or directory\n"  # rkt's words
     assert rkt(data, "image", "list", "--no-legend").stdout == ""
     cp = rkt(data, "--insecure-options=image", "fetch", "--full", str(aci))
     assert cp.returncode == 0, cp.stderr
@@ -385,7 +385,7 @@ def test_signed_aci_over_http(tmp_path: Path, gpg_home: Path) -> None:
         unsigned = rkt(data, "--insecure-options=http", "fetch", f"{base}/unsigned.aci",
                        config=cfg)  # fmt: skip
         assert unsigned.returncode == 254
-        assert f"no signature at {base}/unsigned.aci.asc" in unsigned.stderr
+        assert unsigned.stderr.endswith("fetch: bad HTTP status code: 404\n")  # rkt's words
         assert len(rkt(data, "image", "list", "--no-legend").stdout.splitlines()) == 1
     finally:
         server.shutdown()

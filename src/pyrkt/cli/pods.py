@@ -11,7 +11,14 @@ from pathlib import Path
 
 from pyrkt.cli import podfmt
 from pyrkt.cli.common import parse_bool
-from pyrkt.errors import Ambiguous, NotFound, PermissionRequired, RktError, UsageError
+from pyrkt.errors import (
+    Ambiguous,
+    NotFound,
+    PermissionRequired,
+    RktError,
+    UsageError,
+    go_quote,
+)
 from pyrkt.options import GlobalOptions
 from pyrkt.pod import pods
 from pyrkt.pod.runopts import EXTENSION_PREFIXES
@@ -268,7 +275,7 @@ def cmd_stop(g: GlobalOptions, f: Flags) -> int:
             _err("stop", f"cannot get pod: {e}")
             errors += 1
             continue
-        q = pods.go_quote(pod.uuid)
+        q = go_quote(pod.uuid)
         state = pod.state()
         if state in after_run:
             print(f"pod {q} is already stopped")
@@ -302,7 +309,7 @@ def cmd_rm(g: GlobalOptions, f: Flags) -> int:
             continue
         try:
             remove(g, pod, lambda note: _err("rm", note))
-            print(pods.go_quote(pod.uuid))
+            print(go_quote(pod.uuid))
         except RktError as e:
             _err("rm", str(e))
             failed = True
@@ -325,7 +332,7 @@ def cmd_gc(g: GlobalOptions, f: Flags) -> int:
     grace = parse_duration(f.get("--grace-period", "30m"), "--grace-period")
     expire = parse_duration(f.get("--expire-prepared", "24h"), "--expire-prepared")
     for ev in gc(g, grace=grace, expire_prepared=expire, mark_only=f.flag("--mark-only")):
-        q = pods.go_quote(ev.uuid)
+        q = go_quote(ev.uuid)
         if ev.what in GC_MOVED:
             _err("gc", GC_MOVED[ev.what].format(q=q))
         elif ev.what == "removing":

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pyrkt import datadir
-from pyrkt.errors import PERMISSION_HINT, Ambiguous, NotFound, RktError
+from pyrkt.errors import PERMISSION_HINT, Ambiguous, NotFound, RktError, go_quote
 from pyrkt.linux.files import fsync_dir, try_flock
 
 
@@ -232,13 +232,6 @@ def lookup(data_dir: Path, prefix: str) -> Pod:
     if len(found) > 1:
         raise Ambiguous(f"ambiguous uuid, {len(found)} matches")
     return next(iter(found.values()))
-
-
-def go_quote(text: str) -> str:
-    """`text` as Go's %q prints it (rkt's messages quote names and UUIDs that way)."""
-    import json
-
-    return json.dumps(text, ensure_ascii=False)
 
 
 def read_uuid_file(path: Path) -> str:

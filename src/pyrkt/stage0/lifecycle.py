@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from pyrkt import log, proc
-from pyrkt.errors import CommandFailed, NotFound, RktError
+from pyrkt.errors import CommandFailed, NotFound, RktError, go_quote
 from pyrkt.options import GlobalOptions
 from pyrkt.pod import pods
 from pyrkt.pod.pods import Folder, Pod, State
@@ -127,7 +127,7 @@ def remove(g: GlobalOptions, pod: Pod, say: Callable[[str], None]) -> None:
     """`rkt rm`: an exited, prepared or aborted pod, now; `say` gets rkt's notes on the
     way (moving a prepared or aborted pod to garbage). An RktError in rkt's words for a
     pod that cannot be removed."""
-    q = pods.go_quote(pod.uuid)
+    q = go_quote(pod.uuid)
     state = pod.state()
     if state is State.RUNNING:
         raise RktError(f"pod {q} is currently running")
