@@ -380,6 +380,10 @@ def cmd_run_prepared(g: GlobalOptions, f: Flags) -> int:
         raise RktError(f"pod {pod.uuid} is in use")
     if pod.folder is not pods.Folder.PREPARED:
         raise RktError(f"pod {pod.uuid} is not prepared (state: {pod.state()})")
+    if f.get("--net"):
+        from pyrkt.cli.run import check_net
+
+        check_net(g, f.get("--net"))
     ro = RunOptions(
         net=f.get("--net", "default") or "default",
         hostname=f.get("--hostname") or f"rkt-{pod.uuid}",

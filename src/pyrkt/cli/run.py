@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from pyrkt.cli import runflags as rf
-from pyrkt.errors import PermissionRequired, UsageError
+from pyrkt.errors import PermissionRequired, RktError, UsageError
 from pyrkt.options import GlobalOptions
 from pyrkt.pod.runopts import RunOptions
 from pyrkt.stage0.prepare import PrepareOptions, prepare
@@ -105,6 +105,20 @@ def build_run_options(a: rf.RunArgs, uuid: str) -> RunOptions:
     )
 
 
+def check_net(g: GlobalOptions, net: str) -> None:
+    """Fail on an unknown network or a bad net.d file before the pod runs, in rkt's
+    stage1's words (`none` and `host` alone need no configuration: not importing NET
+    saves start-up)."""
+    if net in ("none", "host"):
+        return
+    from pyrkt.net.config import check_networks
+
+    try:
+        check_networks(net, [g.system_config, g.local_config])
+    except RktError as e:
+        raise RktError(f"failed to setup network: {e.message}") from None
+
+
 def check_uuid_file(path: str) -> None:
     """--uuid-file-save's folder must exist: checked before the pod does."""
     if path and not Path(path).absolute().parent.is_dir():
@@ -136,12 +150,8 @@ def main(argv: list[str], g: GlobalOptions) -> int:
     net = ",".join(rf.split_list(a.all("--net"))) or "default"
     if opts.ports and net in ("none", "host"):
         raise UsageError(f"--port flag does not work with '{net}' networking")
-    if verb == "run" and a.all("--net") and net not in ("none", "host"):
-        # Fail on an unknown network or a bad net.d file before any pod exists (`none`
-        # and `host` alone need no configuration: not importing NET saves start-up).
-        from pyrkt.net.config import check_networks
-
-        check_networks(net, [g.system_config, g.local_config])
+    if verb == "run" and a.all("--net"):
+        check_net(g, net)
     pod = prepare(g, opts, durable=verb == "prepare")
     save_uuid(a.last("--uuid-file-save"), pod.uuid)
     if verb == "prepare":

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import stat
 from pathlib import Path, PurePosixPath
 
 from pyrkt.appc import pod as appc
-from pyrkt.errors import RktError
+from pyrkt.errors import RktError, go_quote
 from pyrkt.pod import runopts
 from pyrkt.stage1 import contract
 from pyrkt.stage1.plan import AppPlan, DnsPlan, MountPlan, PodPlan, PortPlan, VolumeKind
@@ -183,6 +184,33 @@ def _image_app(pod_dir: Path, name: str) -> appc.App:
     return appc.parse_app(data["app"], "app")
 
 
+def find_bin(rootfs: Path, app: appc.App, name: str) -> str:
+    """The program an app executes, as a path in its rootfs (rkt's FindBinPath): an
+    absolute path as it is; a bare name looked up in the app's PATH (relative entries
+    from the working directory; without a PATH, the working directory, /bin, /usr/bin),
+    symbolic links followed inside the rootfs, the first executable file."""
+    bin_ = app.exec[0]
+    workdir = app.working_directory or "/"
+    if bin_.startswith("/"):
+        return bin_
+    if "/" in bin_:
+        return posixpath.join(workdir, bin_)
+    env = {kv.name: kv.value for kv in app.environment}
+    path = env.get("PATH")
+    dirs = path.split(":") if path is not None else [workdir, "/bin", "/usr/bin"]
+    for d in dirs:
+        candidate = posixpath.normpath(posixpath.join(workdir, d, bin_))
+        real = rootfs / resolve_in_rootfs(rootfs, candidate).lstrip("/")
+        try:
+            st = os.stat(real)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            return candidate
+    raise PlanError(f"app {name!r}: unable to find {go_quote(bin_)} in "
+                    f"{go_quote(path if path is not None else ':'.join(dirs))}")
+
+
 def _env(app: appc.App, name: str) -> tuple[tuple[str, str], ...]:
     env: dict[str, str] = {}
     for kv in app.environment:
@@ -264,7 +292,7 @@ def _app_plan(pod_dir: Path, ra: appc.RuntimeApp, pm: appc.PodManifest) -> AppPl
     return AppPlan(
         name=ra.name,
         rootfs=rootfs,
-        argv=app.exec,
+        argv=(find_bin(rootfs, app, ra.name), *app.exec[1:]),
         env=_env(app, ra.name),
         uid=uid,
         gid=gid,
