@@ -220,7 +220,8 @@ def test_host_source_links_are_refused(tmp_path: Path) -> None:
 
 
 KVM_STAGE1 = {"annotations": [{"name": "coreos.com/rkt/stage1/flavor", "value": "kvm"}]}
-IMAGE = {"app": {"exec": ["/bin/sh"], "user": "0", "group": "0",
+LABELS = [{"name": "os", "value": "linux"}, {"name": "arch", "value": "amd64"}]
+IMAGE = {"labels": LABELS, "app": {"exec": ["/bin/sh"], "user": "0", "group": "0",
                  "mountPoints": [{"name": "data", "path": "/data"}],
                  "ports": [{"name": "http", "protocol": "tcp", "port": 80}]}}  # fmt: skip
 
@@ -246,11 +247,12 @@ def test_check_pod_before_the_pod_exists(tmp_path: Path) -> None:
     for manifest, stage1, message in cases:
         with pytest.raises(RktError, match=message):
             check_pod(manifest, {"web": IMAGE}, stage1)
-    caps = {"app": {**IMAGE["app"], "isolators": [
+    caps = {"labels": LABELS, "app": {**IMAGE["app"], "isolators": [
         {"name": "os/linux/capabilities-retain-set", "value": {"set": ["CAP_NOPE"]}}]}}
     with pytest.raises(RktError, match="unknown capability 'CAP_NOPE'"):
         check_pod(pm(), {"web": caps}, {})
     with pytest.raises(RktError, match="nothing to execute"):
-        check_pod(pm(), {"web": {"app": {"exec": [], "user": "0", "group": "0"}}}, {})
+        check_pod(pm(), {"web": {"labels": LABELS,
+                             "app": {"exec": [], "user": "0", "group": "0"}}}, {})
     with pytest.raises(RktError, match="has no app to run"):
-        check_pod(pm(), {"web": {}}, {})
+        check_pod(pm(), {"web": {"labels": LABELS}}, {})

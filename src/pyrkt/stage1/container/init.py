@@ -46,6 +46,8 @@ class InitConfig:
     restrict_caps: bool = True
     seccomp: bytes | None = None  # the filter every app gets (pyrkt.linux.seccomp)
     app_seccomp: tuple[tuple[str, bytes | None], ...] = ()  # (app, own filter) instead
+    inaccessible: tuple[Path, Path] | None = None  # what hides kernel paths (rootfs)
+    etc_fallback: frozenset[str] = frozenset()  # etc_files bound only where the image has none
 
 
 def exit_code(status: int) -> int:
@@ -136,6 +138,8 @@ def run_init(cfg: InitConfig, parent: int) -> NoReturn:
                 cfg.cgroups.views(app.name),
                 console_tty=cfg.console_tty,
                 protect_paths=cfg.protect_paths,
+                inaccessible=cfg.inaccessible,
+                etc_fallback=cfg.etc_fallback,
             )
             write_app_info(cfg.pod, app)
     except BaseException as e:
