@@ -138,10 +138,13 @@ def merge_app(image_app: appc.App | None, spec: AppSpec, opts: PrepareOptions) -
         _set_isolator(isos, appc.ISO_CPU, {"limit": spec.cpu})
     if spec.cpu_shares is not None:
         _set_isolator(isos, appc.ISO_CPU_SHARES, spec.cpu_shares)
-    if spec.caps_retain is not None:
-        _set_isolator(isos, appc.ISO_CAPS_RETAIN, {"set": list(spec.caps_retain)})
-    if spec.caps_remove is not None:
-        _set_isolator(isos, appc.ISO_CAPS_REMOVE, {"set": list(spec.caps_remove)})
+    if spec.caps_retain is not None or spec.caps_remove is not None:
+        # rkt: either flag replaces the image's capability isolators, both kinds
+        isos = [i for i in isos if i.name not in (appc.ISO_CAPS_RETAIN, appc.ISO_CAPS_REMOVE)]
+        if spec.caps_retain is not None:
+            isos.append(appc.Isolator(appc.ISO_CAPS_RETAIN, {"set": list(spec.caps_retain)}))
+        else:
+            isos.append(appc.Isolator(appc.ISO_CAPS_REMOVE, {"set": list(spec.caps_remove or ())}))
     if spec.seccomp is not None:  # --seccomp replaces both of the image's seccomp sets
         isos = [i for i in isos if i.name not in appc.SECCOMP_ISOLATORS.values()]
         isos.append(spec.seccomp.isolator())
