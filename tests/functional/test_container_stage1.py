@@ -204,14 +204,18 @@ def test_host_volumes_read_only_and_recursive(pods: Pods, nested_host_dir: Path)
 
 
 def test_empty_volume_starts_with_image_content(pods: Pods, tmp_path: Path) -> None:
+    """A docker image's implicit volume (made by stage1.volumes when the pod starts)."""
+    from pyrkt.stage1.volumes import make_implicit
+
     uuid, pod = pods.pod("e")
     data = contract.app_rootfs(pod, "e") / "data"
     data.mkdir()
     (data / "seed.txt").write_text("from-image\n")
-    vol = pod / "volumes" / "cache"
-    m = MountPlan("cache", VolumeKind.EMPTY, vol, "/data")
-    r = cp.run(plan(uuid, sh(pod, "e", "cat /data/seed.txt; echo new > /data/new",
-                             mounts=(m,))), pod)
+    vol = pod / "volumes" / "e-cache"
+    m = MountPlan("e-cache", VolumeKind.EMPTY, vol, "/data", implicit=True, seed=True)
+    p = plan(uuid, sh(pod, "e", "cat /data/seed.txt; echo new > /data/new", mounts=(m,)))
+    make_implicit(p)
+    r = cp.run(p, pod)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "from-image\n"
     assert (vol / "new").read_text() == "new\n"

@@ -1,10 +1,10 @@
 """What `prepare` checks once the images and the stage1 are known, before the pod folder
-(or any cgroup, network or mount) exists: each app has something to execute, a user and
-group its image knows, capabilities that exist; each mount names a volume of the pod and
-a target the app has; each exposed port is one an app declares; each host volume's
-source is usable. The names and forms were checked when the flags or the manifests were
-read (`pyrkt.appc.validate`); the planner and the stage1 check the same again when the
-pod runs, for pods prepared by an older pyrkt.
+(or any cgroup, network or mount) exists: each app image is for this OS and an
+architecture of it, has something to execute, a user and group its image knows,
+capabilities that exist; each mount names a volume of the pod; each exposed port is one
+an app declares; each host volume's source is usable. The names and forms were checked
+when the flags or the manifests were read (`pyrkt.appc.validate`); the planner and the
+stage1 check the same again when the pod runs, for pods prepared by an older pyrkt.
 """
 
 from __future__ import annotations
@@ -101,16 +101,10 @@ def check_pod(pm: appc.PodManifest, images: Mapping[str, Mapping[str, Any]],
             if app.group:
                 resolve_group(rootfs, app.group, ra.name)
         _check_caps(app, where)
-        points = {mp.name for mp in app.mount_points}
         for m in ra.mounts:
             if m.volume not in volumes:
                 raise ManifestError(f"{where}: no volume named {m.volume!r}",
                                           "add it with --volume")  # fmt: skip
-            if not m.path.startswith("/") and m.path not in points:
-                raise ManifestError(
-                    f"{where}: mount target {m.path!r} is neither an absolute path nor a "
-                    "mount point of the image"
-                )
         ports.update(p.name for p in app.ports)
     for ep in pm.ports:
         if ep.name not in ports:

@@ -23,7 +23,6 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pyrkt import log
 from pyrkt.appc import pod as appc
 from pyrkt.appc import validate as check
 from pyrkt.errors import UsageError
@@ -213,54 +212,16 @@ def _copy_tree(src: Path, dst: Path) -> None:
     proc.run(["cp", "-a", "--reflink=auto", str(src), str(dst)])
 
 
-def _implicit_volumes(
-    pm: appc.PodManifest, resolved: Mapping[str, _Resolved]
-) -> appc.PodManifest:
-    """rkt's implicit `empty` volumes for mount points that no volume covers."""
-    names = {v.name for v in pm.volumes}
-    vols = list(pm.volumes)
-    for ra in pm.apps:
-        if ra.app is None:
-            continue
-        mounted = {m.volume for m in ra.mounts} | {m.path for m in ra.mounts}
-        for mp in ra.app.mount_points:
-            if mp.name in names or mp.name in mounted or mp.path in mounted:
-                continue
-            log.warn(
-                f"no volume specified for mount point {mp.name!r}, implicitly creating an "
-                '"empty" volume. This volume will be removed when the pod is '
-                "garbage-collected."
-            )
-            vols.append(appc.Volume(mp.name, "empty", mode="0755", uid=0, gid=0))
-            names.add(mp.name)
-    return replace(pm, volumes=tuple(vols))
-
-
-def _make_empty_volumes(
-    pod_dir: Path, pm: appc.PodManifest, resolved: Mapping[str, _Resolved]
-) -> None:
+def _make_empty_volumes(pod_dir: Path, pm: appc.PodManifest) -> None:
+    """The pod's `empty` volumes, with their mode and owner (the implicit ones of image
+    mount points are made when the pod starts: `pyrkt.stage1.volumes`)."""
     for v in pm.volumes:
         if v.kind != "empty":
             continue
-        from pyrkt.stage1.planner import empty_volume_dir, resolve_in_rootfs
+        from pyrkt.stage1.planner import empty_volume_dir
 
         d = empty_volume_dir(pod_dir, v.name)
         d.mkdir(parents=True, exist_ok=True)
-        # docker volume semantics: a mount point over image content starts with it
-        for ra in pm.apps:
-            app = ra.app
-            res = resolved.get(ra.name)
-            if app is None or res is None:
-                continue
-            for mp in app.mount_points:
-                if mp.name != v.name:
-                    continue
-                rootfs = res.tree / "rootfs"
-                src = rootfs / resolve_in_rootfs(rootfs, mp.path).lstrip("/")
-                if src.is_dir() and not any(d.iterdir()):
-                    from pyrkt import proc  # (not imported on the usual path)
-
-                    proc.run(["cp", "-a", "--reflink=auto", f"{src}/.", str(d)])
         os.chmod(d, int(v.mode or "0755", 8))
         os.chown(d, v.uid or 0, v.gid or 0)
 
@@ -312,7 +273,7 @@ def _build_manifest(
             if v
         },
     )
-    return _implicit_volumes(pm, resolved), resolved
+    return pm, resolved
 
 
 def _write(path: Path, text: str) -> None:
@@ -346,7 +307,7 @@ def prepare(g: GlobalOptions, opts: PrepareOptions, *, durable: bool = True) -> 
         for name, res in resolved.items():
             _write(d / "appsinfo" / name / "tree", str(res.tree.absolute()))
             _write(d / "appsinfo" / name / "manifest", json.dumps(res.manifest))
-        _make_empty_volumes(d, pm, resolved)
+        _make_empty_volumes(d, pm)
         if opts.no_overlay:
             _write(d / "no-overlay", "")
             _copy_tree(s1.tree / "rootfs", contract.stage1_rootfs(d))

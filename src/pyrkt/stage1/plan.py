@@ -30,6 +30,10 @@ class MountPlan:
     target: str  # absolute path inside the app's rootfs, symlinks and `..` resolved
     read_only: bool = False
     recursive: bool = True
+    # rkt's implicit volume for an image mount point no volume covers (`<app>-<point>`,
+    # made when the pod starts); `seed`: a docker image's, filled from the image there
+    implicit: bool = False
+    seed: bool = False
 
 
 @record

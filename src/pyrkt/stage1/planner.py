@@ -240,44 +240,70 @@ def _limit(app: appc.App, name: str, *, milli: bool) -> int | None:
 
 
 def _mounts(
-    pod_dir: Path, ra: appc.RuntimeApp, app: appc.App, rootfs: Path, pm: appc.PodManifest
+    pod_dir: Path, ra: appc.RuntimeApp, app: appc.App, rootfs: Path, pm: appc.PodManifest,
+    docker: bool = False,
 ) -> tuple[MountPlan, ...]:
+    """rkt's GenerateMounts: the runtime app's mounts (a target may also name one of the
+    image's mount points), then each image mount point no mount covers, from the pod
+    volume of its name or, without one, an implicit empty volume of its own
+    (`<app>-<point>`; a docker image's is filled from the image). A volume's readOnly,
+    when set, wins over the mount point's."""
     volumes = {v.name: v for v in pm.volumes}
     mp_by_name = {m.name: m for m in app.mount_points}
-    wanted: list[tuple[str, str, bool]] = []  # (volume, target, mount point read-only)
+    out: list[MountPlan] = []
+    covered: set[str] = set()
     for m in ra.mounts:
         mp = mp_by_name.get(m.path)  # appc: a mount may name a mount point instead
         target = mp.path if mp is not None else m.path
-        wanted.append((m.volume, target, mp.read_only if mp else False))
-    covered = {t for _, t, _ in wanted} | {v for v, _, _ in wanted}
-    for mp in app.mount_points:
-        if mp.path in covered or mp.name in covered:
-            continue
-        if mp.name in volumes:
-            wanted.append((mp.name, mp.path, mp.read_only))
-    out = []
-    for vol_name, target, mp_ro in wanted:
-        vol = volumes.get(vol_name)
+        covered.add(posixpath.normpath(posixpath.join("/", target)))
+        vol = volumes.get(m.volume)
         if vol is None:
-            raise PlanError(f"app {ra.name!r}: no volume named {vol_name!r} for {target}")
-        if not target.startswith("/"):
-            raise PlanError(f"app {ra.name!r}: mount target {target!r} is not absolute")
-        kind = VolumeKind(vol.kind)
-        if kind is VolumeKind.HOST:
-            source = check_host_source(vol)
-        else:
-            source = empty_volume_dir(pod_dir, vol.name)
-        out.append(
-            MountPlan(
-                volume=vol.name,
-                kind=kind,
-                source=source,
-                target=resolve_in_rootfs(rootfs, target),
-                read_only=bool(vol.read_only) or mp_ro,
-                recursive=True if vol.recursive is None else vol.recursive,
-            )
-        )
+            raise PlanError(f"app {ra.name!r}: no volume named {m.volume!r} for {target}")
+        by_volume = mp_by_name.get(m.volume)
+        out.append(_mount(pod_dir, vol, rootfs, target, by_volume.read_only if by_volume
+                          else False))  # fmt: skip
+    for mp in app.mount_points:
+        if posixpath.normpath(posixpath.join("/", mp.path)) in covered:
+            continue
+        vol = volumes.get(mp.name)
+        if vol is not None:
+            out.append(_mount(pod_dir, vol, rootfs, mp.path, mp.read_only))
+            continue
+        name = f"{ra.name}-{mp.name}"
+        out.append(MountPlan(volume=name, kind=VolumeKind.EMPTY,
+                             source=empty_volume_dir(pod_dir, name),
+                             target=resolve_in_rootfs(rootfs, mp.path),
+                             read_only=mp.read_only, implicit=True, seed=docker))
     return tuple(out)
+
+
+def _mount(pod_dir: Path, vol: appc.Volume, rootfs: Path, target: str,
+           point_ro: bool) -> MountPlan:  # fmt: skip
+    kind = VolumeKind(vol.kind)
+    source = check_host_source(vol) if kind is VolumeKind.HOST else \
+        empty_volume_dir(pod_dir, vol.name)
+    return MountPlan(
+        volume=vol.name,
+        kind=kind,
+        source=source,
+        target=resolve_in_rootfs(rootfs, target),
+        read_only=point_ro if vol.read_only is None else vol.read_only,
+        recursive=True if vol.recursive is None else vol.recursive,
+    )
+
+
+DOCKER_REPOSITORY = "appc.io/docker/repository"  # the annotation of a converted image
+
+
+def converted_from_docker(pod_dir: Path, name: str) -> bool:
+    """Whether the app's image came from docker (rkt's ConvertedFromDocker)."""
+    try:
+        data = json.loads((contract.app_dir(pod_dir, name) / "manifest").read_text())
+    except (OSError, ValueError):
+        return False
+    anns = data.get("annotations") if isinstance(data, dict) else None
+    return any(isinstance(a, dict) and a.get("name") == DOCKER_REPOSITORY
+               for a in anns or [])  # fmt: skip
 
 
 def _app_plan(pod_dir: Path, ra: appc.RuntimeApp, pm: appc.PodManifest) -> AppPlan:
@@ -304,7 +330,7 @@ def _app_plan(pod_dir: Path, ra: appc.RuntimeApp, pm: appc.PodManifest) -> AppPl
         cpu_shares=int(shares) if isinstance(shares, int | str) and str(shares).isdigit() else None,
         readonly_rootfs=ra.read_only_rootfs,
         no_new_privs=nnp is True,
-        mounts=_mounts(pod_dir, ra, app, rootfs, pm),
+        mounts=_mounts(pod_dir, ra, app, rootfs, pm, converted_from_docker(pod_dir, ra.name)),
         seccomp=appc.seccomp_filter(app, f"app {ra.name!r}"),
         oom_score_adj=appc.oom_score_adj(app, f"app {ra.name!r}"),
     )

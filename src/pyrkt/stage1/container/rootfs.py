@@ -7,7 +7,6 @@ the app is forked; the app then chroots into the rootfs.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Collection
 from pathlib import Path
@@ -95,33 +94,11 @@ def hide_kernel_paths(root: Path, nodes: tuple[Path, Path]) -> None:
             bind(str(f), str(target), recursive=False, read_only=True)
 
 
-def _seed_empty_volume(source: Path, target: Path) -> None:
-    """Docker semantics: an empty volume over image content starts with that content."""
-    if not target.is_dir() or any(source.iterdir()):
-        return
-    import shutil
-
-    for entry in target.iterdir():
-        dst = source / entry.name
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.copytree(entry, dst, symlinks=True)
-        else:
-            shutil.copy2(entry, dst, follow_symlinks=False)
-    for dirpath, dirnames, filenames in os.walk(target):
-        for name in (".", *dirnames, *filenames):
-            src = Path(dirpath) / name
-            st = src.lstat()
-            with contextlib.suppress(OSError):
-                os.chown(source / src.relative_to(target), st.st_uid, st.st_gid,
-                         follow_symlinks=False)
-
-
 def mount_volume(root: Path, m: MountPlan) -> None:
     target = secure_join(root, m.target)
     source = m.source
     if m.kind is VolumeKind.EMPTY:
         source.mkdir(parents=True, exist_ok=True)
-        _seed_empty_volume(source, target)
     if source.is_dir():
         _ensure_dir(target)
     else:
