@@ -82,11 +82,12 @@ def test_multi_app_pod_shares_namespaces(pods: Pods) -> None:
     assert contract.read_exit_codes(pod) == {"a": 0, "b": 3}
 
 
-def test_first_failing_app_in_manifest_order(pods: Pods) -> None:
+def test_first_app_to_fail_stops_the_pod(pods: Pods) -> None:
+    """As rkt: y fails, the pod stops (x, still sleeping, gets SIGTERM), y's code."""
     uuid, pod = pods.pod("x", "y")
-    r = cp.run(plan(uuid, sh(pod, "x", "sleep 0.3; exit 7"), sh(pod, "y", "exit 9")), pod)
-    assert r.returncode == 7
-    assert contract.read_exit_codes(pod) == {"x": 7, "y": 9}
+    r = cp.run(plan(uuid, sh(pod, "x", "sleep 60; exit 7"), sh(pod, "y", "exit 9")), pod)
+    assert r.returncode == 9
+    assert contract.read_exit_codes(pod) == {"x": 143, "y": 9}
 
 
 def test_env_user_groups_workdir(pods: Pods) -> None:

@@ -57,6 +57,10 @@ class AppPlan:
     mounts: tuple[MountPlan, ...] = ()
     seccomp: SeccompFilter | None = None  # the app's own filter; None: the default one
     oom_score_adj: int | None = None
+    # the image's event handlers: run as root in the app's rootfs, with its environment,
+    # before it starts (a failing one fails the app) and after it exited
+    pre_start: tuple[tuple[str, ...], ...] = ()
+    post_stop: tuple[tuple[str, ...], ...] = ()
 
 
 @record

@@ -333,7 +333,30 @@ def _app_plan(pod_dir: Path, ra: appc.RuntimeApp, pm: appc.PodManifest) -> AppPl
         mounts=_mounts(pod_dir, ra, app, rootfs, pm, converted_from_docker(pod_dir, ra.name)),
         seccomp=appc.seccomp_filter(app, f"app {ra.name!r}"),
         oom_score_adj=appc.oom_score_adj(app, f"app {ra.name!r}"),
+        pre_start=_handlers(app, "pre-start", ra.name),
+        post_stop=_handlers(app, "post-stop", ra.name),
     )
+
+
+EVENTS = ("pre-start", "post-stop")
+
+
+def _handlers(app: appc.App, event: str, name: str) -> tuple[tuple[str, ...], ...]:
+    """The exec of each of the app's `event` handlers (rkt: ExecStartPre/ExecStopPost)."""
+    out = []
+    for h in app.event_handlers:
+        h_name = h.get("name") if isinstance(h, dict) else None
+        if h_name not in EVENTS:
+            raise PlanError(f"app {name!r}: unrecognized eventHandler: {h_name}")
+        if h_name == event:
+            from pyrkt.appc import validate
+
+            argv = h.get("exec")
+            if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+                raise PlanError(f"app {name!r}: eventHandler {event}: exec must be a list of "
+                                "strings")  # fmt: skip
+            out.append(validate.exec_argv(argv, f"app {name!r}: eventHandler {event}"))
+    return tuple(out)
 
 
 def _ports(pm: appc.PodManifest, apps: dict[str, appc.App]) -> tuple[PortPlan, ...]:

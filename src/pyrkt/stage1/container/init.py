@@ -3,7 +3,10 @@
 It prepares each app's rootfs (mounts are made here so that /proc is the pod's), forks
 one child per app, forwards stop signals to everything in the pod, reaps every process
 (orphans included), writes each app's exit code as it exits, and exits with the first
-failing app's code in pod-manifest order (0 if all succeeded).
+failing app's code (0 if all succeeded). As rkt's units (OnFailure=halt.target): when an
+app exits non-zero, the pod shuts down (the other apps get SIGTERM, then SIGKILL) and the
+pod exits with that app's code. Event handlers: pre-start before the app, post-stop
+after it, as root in its rootfs.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from types import FrameType
 
 from pyrkt.linux import prctl
 from pyrkt.linux.cgroup import PodCgroups
-from pyrkt.record import record
+from pyrkt.record import record, replace
 from pyrkt.stage1 import contract
 from pyrkt.stage1.container import app as appexec
 from pyrkt.stage1.container import rootfs
@@ -28,6 +31,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NoReturn
 
+SHUTDOWN_GRACE_S = 10  # after an app failed: SIGTERM to the others, SIGKILL after this
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
@@ -76,11 +80,43 @@ def write_app_info(pod: Path, app: AppPlan) -> None:
                              "rootfs": str(app.rootfs)}))
 
 
+def _run_handler(cfg: InitConfig, app: AppPlan, argv: tuple[str, ...]) -> int:
+    """Run one of the app's event handlers as rkt did (systemd's ExecStartPre/
+    ExecStopPost with PermissionsStartOnly): as root, in the app's rootfs, cgroup,
+    environment and working directory, its output on the pod's; its exit code."""
+    pid = os.fork()
+    if pid == 0:
+        appexec.become_app(
+            replace(app, argv=argv, uid=0, gid=0, supplementary_gids=()),
+            before_chroot=lambda: cfg.cgroups.join(app.name),
+            restrict_caps=cfg.restrict_caps,
+            seccomp=None if app.name in dict(cfg.app_seccomp) else cfg.seccomp,
+            own_seccomp=dict(cfg.app_seccomp).get(app.name),
+        )
+    _, status = os.waitpid(pid, 0)
+    return exit_code(status)
+
+
+def _start_post_stop(cfg: InitConfig, app: AppPlan) -> int:
+    """A process that runs the app's post-stop handlers one after the other."""
+    pid = os.fork()
+    if pid:
+        return pid
+    for sig in (*FORWARDED, signal.SIGALRM):
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        for argv in app.post_stop:
+            _run_handler(cfg, app, argv)
+    except BaseException as e:
+        appexec.child_fail(f"app {app.name}: post-stop", e)
+    os._exit(0)
+
+
 def _start_app(cfg: InitConfig, app: AppPlan) -> int:
     pid = os.fork()
     if pid:
         return pid
-    for sig in FORWARDED:
+    for sig in (*FORWARDED, signal.SIGALRM):
         signal.signal(sig, signal.SIG_DFL)
     try:
         if not cfg.plan.interactive:
@@ -95,6 +131,10 @@ def _start_app(cfg: InitConfig, app: AppPlan) -> int:
             except OSError as e:
                 raise OSError(e.errno, f"cannot set oom_score_adj to {app.oom_score_adj}: "
                               f"{e.strerror} (lowering it needs CAP_SYS_RESOURCE)") from e
+        for argv in app.pre_start:  # as rkt: a failing pre-start fails the app
+            code = _run_handler(cfg, app, argv)
+            if code:
+                os._exit(code)
     except OSError as e:
         appexec.child_fail(f"app {app.name}", e)
     own = dict(cfg.app_seccomp)
@@ -147,6 +187,23 @@ def run_init(cfg: InitConfig, parent: int) -> NoReturn:
 
     names: dict[int, str] = {}
     codes: dict[str, int] = {}
+    helpers: set[int] = set()  # post-stop handlers running
+    failures: list[int] = []  # apps that failed by themselves, in the order they did
+
+    def shutdown() -> None:
+        """rkt's OnFailure=halt.target: one app failed, the pod stops: SIGTERM to every
+        process, SIGKILL to what is left after SHUTDOWN_GRACE_S."""
+        stopping.append(signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(-1, signal.SIGTERM)
+        signal.alarm(SHUTDOWN_GRACE_S)
+
+    def kill_all(_sig: int, _frame: FrameType | None) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(-1, signal.SIGKILL)
+
+    signal.signal(signal.SIGALRM, kill_all)
+    by_name = {a.name: a for a in cfg.plan.apps}
     try:
         for app in cfg.plan.apps:
             if stopping:  # stopped before every app started: start no more
@@ -157,14 +214,23 @@ def run_init(cfg: InitConfig, parent: int) -> NoReturn:
     except BaseException as e:
         os.write(2, f"stage1: pod init: {e}\n".encode())
         codes["<init>"] = appexec.SETUP_FAILED
-    while any(n not in codes for n in names.values()):
+    while helpers or any(n not in codes for n in names.values()):
         try:
             pid, status = os.wait()
         except ChildProcessError:
             break
+        if pid in helpers:
+            helpers.discard(pid)
+            continue
         name = names.get(pid)
-        if name is not None:
-            codes[name] = exit_code(status)
-            write_status(cfg.pod, name, codes[name])
-    failed = [codes[a.name] for a in cfg.plan.apps if codes.get(a.name, 0) != 0]
+        if name is None:
+            continue  # an orphan the init reaped
+        codes[name] = exit_code(status)
+        write_status(cfg.pod, name, codes[name])
+        if codes[name] and not stopping:
+            failures.append(codes[name])
+            shutdown()
+        if by_name[name].post_stop:
+            helpers.add(_start_post_stop(cfg, by_name[name]))
+    failed = failures or [codes[a.name] for a in cfg.plan.apps if codes.get(a.name, 0) != 0]
     os._exit(failed[0] if failed else codes.get("<init>", 0))
