@@ -50,13 +50,15 @@ def base_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def make_image(tmp_path: Path, base_rootfs: Path) -> ImageMaker:
     """make_image(name, app={...} | None, files={path: text | None (a folder)},
-    links={path: target}, labels=[...] | None (version/os/arch), **more manifest keys)."""
+    links={path: target}, labels=[...] | None (version/os/arch), executable=(paths of
+    files to chmod 755), **more manifest keys)."""
     count = [0]
 
     def make(name: str = "example.com/busybox", *, app: Mapping[str, object] | None = None,
              files: Mapping[str, str | None] | None = None,
              links: Mapping[str, str] | None = None,
-             labels: list[dict[str, str]] | None = None, **extra: object) -> Path:
+             labels: list[dict[str, str]] | None = None,
+             executable: tuple[str, ...] = (), **extra: object) -> Path:
         count[0] += 1
         work = tmp_path / f"image-{count[0]}"
         work.mkdir()
@@ -68,6 +70,8 @@ def make_image(tmp_path: Path, base_rootfs: Path) -> ImageMaker:
             else:
                 p.parent.mkdir(parents=True, exist_ok=True)
                 p.write_text(text)
+        for path in executable:
+            (work / "rootfs" / path.lstrip("/")).chmod(0o755)
         for path, target in (links or {}).items():
             p = work / "rootfs" / path.lstrip("/")
             p.parent.mkdir(parents=True, exist_ok=True)

@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
 
             traceback.print_exc()
         err = e if isinstance(e, RktError) else describe(e, locals().get("g"))
-        print(f"{prog_name(rest if 'rest' in locals() else [])}: {err}", file=sys.stderr)
+        who = err.component or prog_name(rest if "rest" in locals() else [])
+        print(f"{who}: {err}", file=sys.stderr)
         return err.exit_code
 
 

@@ -116,7 +116,7 @@ def check_net(g: GlobalOptions, net: str) -> None:
     try:
         check_networks(net, [g.system_config, g.local_config])
     except RktError as e:
-        raise RktError(f"failed to setup network: {e.message}") from None
+        raise RktError(f"failed to setup network: {e.message}", component="stage1") from None
 
 
 def check_uuid_file(path: str) -> None:
