@@ -4,6 +4,8 @@ handlers (run as root before the app, even when the app runs as another user).""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from rktcompat import COREOS, ImageMaker, Rkt, kvm_pending
 
@@ -64,3 +66,13 @@ def test_pre_start_runs_as_root_before_the_app(flavor: str, rkt: Rkt,
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout.splitlines() == ["pre-start: 0 0", "app: 1000"]
     assert "post-stop: 0" in cp.stderr.splitlines()
+
+
+@pytest.mark.root
+def test_pod_manifest_with_empty_apps(rkt: Rkt, tmp_path: Path) -> None:
+    """rkt_run_pod_manifest_test.go TestPodManifestWithEmptyApps."""
+    (tmp_path / "pm.json").write_text('{"acKind":"PodManifest","acVersion":"0.8.11","apps":[]}')
+    cp = rkt("run", "--net=none", f"--pod-manifest={tmp_path / 'pm.json'}")
+    assert (cp.returncode, cp.stderr) == (254, "run: pod must contain at least one "
+                                               "application\n")
+    assert rkt.uuids() == []

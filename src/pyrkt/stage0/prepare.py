@@ -232,6 +232,8 @@ def _build_manifest(
     resolved: dict[str, _Resolved] = {}
     if opts.pod_manifest is not None:
         pm = appc.load_pod_manifest(check.read_file(opts.pod_manifest, "--pod-manifest"))
+        if not pm.apps:  # rkt's words (rkt found it once the pod was prepared)
+            raise UsageError("pod must contain at least one application")
         for ra in pm.apps:
             resolved[ra.name] = _resolve_image(
                 g, store, ra.image.id or ra.image.name, opts.pull_policy

@@ -82,7 +82,7 @@ def execute(plan: PodPlan, pod: Path, opts: RunOptions = RunOptions()) -> int:
     """Run every app of the plan in one pod; the first failing app's exit code."""
     pod = pod.resolve()
     if not plan.apps:
-        raise RktError("stage1: the pod has no apps")
+        raise RktError("the pod has no apps")
     cg = PodCgroups(plan.uuid)
     try:
         for name, lim in _limits(plan).items():
