@@ -241,6 +241,8 @@ def cmd_status(g: GlobalOptions, f: Flags) -> int:
         lines.append(f"exited={'true' if exited else 'false'}")
     if exited:
         lines += [f"app-{name}={code}" for name, code in info.exit_codes.items()]
+        if info.failure:  # ours: why the apps without an app- line have no exit code
+            lines.append(f"failure={info.failure}")
     print("\n".join(lines))
     return 0
 

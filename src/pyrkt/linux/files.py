@@ -1,11 +1,9 @@
 """File-system primitives the pod folders, the image store and the CLI share.
 
-`symlink_in(root, folder, name, target)` adds a symbolic link inside a tree an image
-controls, following no link on the way. `fsync_dir(path)` commits a rename (or a new
-entry) in a folder; `try_flock(fd)` takes an exclusive flock without waiting and says
-whether it got it; `read_regular(path, limit)` reads a file a user named, refusing
-anything but a regular file of at most `limit` bytes (`/dev/zero`, a FIFO or a huge file
-never reach memory).
+`fsync_dir(path)` commits a rename (or a new entry) in a folder; `try_flock(fd)` takes an
+exclusive flock without waiting and says whether it got it; `read_regular(path, limit)`
+reads a file a user named, refusing anything but a regular file of at most `limit` bytes
+(`/dev/zero`, a FIFO or a huge file never reach memory).
 """
 
 from __future__ import annotations
@@ -60,27 +58,3 @@ def read_regular(path: Path | str, limit: int) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
-
-
-def symlink_in(root: Path, folder: str, name: str, target: str) -> bool:
-    """Create root/folder/name -> target unless something is there already or folder is
-    not a real folder of root (a symbolic link planted by the image is not followed).
-    True when the link was made."""
-    try:
-        rfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                      dir_fd=rfd)  # fmt: skip
-    except OSError:
-        return False  # absent, or not a folder, or a link: nothing to do (as rkt)
-    finally:
-        os.close(rfd)
-    try:
-        os.symlink(target, name, dir_fd=dfd)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        os.close(dfd)

@@ -7,7 +7,6 @@ namespace): entrypoints are run from the rendered stage1 tree, with cwd = pod fo
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -118,9 +117,12 @@ def delete(g: GlobalOptions, pod: Pod) -> None:
     mounts.unmount_all(pod.path)
     path = pod.path
     pod.close()
-    shutil.rmtree(path, ignore_errors=True)
-    if path.exists():
-        raise RktError(f"cannot remove pod folder {path}")
+    from pyrkt.linux import beneath
+
+    try:  # the pod wrote parts of it: no symlink followed, no recursion (a deep tree)
+        beneath.remove_tree(path)
+    except OSError as e:
+        raise RktError(f"cannot remove pod folder {path}: {e}") from e
 
 
 def remove(g: GlobalOptions, pod: Pod, say: Callable[[str], None]) -> None:

@@ -125,12 +125,23 @@ def resolve_in_rootfs(rootfs: Path, path: str) -> str:
     return "/" + "/".join(done)
 
 
+# The image's /etc/passwd and /etc/group are read whole: at most this much.
+DB_MAX_BYTES = 16 << 20
+
+
 def _read_db(rootfs: Path, rel: str) -> list[list[str]]:
-    p = rootfs / resolve_in_rootfs(rootfs, rel).lstrip("/")
+    """The lines of the image's rel (its symlinks resolved inside the rootfs), read
+    through `beneath`: the image is hostile (a FIFO, a device, a huge file, a link
+    out of the rootfs are refused)."""
+    from pyrkt.linux import beneath
+
+    inside = resolve_in_rootfs(rootfs, rel).lstrip("/")
     try:
-        text = p.read_text(errors="replace")
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        text = beneath.read_file(rootfs, inside, DB_MAX_BYTES).decode(errors="replace")
+    except (FileNotFoundError, NotADirectoryError):
         return []
+    except OSError as e:
+        raise PlanError(f"cannot read the image's {rel}: {e.strerror or e}") from e
     return [ln.split(":") for ln in text.splitlines() if ln and not ln.startswith("#")]
 
 
