@@ -39,7 +39,8 @@ def _aci(dest: Path, name: str) -> Path:
     (src / "rootfs/bin/sh").symlink_to("busybox")
     (src / "manifest").write_text(json.dumps({
         "acKind": "ImageManifest", "acVersion": "0.8.11", "name": name,
-        "labels": [{"name": "version", "value": "1.0"}],
+        "labels": [{"name": "version", "value": "1.0"}, {"name": "os", "value": "linux"},
+                   {"name": "arch", "value": "amd64"}],
         "app": {"exec": ["/bin/sh", "-c", "echo hello from $AC_APP_NAME"], "user": "0",
                 "group": "0"},
     }))  # fmt: skip
