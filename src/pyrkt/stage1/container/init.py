@@ -97,13 +97,20 @@ def _run_handler(cfg: InitConfig, app: AppPlan, argv: tuple[str, ...]) -> int:
     return exit_code(status)
 
 
+def _fork_child() -> int:
+    """fork(); in the child, the signals the init handles back to their defaults."""
+    pid = os.fork()
+    if pid == 0:
+        for sig in (*FORWARDED, signal.SIGALRM):
+            signal.signal(sig, signal.SIG_DFL)
+    return pid
+
+
 def _start_post_stop(cfg: InitConfig, app: AppPlan) -> int:
     """A process that runs the app's post-stop handlers one after the other."""
-    pid = os.fork()
+    pid = _fork_child()
     if pid:
         return pid
-    for sig in (*FORWARDED, signal.SIGALRM):
-        signal.signal(sig, signal.SIG_DFL)
     try:
         for argv in app.post_stop:
             _run_handler(cfg, app, argv)
@@ -113,11 +120,9 @@ def _start_post_stop(cfg: InitConfig, app: AppPlan) -> int:
 
 
 def _start_app(cfg: InitConfig, app: AppPlan) -> int:
-    pid = os.fork()
+    pid = _fork_child()
     if pid:
         return pid
-    for sig in (*FORWARDED, signal.SIGALRM):
-        signal.signal(sig, signal.SIG_DFL)
     try:
         if not cfg.plan.interactive:
             os.setsid()
