@@ -53,3 +53,18 @@ def test_unsigned_file(rkt: Rkt, make_image: ImageMaker) -> None:
     debug = rkt("--debug", "fetch", str(image))  # no traceback: a user's error
     assert debug.returncode == 254 and "Traceback" not in debug.stderr
     assert debug.stderr.endswith(f"fetch: open {image}.asc: no such file or directory\n")
+
+
+@pytest.mark.registry
+def test_docker_debug_lines(rkt: Rkt, busybox_image: str) -> None:
+    """TestFetchAny's docker rows, in rkt's --debug words: fetched from the registry,
+    then found in the store by its URL (and fetched again with --no-store)."""
+    first = rkt("--insecure-options=image,http", "--debug", "fetch", busybox_image)
+    assert first.returncode == 0, first.stderr
+    assert f'image: remote fetching from URL "{busybox_image}"\n' in first.stderr
+    assert f"image: fetching image from {busybox_image}\n" in first.stderr
+    again = rkt("--insecure-options=image,http", "--debug", "fetch", busybox_image)
+    assert f"image: using image from local store for url {busybox_image}\n" in again.stderr
+    update = rkt("--insecure-options=image,http", "--debug", "fetch", "--no-store",
+                 busybox_image)
+    assert f'image: remote fetching from URL "{busybox_image}"\n' in update.stderr
