@@ -208,7 +208,9 @@ def gc(
 ) -> Iterator[GcEvent]:
     """rkt gc, in rkt's order: exited pods and aborted prepares to garbage (all that
     --mark-only does), then expired prepared pods, then delete what is in the garbage
-    (exited pods once marked longer ago than the grace period)."""
+    (exited pods once marked longer ago than the grace period), then remove the image
+    store's staging that killed `rkt run`s and `fetch`es left (the store's own sweep:
+    staging in use is locked and stays)."""
     yield from _mark(g, (Folder.RUN,), "exited", expire_prepared)
     yield from _mark(g, (Folder.PREPARE, Folder.EMBRYO), "aborted", expire_prepared)
     if mark_only:
@@ -231,3 +233,6 @@ def gc(
                 yield GcEvent(pod.uuid, "kept", str(e))
             finally:
                 pod.close()
+    from pyrkt.image.store import Store
+
+    Store(g.dir).sweep_staging()  # what killed `rkt run`s and `fetch`es left in staging
