@@ -76,7 +76,7 @@ def _etc_files(
 
     files = [
         ("hostname", plan.hostname + "\n"),
-        ("hosts", render_hosts(plan.hostname, plan.dns, pod_ip)),
+        ("hosts", render_hosts(plan.hostname, plan.dns)),
     ]
     resolv = render_resolv_conf(plan.dns, cni_dns)
     if resolv is not None:
