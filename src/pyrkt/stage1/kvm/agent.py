@@ -31,9 +31,6 @@ READY_TIMEOUT_S = 300.0
 TTY_PORT = "rkt.tty"  # the virtio-serial port's name (runner: tty_socket_rel)
 TTY_SOCKET = "tty.sock"
 TTY_LOCK = "tty.lock"
-# The fixed arguments of rkt-exec in an app's exec prefix: ROOT CWD UID GID GROUPS CAPS
-# NNP CGROUP --
-_RKT_EXEC_ARGS = 9
 
 
 def wait_started(pod: Path, timeout: float = READY_TIMEOUT_S) -> None:
@@ -157,7 +154,8 @@ def tty_command(prefix: str, rid: str, cmd: Sequence[str], term: str | None) -> 
     """cmd.sh for a terminal session: the app's exec prefix (`env -i ENV /bin/rkt-exec
     ARGS --`) with `--tty PORT RID`, TERM from ours (the app's own TERM wins), and cmd."""
     words = shlex.split(prefix)
-    i = len(words) - 1 - _RKT_EXEC_ARGS
+    # env's command: its first word that is not an assignment
+    i = next((n for n, w in enumerate(words) if n >= 2 and "=" not in w), 0)
     if i < 2 or words[:2] != ["env", "-i"] or not words[i].endswith("/rkt-exec") \
             or words[-1] != "--":
         raise RktError("the pod's app exec line is not the one this pyrkt writes",

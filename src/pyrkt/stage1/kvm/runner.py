@@ -132,7 +132,7 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions) -> None:
     g = guest_dir(pod)
     (g / "apps").mkdir(parents=True, exist_ok=True)
     (g / "enter").mkdir(exist_ok=True)
-    (g / "fstab").mkdir(exist_ok=True)
+    (g / "mounts").mkdir(exist_ok=True)
     (g / "started").unlink(missing_ok=True)
     status = contract.status_dir(pod)
     status.mkdir(parents=True, exist_ok=True)
@@ -153,36 +153,43 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions) -> None:
                 programs[app.name] = program
                 (g / "seccomp" / app.name).write_bytes(program)
     names = [n for n, _ in opts.etc_files]
-    in_fstab = {a.name: _etc_targets(contract.app_rootfs(pod, a.name), names) for a in plan.apps}
-    ready = [a.name for a in plan.apps if _mount_points(contract.app_rootfs(pod, a.name))]
-    runs = {a.name: d for a in plan.apps if not a.readonly_rootfs
-            and (d := _run_dir(contract.app_rootfs(pod, a.name))) is not None}
     text = script.pod_script(
-        plan, etc_files=names, net_script=opts.guest_net_script,
-        seccomp_apps=tuple(programs), etc_in_fstab=in_fstab, points_ready=ready,
-        run_dirs=runs,
+        plan, net_script=opts.guest_net_script, seccomp_apps=tuple(programs),
     )
     (g / "pod.sh").write_text(text)
+    tags = script.mount_tags(plan)
+    console = "/dev/ttyS1" if plan.interactive else None
     for app in plan.apps:
-        fstab = script.app_fstab(app, in_fstab[app.name], runs.get(app.name))
-        (g / "fstab" / app.name).write_text(fstab)
-        # `enter` appends the command to this prefix (rkt-exec ... --).
+        rootfs = contract.app_rootfs(pod, app.name)
+        _prepare_mount_points(rootfs, names)
+        run = None if app.readonly_rootfs else _run_dir(rootfs)
+        plan_text = script.app_mounts(app, tags, names, run, console)
+        (g / "mounts" / app.name).write_text(plan_text)
+        # `enter` appends the command to this prefix (rkt-exec --ns ... --).
         (g / "apps" / app.name).write_text(script.exec_line(app, argv=()) + "\n")
 
 
-def _mount_points(rootfs: Path) -> bool:
-    """Make the app's /proc, /sys, /dev mount points (else the guest checks and makes
-    them: 9p walks and a fork); whether all are folders now."""
+def _prepare_mount_points(rootfs: Path, etc_names: list[str]) -> None:
+    """Make the app's /proc, /sys, /dev mount points and the target files of the pod's
+    /etc files where the image lets us (a plain /etc folder, no symlinks followed): each
+    one made here is a 9p round trip less for rkt-exec in the guest, which makes what is
+    missing itself, inside the app's root."""
     for d in script.APP_MOUNT_POINTS:
         with contextlib.suppress(OSError):
             (rootfs / d).mkdir(exist_ok=True)
-    return all((rootfs / d).is_dir() and not (rootfs / d).is_symlink()
-               for d in script.APP_MOUNT_POINTS)
+    etc = rootfs / "etc"
+    if etc.is_symlink() or not etc.is_dir():
+        return
+    for n in etc_names:
+        t = etc / n
+        with contextlib.suppress(OSError):
+            if not t.is_symlink() and not t.exists():
+                t.touch()
 
 
 def _run_dir(rootfs: Path) -> script.RunDir | None:
-    """The app's /run if it is a plain folder (a symlink is left alone: the guest would
-    follow it outside the app's rootfs), for the tmpfs the guest mounts over it."""
+    """The app's /run if it is a plain folder (a symlink is left alone: the image put its
+    /run elsewhere), for the tmpfs the guest mounts over it."""
     run = rootfs / "run"
     try:
         st = run.lstat()
@@ -193,27 +200,6 @@ def _run_dir(rootfs: Path) -> script.RunDir | None:
     except OSError:
         return None
     return script.RunDir(st.st_mode, st.st_uid, st.st_gid, empty)
-
-
-def _etc_targets(rootfs: Path, names: list[str]) -> list[str]:
-    """The pod /etc files whose bind target the host can make in the app's rootfs (a
-    plain /etc folder, the file absent or a plain file): the app's fstab binds them,
-    saving the guest a `mount` (a fork+exec) each. Symlinks are left to the guest,
-    which resolves them inside the app's rootfs."""
-    etc = rootfs / "etc"
-    if etc.is_symlink() or not etc.is_dir():
-        return []
-    out = []
-    for n in names:
-        t = etc / n
-        try:
-            if not t.is_symlink() and not t.exists():
-                t.touch()
-            if not t.is_symlink() and t.is_file():
-                out.append(n)
-        except OSError:
-            continue
-    return out
 
 
 def _stdio_target(fd: int, fdset: int) -> tuple[Path, tuple[int, int] | None]:
