@@ -80,15 +80,28 @@ ACI_MANIFEST = """{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example
 
 def busybox_aci(work: Path) -> Path:
     """A busybox ACI (what `rkt run` is given in the kvm end-to-end tests)."""
+    busybox_rootfs(work / "rootfs")
+    return pack_aci(work, work / "rootfs")
+
+
+def pack_aci(work: Path, root: Path) -> Path:
+    """work/busybox.aci: root with the busybox image's manifest (ACI_MANIFEST)."""
     import tarfile
 
-    busybox_rootfs(work / "rootfs")
     (work / "manifest").write_text(ACI_MANIFEST)
     aci = work / "busybox.aci"
     with tarfile.open(aci, "w") as tar:
         tar.add(work / "manifest", arcname="manifest")
-        tar.add(work / "rootfs", arcname="rootfs")
+        tar.add(root, arcname="rootfs")
     return aci
+
+
+def static_program(source: str, out: Path) -> None:
+    """out: the C program source compiled as a static executable (for busybox images)."""
+    c = out.with_name(out.name + ".c")
+    c.write_text(source)
+    subprocess.run(["gcc", "-O1", "-static", "-o", str(out), str(c)], check=True)
+    c.unlink()
 
 
 def pod_dirs(rkt_dir: Path) -> list[Path]:

@@ -8,8 +8,6 @@ own namespace (its /dev/shm, not the guest's)."""
 from __future__ import annotations
 
 import shlex
-import subprocess
-import tarfile
 from pathlib import Path
 
 import kvm_helpers as kh
@@ -68,15 +66,8 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("aci")
     root = work / "rootfs"
     kh.busybox_rootfs(root)
-    (work / "escape.c").write_text(ESCAPE_C)
-    subprocess.run(["gcc", "-O1", "-static", "-o", str(root / "bin/escape"),
-                    str(work / "escape.c")], check=True)
-    (work / "manifest").write_text(kh.ACI_MANIFEST)
-    aci = work / "escape.aci"
-    with tarfile.open(aci, "w") as tar:
-        tar.add(work / "manifest", arcname="manifest")
-        tar.add(root, arcname="rootfs")
-    return aci
+    kh.static_program(ESCAPE_C, root / "bin/escape")
+    return kh.pack_aci(work, root)
 
 
 def test_a_chroot_escape_finds_nothing_of_the_pod(rkt: Rkt, image: Path,

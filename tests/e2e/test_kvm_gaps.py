@@ -100,22 +100,13 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
         dest = root / f.lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(f, dest)
-    (work / "mmap-rw.c").write_text(MMAP_RW_C)
-    subprocess.run(["gcc", "-O1", "-static", "-o", str(root / "bin/mmap-rw"),
-                    str(work / "mmap-rw.c")], check=True)
-    (work / "usock.c").write_text(USOCK_C)
-    subprocess.run(["gcc", "-O1", "-static", "-o", str(root / "bin/usock"),
-                    str(work / "usock.c")], check=True)
+    kh.static_program(MMAP_RW_C, root / "bin/mmap-rw")
+    kh.static_program(USOCK_C, root / "bin/usock")
     # A /run with content (as in Debian's images: /run/lock), owned by an app user.
     (root / "run" / "app").mkdir(parents=True)
     os.chown(root / "run" / "app", 12, 12)
     (root / "run" / "app").chmod(0o750)
-    (work / "manifest").write_text(kh.ACI_MANIFEST)
-    aci = work / "busybox.aci"
-    with tarfile.open(aci, "w") as tar:
-        tar.add(work / "manifest", arcname="manifest")
-        tar.add(root, arcname="rootfs")
-    return aci
+    return kh.pack_aci(work, root)
 
 
 def test_vm_size_from_annotations_and_logs_kept_after_exit(rkt: Rkt, image: Path,
