@@ -17,6 +17,7 @@ import pytest
 from pyrkt.linux.mount import umount
 from pyrkt.stage1.kvm.guest import script
 from pyrkt.stage1.kvm.guest.initramfs import build_rkt_exec
+from pyrkt.stage1.plan import AppPlan
 
 pytestmark = [pytest.mark.root]
 
@@ -87,20 +88,16 @@ class App:
         self.plan = tmp / "plan"
 
     def write_plan(self, *extra: str, readonly: bool = False) -> None:
+        """The plan the host writes for this app (`script.app_mounts`), with the pod's
+        /etc files from self.host instead of /ctl/etc and a read-only bind of self.vol
+        where the volumes go (9p, in a VM), then extra steps there too."""
         rd = os.lstat(self.root / "run")
         run = script.RunDir(rd.st_mode, rd.st_uid, rd.st_gid, empty=False)
-        steps = [
-            "mount proc /proc proc nosuid,nodev,noexec,mkdir",
-            "mount sysfs /sys sysfs ro,nosuid,nodev,noexec,mkdir",
-            *script.dev_steps(),
-            f"mount {self.host}/etc/hosts /etc/hosts none bind,mkfile",
-            f"mount {self.host}/etc/absent /etc/absent none bind,mkfile",
-            f"mount tmpfs /run tmpfs {run.options()},copyup",
-            f"mount {self.vol} /my\\040volume none bind,ro,mkdir",
-            *extra,
-        ]
-        if readonly:
-            steps.append("mount - / none remount,bind,ro")
+        plan = AppPlan(name="app", rootfs=self.root, argv=(), env=(), readonly_rootfs=readonly)
+        text = script.app_mounts(plan, {}, ["hosts", "absent"], run)
+        steps = text.replace(f" {script.GUEST_CTL}/etc/", f" {self.host}/etc/").splitlines()
+        volumes = next(i for i, x in enumerate(steps) if x.startswith("mount proc "))
+        steps[volumes:volumes] = [f"mount {self.vol} /my\\040volume none bind,ro,mkdir", *extra]
         self.plan.write_text("\n".join(steps) + "\n")
 
     def run(self, *argv: str, start: bool = True) -> subprocess.CompletedProcess[str]:
@@ -140,9 +137,9 @@ def test_the_apps_namespace_holds_its_plan_and_nothing_of_the_init(app: App) -> 
             "fd"} <= set(out)
     assert "root-read-only" in out and "volume-read-only" in out
     points = out[out.index("volume-read-only") + 1:]
-    assert points == ["/", "/proc", "/sys", "/dev", "/dev/pts", "/dev/shm",
+    assert points == ["/", "/sys", "/dev", "/dev/pts", "/dev/shm",
                       *(["/dev/mqueue"] if "/dev/mqueue" in points else []),
-                      "/etc/hosts", "/run", "/my\\040volume"]
+                      "/etc/hosts", "/run", "/my\\040volume", "/proc"]
     assert not (app.root / "etc" / "absent").stat().st_size  # made, left unbound
     assert not app.mounts_left()[1:]  # on the host: the namespace's bind only
 
@@ -178,3 +175,21 @@ def test_a_failed_start_removes_the_namespace_file_and_enter_says_so(app: App) -
     assert not app.ns.exists()
     e = app.run("/bin/true", start=False)
     assert e.returncode == 127 and "the app did not start" in e.stderr
+
+
+def test_the_images_symlinks_cannot_lead_the_plan_out_of_the_root(app: App) -> None:
+    """/proc is mounted last: before it, rkt-exec (every capability) resolves the image's
+    symlinks to its targets, and a link through /proc/PID/root of a process of the init's
+    view (here: this test's) would reach that view."""
+    out = f"/proc/{os.getpid()}/root{app.host}"
+    (app.root / "etc" / "hosts").symlink_to(f"{out}/created")
+    app.write_plan()
+    r = app.run("/bin/true")
+    assert r.returncode == 0, r.stderr  # the link leads nowhere: the /etc file is skipped
+    assert not (app.host / "created").exists()
+    (app.root / "data").symlink_to(f"{out}/made-dir")
+    app.write_plan(f"mount {app.vol} /data/sub none bind,mkdir")
+    umount(str(app.ns))  # the first start's namespace; the file is a placeholder again
+    r = app.run("/bin/true")
+    assert r.returncode == 127 and "mount /data/sub" in r.stderr  # no such folder inside
+    assert not (app.host / "made-dir").exists()

@@ -26,8 +26,9 @@
  *   neither                   a plain chroot into ROOT (host-side tests only).
  *
  * PLAN: one step per line, fields separated by one space (a space, tab, newline or
- * backslash in a field written \040, \011, \012, \134, as in fstab); paths are inside
- * ROOT, symlinks resolved inside it:
+ * backslash in a field written \040, \011, \012, \134, as in fstab); targets are
+ * absolute paths inside ROOT, symlinks resolved inside it (the host mounts /proc last,
+ * so that no /proc/PID/root link can lead a target out while we have every capability):
  *   mount SOURCE TARGET FSTYPE OPTIONS   FSTYPE "none" for a bind, whose SOURCE is a path
  *                                        in the init's view; OPTIONS comma-separated, "-"
  *                                        for none (see mount_step)
@@ -579,6 +580,11 @@ static void run_plan(char *plan, const char *path) {
         for (char *t = strtok_r(line, " ", &save_field); t && n < 6;
              t = strtok_r(NULL, " ", &save_field))
             f[n++] = unescape(t);
+        const char *target = n >= 3 ? f[strcmp(f[0], "mount") == 0 ? 2 : 1] : "";
+        if (target[0] != '/') { /* relative: it would land under the old root */
+            errno = EINVAL;
+            die("step of", path);
+        }
         if (n == 5 && strcmp(f[0], "mount") == 0) {
             mount_step(f[1], f[2], f[3], f[4]);
         } else if (n == 5 && strcmp(f[0], "mknod") == 0) {

@@ -6,8 +6,8 @@ The init sources the script with /stage1 = the pod's stage1 rootfs (9p tag rkt.s
 /ctl = the pod's control folder (rkt.ctl),
 $rkt_port_{out,err,agent} = the virtio-serial ports' devices and `rkt_agent` defined.
 Each app is started by `rkt-exec --ns FILE --mounts PLAN`: a mount namespace whose root
-is the app's rootfs (pivot_root), holding the mounts of its plan (`app_mounts`: /proc,
-/sys, a minimal /dev, the pod's /etc files, /run, its volumes) and none of the init's (the
+is the app's rootfs (pivot_root), holding the mounts of its plan (`app_mounts`: /sys, a
+minimal /dev, the pod's /etc files, /run, its volumes, /proc) and none of the init's (the
 pod shares, the other apps' roots, the initramfs); `rkt enter` joins it (`--ns FILE`).
 The host has made /stage1/rkt/status and, where it could, each app's /proc, /sys, /dev
 mount points (APP_MOUNT_POINTS): under emulation each guest fork+exec costs tens of
@@ -172,14 +172,15 @@ def app_mounts(
     run_dir: RunDir | None = None, console: str | None = None,
 ) -> str:
     """The app's mount plan (`rkt-exec --mounts`; the host writes it to mounts_file):
-    its /proc, /sys (read-only), a minimal /dev (console: the guest's device for
+    its /sys (read-only), a minimal /dev (console: the guest's device for
     /dev/console), the pod's /etc files (etc_files: names under /ctl/etc, bound where
     the app has an /etc), the tmpfs over its /run (run_dir), its volumes (tags: their
-    9p tags), and last a read-only root (`--readonly-rootfs`). Targets are resolved
-    inside the app's root, bind sources in the init's view."""
+    9p tags), its /proc, and a read-only root (`--readonly-rootfs`). Targets are resolved
+    inside the app's root, bind sources in the init's view. /proc comes last but the
+    remount: while rkt-exec, with every capability, follows the image's symlinks to the
+    targets, there is no /proc/PID/root in the app's root to lead it out."""
     lines = [
         f"# app {app.name}: made by rkt-exec in the app's mount namespace",
-        _mount("proc", "/proc", "proc", "nosuid,nodev,noexec,mkdir"),
         _mount("sysfs", "/sys", "sysfs", "ro,nosuid,nodev,noexec,mkdir"),
         *dev_steps(console),
     ]
@@ -196,6 +197,7 @@ def app_mounts(
         cache = "" if m.read_only else ",cache=mmap"
         opts = f"trans=virtio,version=9p2000.L{cache},access=any{ro},mkdir"
         lines.append(_mount(tags[m], m.target, "9p", opts))
+    lines.append(_mount("proc", "/proc", "proc", "nosuid,nodev,noexec,mkdir"))
     if app.readonly_rootfs:
         lines.append(_mount("-", "/", "none", "remount,bind,ro"))
     return "\n".join(lines) + "\n"
