@@ -5,7 +5,11 @@ memory, with `rkt.probe=1` on the command line: the guest init powers off at onc
 (before loading modules or mounting anything). Prints both times, their ratio (goal
 <= 1.15), and the host RSS of one idle VM pod (goal <= 64 MiB under TCG).
 
-    sudo .venv/bin/python bench/kvm_boot.py [--runs 3]
+    sudo .venv/bin/python bench/kvm_boot.py [--runs 3] [--app-uptime] [--peer SRC]
+
+--peer SRC also times the same pod with the pyrkt whose sources are at SRC (its own
+stage1 image and code, e.g. main's `src` for the before of a change), run by run
+interleaved with this tree's, so that both see the same minutes of a shared machine.
 """
 
 from __future__ import annotations
@@ -59,6 +63,30 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def app_uptime(run: list[str], env: dict[str, str]) -> float:
+    """The guest's uptime when the app of run (`... --exec /bin/true`) starts."""
+    cat = [*run[:-1], "/bin/cat", "--", "/proc/uptime"]
+    out = subprocess.run(cat, check=True, env=env, capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL).stdout
+    return float(out.split()[0])
+
+
+def peer_pod(work: Path, src: Path, image: Path,
+             env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """`rkt run /bin/true` with the pyrkt at src: its stage1 image, its code; warmed."""
+    peer_env = dict(env, PYTHONPATH=str(src))
+    build = ("import sys; from pathlib import Path; from pyrkt.stage1.build.aci import "
+             "Flavor, Hypervisor, build_stage1_aci; print(build_stage1_aci(Flavor.KVM, "
+             "Path(sys.argv[1]), Hypervisor.QEMU))")
+    stage1 = subprocess.run([sys.executable, "-c", build, str(work / "s1-peer")], env=peer_env,
+                            check=True, capture_output=True, text=True).stdout.strip()
+    run = [sys.executable, "-m", "pyrkt", f"--dir={work / 'rkt-peer'}", "run",
+           "--insecure-options=image", "--net=none", f"--stage1-path={stage1}", str(image),
+           "--exec", "/bin/true"]
+    timed(run, peer_env)
+    return run, peer_env
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -66,6 +94,7 @@ def main() -> int:
     ap.add_argument("--app-uptime", action="store_true",
                     help="also the guest's uptime when the app starts (the app: cat "
                          "/proc/uptime), which leaves out the host's share of a pod start")
+    ap.add_argument("--peer", type=Path, help="another pyrkt's src folder, timed alongside")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kvm-bench-"))
     try:
@@ -97,10 +126,18 @@ def bench(work: Path, a: argparse.Namespace) -> int:
     # for the bare boot, so both run under the same host memory conditions.
     prctl.set_thp_disable()
     timed(run, env)  # warm: image import, page cache
-    pod_times, bare_times = [], []
-    for _ in range(a.runs):
+    peer = peer_pod(work, a.peer, image, env) if a.peer else None
+    pod_times, bare_times, peer_times = [], [], []
+    for i in range(a.runs):
         bare_times.append(timed(bare, env))
-        pod_times.append(timed(run, env))
+        if peer is None:
+            pod_times.append(timed(run, env))
+            continue
+        for which in ((0, 1) if i % 2 == 0 else (1, 0)):  # neither always goes first
+            if which == 0:
+                pod_times.append(timed(run, env))
+            else:
+                peer_times.append(timed(*peer))
     pod_t, bare_t = statistics.median(pod_times), statistics.median(bare_times)
     print(f"accelerator: {decision.accel} ({decision.reason}); load {os.getloadavg()}")
     release = (work / "rootfs/kvm/kernel-release").read_text().strip()
@@ -109,12 +146,24 @@ def bench(work: Path, a: argparse.Namespace) -> int:
     print(f"bare QEMU boot+poweroff:    {bare_t:.2f} s  {[round(t, 2) for t in bare_times]}")
     print(f"ratio: {pod_t / bare_t:.2f} (goal <= 1.15); of the fastest runs: "
           f"{min(pod_times) / min(bare_times):.2f} (less exposed to the shared cores' load)")
+    if peer is not None:
+        paired = [t / p for t, p in zip(pod_times, peer_times, strict=True)]
+        print(f"the same pod, peer {a.peer}: {statistics.median(peer_times):.2f} s  "
+              f"{[round(t, 2) for t in peer_times]}")
+        print(f"this / peer, run by run: median {statistics.median(paired):.3f}  "
+              f"{[round(r, 3) for r in paired]}")
     if a.app_uptime:
-        cat = [*run[:-1], "/bin/cat", "--", "/proc/uptime"]
-        ups = [float(subprocess.run(cat, check=True, env=env, capture_output=True, text=True,
-                                    stdin=subprocess.DEVNULL).stdout.split()[0])
-               for _ in range(a.runs)]
+        ups, peer_ups = [], []
+        for _ in range(a.runs):
+            ups.append(app_uptime(run, env))
+            if peer is not None:
+                peer_ups.append(app_uptime(*peer))
         print(f"guest uptime when the app starts: {statistics.median(ups):.2f} s  {ups}")
+        if peer is not None:
+            print(f"  peer: {statistics.median(peer_ups):.2f} s  {peer_ups}")
+    if peer is not None:  # its exited pods
+        subprocess.run([*peer[0][:4], "gc", "--grace-period=0s"], env=peer[1], check=False,
+                       capture_output=True)
 
     uuid_file = work / "uuid"
     idle = subprocess.Popen([*rkt, "run", "--insecure-options=image", "--net=none",
