@@ -154,9 +154,11 @@ def bench(work: Path, a: argparse.Namespace) -> int:
               f"{[round(r, 3) for r in paired]}")
     if a.app_uptime:
         ups, peer_ups = [], []
-        for _ in range(a.runs):
+        for i in range(a.runs):
+            if peer is not None and i % 2:
+                peer_ups.append(app_uptime(*peer))
             ups.append(app_uptime(run, env))
-            if peer is not None:
+            if peer is not None and not i % 2:
                 peer_ups.append(app_uptime(*peer))
         print(f"guest uptime when the app starts: {statistics.median(ups):.2f} s  {ups}")
         if peer is not None:
