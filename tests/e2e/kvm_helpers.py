@@ -19,6 +19,7 @@ from pyrkt.stage1 import contract
 from pyrkt.stage1.kvm import assets
 from pyrkt.stage1.kvm.runner import kvm_dir
 from pyrkt.stage1.plan import AppPlan, PodPlan
+from support.procs import qemu_pids
 
 BUSYBOX = Path("/bin/busybox")
 APPLETS = ("sh", "echo", "cat", "true", "false", "sleep", "hostname", "nproc", "id", "touch",
@@ -81,18 +82,27 @@ ACI_MANIFEST = """{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example
 def busybox_aci(work: Path) -> Path:
     """A busybox ACI (what `rkt run` is given in the kvm end-to-end tests)."""
     busybox_rootfs(work / "rootfs")
-    return pack_aci(work, work / "rootfs")
+    return pack_aci(work)
 
 
-def pack_aci(work: Path, root: Path) -> Path:
-    """work/busybox.aci: root with the busybox image's manifest (ACI_MANIFEST)."""
+def every_applet(root: Path) -> None:
+    """Link each of busybox's applets in root/bin (after `busybox_rootfs`)."""
+    applets = subprocess.run([str(BUSYBOX), "--list"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    for applet in applets:
+        if not os.path.lexists(root / "bin" / applet):
+            (root / "bin" / applet).symlink_to("busybox")
+
+
+def pack_aci(work: Path, name: str = "busybox.aci") -> Path:
+    """work/rootfs with ACI_MANIFEST as the ACI work/name."""
     import tarfile
 
     (work / "manifest").write_text(ACI_MANIFEST)
-    aci = work / "busybox.aci"
+    aci = work / name
     with tarfile.open(aci, "w") as tar:
         tar.add(work / "manifest", arcname="manifest")
-        tar.add(root, arcname="rootfs")
+        tar.add(work / "rootfs", arcname="rootfs")
     return aci
 
 
@@ -112,20 +122,7 @@ def all_diagnostics(rkt_dir: Path) -> str:
     return "\n".join(f"=== pod {p.name}\n{diagnostics(p)}" for p in pod_dirs(rkt_dir))
 
 
-def qemu_pids_for(text: str) -> list[int]:
-    """Live processes whose command line mentions text (a pod uuid or folder)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (d / "stat").read_text().split(") ", 1)[1][0]
-        except (OSError, IndexError):
-            continue
-        if "qemu-system" in cmd and text in cmd and state != "Z":
-            out.append(int(d.name))
-    return out
+qemu_pids_for = qemu_pids  # the name the kvm tests use
 
 
 def kill_and_gc(rkt_dir: Path, env: dict[str, str], timeout: float = 300) -> None:

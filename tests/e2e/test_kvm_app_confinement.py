@@ -67,7 +67,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = work / "rootfs"
     kh.busybox_rootfs(root)
     kh.static_program(ESCAPE_C, root / "bin/escape")
-    return kh.pack_aci(work, root)
+    return kh.pack_aci(work)
 
 
 def test_a_chroot_escape_finds_nothing_of_the_pod(rkt: Rkt, image: Path,

@@ -243,3 +243,72 @@ def test_sigterm_to_rkt_run_stops_the_pod_gracefully(rkt: Rkt, image: Path,
     assert p.returncode == 43, err
     assert "got-term" in out
     assert not kh.qemu_pids_for(uuid)
+
+
+def _pod_dir(rkt: Rkt, uuid: str) -> Path:
+    return next(d for d in kh.pod_dirs(rkt.dir) if d.name == uuid)
+
+
+def test_qemu_killed_by_sigkill_fails_rkt_run_and_status_says_why(rkt: Rkt, image: Path,
+                                                                  tmp_path: Path) -> None:
+    uuid_file = tmp_path / "uuid"
+    p = rkt.start(f"--uuid-file-save={uuid_file}", str(image), "--exec", "/bin/sleep",
+                  "--", "600")
+    uuid = rkt.wait_running(uuid_file)
+    qemu = kh.qemu_pids_for(str(_pod_dir(rkt, uuid)))
+    assert len(qemu) == 1
+    os.kill(qemu[0], 9)  # as the OOM killer does
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 254, err
+    said = [ln for ln in err.splitlines() if "SIGKILL" in ln]
+    assert len(said) == 1 and said[0].startswith("stage1: "), err
+    assert "before app(s) busybox finished" in said[0]
+    st = rkt("status", uuid)
+    lines = st.stdout.splitlines()
+    assert "state=exited" in lines and not any(x.startswith("app-") for x in lines), st.stdout
+    failure = [x for x in lines if x.startswith("failure=")]
+    assert len(failure) == 1 and "killed by SIGKILL" in failure[0], st.stdout
+    js = rkt("status", "--format=json", uuid)
+    assert '"failure": "the VM stopped (killed by SIGKILL)' in js.stdout, js.stdout
+    assert '"exit_code": null' in js.stdout
+
+
+def test_enter_follows_no_link_the_guest_left_in_the_control_share(rkt: Rkt, image: Path,
+                                                                   tmp_path: Path) -> None:
+    """The guest's /ctl is POD/kvm/ctl on the host: a guest that swaps its entries for
+    symlinks (here swapped from the host side, which is the same file system) must not
+    make `rkt enter` create anything outside the pod, nor copy a host file into it."""
+    uuid_file = tmp_path / "uuid"
+    rkt.start(f"--uuid-file-save={uuid_file}", str(image), "--exec", "/bin/sleep", "--", "600")
+    uuid = rkt.wait_running(uuid_file)
+    ctl = _pod_dir(rkt, uuid) / "kvm" / "ctl"
+    host_dir = tmp_path / "host-folder"
+    host_dir.mkdir()
+    (host_dir / "keep").write_text("keep\n")
+    secret = tmp_path / "host-secret"
+    secret.write_text("echo host-secret-4711;\n")
+
+    def stamp() -> tuple[int, int, list[str]]:
+        st = host_dir.stat()
+        return st.st_mtime_ns, st.st_ctime_ns, sorted(p.name for p in host_dir.iterdir())
+
+    before = stamp()
+    (ctl / "enter").rename(ctl / "enter.real")
+    (ctl / "enter").symlink_to(host_dir)
+    e = rkt("enter", uuid, "hostname")
+    assert e.returncode == 254, e.stderr
+    assert len(e.stderr.strip().splitlines()) == 1, e.stderr
+    assert stamp() == before  # nothing made (nor made and removed) in the host folder
+    (ctl / "enter").unlink()
+    (ctl / "enter.real").rename(ctl / "enter")
+
+    (ctl / "apps" / "busybox").rename(ctl / "apps" / "busybox.real")
+    (ctl / "apps" / "busybox").symlink_to(secret)
+    e = rkt("enter", uuid, "hostname")
+    assert e.returncode == 254, e.stderr
+    assert "host-secret-4711" not in e.stdout + e.stderr
+    (ctl / "apps" / "busybox").unlink()
+    (ctl / "apps" / "busybox.real").rename(ctl / "apps" / "busybox")
+
+    e = rkt("enter", uuid, "hostname")  # put back, enter works
+    assert (e.returncode, e.stdout) == (0, f"rkt-{uuid}\n"), e.stderr

@@ -65,7 +65,7 @@ def test_exit_code_and_status_file(pods: Pods) -> None:
     assert r.returncode == 5, r.stderr
     assert r.stdout == "out\n"
     assert "err\n" in r.stderr
-    assert contract.read_exit_codes(pod) == {"five": 5}
+    assert contract.read_exit_codes(pod, ["five"]) == {"five": 5}
     assert int(contract.pid_file(pod).read_text()) > 1
 
 
@@ -79,14 +79,14 @@ def test_multi_app_pod_shares_namespaces(pods: Pods) -> None:
     assert r.returncode == 3, r.stderr
     assert "a-done" in r.stdout
     assert "b:shared" in r.stdout
-    assert contract.read_exit_codes(pod) == {"a": 0, "b": 3}
+    assert contract.read_exit_codes(pod, ["a", "b"]) == {"a": 0, "b": 3}
 
 
 def test_first_failing_app_in_manifest_order(pods: Pods) -> None:
     uuid, pod = pods.pod("x", "y")
     r = cp.run(plan(uuid, sh(pod, "x", "sleep 0.3; exit 7"), sh(pod, "y", "exit 9")), pod)
     assert r.returncode == 7
-    assert contract.read_exit_codes(pod) == {"x": 7, "y": 9}
+    assert contract.read_exit_codes(pod, ["x", "y"]) == {"x": 7, "y": 9}
 
 
 def test_env_user_groups_workdir(pods: Pods) -> None:
@@ -275,7 +275,7 @@ def test_missing_command_is_reported(pods: Pods) -> None:
     r = cp.run(plan(uuid, cp.app(pod, "bad", "/no/such/binary")), pod)
     assert r.returncode == 127
     assert "app bad: /no/such/binary: no such file or directory" in r.stderr
-    assert contract.read_exit_codes(pod) == {"bad": 127}
+    assert contract.read_exit_codes(pod, ["bad"]) == {"bad": 127}
 
 
 def test_cgroup_v2_hierarchy_tracks_and_kills(tmp_path: Path) -> None:
@@ -329,7 +329,7 @@ def test_fly_volumes_user_and_readonly_rootfs(pods: Pods, nested_host_dir: Path)
     r = cp.run(plan(uuid, app), pod, flavor="fly")
     assert r.returncode == 2, r.stderr
     assert r.stdout.split() == ["top", "ro-refused", "rootfs-refused", "1000", "host-proc"]
-    assert contract.read_exit_codes(pod) == {"f": 2}
+    assert contract.read_exit_codes(pod, ["f"]) == {"f": 2}
     assert int(contract.pid_file(pod).read_text()) > 1
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from support.acis import aci_manifest, stage1_annotations, tar_aci
+
 pytestmark = pytest.mark.root
 
 STAGE1_RUN = r"""#!/bin/sh
@@ -47,18 +49,6 @@ STAGE1_STOP = '#!/bin/sh\nkill -TERM "$(cat pid)"\n'
 STAGE1_GC = '#!/bin/sh\necho "$@" > "../../../gc-called-$1"\n'  # cwd: DIR/pods/STATE/UUID
 
 
-def _manifest(name: str, extra: dict[str, object]) -> str:
-    return json.dumps({
-        "acKind": "ImageManifest", "acVersion": "0.8.11", "name": name,
-        "labels": [{"name": "version", "value": "1.0"}, {"name": "os", "value": "linux"},
-                   {"name": "arch", "value": "amd64"}],
-        **extra,
-    })  # fmt: skip
-
-
-def _aci(src: Path, out: Path) -> Path:
-    subprocess.run(["tar", "-C", str(src), "-cf", str(out), "manifest", "rootfs"], check=True)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +62,7 @@ def acis(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         (app / "rootfs/bin" / applet).symlink_to("busybox")
     (app / "rootfs/etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     (app / "rootfs/etc/group").write_text("root:x:0:\n")
-    (app / "manifest").write_text(_manifest("example.com/busybox", {"app": {
+    (app / "manifest").write_text(aci_manifest("example.com/busybox", {"app": {
         "exec": ["/bin/sh", "-c", "exit 5"], "user": "0", "group": "0",
         "environment": [{"name": "FROM_IMAGE", "value": "image"}],
     }}))  # fmt: skip
@@ -82,11 +72,9 @@ def acis(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                        ("enter", "#!/bin/sh\necho enter \"$@\"\n")):  # fmt: skip
         (s1 / "rootfs" / verb).write_text(text)
         (s1 / "rootfs" / verb).chmod(0o755)
-    anns = [{"name": f"coreos.com/rkt/stage1/{v}", "value": f"/{v}"}
-            for v in ("run", "stop", "gc", "enter")]  # fmt: skip
-    anns.append({"name": "coreos.com/rkt/stage1/interface-version", "value": "5"})
-    (s1 / "manifest").write_text(_manifest("example.com/stage1-test", {"annotations": anns}))
-    return {"app": _aci(app, base / "busybox.aci"), "stage1": _aci(s1, base / "stage1.aci")}
+    anns = stage1_annotations()
+    (s1 / "manifest").write_text(aci_manifest("example.com/stage1-test", {"annotations": anns}))
+    return {"app": tar_aci(app, base / "busybox.aci"), "stage1": tar_aci(s1, base / "stage1.aci")}
 
 
 class Rkt:
@@ -411,7 +399,7 @@ def test_volumes_with_default_stage1(tmp_path: Path, acis: dict[str, Path]) -> N
     m["app"]["mountPoints"] = [{"name": "data", "path": "/data"}]
     m["app"]["exec"] = ["/bin/sh", "-c", "cat /data/file && echo more >> /data/file"]
     (src / "manifest").write_text(json.dumps(m))
-    aci = _aci(src, tmp_path / "vol.aci")
+    aci = tar_aci(src, tmp_path / "vol.aci")
     host = tmp_path / "host"
     host.mkdir()
     (host / "file").write_text("from host\n")

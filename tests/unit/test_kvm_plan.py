@@ -324,17 +324,22 @@ def test_a_run_with_content_is_copied_into_its_tmpfs_before_the_volumes() -> Non
 
 
 def test_the_host_finds_the_apps_run_folder(tmp_path: Path) -> None:
+    from pyrkt.linux.beneath import Root
     from pyrkt.stage1.kvm.runner import _run_dir
 
-    assert _run_dir(tmp_path) is None  # no /run: nothing mounted
+    def run_dir() -> script.RunDir | None:
+        with Root(tmp_path) as r:
+            return _run_dir(r)
+
+    assert run_dir() is None  # no /run: nothing mounted
     (tmp_path / "run").mkdir(mode=0o750)
     (tmp_path / "run").chmod(0o750)
-    found = _run_dir(tmp_path)
+    found = run_dir()
     assert found is not None and found.empty and found.options().startswith(
         "nosuid,nodev,mode=0750,")
     (tmp_path / "run" / "lock").mkdir()
-    assert _run_dir(tmp_path) == replace(found, empty=False)
+    assert run_dir() == replace(found, empty=False)
     (tmp_path / "run" / "lock").rmdir()
     (tmp_path / "run").rmdir()
     (tmp_path / "run").symlink_to("/tmp")  # would be followed outside the rootfs
-    assert _run_dir(tmp_path) is None
+    assert run_dir() is None

@@ -124,11 +124,13 @@ def test_mount_targets_resolved_inside_rootfs(tmp_path: Path) -> None:
 def test_volumes_and_mount_points(tmp_path: Path) -> None:
     spec = AppSpec(image="x", mounts=(("scratch", "/up/tmp/s"),))
     app = merge_app(IMAGE_APP, spec, PrepareOptions())
+    (tmp_path / "srv").mkdir()
     write_pod(
         tmp_path,
         [runtime_app("web", app, mounts=(appc.Mount("scratch", "/up/tmp/s"),))],
         volumes=(
-            appc.Volume("data", "host", "/srv/data", read_only=True, recursive=False),
+            appc.Volume("data", "host", str(tmp_path / "srv"), read_only=True,
+                        recursive=False),
             appc.Volume("scratch", "empty"),
         ),
     )
@@ -136,6 +138,7 @@ def test_volumes_and_mount_points(tmp_path: Path) -> None:
     assert mounts["scratch"].target == "/tmp/s"
     assert mounts["scratch"].source == tmp_path / "volumes" / "scratch"
     assert mounts["data"].target == "/var/lib/real"  # via the image's mount point
+    assert mounts["data"].source == tmp_path / "srv"
     assert mounts["data"].read_only and not mounts["data"].recursive
 
 

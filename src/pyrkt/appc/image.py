@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from pyrkt.appc import validate as check
 from pyrkt.appc.schema import (
     AC_VERSION,
     Isolator,
@@ -32,11 +33,7 @@ __all__ = [
 ]  # fmt: skip
 _ACID_CHARS = re.compile(r"[^a-z0-9\-._~/]")
 _ACID_EDGES = re.compile(r"(^[\-._~/]+)|([\-._~/]+$)")
-_ACNAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-
-
-def is_ac_identifier(s: str) -> bool:
-    return bool(s) and not _ACID_CHARS.search(s) and not _ACID_EDGES.search(s)
+is_ac_identifier = check.is_ac_identifier
 
 
 def sanitize_ac_identifier(s: str) -> str:
@@ -184,9 +181,14 @@ def _name_values(o: JsonObject, key: str, *, identifiers: bool) -> tuple[NameVal
         e = o.child(raw, p)
         nv = NameValue(e.str_("name"), e.str_("value"))
         e.done()
-        if identifiers and not is_ac_identifier(nv.name):
-            raise o.error(f"{p}.name: {nv.name!r} is not an AC identifier")
+        if identifiers:
+            check.ac_identifier(nv.name, f"image manifest: {p}.name")
+        else:
+            check.env_name(nv.name, f"image manifest: {p}.name")
+            check.no_nul(nv.value, f"image manifest: {p}.value")
         out.append(nv)
+    if identifiers:
+        check.kv_size(((x.name, x.value) for x in out), f"image manifest: {o.p(key)}")
     return tuple(out)
 
 
@@ -199,8 +201,7 @@ def _parse_port(o: JsonObject) -> Port:
         socket_activated=o.bool_("socketActivated"),
     )
     o.done()
-    if not _ACNAME.match(port.name):
-        raise o.error(f"{o.path}.name: {port.name!r} is not an AC name")
+    check.ac_name(port.name, f"image manifest: {o.path}.name")
     if not 1 <= port.port <= 65535:
         raise o.error(f"{o.path}.port: {port.port} is out of range")
     if port.count < 1:
@@ -222,7 +223,9 @@ def _parse_app(o: JsonObject) -> App:
     mps = []
     for p, m in o.list_("mountPoints"):
         mo = o.child(m, p)
-        mps.append(MountPoint(mo.str_("name"), mo.str_("path"), mo.bool_("readOnly")))
+        mps.append(MountPoint(check.ac_name(mo.str_("name"), f"image manifest: {p}.name"),
+                              check.abs_path(mo.str_("path"), f"image manifest: {p}.path"),
+                              mo.bool_("readOnly")))  # fmt: skip
         mo.done()
     wd = o.str_("workingDirectory", "")
     if wd and not wd.startswith("/"):
@@ -281,8 +284,4 @@ def parse_image_manifest(raw: object) -> ImageManifest:
 
 
 def load_image_manifest(data: bytes | str) -> ImageManifest:
-    try:
-        raw = json.loads(data)
-    except ValueError as e:
-        raise ManifestError(f"image manifest: not valid JSON: {e}") from e
-    return parse_image_manifest(raw)
+    return parse_image_manifest(check.load_json(data, "image manifest"))

@@ -12,6 +12,7 @@ import enum
 import json
 from collections.abc import Mapping
 
+from pyrkt.appc import validate as check
 from pyrkt.appc.schema import (
     AC_VERSION,
     Isolator,
@@ -233,6 +234,17 @@ def _kv(o: JsonObject) -> KV:
     return kv
 
 
+def _annotations(o: JsonObject, key: str) -> tuple[KV, ...]:
+    """appc annotations: AC identifiers as names, at most MAX_KV_BYTES in all."""
+    out = []
+    for p, x in o.list_(key):
+        kv = _kv(o.child(x, p))
+        check.ac_identifier(kv.name, f"{p}.name")
+        out.append(kv)
+    check.kv_size(((kv.name, kv.value) for kv in out), o.p(key))
+    return tuple(out)
+
+
 def _iso(o: JsonObject) -> Isolator:
     iso = Isolator(o.str_("name"), o.value("value"))
     o.done()
@@ -240,18 +252,22 @@ def _iso(o: JsonObject) -> Isolator:
 
 
 def parse_app(data: Any, path: str = "app", strict: bool = False) -> App:
+    """An app section; its names and paths checked (`validate`), its exec only for NULs
+    and relative paths: an image may leave it empty for --exec to fill."""
     o = JsonObject(data, path, strict=strict)
     mps = []
     for p, x in o.list_("mountPoints"):
         m = o.child(x, p)
-        mps.append(MountPoint(m.str_("name"), m.str_("path"), m.bool_("readOnly")))
+        mps.append(MountPoint(check.ac_name(m.str_("name"), f"{p}.name"),
+                              check.abs_path(m.str_("path"), f"{p}.path"),
+                              m.bool_("readOnly")))  # fmt: skip
         m.done()
     ports = []
     for p, x in o.list_("ports"):
         m = o.child(x, p)
         ports.append(
             Port(
-                m.str_("name"),
+                check.ac_name(m.str_("name"), f"{p}.name"),
                 m.str_("protocol", "tcp"),
                 m.int_("port"),
                 m.int_("count", 1),
@@ -259,13 +275,25 @@ def parse_app(data: Any, path: str = "app", strict: bool = False) -> App:
             )
         )
         m.done()
+    exec_ = o.strs("exec")
+    if exec_:
+        check.exec_argv(exec_, o.p("exec"))
+    env = []
+    for p, x in o.list_("environment"):
+        kv = _kv(o.child(x, p))
+        check.env_name(kv.name, f"{p}.name")
+        check.no_nul(kv.value, f"{p}.value")
+        env.append(kv)
+    wd = o.str_("workingDirectory", "")
+    if wd:
+        check.abs_path(wd, o.p("workingDirectory"))
     app = App(
-        exec=tuple(str(x) for _, x in o.list_("exec")),
-        user=o.str_("user", "0"),
-        group=o.str_("group", "0"),
+        exec=exec_,
+        user=check.no_nul(o.str_("user", "0"), o.p("user")),
+        group=check.no_nul(o.str_("group", "0"), o.p("group")),
         supplementary_gids=o.ints("supplementaryGIDs"),
-        working_directory=o.str_("workingDirectory", ""),
-        environment=tuple(_kv(o.child(x, p)) for p, x in o.list_("environment")),
+        working_directory=wd,
+        environment=tuple(env),
         isolators=tuple(_iso(o.child(x, p)) for p, x in o.list_("isolators")),
         mount_points=tuple(mps),
         ports=tuple(ports),
@@ -283,28 +311,44 @@ def _runtime_app(o: JsonObject) -> RuntimeApp:
         tuple(_kv(im.child(x, p)) for p, x in im.list_("labels")),
     )
     im.done()
+    name = check.ac_name(o.str_("name"), o.p("name"))
     raw_app = o.object_("app")
     mounts = []
     for p, x in o.list_("mounts"):
         m = o.child(x, p)
-        mounts.append(Mount(m.str_("volume"), m.str_("path")))
+        mounts.append(Mount(check.ac_name(m.str_("volume"), f"{p}.volume"),
+                            mount_target(m.str_("path"), f"{p}.path")))  # fmt: skip
         m.object_("appVolume")
         m.done()
     ra = RuntimeApp(
-        name=o.str_("name"),
+        name=name,
         image=image,
         app=parse_app(raw_app, o.p("app"), strict=True) if raw_app is not None else None,
         read_only_rootfs=o.bool_("readOnlyRootFS"),
         mounts=tuple(mounts),
-        annotations=tuple(_kv(o.child(x, p)) for p, x in o.list_("annotations")),
+        annotations=_annotations(o, "annotations"),
     )
     o.done()
+    if ra.app is not None:
+        check.exec_argv(ra.app.exec, o.p("app.exec"))
     return ra
+
+
+def mount_target(path: str, what: str) -> str:
+    """A mount's target: an absolute path in the app, or the name of one of its image's
+    mount points (appc lets a mount name one)."""
+    if path.startswith("/"):
+        return check.abs_path(path, what)
+    try:
+        return check.ac_name(path, what)
+    except check.InvalidValue:
+        raise check.InvalidValue(f"{what}: {path!r} is neither an absolute path nor a "
+                                 "mount point name") from None
 
 
 def _volume(o: JsonObject) -> Volume:
     v = Volume(
-        name=o.str_("name"),
+        name=check.ac_name(o.str_("name"), o.p("name")),
         kind=o.str_("kind"),
         source=o.str_("source", ""),
         read_only=o.opt_bool("readOnly"),
@@ -314,17 +358,34 @@ def _volume(o: JsonObject) -> Volume:
         gid=o.opt_int("gid"),
     )
     o.done()
+    return check_volume(v, o.path + ".")
+
+
+def check_volume(v: Volume, where: str) -> Volume:
+    """A volume's own rules (appc's types.Volume); its source on the host is checked by
+    stage0 when the pod is prepared. `where` + key names a value in messages."""
     if v.kind not in ("host", "empty"):
-        raise ManifestError(f"{o.path}.kind: unknown volume kind {v.kind!r}")
-    if v.kind == "host" and not v.source.startswith("/"):
-        raise ManifestError(f"{o.path}.source: must be an absolute path")
+        raise check.InvalidValue(f"{where}kind: unknown volume kind {v.kind!r}",
+                                 "expected host or empty")  # fmt: skip
+    if v.kind == "host":
+        check.abs_path(v.source, f"{where}source")
+    elif v.source:
+        raise check.InvalidValue(f"{where}source: an empty volume has no source")
+    if v.mode:
+        try:
+            int(v.mode, 8)
+        except ValueError:
+            raise check.InvalidValue(f"{where}mode: {v.mode!r} is not an octal mode") from None
     return v
 
 
 def _exposed(o: JsonObject) -> ExposedPort:
-    p = ExposedPort(o.str_("name"), o.int_("hostPort"), o.str_("hostIP", ""))
+    p = ExposedPort(check.ac_name(o.str_("name"), o.p("name")), o.int_("hostPort"),
+                    o.str_("hostIP", ""))  # fmt: skip
     o.object_("podPort")
     o.done()
+    if not 0 < p.host_port < 65536:
+        raise ManifestError(f"{o.p('hostPort')}: {p.host_port} is out of range")
     return p
 
 
@@ -337,28 +398,27 @@ def parse_pod_manifest(data: Any) -> PodManifest:
     extra: dict[str, Any] = {
         k: o.object_(k) for k in ("userAnnotations", "userLabels") if k in o.raw
     }
+    for k in extra:
+        check.kv_size(o.str_map(k), k)
     pm = PodManifest(
         apps=tuple(_runtime_app(o.child(x, p)) for p, x in o.list_("apps")),
         volumes=tuple(_volume(o.child(x, p)) for p, x in o.list_("volumes")),
         isolators=tuple(_iso(o.child(x, p)) for p, x in o.list_("isolators")),
-        annotations=tuple(_kv(o.child(x, p)) for p, x in o.list_("annotations")),
+        annotations=_annotations(o, "annotations"),
         ports=tuple(_exposed(o.child(x, p)) for p, x in o.list_("ports")),
         extra=extra,
     )
     o.done()
-    names = [a.name for a in pm.apps]
-    for n in names:
-        if names.count(n) > 1:
-            raise ManifestError(f"apps: duplicate app name {n!r}")
+    for what, names in (("app", [a.name for a in pm.apps]),
+                        ("volume", [v.name for v in pm.volumes])):  # fmt: skip
+        for n in names:
+            if names.count(n) > 1:
+                raise ManifestError(f"{what}s: duplicate {what} name {n!r}")
     return pm
 
 
 def load_pod_manifest(text: str | bytes) -> PodManifest:
-    try:
-        data = json.loads(text)
-    except ValueError as e:
-        raise ManifestError(f"pod manifest is not valid JSON: {e}") from e
-    return parse_pod_manifest(data)
+    return parse_pod_manifest(check.load_json(text, "pod manifest"))
 
 
 # ---- seccomp and oom-score-adj isolators ------------------------------------------

@@ -1,8 +1,11 @@
 """The `rkt` command: global flags, then one verb, dispatched to its module lazily.
 
 Every verb module exposes `main(argv: list[str], g: GlobalOptions) -> int`. This is the
-only place that turns an `RktError` into a one-line message and exit 254 (a traceback
-only with --debug).
+only place that turns an error into a one-line message and exit 254: an `RktError` (a
+user's error: never a traceback), an `OSError` nobody turned into one (a permission, a
+missing or wrong path), or a bug (a traceback for these two with --debug). A closed
+stdout (`rkt list | head -1`) ends the command as it ended rkt, a Go program: killed by
+SIGPIPE, silently.
 """
 
 from __future__ import annotations
@@ -12,7 +15,12 @@ import importlib
 import sys
 
 from pyrkt import log
-from pyrkt.errors import RktError
+from pyrkt.errors import RktError, Terminated
+
+# not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms on `rkt run`
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # verb -> (module, one-line help). Modules are imported only when their verb runs, so
 # that `rkt run` pays for nothing else.
@@ -65,7 +73,9 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, build: dict[str, Any] | None = None) -> int:
+    """The `rkt` command. `build` is what ./configure chose for a built rkt (the launcher
+    `make` writes passes it; pyrkt.builddefaults), None for an unconfigured one."""
     # Starting allocates a lot and frees little: the cyclic GC's passes over ~100 fresh
     # modules are ~2-5% of `rkt run`'s start-up. Off while starting; back on once the
     # verb's module is imported, except for the verbs that start a pod: a stage1 run in
@@ -76,7 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or any(a.startswith("--debug=t") for a in args)
     try:
-        g, rest = extract_globals(args)
+        if build is None:
+            g, rest = extract_globals(args)
+        else:
+            from pyrkt.builddefaults import BuildDefaults
+
+            g, rest = extract_globals(args, BuildDefaults.from_dict(build))
         log.set_debug(g.debug)
         if not rest or rest[0] in ("help", "-h", "--help"):
             if len(rest) > 1 and rest[1] in VERBS:
@@ -91,17 +106,76 @@ def main(argv: list[str] | None = None) -> int:
         if verb not in POD_STARTING_VERBS:
             gc.enable()
         code: int = module.main([verb, *verb_args], g)
+        if sys.stdout is not None:
+            sys.stdout.flush()  # a closed stdout shows here, not in the interpreter's exit
         return code
-    except RktError as e:
-        if debug:
+    except KeyboardInterrupt:
+        return 130
+    except Terminated as e:
+        # cleaned up on the way here: now end as without a handler, output kept
+        if sys.stdout is not None:
+            sys.stdout.flush()
+        die_of(e.signum)
+        raise  # not reached
+    except BaseException as e:
+        if isinstance(e, BrokenPipeError) and stdout_closed():
+            import signal
+
+            die_of(signal.SIGPIPE)
+        if isinstance(e, SystemExit):
+            raise
+        if debug and not isinstance(e, RktError):  # a bug, or an error nobody converted
             import traceback
 
             traceback.print_exc()
-        print(f"{prog_name(rest if 'rest' in locals() else [])}: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        return 130
+        err = e if isinstance(e, RktError) else describe(e, locals().get("g"))
+        print(f"{prog_name(rest if 'rest' in locals() else [])}: {err}", file=sys.stderr)
+        return err.exit_code
 
 
 def prog_name(rest: list[str]) -> str:
     return "rkt" if not rest else f"{rest[0]}"
+
+
+def describe(e: BaseException, g: object) -> RktError:
+    """An error nothing turned into an RktError, as one: an OSError says what failed
+    on which path; anything else is a bug in pyrkt."""
+    if not isinstance(e, OSError):
+        return RktError(f"internal error: {type(e).__name__}: {e}",
+                        "this is a bug; --debug shows where")  # fmt: skip
+    import errno
+
+    data_dir = getattr(g, "dir", None)
+    if e.errno == errno.ENOTDIR and data_dir is not None and not data_dir.is_dir() \
+            and data_dir.exists():  # fmt: skip
+        return RktError(f"data directory {data_dir} is not a directory", "check --dir")
+    where = f": {e.filename}" if e.filename else ""
+    what = e.strerror or str(e)
+    if e.errno in (errno.EACCES, errno.EPERM):
+        from pyrkt.errors import PERMISSION_HINT
+
+        return RktError(f"{what}{where}", PERMISSION_HINT)
+    return RktError(f"{what}{where}")
+
+
+def stdout_closed() -> bool:
+    """Whether stdout is a pipe or socket whose reader is gone."""
+    import select
+
+    try:
+        p = select.poll()
+        p.register(1, 0)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in p.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+def die_of(signum: int) -> None:
+    """End killed by the signal, as a Unix tool (and rkt) does: SIGPIPE on a closed
+    stdout, SIGTERM once a fetch it interrupted has cleaned up (pyrkt.interrupt)."""
+    import os
+    import signal
+
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    os._exit(128 + signum)  # not reached

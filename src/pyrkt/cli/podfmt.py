@@ -81,11 +81,13 @@ def pod_json(info: PodInfo) -> dict[str, Any]:
         out["started_at"] = int(info.started.timestamp() * 1e9)
     if info.pid is not None:
         out["pid"] = info.pid
-    if info.exit_codes:
+    if info.exit_codes or info.failure:
         out["apps"] = [
             {"name": a.name, "image_id": a.image_id, "exit_code": info.exit_codes.get(a.name)}
             for a in info.apps
         ]
+    if info.failure:
+        out["failure"] = info.failure
     return out
 
 

@@ -210,6 +210,8 @@ def cmd_status(g: GlobalOptions, f: Flags) -> int:
         lines.append(f"exited={'true' if exited else 'false'}")
     if exited:
         lines += [f"app-{name}={code}" for name, code in info.exit_codes.items()]
+        if info.failure:  # ours: why the apps without an app- line have no exit code
+            lines.append(f"failure={info.failure}")
     print("\n".join(lines))
     return 0
 
@@ -378,6 +380,10 @@ def main(argv: list[str], g: GlobalOptions) -> int:
         flags = " ".join(f"[{x}]" for x in sorted(value_flags | bool_flags))
         print(f"Usage: rkt {verb} {flags}")
         return 0
+    if f.get("--app"):  # an app of the pod: an AC name (rkt: types.NewACName)
+        from pyrkt.appc.validate import ac_name
+
+        ac_name(f.get("--app"), "--app")
     if verb in ROOT_VERBS and os.geteuid() != 0:
         raise PermissionRequired()
     return VERB_FUNCS[verb](g, f)

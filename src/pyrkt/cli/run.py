@@ -51,7 +51,7 @@ def build_prepare_options(a: rf.RunArgs) -> PrepareOptions:
     for n in names:
         if names.count(n) > 1:
             raise UsageError(f"duplicate volume name {n!r}")
-    annotations = [rf.split_kv(x, "--annotation") for x in a.all("--annotation")]
+    annotations = rf.parse_annotations(a.all("--annotation"), "--annotation", acid=True)
     return PrepareOptions(
         apps=tuple(a.apps),
         volumes=vols,
@@ -59,11 +59,9 @@ def build_prepare_options(a: rf.RunArgs) -> PrepareOptions:
         inherit_env=a.flag("--inherit-env"),
         set_env=rf.parse_env_list(a.all("--set-env"), "--set-env"),
         set_env_file=rf.read_env_files(a.all("--set-env-file")),
-        annotations=tuple(annotations),
-        user_annotations=tuple(
-            rf.split_kv(x, "--user-annotation") for x in a.all("--user-annotation")
-        ),
-        user_labels=tuple(rf.split_kv(x, "--user-label") for x in a.all("--user-label")),
+        annotations=annotations,
+        user_annotations=rf.parse_annotations(a.all("--user-annotation"), "--user-annotation"),
+        user_labels=rf.parse_annotations(a.all("--user-label"), "--user-label"),
         pod_manifest=Path(pod_manifest) if pod_manifest else None,
         pull_policy=policy,
         stage1=Stage1Flags(
@@ -92,6 +90,12 @@ def build_run_options(a: rf.RunArgs, uuid: str) -> RunOptions:
     )
 
 
+def check_uuid_file(path: str) -> None:
+    """--uuid-file-save's folder must exist: checked before the pod does."""
+    if path and not Path(path).absolute().parent.is_dir():
+        raise UsageError(f"cannot write --uuid-file-save {path}: no such folder")
+
+
 def save_uuid(path: str, uuid: str) -> None:
     if path:
         try:
@@ -104,7 +108,7 @@ def main(argv: list[str], g: GlobalOptions) -> int:
     verb = argv[0]
     a = rf.parse_run_args(argv[1:])
     if a.help:
-        print(USAGE.format(verb=verb))
+        print(USAGE.replace("{verb}", verb))
         return 0
     if os.geteuid() != 0:
         raise PermissionRequired()
@@ -113,6 +117,7 @@ def main(argv: list[str], g: GlobalOptions) -> int:
     if a.flag("--interactive") and len(a.apps) > 1:
         raise UsageError("interactive option only supports one image")
     opts = build_prepare_options(a)
+    check_uuid_file(a.last("--uuid-file-save"))
     net = ",".join(rf.split_list(a.all("--net"))) or "default"
     if verb == "run" and a.all("--net") and net not in ("none", "host"):
         # Fail on an unknown network or a bad net.d file before any pod exists (`none`

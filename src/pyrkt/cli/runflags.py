@@ -9,9 +9,8 @@ list of apps; nothing here touches the disk except `--set-env-file`.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pyrkt.appc import pod as appc
+from pyrkt.appc import validate as check
 from pyrkt.cli.common import parse_bool
 from pyrkt.errors import UsageError
 from pyrkt.pod.runopts import EXTENSION_PREFIXES
@@ -69,6 +68,25 @@ def split_kv(text: str, flag: str) -> tuple[str, str]:
     return k, v
 
 
+def parse_annotations(values: list[str], flag: str, *,
+                      acid: bool = False) -> tuple[tuple[str, str], ...]:  # fmt: skip
+    """NAME=VALUE flags (annotations, labels): AC identifiers as names when `acid`, at
+    most check.MAX_KV_BYTES in all."""
+    out = tuple(split_kv(x, flag) for x in values)
+    if acid:
+        for k, _ in out:
+            check.ac_identifier(k, flag)
+    check.kv_size(out, flag)
+    return out
+
+
+def env_kv(text: str, flag: str) -> tuple[str, str]:
+    """NAME=VALUE of an environment flag: an appc variable name, no NUL."""
+    k, v = split_kv(text, flag)
+    check.env_name(k, flag)
+    return k, check.no_nul(v, flag)
+
+
 def _csv(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
@@ -77,11 +95,11 @@ def _apply_app_flag(spec: dict[str, object], flag: str, value: str) -> None:
     if flag == "--readonly-rootfs":
         spec["readonly_rootfs"] = parse_bool(flag, value)
     elif flag == "--exec":
-        spec["exec"] = value
+        spec["exec"] = check.exec_argv([value], flag)[0]
     elif flag == "--name":
-        spec["name"] = value
+        spec["name"] = check.ac_name(value, flag)
     elif flag == "--working-dir":
-        spec["working_dir"] = value
+        spec["working_dir"] = check.abs_path(value, flag)
     elif flag == "--user":
         spec["user"] = value
     elif flag == "--group":
@@ -93,14 +111,15 @@ def _apply_app_flag(spec: dict[str, object], flag: str, value: str) -> None:
             raise UsageError(f"invalid --supplementary-gids {value!r}") from None
     elif flag == "--environment":
         env = list(spec.get("environment", ()))  # type: ignore[call-overload]
-        env.append(split_kv(value, flag))
+        env.append(env_kv(value, flag))
         spec["environment"] = tuple(env)
     elif flag == "--mount":
         opts = dict(split_kv(x, flag) for x in _csv(value))
         if set(opts) != {"volume", "target"}:
             raise UsageError(f"invalid --mount {value!r}", "expected volume=NAME,target=PATH")
         mounts = list(spec.get("mounts", ()))  # type: ignore[call-overload]
-        mounts.append((opts["volume"], opts["target"]))
+        mounts.append((check.ac_name(opts["volume"], "--mount volume"),
+                       appc.mount_target(opts["target"], "--mount target")))  # fmt: skip
         spec["mounts"] = tuple(mounts)
     elif flag in ("--memory", "--cpu"):
         try:
@@ -231,9 +250,7 @@ def parse_volume(text: str) -> appc.Volume:
     for p in parts:
         k, v = split_kv(p, "--volume")
         opts[k] = v
-    name = opts.pop("name", name)
-    if not name:
-        raise UsageError(f"invalid --volume {text!r}: no name")
+    name = check.ac_name(opts.pop("name", name), "--volume")
     kind = opts.pop("kind", "")
     if kind not in ("host", "empty"):
         raise UsageError(f"invalid --volume {text!r}", "kind must be host or empty")
@@ -261,14 +278,7 @@ def parse_volume(text: str) -> appc.Volume:
     )
     if opts:
         raise UsageError(f"invalid --volume {text!r}: unknown option {next(iter(opts))!r}")
-    if kind == "host" and not vol.source.startswith("/"):
-        raise UsageError(f"invalid --volume {text!r}", "source must be an absolute path")
-    if vol.mode:
-        try:
-            int(vol.mode, 8)
-        except ValueError:
-            raise UsageError(f"invalid --volume mode {vol.mode!r}") from None
-    return vol
+    return appc.check_volume(vol, f"--volume {name} ")
 
 
 def parse_port(text: str) -> appc.ExposedPort:
@@ -279,13 +289,14 @@ def parse_port(text: str) -> appc.ExposedPort:
     port = int(parts[-1])
     if not 0 < port < 65536:
         raise UsageError(f"invalid --port {text!r}: port out of range")
-    return appc.ExposedPort(parts[0], port, parts[1] if len(parts) == 3 else "")
+    name = check.ac_name(parts[0], "--port")
+    return appc.ExposedPort(name, port, parts[1] if len(parts) == 3 else "")
 
 
 def parse_env_list(values: list[str], flag: str) -> tuple[tuple[str, str], ...]:
     seen: dict[str, str] = {}
     for v in values:
-        k, val = split_kv(v, flag)
+        k, val = env_kv(v, flag)
         if k in seen:
             raise UsageError(f"environment variable {k!r} is set more than once with {flag}")
         seen[k] = val
@@ -295,15 +306,12 @@ def parse_env_list(values: list[str], flag: str) -> tuple[tuple[str, str], ...]:
 def read_env_files(paths: list[str]) -> tuple[tuple[str, str], ...]:
     env: dict[str, str] = {}
     for p in paths:
-        try:
-            text = Path(p).read_text()
-        except OSError as e:
-            raise UsageError(f"cannot read --set-env-file {p}: {e.strerror}") from e
+        text = check.read_file(p, "--set-env-file").decode(errors="replace")
         for line in text.splitlines():
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
-            k, v = split_kv(line, "--set-env-file")
+            k, v = env_kv(line, "--set-env-file")
             env[k] = v
     return tuple(env.items())
 

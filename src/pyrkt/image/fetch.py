@@ -52,7 +52,8 @@ def fetch_image(
     policy = parse_pull_policy(str(pull_policy))
     store = Store(g.dir)
     try:
-        return _fetch(g, store, ref, policy, progress, signature)
+        with store.space_errors(ref):
+            return _fetch(g, store, ref, policy, progress, signature)
     finally:
         store.close()
 
@@ -68,6 +69,7 @@ def _fetch(g: GlobalOptions, store: Store, ref: str, policy: PullPolicy,
     if ref.startswith("oci:"):
         from pyrkt.image.oci_layout import fetch_oci_layout
 
+        _need_root_for_layers(ref)
         return fetch_oci_layout(store, ref)
     from pyrkt.image import aci_fetch
 
@@ -126,9 +128,21 @@ def _fetch_docker(g: GlobalOptions, store: Store, ref: str, policy: PullPolicy,
             return cached[0]
     if policy is PullPolicy.NEVER:
         raise NotFound(f"image {key!r} is not in the store", "--pull-policy=never")
+    _need_root_for_layers(ref)
     image_id = _pull_docker(g, store, dref, progress)
     store.remote_put(key, image_id)
     return image_id
+
+
+def _need_root_for_layers(ref: str) -> None:
+    """Docker and OCI images are stored as their rendered tree, made at fetch with each
+    file's owner: only root can do that (rkt group members fetch ACIs, as in rkt)."""
+    import os
+
+    if os.geteuid() != 0:
+        raise RktError(f"cannot fetch {ref} as an unprivileged user: its layers are applied "
+                       "at fetch, keeping the files' owners", "fetch it as root; members of "
+                       "the rkt group can fetch ACIs")  # fmt: skip
 
 
 def _pull_docker(g: GlobalOptions, store: Store, dref: DockerRef,
@@ -154,7 +168,20 @@ def _pull_docker(g: GlobalOptions, store: Store, dref: DockerRef,
         )
 
         def layers() -> Iterator[ByteStream]:
+            # first asked for once the image is known to be missing from the store
+            _check_sizes(store, str(dref), [d.size for d in img.layer_descriptors])
             for blob in img.layers:
                 yield blob.open()  # closed by import_layered
 
-        return import_layered(store, manifest, digests, layers)
+        return import_layered(store, manifest, digests, layers, what=str(dref))
+
+
+def _check_sizes(store: Store, what: str, sizes: list[int]) -> None:
+    """Before downloading: refuse layers whose compressed size alone is over a cap, and
+    a download the store has no room for (the blobs past LAYER_MEMORY go to files, and
+    the tree takes at least the compressed size again)."""
+    from pyrkt.image.limits import limits, require_space
+
+    limits().check_compressed(what, sizes)
+    total = sum(sizes)
+    require_space(store.root, total + max(0, total - LAYER_MEMORY), what)

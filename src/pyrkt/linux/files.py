@@ -1,13 +1,17 @@
-"""The two file-system primitives the pod folders and the image store share.
+"""File-system primitives the pod folders, the image store and the CLI share.
 
 `fsync_dir(path)` commits a rename (or a new entry) in a folder; `try_flock(fd)` takes an
-exclusive flock without waiting and says whether it got it.
+exclusive flock without waiting and says whether it got it; `read_regular(path, limit)`
+reads a file a user named, refusing anything but a regular file of at most `limit` bytes
+(`/dev/zero`, a FIFO or a huge file never reach memory).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 
 
@@ -27,3 +31,30 @@ def try_flock(fd: int) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+def read_regular(path: Path | str, limit: int) -> bytes:
+    """The content of the regular file at `path`, at most `limit` bytes.
+
+    Raises OSError: the open's own, EINVAL for anything but a regular file (opened
+    without blocking, so a FIFO with no writer does not hang), EFBIG past `limit`.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL,
+                          "not a regular file", str(path))  # fmt: skip
+        chunks: list[bytes] = []
+        got = 0
+        while got <= limit:
+            buf = os.read(fd, min(limit + 1 - got, 1 << 20))
+            if not buf:
+                break
+            chunks.append(buf)
+            got += len(buf)
+        if got > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

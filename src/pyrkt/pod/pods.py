@@ -16,14 +16,14 @@ exited.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from pyrkt.errors import Ambiguous, NotFound, RktError
+from pyrkt import datadir
+from pyrkt.errors import PERMISSION_HINT, Ambiguous, NotFound, RktError
 from pyrkt.linux.files import fsync_dir, try_flock
 
 
@@ -55,8 +55,7 @@ def pods_root(data_dir: Path) -> Path:
 
 
 def _ensure_layout(root: Path) -> None:
-    for f in Folder:
-        (root / f).mkdir(parents=True, exist_ok=True, mode=0o750)
+    datadir.make(root.parent, *(f"pods/{f.value}" for f in Folder))
 
 
 class Pod:
@@ -196,6 +195,7 @@ def create(data_dir: Path) -> Pod:
     uuid = new_uuid()
     pod = Pod(root, uuid, Folder.EMBRYO)
     pod.path.mkdir(mode=0o750)
+    datadir.private_folder(pod.path)  # its group (rkt's) stays; its setgid bit goes
     pod.lock()
     # not fsynced: an embryo and an unlocked `prepare` pod are both aborted, removed by gc
     pod.move(Folder.PREPARE, durable=False)
@@ -205,9 +205,15 @@ def create(data_dir: Path) -> Pod:
 def all_pods(data_dir: Path) -> Iterator[Pod]:
     root = pods_root(data_dir)
     for f in Folder:
-        with contextlib.suppress(FileNotFoundError):
-            for name in sorted(os.listdir(root / f)):
-                yield Pod(root, name, f)
+        try:
+            names = sorted(os.listdir(root / f))
+        except FileNotFoundError:
+            continue
+        except PermissionError as e:
+            raise RktError(f"cannot read the pods in {root}: permission denied",
+                           PERMISSION_HINT) from e  # fmt: skip
+        for name in names:
+            yield Pod(root, name, f)
 
 
 def lookup(data_dir: Path, prefix: str) -> Pod:

@@ -1,7 +1,9 @@
 """What `rkt list` and `rkt status` report about a pod, read from its folder.
 
 created = when the pod manifest was written (prepare), started = when the stage1 wrote
-`POD/pid`, finished = when the last app status file was written; networks from
+`POD/pid`, finished = when the last app status file was written (the status files are
+the pod's to write: read through `contract.read_exit_statuses`, bounded, no symlinks);
+failure = the stage1's one-line record of why apps have no exit code; networks from
 `POD/net-info.json` (written by the network code: a list of objects with the network's
 name and the pod's address in it).
 """
@@ -47,6 +49,8 @@ class PodInfo:
     pid: int | None = None
     networks: tuple[Network, ...] = ()
     exit_codes: dict[str, int] = field(default_factory=dict)
+    # Why apps without an exit code have none (the stage1's record, e.g. the VM killed).
+    failure: str | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
@@ -86,7 +90,7 @@ def read_pid(pod_dir: Path) -> int | None:
 
 
 def pod_info(pod: Pod) -> PodInfo:
-    from pyrkt.stage0.mounts import exit_codes, stage1_upper
+    from pyrkt.stage0.mounts import exit_statuses
 
     state = pod.state()
     d = pod.path
@@ -101,11 +105,14 @@ def pod_info(pod: Pod) -> PodInfo:
                                 str(img.get("id", ""))))  # fmt: skip
     codes: dict[str, int] = {}
     finished = None
+    failure = None
     if state in (State.EXITED, State.EXITED_GARBAGE, State.DELETING, State.GARBAGE):
-        codes = exit_codes(d)
-        status_dirs = [contract.status_dir(d), stage1_upper(d) / "rkt" / "status"]
-        times = [t for s in status_dirs for f in codes if (t := _mtime(s / f)) is not None]
-        finished = max(times) if times else None
+        statuses = exit_statuses(d, sorted({a.name for a in apps}))
+        codes = {a: s.code for a, s in statuses.items()}
+        if statuses:
+            finished = datetime.fromtimestamp(
+                max(s.mtime for s in statuses.values())).astimezone()
+        failure = contract.read_failure(d)
     return PodInfo(
         uuid=pod.uuid,
         state=state,
@@ -116,5 +123,6 @@ def pod_info(pod: Pod) -> PodInfo:
         pid=read_pid(d),
         networks=read_networks(d),
         exit_codes=codes,
+        failure=failure,
         manifest=manifest,
     )

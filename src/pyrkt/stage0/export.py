@@ -1,8 +1,11 @@
 """`rkt export UUID OUT.aci`: an exited pod's app, with what it changed, as an ACI.
 
 The pod's mounts died with it, so the app's rootfs is put together again here: a
-read-only overlay of the app's upper dir over the image tree, mounted in a private mount
-namespace of this (short-lived) process, then tarred with the image manifest.
+read-only overlay of the app's upper dir over the image tree (with --no-overlay: a
+read-only bind of the app's copy, opened through `pyrkt.linux.beneath`), mounted in a
+private mount namespace of this (short-lived) process, then tarred with the image
+manifest. GNU tar archives symlinks, FIFOs and device nodes as such, never reading
+through them.
 """
 
 from __future__ import annotations
@@ -45,19 +48,16 @@ def export(g: GlobalOptions, pod: Pod, app: str, out: Path) -> None:
         if pid == 0:  # child: private namespace, mount, tar, exit
             code = 1
             try:
+                mountns.private_mount_namespace()
                 if mounts.uses_overlay(d):
-                    mountns.private_mount_namespace()
                     lower = mounts.app_tree(d, app) / "rootfs"
                     upper = mounts.app_upper(d, app)
                     mountns.mount("overlay", str(rootfs), "overlay", mountns.MS_RDONLY,
                                   f"lowerdir={upper}:{lower}")  # fmt: skip
-                    src = rootfs
                 else:
-                    src = contract.app_rootfs(d, app)
-                rel = str(src.relative_to("/"))
+                    _bind_app_copy(d, app, rootfs)
                 tar = ["tar", "--numeric-owner", "-cf", str(out) + ".tmp", "-C", str(t)]
-                tar += ["--transform", f"s,^{rel},rootfs,", "manifest", "-C", "/", rel]
-                proc.run(tar)
+                proc.run([*tar, "manifest", "rootfs"])
                 code = 0
             except BaseException as e:
                 print(f"export: {e}", flush=True)
@@ -67,3 +67,15 @@ def export(g: GlobalOptions, pod: Pod, app: str, out: Path) -> None:
         if os.waitstatus_to_exitcode(status) != 0:
             raise RktError(f"cannot export app {app!r} of pod {pod.uuid}")
         os.replace(str(out) + ".tmp", out)
+
+
+def _bind_app_copy(d: Path, app: str, target: Path) -> None:
+    """With --no-overlay the app's rootfs is a copy in the pod's stage1 rootfs, which the
+    pod wrote: opt/stage2/APP/rootfs is opened beneath the stage1 rootfs (a symlink the
+    pod left on the way is refused, not followed out to the host), and that very folder
+    bound read-only on target, so tar sees nothing else."""
+    from pyrkt.linux import beneath, mountns
+
+    with beneath.Root(contract.stage1_rootfs(d)) as s1, \
+            s1.open_dir(f"opt/stage2/{app}/rootfs") as src:
+        mountns.bind(f"/proc/self/fd/{src.fd}", str(target), read_only=True)

@@ -7,7 +7,6 @@ namespace): entrypoints are run from the rendered stage1 tree, with cwd = pod fo
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -118,9 +117,12 @@ def delete(g: GlobalOptions, pod: Pod) -> None:
     mounts.unmount_all(pod.path)
     path = pod.path
     pod.close()
-    shutil.rmtree(path, ignore_errors=True)
-    if path.exists():
-        raise RktError(f"cannot remove pod folder {path}")
+    from pyrkt.linux import beneath
+
+    try:  # the pod wrote parts of it: no symlink followed, no recursion (a deep tree)
+        beneath.remove_tree(path)
+    except OSError as e:
+        raise RktError(f"cannot remove pod folder {path}: {e}") from e
 
 
 def remove(g: GlobalOptions, pod: Pod) -> None:
@@ -170,7 +172,9 @@ def gc(
     mark_only: bool = False,
     on_event: Callable[[GcEvent], None] | None = None,
 ) -> Iterator[GcEvent]:
-    """rkt gc: mark exited pods (and stale prepared ones), then delete old marked ones."""
+    """rkt gc: mark exited pods (and stale prepared ones), then delete old marked ones,
+    then remove the image store's staging that killed `rkt run`/`fetch`es left (the
+    store's own sweep: staging in use is locked and stays)."""
 
     def ev(e: GcEvent) -> GcEvent:
         if on_event:
@@ -212,3 +216,6 @@ def gc(
             yield ev(GcEvent(pod.uuid, "kept", str(e)))
         finally:
             pod.close()
+    from pyrkt.image.store import Store
+
+    Store(g.dir).sweep_staging()

@@ -23,7 +23,7 @@ def uses_overlay(pod_dir: Path) -> bool:
 
 
 def stage1_tree(pod_dir: Path) -> Path:
-    return Path((pod_dir / "stage1-tree").read_text().strip())
+    return Path(contract.stage1_tree_record(pod_dir).read_text().strip())
 
 
 def app_tree(pod_dir: Path, app: str) -> Path:
@@ -100,16 +100,11 @@ def unmount_all(path: Path) -> None:
             log.warn(f"cannot unmount {mp}: {e}")
 
 
-def exit_codes(pod_dir: Path) -> dict[str, int]:
-    """App exit codes: from the mounted stage1 rootfs, else from its overlay upper dir."""
-    codes = contract.read_exit_codes(pod_dir)
-    if codes or not uses_overlay(pod_dir):
-        return codes
-    d = stage1_upper(pod_dir) / "rkt" / "status"
-    if d.is_dir():
-        for f in sorted(d.iterdir()):
-            try:
-                codes[f.name] = int(f.read_text().strip())
-            except (OSError, ValueError):
-                continue
-    return codes
+def exit_statuses(pod_dir: Path, apps: list[str]) -> dict[str, contract.ExitStatus]:
+    """The apps' exit statuses: from the mounted stage1 rootfs, else from its overlay
+    upper folder (where the pod's writes stay once its mounts are gone). Both are the
+    pod's to write: read through `contract.read_exit_statuses` (bounded, no symlinks)."""
+    found, _ = contract.read_exit_statuses(contract.stage1_rootfs(pod_dir), apps)
+    if found or not uses_overlay(pod_dir):
+        return found
+    return contract.read_exit_statuses(stage1_upper(pod_dir), apps)[0]

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from pyrkt import log
 from pyrkt.appc import pod as appc
-from pyrkt.errors import RktError, UsageError
+from pyrkt.appc import validate as check
+from pyrkt.errors import UsageError
 from pyrkt.options import GlobalOptions
 from pyrkt.pod import pods
 from pyrkt.record import field, record, replace
@@ -89,7 +90,7 @@ def default_app_name(image_name: str) -> str:
     """Last path component of the image name, as an appc AC name."""
     base = image_name.rstrip("/").rsplit("/", 1)[-1].split(":", 1)[0]
     name = _NAME_BAD.sub("-", base.lower()).strip("-")
-    return name or "app"
+    return name[: check.MAX_AC_NAME].rstrip("-") or "app"
 
 
 def _merge_env(
@@ -119,7 +120,9 @@ def merge_app(image_app: appc.App | None, spec: AppSpec, opts: PrepareOptions) -
     inherited: list[tuple[str, str]] = []
     if opts.inherit_env:
         own = {kv.name for kv in app.environment}
-        inherited = [(k, v) for k, v in opts.host_env.items() if k not in own]
+        # names appc cannot carry (a shell's exported functions, `BASH_FUNC_f%%`) stay out
+        inherited = [(k, v) for k, v in opts.host_env.items()
+                     if k not in own and check.is_env_name(k) and "\0" not in v]  # fmt: skip
     env = _merge_env(
         [*[appc.KV(k, v) for k, v in inherited], *app.environment],
         [opts.set_env_file, opts.set_env, spec.environment],
@@ -248,10 +251,7 @@ def _build_manifest(
 ) -> tuple[appc.PodManifest, dict[str, _Resolved]]:
     resolved: dict[str, _Resolved] = {}
     if opts.pod_manifest is not None:
-        try:
-            pm = appc.load_pod_manifest(opts.pod_manifest.read_bytes())
-        except OSError as e:
-            raise RktError(f"cannot read pod manifest {opts.pod_manifest}: {e.strerror}") from e
+        pm = appc.load_pod_manifest(check.read_file(opts.pod_manifest, "--pod-manifest"))
         for ra in pm.apps:
             resolved[ra.name] = _resolve_image(
                 g, store, ra.image.id or ra.image.name, opts.pull_policy
@@ -266,8 +266,9 @@ def _build_manifest(
             raise UsageError(
                 f'duplicate app name "{name}"', "give each app its own with --name"
             )
-        raw_app = res.manifest.get("app")
-        image_app = appc.parse_app(raw_app) if isinstance(raw_app, dict) else None
+        from pyrkt.stage0.checks import image_app as parse_image_app
+
+        image_app = parse_image_app(res.manifest, f"app {name!r}")
         apps.append(
             appc.RuntimeApp(
                 name=name,
@@ -307,6 +308,7 @@ def prepare(g: GlobalOptions, opts: PrepareOptions, *, durable: bool = True) -> 
     moves the pod on to `run` at once, durably.
     """
     from pyrkt.image.store import Store
+    from pyrkt.stage0.checks import check_pod
 
     store = Store(g.dir)
     try:
@@ -314,6 +316,8 @@ def prepare(g: GlobalOptions, opts: PrepareOptions, *, durable: bool = True) -> 
         s1 = select_stage1(g, opts.stage1, store)
     finally:
         store.close()
+    check_pod(pm, {name: res.manifest for name, res in resolved.items()}, s1.manifest,
+              {name: res.tree / "rootfs" for name, res in resolved.items()})  # fmt: skip
     pod = pods.create(g.dir)
     try:
         d = pod.path

@@ -41,16 +41,15 @@ def stage1_annotation(pod_dir: Path, name: str) -> str | None:
 def entrypoint(pod_dir: Path, ann: str, *, mounted: bool = False) -> Path:
     """The host path of one of the stage1's entrypoints.
 
-    Outside the pod's mount namespace the stage1 rootfs is not mounted: the entrypoint
-    is taken from the rendered stage1 tree instead (or the copy with --no-overlay).
+    Outside the pod's mount namespace the stage1 rootfs is not mounted, and once the pod
+    ran it is the pod's to write (with --no-overlay, its copy; a VM pod's guest writes
+    it): the entrypoint is taken from the rendered stage1 tree instead, which no pod
+    writes. `mounted`: `run`, before the pod started.
     """
     rel = stage1_annotation(pod_dir, ann)
     if not rel:
         raise RktError(f"the stage1 image of this pod has no {ann} entrypoint")
-    if mounted or not mounts.uses_overlay(pod_dir):
-        root = contract.stage1_rootfs(pod_dir)
-    else:
-        root = mounts.stage1_tree(pod_dir) / "rootfs"
+    root = contract.stage1_rootfs(pod_dir) if mounted else contract.stage1_image_rootfs(pod_dir)
     return root / rel.lstrip("/")
 
 

@@ -8,6 +8,10 @@ pid to `POD/pid` (the process that represents the pod: pod init, or the hypervis
 each app's exit code to `POD/stage1/rootfs/rkt/status/<app>` (decimal text), and exits
 with the first failing app's code.
 
+Everything under `POD/stage1/rootfs` may have been written by the pod (a VM pod's guest
+writes that share), so what a stage1 writes back is read through `pyrkt.linux.beneath`:
+no symlink followed, regular files only, a few bytes at most (`read_exit_codes`).
+
 Entrypoints are executables inside the stage1 rootfs. Ours are tiny `sh` scripts that
 exec `$PYRKT_PYTHON -m pyrkt.stage1.<flavor> <verb> "$@"`; stage0 sets PYRKT_PYTHON to
 its own interpreter.
@@ -16,6 +20,8 @@ its own interpreter.
 from __future__ import annotations
 
 from pathlib import Path
+
+from pyrkt.record import record
 
 INTERFACE_VERSION = 5
 
@@ -69,15 +75,94 @@ def net_info(pod: Path) -> Path:
     return pod / "net-info.json"
 
 
-def read_exit_codes(pod: Path) -> dict[str, int]:
-    """Exit codes the stage1 wrote, by app name."""
-    out: dict[str, int] = {}
-    d = status_dir(pod)
-    if not d.is_dir():
-        return out
-    for f in sorted(d.iterdir()):
-        try:
-            out[f.name] = int(f.read_text().strip())
-        except (OSError, ValueError):
-            continue
-    return out
+# An exit status file holds "N" or "N\n" (0-255): anything longer is not one.
+EXIT_CODE_MAX_BYTES = 16
+STATUS_REL = "rkt/status"
+
+
+def stage1_tree_record(pod: Path) -> Path:
+    """Where stage0 records the path of the stage1 image's rendered tree."""
+    return pod / "stage1-tree"
+
+
+def stage1_image_rootfs(pod: Path) -> Path:
+    """The stage1 image's own rootfs, which no pod writes: the rendered tree stage0
+    recorded (the overlay's lower; kept while the pod exists), else POD/stage1/rootfs (a
+    pod folder made without stage0). Run host programs (kernel, initrd, rkt-wait,
+    entrypoints after the pod started) from here, never from the pod's writable copy."""
+    try:
+        tree = stage1_tree_record(pod).read_text().strip()
+    except FileNotFoundError:
+        return stage1_rootfs(pod)
+    return Path(tree) / "rootfs"
+
+
+@record
+class ExitStatus:
+    code: int
+    mtime: float  # when the stage1 wrote it
+
+
+def read_exit_statuses(
+    root: Path, apps: list[str]
+) -> tuple[dict[str, ExitStatus], dict[str, str]]:
+    """The exit statuses found under root/rkt/status (root: a stage1 rootfs, or its
+    overlay's upper folder) for these apps, and why each refused file was refused (a
+    symlink, a FIFO, too large, not a number: the pod wrote it, it is hostile input). A
+    missing file or folder is neither."""
+    from pyrkt.linux import beneath
+
+    out: dict[str, ExitStatus] = {}
+    refused: dict[str, str] = {}
+    try:
+        r = beneath.Root(root)
+    except OSError:
+        return out, refused
+    with r:
+        for app in apps:
+            rel = f"{STATUS_REL}/{app}"
+            try:
+                raw, st = r.read_stat(rel, EXIT_CODE_MAX_BYTES)
+                text = raw.decode("ascii").strip()
+            except FileNotFoundError:
+                continue
+            except (OSError, UnicodeDecodeError) as e:
+                refused[app] = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                continue
+            if not text.isdigit() or int(text) > 255:
+                refused[app] = f"{rel}: not an exit code"
+                continue
+            out[app] = ExitStatus(int(text), st.st_mtime)
+    return out, refused
+
+
+FAILURE_MAX_BYTES = 4096
+
+
+def failure_file(pod: Path) -> Path:
+    """One line the stage1 (on the host, never the pod) writes when the pod ended without
+    some app's exit code (its VM killed by a signal...): what `rkt status` reports as
+    `failure=` for those apps."""
+    return pod / "stage1-failure"
+
+
+def write_failure(pod: Path, message: str) -> None:
+    tmp = failure_file(pod).with_name(".stage1-failure.tmp")
+    tmp.write_text(" ".join(message.split())[:FAILURE_MAX_BYTES - 1] + "\n")
+    tmp.replace(failure_file(pod))
+
+
+def read_failure(pod: Path) -> str | None:
+    from pyrkt.linux import beneath
+
+    try:
+        text = beneath.read_file(pod, failure_file(pod).name, FAILURE_MAX_BYTES)
+    except OSError:
+        return None
+    return text.decode(errors="replace").strip() or None
+
+
+def read_exit_codes(pod: Path, apps: list[str]) -> dict[str, int]:
+    """Exit codes the stage1 wrote, by app name (in the order of apps)."""
+    statuses, _ = read_exit_statuses(stage1_rootfs(pod), apps)
+    return {a: s.code for a, s in statuses.items()}

@@ -51,6 +51,33 @@ def empty_volume_dir(pod_dir: Path, volume: str) -> Path:
     return pod_dir / "volumes" / volume
 
 
+def check_host_source(vol: appc.Volume, *, folders_only: bool = False) -> Path:
+    """A host volume's source, refused when missing, reached through a symbolic link,
+    or (for the kvm flavor, which shares folders with the VM) not a folder.
+
+    rkt resolved links in the source (`filepath.EvalSymlinks`) and mounted their target;
+    pyrkt refuses them, since a link can be planted by whoever writes its folder (a pod
+    sharing it, for one) to put the host's `/` or `/etc` in the next pod. The user gives
+    the real path.
+    """
+    where = f"volume {vol.name!r}: source {vol.source}"
+    try:
+        st = os.stat(vol.source)
+        real = os.path.realpath(vol.source, strict=True)
+    except OSError as e:
+        raise PlanError(f"{where}: {e.strerror}") from None
+    given = os.path.normpath(vol.source)
+    if given.startswith("//"):  # POSIX keeps a leading "//"; it means "/" on Linux
+        given = "/" + given.lstrip("/")
+    if real != given:
+        raise PlanError(f"{where} goes through a symbolic link (to {real})",
+                        "give the real path: links in volume sources are not followed")
+    if folders_only and not stat.S_ISDIR(st.st_mode):
+        raise PlanError(f"{where} is not a folder",
+                        "the kvm flavor shares folders with the VM, not single files")
+    return Path(real)
+
+
 def normalize_cap(name: str) -> str:
     n = name.strip().upper()
     return n if n.startswith("CAP_") else f"CAP_{n}"
@@ -97,12 +124,23 @@ def resolve_in_rootfs(rootfs: Path, path: str) -> str:
     return "/" + "/".join(done)
 
 
+# The image's /etc/passwd and /etc/group are read whole: at most this much.
+DB_MAX_BYTES = 16 << 20
+
+
 def _read_db(rootfs: Path, rel: str) -> list[list[str]]:
-    p = rootfs / resolve_in_rootfs(rootfs, rel).lstrip("/")
+    """The lines of the image's rel (its symlinks resolved inside the rootfs), read
+    through `beneath`: the image is hostile (a FIFO, a device, a huge file, a link
+    out of the rootfs are refused)."""
+    from pyrkt.linux import beneath
+
+    inside = resolve_in_rootfs(rootfs, rel).lstrip("/")
     try:
-        text = p.read_text(errors="replace")
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        text = beneath.read_file(rootfs, inside, DB_MAX_BYTES).decode(errors="replace")
+    except (FileNotFoundError, NotADirectoryError):
         return []
+    except OSError as e:
+        raise PlanError(f"cannot read the image's {rel}: {e.strerror or e}") from e
     return [ln.split(":") for ln in text.splitlines() if ln and not ln.startswith("#")]
 
 
@@ -209,7 +247,7 @@ def _mounts(
             raise PlanError(f"app {ra.name!r}: mount target {target!r} is not absolute")
         kind = VolumeKind(vol.kind)
         if kind is VolumeKind.HOST:
-            source = Path(vol.source)
+            source = check_host_source(vol)
         else:
             source = empty_volume_dir(pod_dir, vol.name)
         out.append(

@@ -122,7 +122,7 @@ def execute(plan: PodPlan, pod: Path, opts: RunOptions = RunOptions()) -> int:
         _, status = os.waitpid(init_pid, 0)
         code = exit_code(status)
         if os.WIFSIGNALED(status):
-            recorded = contract.read_exit_codes(pod)
+            recorded = contract.read_exit_codes(pod, [a.name for a in plan.apps])
             failed = [recorded[a.name] for a in plan.apps if recorded.get(a.name, 0)]
             code = failed[0] if failed else code
         return code

@@ -2,7 +2,8 @@
 
 QEMU listens on `POD/kvm/agent.sock` (one client at a time); the guest init's
 `rkt_agent` reads `enter ID` / `stop` / `ping` and answers one line. Bulk data (the
-command, its output) goes through the 9p share under `POD/kvm/ctl/enter/ID/` (the guest's /ctl).
+command, its output) goes through the 9p share under `POD/kvm/ctl/enter/ID/` (the guest's /ctl),
+which the guest can write: every path in it goes through `pyrkt.linux.beneath`.
 With a terminal (our stdin is a tty), `tty ID` starts the command on a pty in the guest,
 relayed over the rkt.tty port (`POD/kvm/tty.sock`, see `ttysession`); one such session
 at a time per pod (`POD/kvm/tty.lock`).
@@ -15,7 +16,6 @@ import fcntl
 import os
 import secrets
 import shlex
-import shutil
 import socket
 import sys
 import time
@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pyrkt import log
 from pyrkt.errors import RktError
+from pyrkt.linux import beneath
 from pyrkt.stage1.kvm import runner
 from pyrkt.stage1.kvm.guest import script
 
@@ -31,13 +32,25 @@ READY_TIMEOUT_S = 300.0
 TTY_PORT = "rkt.tty"  # the virtio-serial port's name (runner: tty_socket_rel)
 TTY_SOCKET = "tty.sock"
 TTY_LOCK = "tty.lock"
+# What the host reads from the guest, at most (it is hostile input): an agent answer
+# ("done ID RC"), an app's exec line (its environment included), an error log.
+ANSWER_MAX = 4096
+PREFIX_MAX = 1 << 20
+GUEST_LOG_MAX = 64 * 1024
+
+
+def _started(pod: Path) -> bool:
+    try:
+        with beneath.Root(runner.guest_dir(pod)) as ctl:
+            return ctl.is_regular("started")
+    except OSError:
+        return False
 
 
 def wait_started(pod: Path, timeout: float = READY_TIMEOUT_S) -> None:
     """Until the guest has started the apps (it writes /ctl/started)."""
-    flag = runner.guest_dir(pod) / "started"
     deadline = time.monotonic() + timeout
-    while not flag.exists():
+    while not _started(pod):
         if not _hypervisor_alive(pod):
             raise RktError("the pod's VM is not running")
         if time.monotonic() > deadline:
@@ -90,6 +103,8 @@ def _request(pod: Path, line: str, timeout: float | None) -> str:
         buf = b""
         try:
             while not buf.endswith(b"\n"):
+                if len(buf) > ANSWER_MAX:  # the guest's answers are one short line
+                    raise RktError("the pod's VM agent sent an over-long answer")
                 chunk = s.recv(4096)
                 if not chunk:
                     raise RktError("the pod's VM agent closed the connection")
@@ -106,6 +121,22 @@ def stop(pod: Path, timeout: float = 30.0) -> None:
         raise RktError(f"the pod's VM agent refused to stop: {answer}")
 
 
+def signal_apps(pod: Path, sig: int, target: str = "", timeout: float = 30.0) -> None:
+    """Send signal number sig to the apps in the guest; target "all": to every process
+    but the init and the agent; else guest pids (the OCI runtime's `kill`, `exec`)."""
+    answer = _request(pod, f"kill {int(sig)} {target}".rstrip(), timeout)
+    if answer != "ok":
+        raise RktError(f"the pod's VM agent refused to send the signal: {answer}")
+
+
+def start_exec(pod: Path, rid: str, timeout: float = 30.0) -> None:
+    """Start /ctl/enter/RID/cmd.sh in the guest in the background; its output lands in
+    that folder, and its exit code in `rc` when it ends (the OCI runtime's `exec`)."""
+    answer = _request(pod, f"exec {rid}", timeout)
+    if answer != f"started {rid}":
+        raise RktError(f"unexpected answer from the pod's VM agent: {answer!r}")
+
+
 def stop_or_say(pod: Path, timeout: float, fallback: str) -> bool:
     """`stop`; False, with a warning naming the fallback the caller takes, if it failed."""
     try:
@@ -116,38 +147,91 @@ def stop_or_say(pod: Path, timeout: float, fallback: str) -> bool:
         return False
 
 
+def _app_prefix(pod: Path, app: str) -> str:
+    """The app's exec line (rkt-exec ... --) the runner left in /ctl/apps/APP."""
+    try:
+        with beneath.Root(runner.guest_dir(pod)) as ctl:
+            prefix = ctl.read_text(f"apps/{app}", PREFIX_MAX).strip()
+    except FileNotFoundError as e:
+        raise RktError(f"the pod has no app named {app!r}") from e
+    except OSError as e:
+        raise RktError(f"cannot read app {app!r}'s exec line from the pod: {e}") from e
+    if not prefix or "\n" in prefix:
+        raise RktError(f"app {app!r}'s exec line in the pod is not one line")
+    return prefix
+
+
+@contextlib.contextmanager
+def _request_dir(pod: Path, rid: str) -> Iterator[beneath.Root]:
+    """/ctl/enter/RID, made for this request under the folder fds (a symlink the guest
+    left in /ctl is refused, never followed), removed afterwards the same way."""
+    try:
+        ctl = beneath.Root(runner.guest_dir(pod))
+    except OSError as e:
+        raise RktError(f"cannot open the pod's control folder: {e}") from e
+    with ctl:
+        try:
+            ctl.mkdir("enter", 0o755, exist_ok=True)
+            enter_dir = ctl.open_dir("enter")
+        except OSError as e:
+            raise RktError(f"the pod's control folder was tampered with: {e}") from e
+        with enter_dir:
+            try:
+                enter_dir.mkdir(rid, 0o755)
+                d = enter_dir.open_dir(rid)
+            except OSError as e:
+                raise RktError(f"the pod's control folder was tampered with: {e}") from e
+            try:
+                with d:
+                    yield d
+            finally:
+                with contextlib.suppress(OSError):
+                    enter_dir.rmtree(rid)
+
+
+request_dir = _request_dir  # the OCI runtime's exec makes its requests the same way
+
+
+def _write_request(d: beneath.Root, name: str, data: str | bytes) -> None:
+    try:
+        d.write(name, data, 0o644, replace=False)
+    except OSError as e:
+        raise RktError(f"cannot write the request's {name} in the pod: {e}") from e
+
+
+def _copy_out(d: beneath.Root, name: str, fd: int) -> None:
+    try:
+        d.copy_to(name, fd)
+    except BrokenPipeError:
+        raise
+    except OSError as e:  # missing, a symlink, a FIFO, a device...: the guest's doing
+        raise RktError(f"cannot read the command's {name} in the pod: {e}") from e
+
+
 def enter(pod: Path, app: str, cmd: Sequence[str]) -> int:
     """Run cmd in app's root inside the guest, on a terminal of its own when our stdin is
     one, else with our stdin's bytes and its output copied to ours; its exit code."""
-    prefix_file = runner.guest_dir(pod) / "apps" / app
-    try:
-        prefix = prefix_file.read_text().strip()
-    except OSError as e:
-        raise RktError(f"the pod has no app named {app!r}") from e
+    prefix = _app_prefix(pod, app)
     wait_started(pod)
     if sys.stdin is not None and sys.stdin.isatty():
         return enter_tty(pod, prefix, cmd)
     rid = secrets.token_hex(6)
-    d = runner.guest_dir(pod) / "enter" / rid
-    d.mkdir(parents=True)
-    try:
-        (d / "cmd.sh").write_text(
-            "exec " + prefix + " " + " ".join(script.q(a) for a in cmd) + "\n"
-        )
-        stdin = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
-        (d / "stdin").write_bytes(stdin)
+    stdin = b"" if sys.stdin is None else sys.stdin.buffer.read()
+    with _request_dir(pod, rid) as d:
+        _write_request(d, "cmd.sh",
+                       "exec " + prefix + " " + " ".join(script.q(a) for a in cmd) + "\n")
+        _write_request(d, "stdin", stdin)
         log.debug(f"kvm: enter {rid}: {cmd!r} in app {app}")
         answer = _request(pod, f"enter {rid}", None)
         parts = answer.split()
-        if len(parts) != 3 or parts[0] != "done" or parts[1] != rid:
+        if len(parts) != 3 or parts[0] != "done" or parts[1] != rid or not (
+                parts[2].isdigit() and int(parts[2]) <= 255):
             raise RktError(f"unexpected answer from the pod's VM agent: {answer!r}")
-        sys.stdout.buffer.write((d / "stdout").read_bytes())
         sys.stdout.flush()
-        sys.stderr.buffer.write((d / "stderr").read_bytes())
+        _copy_out(d, "stdout", sys.stdout.fileno())
         sys.stderr.flush()
+        _copy_out(d, "stderr", sys.stderr.fileno())
         return int(parts[2])
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def tty_command(prefix: str, rid: str, cmd: Sequence[str], term: str | None) -> str:
@@ -191,22 +275,19 @@ def enter_tty(pod: Path, prefix: str, cmd: Sequence[str]) -> int:
         raise RktError("the pod's VM has no terminal port",
                        "it was started by an older pyrkt; enter without a terminal")
     rid = secrets.token_hex(6)
-    d = runner.guest_dir(pod) / "enter" / rid
-    with _tty_lock(pod), connect(pod, name=TTY_SOCKET) as sock:
-        d.mkdir(parents=True)
+    with _tty_lock(pod), connect(pod, name=TTY_SOCKET) as sock, _request_dir(pod, rid) as d:
+        _write_request(d, "cmd.sh", tty_command(prefix, rid, cmd, os.environ.get("TERM")))
+        log.debug(f"kvm: enter {rid} with a terminal: {list(cmd)!r}")
+        answer = _request(pod, f"tty {rid}", 30.0)
+        if answer != f"started {rid}":
+            raise RktError(f"unexpected answer from the pod's VM agent: {answer!r}")
         try:
-            (d / "cmd.sh").write_text(tty_command(prefix, rid, cmd, os.environ.get("TERM")))
-            log.debug(f"kvm: enter {rid} with a terminal: {list(cmd)!r}")
-            answer = _request(pod, f"tty {rid}", 30.0)
-            if answer != f"started {rid}":
-                raise RktError(f"unexpected answer from the pod's VM agent: {answer!r}")
+            pending = ttysession.wait_ready(sock, rid, lambda: _hypervisor_alive(pod))
+        except RktError as e:
             try:
-                pending = ttysession.wait_ready(sock, rid, lambda: _hypervisor_alive(pod))
-            except RktError as e:
-                guest_log = (d / "log").read_text(errors="replace").strip() if (
-                    d / "log").exists() else ""
-                raise RktError(e.message, guest_log or e.hint) from e
-            with ttysession.raw_terminal(sys.stdin.fileno()):
-                return ttysession.relay(sock, sys.stdin.fileno(), sys.stdout.fileno(), pending)
-        finally:
-            shutil.rmtree(d, ignore_errors=True)
+                guest_log = d.read_text("log", GUEST_LOG_MAX).strip()
+            except OSError:
+                guest_log = ""
+            raise RktError(e.message, guest_log or e.hint) from e
+        with ttysession.raw_terminal(sys.stdin.fileno()):
+            return ttysession.relay(sock, sys.stdin.fileno(), sys.stdout.fileno(), pending)

@@ -28,17 +28,31 @@ def agent_socket_rel() -> Path:
 
 
 def finish_pod(pod: Path, apps: list[str], rc: int) -> int:
-    """After the hypervisor exited with rc: the first failing app's code (in pod order)."""
+    """After the hypervisor exited with rc: the first failing app's code (in pod order).
+
+    The VM ending before every app left its code (QEMU killed by a signal: the OOM
+    killer, `kill -9`, a crash; or failing) is rkt's own failure (254), and so is a
+    status file the guest replaced by something that is not one (a symlink, a FIFO, a
+    huge file...): one line naming what happened, also recorded in the pod folder
+    (`contract.write_failure`) for `rkt status`.
+    """
     (pod / agent_socket_rel()).unlink(missing_ok=True)
-    codes = contract.read_exit_codes(pod)
-    missing = [a for a in apps if a not in codes]
+    found, refused = contract.read_exit_statuses(contract.stage1_rootfs(pod), apps)
+    codes = {a: s.code for a, s in found.items()}
+    missing = [a for a in apps if a not in codes and a not in refused]
     log.debug(f"kvm: hypervisor exited with {describe_status(rc)}; app exit codes {codes}")
-    if missing and rc > 0:
-        raise RktError(
-            f"the VM stopped ({describe_status(rc)}) before app(s) {', '.join(missing)} "
-            "finished",
-            f"serial console log: {serial_log(pod)}",
-        )
+    message = None
+    if refused:
+        message = "; ".join(f"app {a}: exit status refused ({why})" for a, why in refused.items())
+    elif missing and rc != 0:
+        message = (f"the VM stopped ({describe_status(rc)}) before app(s) "
+                   f"{', '.join(missing)} finished")
+    if message is not None:
+        try:
+            contract.write_failure(pod, message)
+        except OSError as e:
+            log.warn(f"cannot record the pod's failure: {e}")
+        raise RktError(message, f"serial console log: {serial_log(pod)}")
     for a in apps:
         c = codes.get(a, 0)
         if c != 0:

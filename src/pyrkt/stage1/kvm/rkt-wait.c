@@ -12,23 +12,35 @@
  *     a second one: SIGTERM to the hypervisor;
  *   - the hypervisor exited with RC: exec `PYTHON -I -S WAITER_PY --finish RC SPEC_JSON`
  *     (exit codes, network teardown), whose exit status is the pod's.
- * The fast path, when the runner set RKT_WAIT_FAST="AGENT_SOCKET\nSTATUS_DIR\nAPP..."
- * (no network to tear down, no --debug; an environment variable so that an older
- * rkt-wait ignores it): the hypervisor exited with 0 and every app left its exit code
- * in STATUS_DIR/APP; then rkt-wait removes AGENT_SOCKET and exits with the first
- * non-zero code in app order, as finish.finish_pod would, without starting Python
- * (~0.05 s). Anything else (a missing or unreadable code, a hypervisor failure) goes to
- * Python.
+ * The fast path, when the runner set
+ * RKT_WAIT_FAST_BENEATH="AGENT_SOCKET\nSTAGE1_ROOTFS\nAPP..." (no network to tear
+ * down, no --debug; an environment variable so that an older rkt-wait ignores it): the
+ * hypervisor exited with 0 (never after a death by signal) and every app left its exit
+ * code in STAGE1_ROOTFS/rkt/status/APP; then rkt-wait removes AGENT_SOCKET and exits
+ * with the first non-zero code in app order, as finish.finish_pod would, without
+ * starting Python (~0.05 s). Anything else (a missing or unreadable code, a hypervisor
+ * failure or death) goes to Python.
+ * The status files are the guest's to write, so each is opened as pyrkt.linux.beneath
+ * does: openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS) under the
+ * stage1 rootfs's fd (O_NOFOLLOW at each component where openat2 is missing), O_PATH
+ * first, fstat: a regular file of at most 16 bytes, then reopened through
+ * /proc/self/fd and read once. A symlink, FIFO, device, socket or big file is left to
+ * Python, which refuses it with a message.
+ * RKT_WAIT_RMDIR="DIR\n..." (the hypervisor's cgroups, leaf first): removed once the
+ * hypervisor exited, before anything else (a busy one stays for `rkt gc`).
  * The runner blocks SIGTERM and SIGHUP before the exec (the mask survives it), so no
  * signal is lost in between; here they are taken synchronously with sigwaitinfo.
  * SIGINT stays ignored, as the runner left it (the hypervisor gets it too).
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,17 +50,74 @@ static void die(const char *what) {
 	_exit(254);
 }
 
-/* The exit code in DIR/APP ("N\n"), or -1 when missing or not a number 0-255. */
-static int read_code(const char *dir, const char *app) {
-	char path[4096], buf[32];
-	if (snprintf(path, sizeof path, "%s/%s", dir, app) >= (int)sizeof path)
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+#define RESOLVE_NO_MAGICLINKS 0x02
+#define RESOLVE_NO_SYMLINKS 0x04
+#define RESOLVE_BENEATH 0x08
+#define CODE_MAX 16 /* bytes: "255\n" is 4 */
+
+struct how {
+	unsigned long long flags, mode, resolve;
+};
+
+/* An O_PATH fd for REL under ROOT, no symlink followed, or -1. */
+static int open_beneath(int root, const char *rel) {
+	static int no_openat2;
+	if (!no_openat2) {
+		struct how h = {O_PATH | O_CLOEXEC, 0,
+				RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+		long fd = syscall(SYS_openat2, root, rel, &h, sizeof h);
+		if (fd >= 0 || errno != ENOSYS)
+			return (int)fd;
+		no_openat2 = 1;
+	}
+	/* No openat2 (Linux < 5.6): one component at a time, O_NOFOLLOW. */
+	char buf[4096];
+	if (snprintf(buf, sizeof buf, "%s", rel) >= (int)sizeof buf)
 		return -1;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = root;
+	char *save = NULL, *comp = strtok_r(buf, "/", &save);
+	while (comp) {
+		char *next = strtok_r(NULL, "/", &save);
+		int flags = O_PATH | O_NOFOLLOW | O_CLOEXEC | (next ? O_DIRECTORY : 0);
+		int nfd = strcmp(comp, "..") ? openat(fd, comp, flags) : -1;
+		if (fd != root)
+			close(fd);
+		if (nfd < 0)
+			return -1;
+		fd = nfd;
+		comp = next;
+	}
+	return fd == root ? -1 : fd;
+}
+
+/* The exit code in ROOT/rkt/status/APP ("N\n"), or -1 when missing, not a regular
+ * file, larger than CODE_MAX or not a number 0-255. */
+static int read_code(int root, const char *app) {
+	char rel[4096], buf[CODE_MAX + 1];
+	if (!*app || strchr(app, '/') || !strcmp(app, "..") || !strcmp(app, "."))
+		return -1;
+	if (snprintf(rel, sizeof rel, "rkt/status/%s", app) >= (int)sizeof rel)
+		return -1;
+	int pfd = open_beneath(root, rel);
+	if (pfd < 0)
+		return -1;
+	struct stat st;
+	if (fstat(pfd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > CODE_MAX) {
+		close(pfd);
+		return -1;
+	}
+	char proc[64];
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", pfd);
+	int fd = open(proc, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	close(pfd);
 	if (fd < 0)
 		return -1;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
+	ssize_t n = read(fd, buf, sizeof buf);
 	close(fd);
-	if (n <= 0)
+	if (n <= 0 || n > CODE_MAX)
 		return -1;
 	buf[n] = 0;
 	char *end;
@@ -61,26 +130,44 @@ static int read_code(const char *dir, const char *app) {
 	return (int)v;
 }
 
+/* Remove the folders RKT_WAIT_RMDIR names, in order. */
+static void remove_dirs(void) {
+	const char *env = getenv("RKT_WAIT_RMDIR");
+	char *dirs = env ? strdup(env) : NULL, *save = NULL;
+	if (!dirs)
+		return;
+	for (char *d = strtok_r(dirs, "\n", &save); d; d = strtok_r(NULL, "\n", &save))
+		rmdir(d);
+	free(dirs);
+}
+
 /* The fast path's exit code, or -1 to let Python finish the pod. */
 static int fast_finish(int status) {
-	const char *env = getenv("RKT_WAIT_FAST");
+	const char *env = getenv("RKT_WAIT_FAST_BENEATH");
+	/* Only a clean exit: a death by signal (WIFSIGNALED) is for Python to report. */
 	if (!env || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		return -1;
 	char *spec = strdup(env), *save = NULL;
 	if (!spec)
 		return -1;
 	char *sock = strtok_r(spec, "\n", &save);
-	char *dir = strtok_r(NULL, "\n", &save);
-	if (!sock || !dir)
+	char *rootfs = strtok_r(NULL, "\n", &save);
+	if (!sock || !rootfs)
+		return -1;
+	int root = open(rootfs, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (root < 0)
 		return -1;
 	int first = 0;
 	for (char *app; (app = strtok_r(NULL, "\n", &save));) {
-		int c = read_code(dir, app);
-		if (c < 0)
+		int c = read_code(root, app);
+		if (c < 0) {
+			close(root);
 			return -1;
+		}
 		if (c && !first)
 			first = c;
 	}
+	close(root);
 	unlink(sock);
 	return first;
 }
@@ -133,6 +220,7 @@ int main(int argc, char **argv) {
 		}
 	}
 exited:;
+	remove_dirs();
 	int code = fast_finish(status);
 	if (code >= 0)
 		return code;

@@ -23,9 +23,9 @@ from types import FrameType
 
 from pyrkt import log
 from pyrkt.errors import RktError
-from pyrkt.linux import prctl
+from pyrkt.linux import beneath, prctl
 from pyrkt.stage1 import contract
-from pyrkt.stage1.kvm import accel, assets, hypervisors
+from pyrkt.stage1.kvm import accel, assets, hypervisors, launch
 from pyrkt.stage1.kvm.finish import agent_socket_rel as agent_socket_rel
 from pyrkt.stage1.kvm.finish import finish_pod as finish_pod
 from pyrkt.stage1.kvm.finish import kvm_dir as kvm_dir
@@ -45,6 +45,10 @@ from pyrkt.stage1.kvm.vm import (
 from pyrkt.stage1.plan import PodPlan
 
 ENV_EXTRA_KERNEL_PARAMS = "RKT_HYPERVISOR_EXTRA_KERNEL_PARAMS"
+# rkt-wait's fast path (rkt-wait.c); the old name, which a rkt-wait of an older stage1
+# image reads, is never passed on.
+ENV_WAIT_FAST = "RKT_WAIT_FAST_BENEATH"
+ENV_WAIT_FAST_OLD = "RKT_WAIT_FAST"
 # TCG's translation cache (MiB): a pod's boot fills ~36 MiB of QEMU's default, 16 MiB
 # takes ~20 MiB off the idle pod's RSS at no measurable boot cost; 8 MiB thrashes (2.5x
 # slower boot).
@@ -61,6 +65,9 @@ class RunOptions:
     netns: Path | None = None  # run the hypervisor inside this netns (NET)
     guest_net_script: str = ""  # sh run in the guest before the apps (NET)
     etc_files: tuple[tuple[str, str], ...] = ()  # (name, content) for each app's /etc
+    # An interactive pod's console: INTERACTIVE (rkt run --interactive) or TERMINAL (the
+    # OCI runtime: QEMU's stdio is a pty someone else holds; no escape, no monitor).
+    console: ConsoleMode = ConsoleMode.INTERACTIVE
     # Become the lean waiter (waiter.py) once the hypervisor runs: the stage1 process
     # (`python -m pyrkt.stage1.kvm run`) does; an in-process caller (tests) waits itself.
     exec_waiter: bool = False
@@ -129,74 +136,70 @@ def kernel_cmdline(debug: bool, interactive: bool, net: bool = False) -> tuple[s
 
 
 def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions) -> None:
+    """The pod script, each app's mount plan and exec line, the /etc files and seccomp
+    programs in the control share, and the apps' mount points in their rootfs: all
+    through `beneath` (the image is hostile; a pod only runs once, so the guest has not
+    written these shares yet, but an image can hold any symlink)."""
     g = guest_dir(pod)
-    (g / "apps").mkdir(parents=True, exist_ok=True)
-    (g / "enter").mkdir(exist_ok=True)
-    (g / "mounts").mkdir(exist_ok=True)
-    (g / "started").unlink(missing_ok=True)
-    status = contract.status_dir(pod)
-    status.mkdir(parents=True, exist_ok=True)
-    for f in status.iterdir():
-        f.unlink()
-    etc = g / "etc"
-    etc.mkdir(exist_ok=True)
-    for name, content in opts.etc_files:
-        (etc / name).write_text(content)
-    programs: dict[str, bytes] = {}
-    if any(app.seccomp is not None for app in plan.apps):
-        from pyrkt.linux import seccomp
+    g.mkdir(parents=True, exist_ok=True)
+    with beneath.Root(g) as ctl, beneath.Root(contract.stage1_rootfs(pod)) as s1:
+        for sub in ("apps", "enter", "mounts", "etc"):
+            ctl.mkdir(sub, exist_ok=True)
+        ctl.unlink("started")
+        s1.mkdir(contract.STATUS_REL, parents=True, exist_ok=True)
+        for f in s1.listdir(contract.STATUS_REL):
+            s1.rmtree(f"{contract.STATUS_REL}/{f}")
+        for name, content in opts.etc_files:
+            ctl.write(f"etc/{name}", content)
+        programs: dict[str, bytes] = {}
+        if any(app.seccomp is not None for app in plan.apps):
+            from pyrkt.linux import seccomp
 
-        (g / "seccomp").mkdir(exist_ok=True)
+            ctl.mkdir("seccomp", exist_ok=True)
+            for app in plan.apps:
+                program = seccomp.filter_program(app.seccomp) if app.seccomp else None
+                if program is not None:
+                    programs[app.name] = program
+                    ctl.write(f"seccomp/{app.name}", program)
+        names = [n for n, _ in opts.etc_files]
+        text = script.pod_script(
+            plan, net_script=opts.guest_net_script, seccomp_apps=tuple(programs),
+        )
+        ctl.write("pod.sh", text)
+        tags = script.mount_tags(plan)
+        console = "/dev/ttyS1" if plan.interactive else None
         for app in plan.apps:
-            program = seccomp.filter_program(app.seccomp) if app.seccomp else None
-            if program is not None:
-                programs[app.name] = program
-                (g / "seccomp" / app.name).write_bytes(program)
-    names = [n for n, _ in opts.etc_files]
-    text = script.pod_script(
-        plan, net_script=opts.guest_net_script, seccomp_apps=tuple(programs),
-    )
-    (g / "pod.sh").write_text(text)
-    tags = script.mount_tags(plan)
-    console = "/dev/ttyS1" if plan.interactive else None
-    for app in plan.apps:
-        rootfs = contract.app_rootfs(pod, app.name)
-        _prepare_mount_points(rootfs, names)
-        run = None if app.readonly_rootfs else _run_dir(rootfs)
-        plan_text = script.app_mounts(app, tags, names, run, console)
-        (g / "mounts" / app.name).write_text(plan_text)
-        # `enter` appends the command to this prefix (rkt-exec --ns ... --).
-        (g / "apps" / app.name).write_text(script.exec_line(app, argv=()) + "\n")
+            with s1.open_dir(f"opt/stage2/{app.name}/rootfs") as rootfs:
+                _prepare_mount_points(rootfs, names)
+                run = None if app.readonly_rootfs else _run_dir(rootfs)
+            ctl.write(f"mounts/{app.name}", script.app_mounts(app, tags, names, run, console))
+            # `enter` appends the command to this prefix (rkt-exec --ns ... --).
+            ctl.write(f"apps/{app.name}", script.exec_line(app, argv=()) + "\n")
 
 
-def _prepare_mount_points(rootfs: Path, etc_names: list[str]) -> None:
-    """Make the app's /proc, /sys, /dev mount points and the target files of the pod's
-    /etc files where the image lets us (a plain /etc folder, no symlinks followed): each
-    one made here is a 9p round trip less for rkt-exec in the guest, which makes what is
-    missing itself, inside the app's root."""
+def _prepare_mount_points(rootfs: beneath.Root, etc_names: list[str]) -> None:
+    """Make the app's /proc, /sys, /dev mount points and the missing target files of the
+    pod's /etc files (in a plain /etc folder): each one made here is a 9p round trip
+    less for rkt-exec in the guest, which makes what is missing itself, inside the app's
+    root (symlinks included)."""
     for d in script.APP_MOUNT_POINTS:
         with contextlib.suppress(OSError):
-            (rootfs / d).mkdir(exist_ok=True)
-    etc = rootfs / "etc"
-    if etc.is_symlink() or not etc.is_dir():
+            rootfs.mkdir(d, exist_ok=True)
+    if not rootfs.is_dir("etc"):
         return
     for n in etc_names:
-        t = etc / n
-        with contextlib.suppress(OSError):
-            if not t.is_symlink() and not t.exists():
-                t.touch()
+        with contextlib.suppress(OSError):  # there already (whatever it is)
+            rootfs.write(f"etc/{n}", b"", 0o644, replace=False)
 
 
-def _run_dir(rootfs: Path) -> script.RunDir | None:
+def _run_dir(rootfs: beneath.Root) -> script.RunDir | None:
     """The app's /run if it is a plain folder (a symlink is left alone: the image put its
     /run elsewhere), for the tmpfs the guest mounts over it."""
-    run = rootfs / "run"
     try:
-        st = run.lstat()
+        st = rootfs.lstat("run")
         if not stat.S_ISDIR(st.st_mode):
             return None
-        with os.scandir(run) as entries:
-            empty = next(entries, None) is None
+        empty = next(rootfs.iterdir("run"), None) is None
     except OSError:
         return None
     return script.RunDir(st.st_mode, st.st_uid, st.st_gid, empty)
@@ -229,9 +232,11 @@ def _stdio_target(fd: int, fdset: int) -> tuple[Path, tuple[int, int] | None]:
     return Path(f"/proc/self/fd/{fd}"), None
 
 
-def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions) -> tuple[VmPlan, str]:
+def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions,
+            sandbox: bool = False) -> tuple[VmPlan, str]:
     """The VM for this pod, and the accelerator decision's reason."""
-    kernel, initrd = assets.asset_paths(contract.stage1_rootfs(pod))
+    # From the stage1 image's own tree, not the pod's writable copy of it (the guest's).
+    kernel, initrd = assets.asset_paths(contract.stage1_image_rootfs(pod))
     size = vm_size(plan.apps, host_cpus(), plan.annotations, host_memory_mib())
     if size.overridden:
         log.debug(f"kvm: VM size set by pod annotation(s) {', '.join(size.overridden)}")
@@ -261,7 +266,7 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions) -> tuple[VmPlan, str]:
         machine=opts.machine,
         shares=tuple(shares),
         taps=opts.taps,
-        console=ConsoleMode.INTERACTIVE if interactive else ConsoleMode.STREAMS,
+        console=opts.console if interactive else ConsoleMode.STREAMS,
         serial_log=Path("kvm") / "serial.log",
         serial_to_stderr=opts.debug and not interactive,
         app_stdout=out,
@@ -272,6 +277,7 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions) -> tuple[VmPlan, str]:
         tty_socket=tty_socket_rel(),
         tcg_tb_mib=TCG_TB_MIB,
         balloon=True,
+        sandbox=sandbox,
     )
     return vp, decision.reason
 
@@ -281,48 +287,51 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
     pod = pod.resolve()
     name = opts.hypervisor or stage1_hypervisor(pod)
     hv = hypervisors.get(name)
-    if shutil.which(hv.binary()) is None:
+    found = shutil.which(hv.binary())
+    if found is None:
         # Before the accelerator probe (which boots QEMU): name the missing hypervisor.
         raise RktError(
             f"hypervisor {name}: {hv.binary()} not found on the PATH",
             INSTALL_HINT.get(name),
         )
+    jailed = launch.jail_enabled(name)
     kvm_dir(pod).mkdir(exist_ok=True)
     serial_log(pod).unlink(missing_ok=True)
     (pod / app_log_dir_rel()).mkdir(exist_ok=True)
     write_guest_files(pod, plan, opts)
-    vp, reason = vm_plan(pod, plan, opts)
+    vp, reason = vm_plan(pod, plan, opts, sandbox=jailed)
     if vp.accel is Accel.TCG and not reason.startswith("forced"):
         log.info("kvm: KVM is not usable here, using TCG (software emulation; --debug says why)")
     log.debug(f"kvm: accelerator {vp.accel}: {reason}")
     log.debug(f"kvm: VM size {vp.vcpus} vCPU(s), {vp.memory_mib} MiB")
     argv = hv.argv(vp)
-    if opts.netns is not None:
-        from pyrkt.net.netns import netns_exec_argv
-
-        argv = [*netns_exec_argv(opts.netns), *argv]
-    log.debug("kvm: " + shlex.join(argv))
-    (kvm_dir(pod) / "cmdline").write_text(shlex.join(argv) + "\n")
     env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C"}
-    _no_huge_pages()
+    fds = [fd for fd, _ in vp.fd_sets]
+    groups: list[Path] = []
     try:
-        p = subprocess.Popen(
-            argv,
-            cwd=pod,
-            env=env,
-            stdin=None if plan.interactive else subprocess.DEVNULL,
-            stdout=None,
-            stderr=None,
-            pass_fds=[fd for fd, _ in vp.fd_sets],
-        )
+        if jailed:
+            exe = Path(os.path.abspath(found))
+            argv, groups = launch.confine(pod, plan.uuid, vp, exe, argv, env, fds, opts.netns,
+                                          cache_dir_for(pod))
+        elif opts.netns is not None:
+            from pyrkt.net.netns import netns_exec_argv
+
+            argv = [*netns_exec_argv(opts.netns), *argv]
+        log.debug("kvm: " + shlex.join(argv))
+        (kvm_dir(pod) / "cmdline").write_text(shlex.join(argv) + "\n")
+        _no_huge_pages()
+        p = launch.start(argv, pod, env, plan.interactive, fds, jailed)
     except FileNotFoundError as e:
         raise RktError(f"{argv[0]}: command not found", INSTALL_HINT.get(name)) from e
+    except BaseException:
+        launch.remove_groups(groups)
+        raise
     finally:
-        for fd, _ in vp.fd_sets:
+        for fd in fds:
             os.close(fd)
     contract.pid_file(pod).write_text(f"{p.pid}\n")
     if opts.exec_waiter:
-        _exec_waiter(pod, plan, p.pid, opts)
+        _exec_waiter(pod, plan, p.pid, opts, groups)
 
     asked: list[int] = []
 
@@ -344,6 +353,7 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
         for s, h in old.items():
             signal.signal(s, h)
         signal.signal(signal.SIGINT, old_int)
+        launch.remove_groups(groups)
     return finish_pod(pod, [a.name for a in plan.apps], rc)
 
 
@@ -358,7 +368,8 @@ def _no_huge_pages() -> None:
         prctl.set_thp_disable()
 
 
-def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions) -> None:
+def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions,
+                 groups: list[Path]) -> None:
     """Replace this process (same pid: the hypervisor stays our child) with the waiter:
     the stage1's static rkt-wait (~0.3 MiB) when it has one, else waiter.py (a Python
     that holds ~10 MiB instead of the planner's ~25 MiB while the VM runs)."""
@@ -370,6 +381,7 @@ def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions) -> None:
         "apps": [a.name for a in plan.apps],
         "net": opts.netns is not None,
         "debug": opts.debug,
+        "cgroups": [str(d) for d in groups],
     })
     # Blocked until the waiter takes them (the mask survives exec); SIGINT stays
     # ignored (QEMU gets it too).
@@ -378,12 +390,18 @@ def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     py = [sys.executable, "-I", "-S", str(waiter.__file__)]
-    wait_bin = assets.waiter_path(contract.stage1_rootfs(pod))
+    wait_bin = assets.waiter_path(contract.stage1_image_rootfs(pod))
     argv = [*py, spec] if wait_bin is None else [str(wait_bin), str(pid), py[0], py[3], spec]
     env = dict(os.environ)
+    env.pop(ENV_WAIT_FAST_OLD, None)
+    if groups:  # rkt-wait removes them once the hypervisor is gone
+        env["RKT_WAIT_RMDIR"] = "\n".join(str(d) for d in groups)
     if wait_bin is not None and opts.netns is None and not opts.debug:
-        # rkt-wait's fast path: the exit codes read without starting Python after QEMU.
-        fast = [str(pod / agent_socket_rel()), str(contract.status_dir(pod))]
-        env["RKT_WAIT_FAST"] = "\n".join(fast + [a.name for a in plan.apps])
+        # rkt-wait's fast path: the exit codes read without starting Python after QEMU,
+        # each as rkt/status/APP beneath the stage1 rootfs (no symlink, a regular file
+        # of a few bytes). A rkt-wait from an older image knows only the old variable,
+        # which named the status folder by path: it is no longer set.
+        fast = [str(pod / agent_socket_rel()), str(contract.stage1_rootfs(pod))]
+        env[ENV_WAIT_FAST] = "\n".join(fast + [a.name for a in plan.apps])
     log.debug("kvm: runner becomes " + shlex.join(argv[:-1]))
     os.execve(argv[0], argv, env)

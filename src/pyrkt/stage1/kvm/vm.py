@@ -27,6 +27,9 @@ class ConsoleMode(enum.StrEnum):
 
     STREAMS = "streams"  # app stdout/stderr on virtio-serial ports -> host fds 1 and 2
     INTERACTIVE = "interactive"  # the app owns ttyS1 = QEMU's stdio (Ctrl-a x leaves)
+    # The app owns ttyS1 = QEMU's stdio, a terminal someone else holds (the OCI runtime's
+    # console socket): no escape key, no QEMU monitor on it.
+    TERMINAL = "terminal"
 
 
 # Guest-visible names; the guest finds ports by their number on the one virtio-serial bus.
@@ -85,4 +88,7 @@ class VmPlan:
     # TCG's translation-block cache in MiB (QEMU's default: up to 1 GiB, which the
     # guest fills with code it translated: a third of QEMU's RSS). None: QEMU's default.
     tcg_tb_mib: int | None = None
+    # The hypervisor's own syscall filter (QEMU's -sandbox: no obsolete calls, no
+    # privilege changes, no new processes, no scheduler changes), part of its jail.
+    sandbox: bool = False
     extra_args: tuple[str, ...] = field(default=())

@@ -116,14 +116,23 @@ def ns_file(app: AppPlan) -> str:
 
 
 def exec_line(app: AppPlan, argv: Sequence[str] | None = None, *,
-              seccomp: bool = False, start: bool = False) -> str:
+              seccomp: bool = False, start: bool = False, keep_tty: bool = False) -> str:
     """`env -i ... rkt-exec ...` running argv (default: the app's) as the app would run,
     in the app's mount namespace: made from its mount plan (start: the app's own start),
     else joined (`rkt enter`); seccomp: rkt-exec loads the app's filter (seccomp_file)
-    just before the exec."""
+    just before the exec; keep_tty: the app is on the pod's terminal and rkt-exec stays
+    its session leader (its last output is not lost to the hangup when it exits:
+    rkt-exec.c keep_tty)."""
     env = " ".join(q(f"{k}={v}") for k, v in app.env)
+    if keep_tty:
+        env = f"RKT_TTY_KEEPER=1 {env}"
     if seccomp:
         env = f"{q('RKT_SECCOMP=' + seccomp_file(app))} {env}"
+    if app.rlimits:  # rkt-exec sets them (and takes the variable out)
+        limits = ",".join(f"{r.resource}:{r.soft}:{r.hard}" for r in app.rlimits)
+        env = f"RKT_RLIMITS={limits} {env}"
+    if app.umask is not None:
+        env = f"RKT_UMASK={app.umask:04o} {env}"
     groups = ",".join(str(g) for g in app.supplementary_gids) or "-"
     cg = f"{CGROUP_ROOT}/{app.name}" if controllers(app) else "-"
     args = " ".join(q(a) for a in (argv if argv is not None else app.argv))
@@ -266,6 +275,8 @@ def pod_script(
             out.append(f"echo {app.oom_score_adj} > /proc/self/oom_score_adj")
         line = exec_line(app, seccomp=app.name in seccomp_apps, start=True)
         if plan.interactive:
+            line = exec_line(app, seccomp=app.name in seccomp_apps, start=True,
+                             keep_tty=True)
             out.append(f"setsid -c {line} </dev/ttyS1 >/dev/ttyS1 2>&1 &")
         else:
             out.append(f"{line} </dev/null >&4 2>&5 4>&- 5>&- &")

@@ -20,6 +20,11 @@ from pyrkt.stage1.kvm.vm import (
     VmPlan,
 )
 
+# QEMU's seccomp filter (killed on a denied call, EPERM for scheduler changes): the
+# default set plus obsolete calls, set*uid/set*gid/setsid, fork/exec, and affinity and
+# priority changes (docs/security.md).
+SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+
 
 def _opt(*parts: str) -> str:
     return ",".join(p for p in parts if p)
@@ -51,6 +56,8 @@ class Qemu:
             "-initrd", str(plan.initrd),
             "-append", " ".join(plan.cmdline),
         ]  # fmt: skip
+        if plan.sandbox:
+            a += ["-sandbox", SANDBOX]
         if plan.accel is Accel.KVM:
             a += ["-cpu", "host"]
         if plan.bios is not None:
@@ -92,18 +99,20 @@ class Qemu:
         return plan.accel.value
 
     def _console(self, plan: VmPlan) -> list[str]:
-        if plan.console is ConsoleMode.INTERACTIVE:
-            # ttyS0: firmware and kernel messages (log); ttyS1: the app's terminal.
+        if plan.console in (ConsoleMode.INTERACTIVE, ConsoleMode.TERMINAL):
+            # ttyS0: firmware and kernel messages (log); ttyS1: the app's terminal. Only
+            # rkt's own --interactive gets the escape key (Ctrl-a x) and the monitor.
             log = (
                 f"file,id=log,path={plan.serial_log}" if plan.serial_log else "null,id=log"
             )
-            return [
+            own = plan.console is ConsoleMode.INTERACTIVE
+            a = [
                 "-chardev", log,
                 "-serial", "chardev:log",
-                "-chardev", "stdio,id=con,mux=on,signal=off",
+                "-chardev", f"stdio,id=con{',mux=on' if own else ''},signal=off",
                 "-serial", "chardev:con",
-                "-mon", "chardev=con,mode=readline",
             ]  # fmt: skip
+            return [*a, "-mon", "chardev=con,mode=readline"] if own else a
         if plan.serial_to_stderr:
             log = f",logfile={plan.serial_log}" if plan.serial_log else ""
             return ["-chardev", f"file,id=con,path=/proc/self/fd/2,append=on{log}",
