@@ -78,7 +78,9 @@ def test_interactive_left_with_ctrl_a_x(tmp_path: Path, host_accel: Accel) -> No
         p.sendline("echo $((6*7)) $(hostname)")
         p.expect("42 rkt-")
         p.expect("# ")
-        p.sendline("busybox tty")  # the serial terminal, bound as the app's /dev/console
+        # the serial terminal, in the app's own /dev, also as its /dev/console
+        p.sendline("busybox tty; ls /dev/console")
+        p.expect("/dev/ttyS1")
         p.expect("/dev/console")
         p.expect("# ")
         p.send("\x01x")  # QEMU's escape: Ctrl-a x

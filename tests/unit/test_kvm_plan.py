@@ -169,6 +169,7 @@ def test_script_interactive_gives_the_app_the_serial_terminal() -> None:
     assert "/dev/rkt.out" not in text
     steps = script.app_mounts(app("sh"), {}, console="/dev/ttyS1").splitlines()
     assert "mount /dev/ttyS1 /dev/console none bind,mkfile" in steps
+    assert "mount /dev/ttyS1 /dev/ttyS1 none bind,mkfile" in steps
 
 
 def test_cap_arg() -> None:

@@ -159,7 +159,8 @@ def _mount(source: str, target: str, fstype: str, options: str) -> str:
 
 def dev_steps(console: str | None = None) -> list[str]:
     """The app's minimal /dev (`stage1/devices.py`, what the container flavor gives) as
-    mount plan steps; console: the guest's device bound as /dev/console."""
+    mount plan steps; console: the guest's device (the app's terminal) bound as
+    /dev/console and under its own name (which `tty` shows, as before)."""
     out = [_mount("tmpfs", "/dev", "tmpfs", f"nosuid,strictatime,{devices.DEV_DATA},mkdir")]
     out += [f"mknod /dev/{n} 0666 {major} {minor}" for n, major, minor in devices.DEVICES]
     out += [f"symlink /dev/{n} {_field(t)}" for n, t in devices.LINKS]
@@ -173,6 +174,7 @@ def dev_steps(console: str | None = None) -> list[str]:
     ]
     if console:
         out.append(_mount(console, "/dev/console", "none", "bind,mkfile"))
+        out.append(_mount(console, console, "none", "bind,mkfile"))
     return out
 
 
