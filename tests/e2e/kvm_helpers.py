@@ -106,14 +106,6 @@ def pack_aci(work: Path, name: str = "busybox.aci") -> Path:
     return aci
 
 
-def static_program(source: str, out: Path) -> None:
-    """out: the C program source compiled as a static executable (for busybox images)."""
-    c = out.with_name(out.name + ".c")
-    c.write_text(source)
-    subprocess.run(["gcc", "-O1", "-static", "-o", str(out), str(c)], check=True)
-    c.unlink()
-
-
 def pod_dirs(rkt_dir: Path) -> list[Path]:
     return sorted(p for p in (rkt_dir / "pods").glob("*/*") if p.is_dir())
 

@@ -15,6 +15,8 @@ import pytest
 import test_kvm_rkt as base
 from test_kvm_rkt import Rkt
 
+from support.cprog import static_program
+
 pytestmark = [pytest.mark.qemu, pytest.mark.root]
 
 stage1 = base.stage1  # the module fixtures of test_kvm_rkt
@@ -66,7 +68,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("aci")
     root = work / "rootfs"
     kh.busybox_rootfs(root)
-    kh.static_program(ESCAPE_C, root / "bin/escape")
+    static_program(ESCAPE_C, root / "bin/escape")
     return kh.pack_aci(work)
 
 

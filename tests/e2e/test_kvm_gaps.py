@@ -16,6 +16,8 @@ import pytest
 import test_kvm_rkt as base
 from test_kvm_rkt import HOST_CPUS, Rkt, assert_memory, meminfo_kb
 
+from support.cprog import static_program
+
 pytestmark = [pytest.mark.qemu, pytest.mark.root]
 
 stage1 = base.stage1  # the module fixtures of test_kvm_rkt
@@ -95,8 +97,8 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
         dest = root / f.lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(f, dest)
-    kh.static_program(MMAP_RW_C, root / "bin/mmap-rw")
-    kh.static_program(USOCK_C, root / "bin/usock")
+    static_program(MMAP_RW_C, root / "bin/mmap-rw")
+    static_program(USOCK_C, root / "bin/usock")
     # A /run with content (as in Debian's images: /run/lock), owned by an app user.
     (root / "run" / "app").mkdir(parents=True)
     os.chown(root / "run" / "app", 12, 12)

@@ -18,6 +18,7 @@ from pyrkt.linux.mount import umount
 from pyrkt.stage1.kvm.guest import script
 from pyrkt.stage1.kvm.guest.initramfs import build_rkt_exec
 from pyrkt.stage1.plan import AppPlan
+from support.cprog import static_program
 
 pytestmark = [pytest.mark.root]
 
@@ -48,11 +49,7 @@ def rkt_exec(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def escape(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("escape")
-    (d / "escape.c").write_text(ESCAPE_C)
-    subprocess.run(["gcc", "-O1", "-static", "-o", str(d / "escape"), str(d / "escape.c")],
-                   check=True)
-    return d / "escape"
+    return static_program(ESCAPE_C, tmp_path_factory.mktemp("escape") / "escape")
 
 
 class App:
