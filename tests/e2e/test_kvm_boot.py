@@ -68,7 +68,7 @@ def test_interactive_left_with_ctrl_a_x(tmp_path: Path, host_accel: Accel) -> No
     image = kh.busybox_aci(tmp_path / "aci")
     d = tmp_path / "rkt"
     uuid_file = tmp_path / "uuid"
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), accel.ENV_FORCE: host_accel.value}
+    env = dict(os.environ, **{accel.ENV_FORCE: host_accel.value})
     p = pexpect.spawn(sys.executable, [
         "-m", "pyrkt", f"--dir={d}", "run", "--insecure-options=image", "--net=none",
         "--interactive", f"--stage1-path={stage1}", f"--uuid-file-save={uuid_file}",

@@ -93,7 +93,7 @@ def test_qemu_argv_shares_read_only_and_taps() -> None:
     assert "path=/data" in fsdevs[1] and "readonly=on" in fsdevs[1]
     devices = opt_after(argv, "-device")
     assert "virtio-9p-pci,fsdev=fs1,mount_tag=rkt.v0" in devices
-    assert "virtio-net-pci,netdev=net0,mac=02:00:00:00:00:01" in devices
+    assert "virtio-net-pci,netdev=net0,romfile=,mac=02:00:00:00:00:01" in devices
     assert any(n.startswith("tap,id=net0,ifname=tap0,") for n in opt_after(argv, "-netdev"))
 
 
@@ -102,12 +102,12 @@ def test_qemu_argv_console_modes() -> None:
                                agent_socket=Path("kvm/agent.sock"),
                                serial_log=Path("kvm/serial.log")))
     chardevs = opt_after(streams, "-chardev")
-    assert "file,id=con,path=kvm/serial.log" in chardevs
+    assert "file,id=con,path=kvm/serial.log,append=on" in chardevs
     assert "file,id=out,path=/dev/fdset/1,append=on" in chardevs
     assert any(c.startswith("socket,id=agent,path=kvm/agent.sock,server=on") for c in chardevs)
     assert opt_after(streams, "-add-fd") == ["fd=9,set=1"]
     debug = Qemu().argv(plan(serial_to_stderr=True, serial_log=Path("s.log")))
-    assert "file,id=con,path=/proc/self/fd/2,append=on,logfile=s.log" in opt_after(
+    assert "file,id=con,path=/proc/self/fd/2,append=on,logfile=s.log,logappend=on" in opt_after(
         debug, "-chardev")
     inter = Qemu().argv(plan(console=ConsoleMode.INTERACTIVE))
     assert "stdio,id=con,mux=on,signal=off" in opt_after(inter, "-chardev")

@@ -51,7 +51,10 @@ def wait_started(pod: Path, timeout: float = READY_TIMEOUT_S) -> None:
     """Until the guest has started the apps (it writes /ctl/started)."""
     deadline = time.monotonic() + timeout
     while not _started(pod):
-        if not _hypervisor_alive(pod):
+        # No pid yet: its hypervisor is not started yet (the first pod of a shape makes
+        # its VM template first, seconds under TCG); the pod folder gone: it ended.
+        launched = (pod / "pid").exists()
+        if (launched and not _hypervisor_alive(pod)) or not pod.is_dir():
             raise RktError("the pod's VM is not running")
         if time.monotonic() > deadline:
             raise RktError(f"the pod's VM did not start its apps within {timeout:.0f}s")

@@ -23,7 +23,7 @@ from types import FrameType
 
 from pyrkt import log
 from pyrkt.errors import RktError
-from pyrkt.linux import beneath, prctl
+from pyrkt.linux import beneath
 from pyrkt.stage1 import contract
 from pyrkt.stage1.kvm import accel, assets, hypervisors, launch
 from pyrkt.stage1.kvm.finish import agent_socket_rel as agent_socket_rel
@@ -31,6 +31,7 @@ from pyrkt.stage1.kvm.finish import finish_pod as finish_pod
 from pyrkt.stage1.kvm.finish import kvm_dir as kvm_dir
 from pyrkt.stage1.kvm.finish import serial_log as serial_log
 from pyrkt.stage1.kvm.guest import script
+from pyrkt.stage1.kvm.hypervisors.base import Hypervisor
 from pyrkt.stage1.kvm.sizing import host_memory_mib, vm_size
 from pyrkt.stage1.kvm.vm import (
     SHARE_CTL,
@@ -65,6 +66,7 @@ class RunOptions:
     netns: Path | None = None  # run the hypervisor inside this netns (NET)
     guest_net_script: str = ""  # sh run in the guest before the apps (NET)
     etc_files: tuple[tuple[str, str], ...] = ()  # (name, content) for each app's /etc
+    template: bool | None = None  # --kvm-template=on|off (None: the annotation, env, default)
     # An interactive pod's console: INTERACTIVE (rkt run --interactive) or TERMINAL (the
     # OCI runtime: QEMU's stdio is a pty someone else holds; no escape, no monitor).
     console: ConsoleMode = ConsoleMode.INTERACTIVE
@@ -283,7 +285,8 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions,
 
 
 def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
-    """Boot the pod's VM, run its apps, return the first failing app's exit code."""
+    """Boot the pod's VM (or restore it from a template), run its apps, return the first
+    failing app's exit code."""
     pod = pod.resolve()
     name = opts.hypervisor or stage1_hypervisor(pod)
     hv = hypervisors.get(name)
@@ -304,32 +307,20 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
         log.info("kvm: KVM is not usable here, using TCG (software emulation; --debug says why)")
     log.debug(f"kvm: accelerator {vp.accel}: {reason}")
     log.debug(f"kvm: VM size {vp.vcpus} vCPU(s), {vp.memory_mib} MiB")
-    argv = hv.argv(vp)
-    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C"}
+    confinement = launch.Confinement(pod, plan.uuid, Path(os.path.abspath(found)),
+                                     cache_dir_for(pod)) if jailed else None
     fds = [fd for fd, _ in vp.fd_sets]
-    groups: list[Path] = []
     try:
-        if jailed:
-            exe = Path(os.path.abspath(found))
-            argv, groups = launch.confine(pod, plan.uuid, vp, exe, argv, env, fds, opts.netns,
-                                          cache_dir_for(pod))
-        elif opts.netns is not None:
-            from pyrkt.net.netns import netns_exec_argv
-
-            argv = [*netns_exec_argv(opts.netns), *argv]
-        log.debug("kvm: " + shlex.join(argv))
-        (kvm_dir(pod) / "cmdline").write_text(shlex.join(argv) + "\n")
-        _no_huge_pages()
-        p = launch.start(argv, pod, env, plan.interactive, fds, jailed)
-    except FileNotFoundError as e:
-        raise RktError(f"{argv[0]}: command not found", INSTALL_HINT.get(name)) from e
-    except BaseException:
-        launch.remove_groups(groups)
-        raise
+        started = _restored(pod, plan, opts, vp, name, hv, confinement, Path(found))
+        if started is None:
+            started = launch.spawn(
+                pod, vp, hv.argv(vp), confinement=confinement, netns=opts.netns,
+                interactive=plan.interactive, pass_fds=fds, pidfile=contract.pid_file(pod),
+                install_hint=INSTALL_HINT.get(name))
     finally:
         for fd in fds:
             os.close(fd)
-    contract.pid_file(pod).write_text(f"{p.pid}\n")
+    p, groups = started
     if opts.exec_waiter:
         _exec_waiter(pod, plan, p.pid, opts, groups)
 
@@ -357,15 +348,36 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
     return finish_pod(pod, [a.name for a in plan.apps], rc)
 
 
-def _no_huge_pages() -> None:
-    """No transparent huge pages for the hypervisor (set on this process, QEMU inherits
-    it; the runner becomes the waiter next, and a preexec_fn would cost the fast spawn
-    path). QEMU asks for them on guest RAM and TCG's code cache (madvise), so
-    every 2 MiB range the guest touches once would stay resident whole, and the
-    balloon's free page reports (4 KiB granular on the host) could not give parts of
-    one back."""
-    with contextlib.suppress(OSError):
-        prctl.set_thp_disable()
+def template_cmdline(vp: VmPlan) -> tuple[str, ...]:
+    """The kernel command line a template boots with: one for every pod of its shape
+    (--debug or not, interactive or not), `rkt.template=1` for the guest init. Its
+    serial log, which `rkt run --debug` of a pod restored from it shows where a boot
+    shows the kernel's messages, keeps the kernel's notices and warnings (its version,
+    its command line: `loglevel=6`, ~1 KB) rather than all of them (`quiet` keeps none;
+    without either, 14 KB through the emulated serial port: +0.4 s for the first pod of
+    a shape under TCG)."""
+    args = kernel_cmdline(False, False, net=bool(vp.taps))
+    return (*("loglevel=6" if a == "quiet" else a for a in args), "rkt.template=1")
+
+
+def _restored(pod: Path, plan: PodPlan, opts: RunOptions, vp: VmPlan, name: str,
+              hv: Hypervisor, confinement: launch.Confinement | None,
+              found: Path) -> tuple[subprocess.Popen[bytes], list[Path]] | None:
+    """The pod's VM restored from a template (made first if there is none), with the
+    cgroups to remove after it; or None (said why under --debug) for a boot."""
+    from pyrkt.stage1.kvm import templates
+
+    why = templates.refused(name, plan.annotations, opts.template)
+    if why:
+        log.debug(f"kvm: no VM template: {why}")
+        return None
+    from pyrkt.stage1.kvm.templates import restore
+
+    return restore.restore_pod(restore.Request(
+        pod=pod, vm=vp, hypervisor=hv, qemu=found, cache_dir=cache_dir_for(pod),
+        cmdline=template_cmdline(vp), netns=opts.netns, interactive=plan.interactive,
+        confinement=confinement,
+    ))
 
 
 def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions,

@@ -23,8 +23,9 @@ rkt_say() { echo "rkt-init: $*" >/dev/console; }
 rkt_pro=/sys/module/page_reporting/parameters/page_reporting_order
 [ -w $rkt_pro ] && echo 6 >$rkt_pro
 # QEMU runs with -no-reboot: a reboot ends it (works with and without ACPI). No `sync`
-# (a fork+exec): the only writable shares are 9p without a cache, written through.
-rkt_halt() { reboot -f; }
+# (a fork+exec): the only writable shares are 9p without a cache, written through. An
+# exec, no fork: were it to fail, PID 1 ending panics the kernel, which reboots too.
+rkt_halt() { exec reboot -f; }
 rkt_modules=/etc/rkt-modules
 case $rkt_cmdline in
 *" rkt.net=1 "*) rkt_modules="$rkt_modules /etc/rkt-modules-net" ;;
@@ -43,8 +44,27 @@ for p in /sys/class/virtio-ports/*; do
 	rkt.out) rkt_port_out=/dev/${p##*/} ;;
 	rkt.err) rkt_port_err=/dev/${p##*/} ;;
 	rkt.agent) rkt_port_agent=/dev/${p##*/} ;;
+	rkt.go) rkt_port_go=/dev/${p##*/} ;;
 	esac
 done
+# The loopback interface, here rather than in the pod script: a template has it up
+# already when a pod is restored from it.
+ip link set lo up
+# A template (rkt.template=1: stage1/kvm/templates/) says "ready" on the rkt.go port and
+# waits there for its "go": the host saves the VM meanwhile. A pod restored from it
+# resumes in that `read`, with the host's "go SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...]":
+# the clock, a reseeded RNG and the pod's MACs (rkt-exec --restore), then "ok", and the
+# pod starts as after a boot. The host gone (end of file): power off.
+case $rkt_cmdline in
+*" rkt.template=1 "*)
+	exec 6<>"$rkt_port_go" && echo ready >&6 && read -r rkt_go rkt_go_args <&6 &&
+		[ "$rkt_go" = go ] || rkt_halt
+	# shellcheck disable=SC2086 # the words of the go line are rkt-exec's arguments
+	rkt-exec --restore $rkt_go_args || { echo failed >&6; rkt_halt; }
+	echo ok >&6
+	exec 6>&-
+	;;
+esac
 # The two pod shares (rkt.stage1 at /stage1, rkt.ctl at /ctl) in
 # one `mount` (initramfs.FSTAB) instead of two.
 if ! mount -a -T /etc/rkt-fstab; then

@@ -49,6 +49,14 @@
  *   host -> guest: 'W' rows cols (2 bytes each, the first frame), 'D' input
  * The host closing the port hangs the session up.
  *
+ *   rkt-exec --restore SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...]   (restore_pod)
+ *
+ * runs first in a pod restored from a template (the init's "go"): sets the wall clock to
+ * the host's, mixes SEED (hex, up to 256 random bytes from the host) into the kernel's
+ * entropy pool, credited, and reseeds its RNG at once (every clone of a template starts
+ * with the template's RNG state), and gives the NIC whose MAC is OLDMAC (the template's)
+ * the pod's NEWMAC. One process for all of it: each fork+exec costs milliseconds.
+ *
  * As PID 1 (the kernel starts it as /init): makes the init's root a mount (see boot) and
  * execs the init script, /init.sh.
  */
@@ -63,7 +71,10 @@
 #include <signal.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/random.h>
 #include <linux/seccomp.h>
+#include <net/if.h>
+#include <net/if_arp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +82,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -782,6 +794,92 @@ static void boot(int argc, char **argv) {
 }
 
 
+static int hex_nibble(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Hex text -> bytes; the count, or -1 when text is not (at most max bytes of) hex. */
+static int parse_hex(const char *text, unsigned char *out, int max, int sep) {
+    int n = 0;
+    for (const char *p = text; *p;) {
+        int hi = hex_nibble(p[0]), lo = hi < 0 ? -1 : hex_nibble(p[1]);
+        if (lo < 0 || n == max) return -1;
+        out[n++] = (unsigned char)(hi << 4 | lo);
+        p += 2;
+        if (sep && *p == sep) p++;
+    }
+    return n;
+}
+
+/* The interface whose hardware address is mac gets new_mac. */
+static void set_mac(int sock, const unsigned char *mac, const unsigned char *new_mac,
+                    const char *arg) {
+    struct if_nameindex *ifs = if_nameindex();
+    if (!ifs) die("if_nameindex", arg);
+    for (struct if_nameindex *i = ifs; i->if_index; i++) {
+        struct ifreq ifr;
+        memset(&ifr, 0, sizeof ifr);
+        strncpy(ifr.ifr_name, i->if_name, IFNAMSIZ - 1);
+        if (ioctl(sock, SIOCGIFHWADDR, &ifr) < 0 || memcmp(ifr.ifr_hwaddr.sa_data, mac, 6))
+            continue;
+        memcpy(ifr.ifr_hwaddr.sa_data, new_mac, 6);
+        ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+        if (ioctl(sock, SIOCSIFHWADDR, &ifr) < 0) die("SIOCSIFHWADDR", arg);
+        if_freenameindex(ifs);
+        return;
+    }
+    errno = ENODEV;
+    die("no NIC for", arg);
+}
+
+static int restore_main(int argc, char **argv) {
+    if (argc < 5) {
+        fprintf(stderr, "usage: rkt-exec --restore SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...]\n");
+        return 127;
+    }
+    struct timespec ts = {(time_t)strtoll(argv[2], NULL, 10), strtol(argv[3], NULL, 10)};
+    if (clock_settime(CLOCK_REALTIME, &ts) < 0) die("clock_settime", argv[2]);
+    struct {
+        struct rand_pool_info info;
+        unsigned char buf[256];
+    } seed;
+    int n = parse_hex(argv[4], seed.buf, (int)sizeof seed.buf, 0);
+    if (n <= 0) {
+        errno = EINVAL;
+        die("seed", argv[4]);
+    }
+    seed.info.entropy_count = n * 8;
+    seed.info.buf_size = n;
+    int rnd = open("/dev/urandom", O_RDWR | O_CLOEXEC);
+    if (rnd < 0) die("open", "/dev/urandom");
+    if (ioctl(rnd, RNDADDENTROPY, &seed.info) < 0) die("RNDADDENTROPY", "/dev/urandom");
+    /* ENODATA: the RNG was not initialized yet; the credited seed just initialized it. */
+    if (ioctl(rnd, RNDRESEEDCRNG) < 0 && errno != ENODATA) die("RNDRESEEDCRNG", "/dev/urandom");
+    close(rnd);
+    int sock = argc > 5 ? socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0) : -1;
+    if (argc > 5 && sock < 0) die("socket", "AF_INET");
+    for (int i = 5; i < argc; i++) {
+        unsigned char macs[12];
+        const char *eq = strchr(argv[i], '=');
+        char old[18];
+        if (!eq || eq - argv[i] != 17) {
+            errno = EINVAL;
+            die("MAC pair", argv[i]);
+        }
+        memcpy(old, argv[i], 17);
+        old[17] = 0;
+        if (parse_hex(old, macs, 6, ':') != 6 || parse_hex(eq + 1, macs + 6, 6, ':') != 6) {
+            errno = EINVAL;
+            die("MAC pair", argv[i]);
+        }
+        set_mac(sock, macs, macs + 6, argv[i]);
+    }
+    return 0;
+}
+
 static void join_cgroup(int fd, const char *cgroup) {
     if (fd < 0) return;
     char pid[32];
@@ -792,6 +890,8 @@ static void join_cgroup(int fd, const char *cgroup) {
 
 int main(int argc, char **argv) {
     if (getpid() == 1) boot(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "--restore") == 0)
+        return restore_main(argc, argv);
     const char *port_name = NULL, *rid = NULL, *ns_file = NULL, *plan = NULL;
     int i = 1;
     for (;;) {

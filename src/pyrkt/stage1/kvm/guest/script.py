@@ -248,8 +248,7 @@ def pod_script(
     out = [
         f"# pod {plan.uuid}: written by pyrkt's kvm stage1 on the host",
         f"echo {q(plan.hostname)} > /proc/sys/kernel/hostname",
-        "ip link set lo up",
-        net_script,
+        net_script,  # the init brought the loopback interface up
         f"rkt_stop_grace={stop_grace_s}",
         "rkt_pids=",
     ]
