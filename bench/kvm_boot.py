@@ -17,12 +17,19 @@ once (`sleep`), restored, and again booted, and prints their PSS per pod
 (`/proc/PID/smaps_rollup` of each pod's QEMU and waiter, summed, divided by N; goal
 <= 40 MiB restored) and RSS.
 
-    sudo .venv/bin/python bench/kvm_boot.py [--runs 5] [--pods 8] [--jail]
+    sudo .venv/bin/python bench/kvm_boot.py [--runs 5] [--pods 8] [--jail] [--app-uptime]
+                                            [--peer SRC]
 
 --jail adds the cost of QEMU's confinement (stage1/kvm/jail.py) measured side by side on
 this tree: `rkt run` with and without it (PYRKT_KVM_JAIL=off), interleaved run by run,
 and the launcher alone (rkt-jail with a pod's file view starting `qemu -version`, against
 `qemu -version`, 20 each, interleaved).
+
+--peer SRC times a booted pod of this tree against the same pod with the pyrkt whose
+sources are at SRC (its own stage1 image and code, e.g. an older tree's `src` for the
+before of a change), run by run, alternating which goes first, so that both see the
+same minutes of a shared machine. --app-uptime adds the guest's uptime when the app
+starts (the app: `cat /proc/uptime`), which leaves out the host's share of a pod start.
 """
 
 from __future__ import annotations
@@ -84,6 +91,9 @@ def main() -> int:
     ap.add_argument("--pods", type=int, default=8, help="idle pods at once for the memory")
     ap.add_argument("--settle", type=float, default=5.0, help="seconds idle before measuring")
     ap.add_argument("--jail", action="store_true", help="also the confinement's cost")
+    ap.add_argument("--app-uptime", action="store_true",
+                    help="also the guest's uptime when a booted pod's app starts")
+    ap.add_argument("--peer", type=Path, help="another pyrkt's src folder, timed alongside")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kvm-bench-"))
     try:
@@ -142,9 +152,69 @@ def bench(work: Path, a: argparse.Namespace) -> int:
           f"{med['first'] / med['booted']:.2f} (goal <= 1.3)")
     if a.jail:
         jail_cost([*run, *true], env, a.runs, work / "rkt")
+    if a.peer or a.app_uptime:
+        peer_cost(work, [*run, "--kvm-template=off", *true], env, image, a)
     for mode in ("on", "off"):
         memory(work, rkt, stage1, image, dict(env, **{templates.ENV_TEMPLATE: mode}), a, mode)
     return 0
+
+
+def app_uptime(run: list[str], env: dict[str, str]) -> float:
+    """The guest's uptime when the app of run (`... --exec /bin/true`) starts."""
+    cat = [*run[:-1], "/bin/cat", "--", "/proc/uptime"]
+    out = subprocess.run(cat, check=True, env=env, capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL).stdout
+    return float(out.split()[0])
+
+
+def peer_pod(work: Path, src: Path, image: Path,
+             env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """`rkt run /bin/true` with the pyrkt at src: its stage1 image, its code; warmed."""
+    peer_env = dict(env, PYTHONPATH=str(src))
+    build = ("import sys; from pathlib import Path; from pyrkt.stage1.build.aci import "
+             "Flavor, Hypervisor, build_stage1_aci; print(build_stage1_aci(Flavor.KVM, "
+             "Path(sys.argv[1]), Hypervisor.QEMU))")
+    stage1 = subprocess.run([sys.executable, "-c", build, str(work / "s1-peer")], env=peer_env,
+                            check=True, capture_output=True, text=True).stdout.strip()
+    run = [sys.executable, "-m", "pyrkt", f"--dir={work / 'rkt-peer'}", "run",
+           "--insecure-options=image", "--net=none", f"--stage1-path={stage1}", str(image),
+           "--exec", "/bin/true"]
+    timed(run, peer_env)
+    return run, peer_env
+
+
+def peer_cost(work: Path, booted: list[str], env: dict[str, str], image: Path,
+              a: argparse.Namespace) -> None:
+    """--peer and --app-uptime: booted (this tree's booted pod) against the peer's, run by
+    run, alternating which goes first."""
+    peer = peer_pod(work, a.peer, image, env) if a.peer else None
+    if peer is not None:
+        mine, theirs = [], []
+        for i in range(a.runs):
+            for which in ((0, 1) if i % 2 == 0 else (1, 0)):
+                if which == 0:
+                    mine.append(timed(booted, env))
+                else:
+                    theirs.append(timed(*peer))
+        paired = [t / p for t, p in zip(mine, theirs, strict=True)]
+        print(f"booted pod, this tree: {statistics.median(mine):.2f} s  {_r(mine)}; "
+              f"peer {a.peer}: {statistics.median(theirs):.2f} s  {_r(theirs)}")
+        print(f"this / peer, run by run: median {statistics.median(paired):.3f}  "
+              f"{[round(r, 3) for r in paired]}")
+    if a.app_uptime:
+        ups, peer_ups = [], []
+        for i in range(a.runs):
+            if peer is not None and i % 2:
+                peer_ups.append(app_uptime(*peer))
+            ups.append(app_uptime(booted, env))
+            if peer is not None and not i % 2:
+                peer_ups.append(app_uptime(*peer))
+        print(f"guest uptime when the app starts: {statistics.median(ups):.2f} s  {ups}")
+        if peer is not None:
+            print(f"  peer: {statistics.median(peer_ups):.2f} s  {peer_ups}")
+    if peer is not None:  # its exited pods
+        subprocess.run([*peer[0][:4], "gc", "--grace-period=0s"], env=peer[1], check=False,
+                       capture_output=True)
 
 
 def _r(ts: list[float]) -> list[float]:

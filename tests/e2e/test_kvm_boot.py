@@ -78,6 +78,11 @@ def test_interactive_left_with_ctrl_a_x(tmp_path: Path, host_accel: Accel) -> No
         p.sendline("echo $((6*7)) $(hostname)")
         p.expect("42 rkt-")
         p.expect("# ")
+        # the serial terminal, in the app's own /dev, also as its /dev/console
+        p.sendline("busybox tty; ls /dev/console")
+        p.expect("/dev/ttyS1")
+        p.expect("/dev/console")
+        p.expect("# ")
         p.send("\x01x")  # QEMU's escape: Ctrl-a x
         p.expect(pexpect.EOF)
         p.close()

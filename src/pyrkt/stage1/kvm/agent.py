@@ -37,9 +37,6 @@ TTY_LOCK = "tty.lock"
 ANSWER_MAX = 4096
 PREFIX_MAX = 1 << 20
 GUEST_LOG_MAX = 64 * 1024
-# The fixed arguments of rkt-exec in an app's exec prefix: ROOT CWD UID GID GROUPS CAPS
-# NNP CGROUP --
-_RKT_EXEC_ARGS = 9
 
 
 def _started(pod: Path) -> bool:
@@ -244,7 +241,8 @@ def tty_command(prefix: str, rid: str, cmd: Sequence[str], term: str | None) -> 
     """cmd.sh for a terminal session: the app's exec prefix (`env -i ENV /bin/rkt-exec
     ARGS --`) with `--tty PORT RID`, TERM from ours (the app's own TERM wins), and cmd."""
     words = shlex.split(prefix)
-    i = len(words) - 1 - _RKT_EXEC_ARGS
+    # env's command: its first word that is not an assignment
+    i = next((n for n, w in enumerate(words) if n >= 2 and "=" not in w), 0)
     if i < 2 or words[:2] != ["env", "-i"] or not words[i].endswith("/rkt-exec") \
             or words[-1] != "--":
         raise RktError("the pod's app exec line is not the one this pyrkt writes",

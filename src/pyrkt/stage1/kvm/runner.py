@@ -138,14 +138,14 @@ def kernel_cmdline(debug: bool, interactive: bool, net: bool = False) -> tuple[s
 
 
 def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions) -> None:
-    """The pod script, each app's fstab and exec line, the /etc files and seccomp
+    """The pod script, each app's mount plan and exec line, the /etc files and seccomp
     programs in the control share, and the apps' mount points in their rootfs: all
     through `beneath` (the image is hostile; a pod only runs once, so the guest has not
     written these shares yet, but an image can hold any symlink)."""
     g = guest_dir(pod)
     g.mkdir(parents=True, exist_ok=True)
     with beneath.Root(g) as ctl, beneath.Root(contract.stage1_rootfs(pod)) as s1:
-        for sub in ("apps", "enter", "fstab", "etc"):
+        for sub in ("apps", "enter", "mounts", "etc"):
             ctl.mkdir(sub, exist_ok=True)
         ctl.unlink("started")
         s1.mkdir(contract.STATUS_REL, parents=True, exist_ok=True)
@@ -164,41 +164,39 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions) -> None:
                     programs[app.name] = program
                     ctl.write(f"seccomp/{app.name}", program)
         names = [n for n, _ in opts.etc_files]
-        in_fstab: dict[str, list[str]] = {}
-        ready: list[str] = []
-        runs: dict[str, script.RunDir] = {}
-        for a in plan.apps:
-            with s1.open_dir(f"opt/stage2/{a.name}/rootfs") as rootfs:
-                in_fstab[a.name] = _etc_targets(rootfs, names)
-                if _mount_points(rootfs):
-                    ready.append(a.name)
-                if not a.readonly_rootfs and (d := _run_dir(rootfs)) is not None:
-                    runs[a.name] = d
         text = script.pod_script(
-            plan, etc_files=names, net_script=opts.guest_net_script,
-            seccomp_apps=tuple(programs), etc_in_fstab=in_fstab, points_ready=ready,
-            run_dirs=runs,
+            plan, net_script=opts.guest_net_script, seccomp_apps=tuple(programs),
         )
         ctl.write("pod.sh", text)
+        tags = script.mount_tags(plan)
+        console = "/dev/ttyS1" if plan.interactive else None
         for app in plan.apps:
-            ctl.write(f"fstab/{app.name}", script.app_fstab(app, in_fstab[app.name],
-                                                            runs.get(app.name)))
-            # `enter` appends the command to this prefix (rkt-exec ... --).
+            with s1.open_dir(f"opt/stage2/{app.name}/rootfs") as rootfs:
+                _prepare_mount_points(rootfs, names)
+                run = None if app.readonly_rootfs else _run_dir(rootfs)
+            ctl.write(f"mounts/{app.name}", script.app_mounts(app, tags, names, run, console))
+            # `enter` appends the command to this prefix (rkt-exec --ns ... --).
             ctl.write(f"apps/{app.name}", script.exec_line(app, argv=()) + "\n")
 
 
-def _mount_points(rootfs: beneath.Root) -> bool:
-    """Make the app's /proc, /sys, /dev mount points (else the guest checks and makes
-    them: 9p walks and a fork); whether all are folders now (not symlinks to one)."""
+def _prepare_mount_points(rootfs: beneath.Root, etc_names: list[str]) -> None:
+    """Make the app's /proc, /sys, /dev mount points and the missing target files of the
+    pod's /etc files (in a plain /etc folder): each one made here is a 9p round trip
+    less for rkt-exec in the guest, which makes what is missing itself, inside the app's
+    root (symlinks included)."""
     for d in script.APP_MOUNT_POINTS:
         with contextlib.suppress(OSError):
             rootfs.mkdir(d, exist_ok=True)
-    return all(rootfs.is_dir(d) for d in script.APP_MOUNT_POINTS)
+    if not rootfs.is_dir("etc"):
+        return
+    for n in etc_names:
+        with contextlib.suppress(OSError):  # there already (whatever it is)
+            rootfs.write(f"etc/{n}", b"", 0o644, replace=False)
 
 
 def _run_dir(rootfs: beneath.Root) -> script.RunDir | None:
-    """The app's /run if it is a plain folder (a symlink is left alone: the guest would
-    follow it outside the app's rootfs), for the tmpfs the guest mounts over it."""
+    """The app's /run if it is a plain folder (a symlink is left alone: the image put its
+    /run elsewhere), for the tmpfs the guest mounts over it."""
     try:
         st = rootfs.lstat("run")
         if not stat.S_ISDIR(st.st_mode):
@@ -207,32 +205,6 @@ def _run_dir(rootfs: beneath.Root) -> script.RunDir | None:
     except OSError:
         return None
     return script.RunDir(st.st_mode, st.st_uid, st.st_gid, empty)
-
-
-def _etc_targets(rootfs: beneath.Root, names: list[str]) -> list[str]:
-    """The pod /etc files whose bind target the host can make in the app's rootfs (a
-    plain /etc folder, the file absent or a plain file): the app's fstab binds them,
-    saving the guest a `mount` (a fork+exec) each. Symlinks are left to the guest,
-    which resolves them inside the app's rootfs."""
-    if not rootfs.is_dir("etc"):
-        return []
-    out = []
-    for n in names:
-        t = f"etc/{n}"
-        try:
-            st = rootfs.lstat(t)
-        except FileNotFoundError:
-            try:
-                rootfs.write(t, b"", 0o644, replace=False)
-            except OSError:
-                continue
-            out.append(n)
-            continue
-        except OSError:
-            continue
-        if stat.S_ISREG(st.st_mode):
-            out.append(n)
-    return out
 
 
 def _stdio_target(fd: int, fdset: int) -> tuple[Path, tuple[int, int] | None]:

@@ -1,14 +1,13 @@
 #!/bin/sh
-# pyrkt kvm guest init (busybox sh, PID 1 in the initramfs).
+# pyrkt kvm guest init (busybox sh, PID 1 in the initramfs, exec'd by /init: rkt-exec,
+# which made the init's root a mount and mounted /proc, /sys and /dev).
 # Mounts the pod's stage1 rootfs shared by the host (9p tag rkt.stage1) at /stage1 and
 # the pod's control folder (tag rkt.ctl) at /ctl, and sources the pod script the host
-# wrote there (/ctl/pod.sh), which starts the apps, records their exit codes in
-# /stage1/rkt/status and returns; then the VM ends. Shell builtins where possible: under
-# emulation every fork+exec costs tens of milliseconds.
+# wrote there (/ctl/pod.sh), which starts the apps (each in a mount namespace of its own
+# that holds none of this), records their exit codes in /stage1/rkt/status and returns;
+# then the VM ends. Shell builtins where possible: under emulation every fork+exec costs
+# tens of milliseconds.
 export PATH=/bin:/sbin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
 read -r rkt_cmdline </proc/cmdline
 rkt_cmdline=" $rkt_cmdline "
 case $rkt_cmdline in
@@ -36,7 +35,6 @@ for f in $rkt_modules; do
 		insmod "/lib/modules/$m" 2>/dev/null || rkt_say "cannot load $m"
 	done <"$f"
 done
-mkdir -p /dev/pts /dev/shm
 # $rkt_port_<name>: the device of the virtio-serial port the host named rkt.<name>
 # (variables, not /dev symlinks: an `ln` per port is a fork+exec).
 for p in /sys/class/virtio-ports/*; do
@@ -67,13 +65,14 @@ case $rkt_cmdline in
 	exec 6>&-
 	;;
 esac
-# devpts, /dev/shm and the two pod shares (rkt.stage1 at /stage1, rkt.ctl at /ctl) in
-# one `mount` (initramfs.FSTAB) instead of four.
+# The two pod shares (rkt.stage1 at /stage1, rkt.ctl at /ctl) in
+# one `mount` (initramfs.FSTAB) instead of two.
 if ! mount -a -T /etc/rkt-fstab; then
 	rkt_say "cannot mount the pod share"
 	rkt_halt
 fi
-# The enter/stop agent: one request line at a time on the rkt.agent port.
+# The enter/stop agent: one request line at a time on the rkt.agent port. The commands
+# (rkt-exec --ns: in the app's namespace) get none of the init's ports.
 #   enter ID -> runs /ctl/enter/ID/cmd.sh, replies "done ID RC"
 #   tty ID   -> starts /ctl/enter/ID/cmd.sh (rkt-exec --tty: a pty relayed on the rkt.tty
 #               port) in the background, replies "started ID"
@@ -94,7 +93,7 @@ rkt_agent() {
 		case $rkt_cmd in
 		enter)
 			d=/ctl/enter/$rkt_arg
-			sh "$d/cmd.sh" <"$d/stdin" >"$d/stdout" 2>"$d/stderr"
+			sh "$d/cmd.sh" <"$d/stdin" >"$d/stdout" 2>"$d/stderr" 3>&- 4>&- 5>&-
 			echo "done $rkt_arg $?" >&3
 			;;
 		tty)
