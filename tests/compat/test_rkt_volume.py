@@ -224,8 +224,7 @@ def test_volume_mount_recursive(flavor: str, recursive: bool, rkt: Rkt,
 
 
 @pytest.mark.parametrize("flavor", [
-    on("coreos"), on("kvm", pending="a writable volume on a read-only rootfs, at a path "
-                                     "the image lacks, in the guest")])
+    on("coreos"), on("kvm")])
 def test_writable_volume_in_a_readonly_rootfs(flavor: str, rkt: Rkt, make_image: ImageMaker,
                                               nested_mounts: Path, tmp_path: Path) -> None:
     """rkt_volume_mount_test.go (pod manifest): read after write in a non-recursive

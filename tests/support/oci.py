@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pyrkt.stage0.mounts import unmount_all
 from support.images import ImageConfigSpec, busybox_rootfs, oci_layout
 from support.procs import qemu_pids
 
@@ -251,7 +252,7 @@ def podman(work: Path) -> Iterator[Podman]:
     finally:
         pm("rm", "-a", "-f", "-t", "0")
         pm("system", "reset", "-f")
-        subprocess.run(["umount", "-R", str(work)], capture_output=True, check=False)
+        unmount_all(work)  # podman binds its store's overlay folder onto itself
         shutil.rmtree(work, ignore_errors=True)
         # podman's default network makes its bridge on first use and leaves it: ours to
         # remove if it was not there before and nothing is attached to it any more
