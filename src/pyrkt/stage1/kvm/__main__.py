@@ -28,7 +28,8 @@ def run_main(a: cargs.RunArgs) -> int:
     pod = Path.cwd()
     plan = cargs.plan_for(a, pod)
     opts = runner.RunOptions(
-        debug=a.debug, accel=accel.parse_forced(a.extra.get("kvm-accel")), exec_waiter=True
+        debug=a.debug, accel=accel.parse_forced(a.extra.get("kvm-accel")), exec_waiter=True,
+        rootfs=a.extra.get("kvm-rootfs"),
     )
     if a.disable_seccomp:  # --insecure-options=seccomp: no app's own filter either
         from pyrkt.record import replace

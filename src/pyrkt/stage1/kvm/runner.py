@@ -17,6 +17,7 @@ import signal
 import stat
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -37,6 +38,7 @@ from pyrkt.stage1.kvm.vm import (
     SHARE_STAGE1,
     Accel,
     ConsoleMode,
+    Disk,
     Machine,
     Share,
     Tap,
@@ -65,6 +67,7 @@ class RunOptions:
     netns: Path | None = None  # run the hypervisor inside this netns (NET)
     guest_net_script: str = ""  # sh run in the guest before the apps (NET)
     etc_files: tuple[tuple[str, str], ...] = ()  # (name, content) for each app's /etc
+    rootfs: str | None = None  # --kvm-rootfs=block|9p (None: the pod annotation, default)
     # Become the lean waiter (waiter.py) once the hypervisor runs: the stage1 process
     # (`python -m pyrkt.stage1.kvm run`) does; an in-process caller (tests) waits itself.
     exec_waiter: bool = False
@@ -119,24 +122,31 @@ def host_cpus() -> int:
     return len(os.sched_getaffinity(0)) or os.cpu_count() or 1
 
 
-def kernel_cmdline(debug: bool, interactive: bool, net: bool = False) -> tuple[str, ...]:
+def kernel_cmdline(debug: bool, interactive: bool, net: bool = False,
+                   disks: bool = False) -> tuple[str, ...]:
     args = ["console=ttyS0", "panic=-1", "no_timer_check", "tsc=reliable", "noreplace-smp"]
     # PCI interrupts from the firmware's routing table: ACPI's interrupt links cost about
     # 0.15 s per virtio device under emulation. ACPI still enumerates the CPUs.
     args.append("acpi=noirq")
     if net:
         args.append("rkt.net=1")  # the guest loads its NIC drivers
+    if disks:
+        args.append("rkt.disks=1")  # the guest loads its disk drivers
     if not debug or interactive:
         args.append("quiet")
     args += shlex.split(os.environ.get(ENV_EXTRA_KERNEL_PARAMS, ""))
     return tuple(args)
 
 
-def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions) -> None:
+def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions,
+                      disks: Mapping[str, Disk] | None = None) -> None:
     """The pod script, each app's fstab and exec line, the /etc files and seccomp
     programs in the control share, and the apps' mount points in their rootfs: all
     through `beneath` (the image is hostile; a pod only runs once, so the guest has not
-    written these shares yet, but an image can hold any symlink)."""
+    written these shares yet, but an image can hold any symlink). An app on a disk
+    (disks, by app name) gets its mount points and /etc files from the guest, on the
+    disk."""
+    disks = disks or {}
     g = guest_dir(pod)
     g.mkdir(parents=True, exist_ok=True)
     with beneath.Root(g) as ctl, beneath.Root(contract.stage1_rootfs(pod)) as s1:
@@ -163,6 +173,9 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions) -> None:
         ready: list[str] = []
         runs: dict[str, script.RunDir] = {}
         for a in plan.apps:
+            in_fstab[a.name] = []
+            if a.name in disks:
+                continue
             with s1.open_dir(f"opt/stage2/{a.name}/rootfs") as rootfs:
                 in_fstab[a.name] = _etc_targets(rootfs, names)
                 if _mount_points(rootfs):
@@ -172,7 +185,7 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions) -> None:
         text = script.pod_script(
             plan, etc_files=names, net_script=opts.guest_net_script,
             seccomp_apps=tuple(programs), etc_in_fstab=in_fstab, points_ready=ready,
-            run_dirs=runs,
+            run_dirs=runs, disks={a: d.id for a, d in disks.items()},
         )
         ctl.write("pod.sh", text)
         for app in plan.apps:
@@ -257,7 +270,8 @@ def _stdio_target(fd: int, fdset: int) -> tuple[Path, tuple[int, int] | None]:
     return Path(f"/proc/self/fd/{fd}"), None
 
 
-def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions) -> tuple[VmPlan, str]:
+def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions,
+            disks: Mapping[str, Disk] | None = None) -> tuple[VmPlan, str]:
     """The VM for this pod, and the accelerator decision's reason."""
     # From the stage1 image's own tree, not the pod's writable copy of it (the guest's).
     kernel, initrd = assets.asset_paths(contract.stage1_image_rootfs(pod))
@@ -283,12 +297,14 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions) -> tuple[VmPlan, str]:
     vp = VmPlan(
         kernel=kernel,
         initrd=initrd,
-        cmdline=kernel_cmdline(opts.debug, interactive, net=bool(opts.taps)),
+        cmdline=kernel_cmdline(opts.debug, interactive, net=bool(opts.taps),
+                               disks=bool(disks)),
         vcpus=size.vcpus,
         memory_mib=size.memory_mib,
         accel=decision.accel,
         machine=opts.machine,
         shares=tuple(shares),
+        disks=tuple((disks or {}).values()),
         taps=opts.taps,
         console=ConsoleMode.INTERACTIVE if interactive else ConsoleMode.STREAMS,
         serial_log=Path("kvm") / "serial.log",
@@ -319,8 +335,9 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
     kvm_dir(pod).mkdir(exist_ok=True)
     serial_log(pod).unlink(missing_ok=True)
     (pod / app_log_dir_rel()).mkdir(exist_ok=True)
-    write_guest_files(pod, plan, opts)
-    vp, reason = vm_plan(pod, plan, opts)
+    on_disks = _disks(pod, plan, opts)
+    write_guest_files(pod, plan, opts, on_disks)
+    vp, reason = vm_plan(pod, plan, opts, on_disks)
     if vp.accel is Accel.TCG and not reason.startswith("forced"):
         log.info("kvm: KVM is not usable here, using TCG (software emulation; --debug says why)")
     log.debug(f"kvm: accelerator {vp.accel}: {reason}")
@@ -374,6 +391,17 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
             signal.signal(s, h)
         signal.signal(signal.SIGINT, old_int)
     return finish_pod(pod, [a.name for a in plan.apps], rc)
+
+
+def _disks(pod: Path, plan: PodPlan, opts: RunOptions) -> dict[str, Disk]:
+    """The apps' disks when the pod's rootfs kind is block (disks.py), else none."""
+    from pyrkt.stage1.kvm import disks
+
+    kind = disks.rootfs_kind(plan.annotations, opts.rootfs)
+    log.debug(f"kvm: the apps' rootfs: {kind}")
+    if kind is not disks.RootfsKind.BLOCK:
+        return {}
+    return disks.pod_disks(pod, plan)
 
 
 def _no_huge_pages() -> None:

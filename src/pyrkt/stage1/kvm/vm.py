@@ -48,6 +48,21 @@ class Share:
 
 
 @dataclass(frozen=True)
+class Disk:
+    """A virtio-blk disk (docs/kvm.md "Root filesystems on disks"): a raw base image,
+    opened read-only (shared by every pod of an image), under a chain of qcow2 layers
+    each backed by the one before; QEMU writes only to the last layer (none: the base
+    alone, read-only, unless `scratch`: a raw disk the guest writes, as `rkt export`'s
+    VM its output). `id` is its node name and its virtio serial number: the guest finds
+    the disk by it (/sys/block/vd*/serial), at a boot or after a hot-plug."""
+
+    id: str
+    base: Path
+    layers: tuple[Path, ...] = ()
+    scratch: bool = False
+
+
+@dataclass(frozen=True)
 class Tap:
     """A tap device (created by NET inside the pod netns) given to the guest as a NIC."""
 
@@ -65,6 +80,7 @@ class VmPlan:
     accel: Accel
     machine: Machine = Machine.PC
     shares: tuple[Share, ...] = ()
+    disks: tuple[Disk, ...] = ()
     taps: tuple[Tap, ...] = ()
     console: ConsoleMode = ConsoleMode.STREAMS
     serial_log: Path | None = None  # kernel + init messages always land here

@@ -30,11 +30,32 @@ rkt_modules=/etc/rkt-modules
 case $rkt_cmdline in
 *" rkt.net=1 "*) rkt_modules="$rkt_modules /etc/rkt-modules-net" ;;
 esac
+case $rkt_cmdline in
+*" rkt.disks=1 "*) rkt_modules="$rkt_modules /etc/rkt-modules-disk" ;;
+esac
 for f in $rkt_modules; do
 	while read -r m; do
 		insmod "/lib/modules/$m" 2>/dev/null || rkt_say "cannot load $m"
 	done <"$f"
 done
+# `rkt export` of a pod whose apps' rootfs are disks (rkt.export=1: stage1/kvm/
+# diskexport.py): the disk with serial rkt-src (the pod's layer under a throwaway one,
+# where its journal is replayed) tarred onto the raw disk with serial rkt-out. The host
+# reads the tar only after "export done" (and checks every member).
+case $rkt_cmdline in
+*" rkt.export=1 "*)
+	for b in /sys/block/vd*; do
+		read -r s <"$b/serial" || continue
+		case $s in
+		rkt-src) rkt_src=/dev/${b##*/} ;;
+		rkt-out) rkt_out=/dev/${b##*/} ;;
+		esac
+	done
+	mkdir -p /mnt/x/rootfs && mount -t ext4 "$rkt_src" /mnt/x/rootfs &&
+		tar -cf "$rkt_out" -C /mnt/x rootfs && sync && rkt_say "export done"
+	rkt_halt
+	;;
+esac
 mkdir -p /dev/pts /dev/shm
 # $rkt_port_<name>: the device of the virtio-serial port the host named rkt.<name>
 # (variables, not /dev symlinks: an `ln` per port is a fork+exec).

@@ -209,19 +209,55 @@ def mount_tags(plan: PodPlan) -> dict[MountPlan, str]:
     return tags
 
 
+# How long the guest waits for its disks (a hot-plugged one appears after the restore).
+DISK_WAIT_STEPS = 1200
+DISK_WAIT_STEP_S = "0.05"
+
+
+def disk_lines(plan: PodPlan, disks: Mapping[str, str]) -> list[str]:
+    """Mount each app's disk (disks: app name -> the disk's serial number) at the app's
+    rootfs path, found by its serial number in /sys/block/vd*/serial (builtins only);
+    waits for disks still being hot-plugged; without them the pod cannot run: halt."""
+    apps = [(i, a) for i, a in enumerate(plan.apps) if a.name in disks]
+    if not apps:
+        return []
+    cases = "".join(f"\t{q(disks[a.name])}) rkt_disk_{i}=/dev/${{b##*/}} ;;\n" for i, a in apps)
+    have = " && ".join(f'[ -n "$rkt_disk_{i}" ]' for i, _ in apps)
+    out = [
+        "rkt_n=0",
+        "while :; do",
+        "for b in /sys/block/vd*; do",
+        '[ -r "$b/serial" ] && read -r s <"$b/serial" || continue',
+        "case $s in\n" + cases + "esac",
+        "done",
+        f"{have} && break",
+        f'rkt_n=$((rkt_n + 1)); [ $rkt_n -lt {DISK_WAIT_STEPS} ] || '
+        '{ rkt_say "the pod\'s disks did not appear"; rkt_halt; }',
+        f"sleep {DISK_WAIT_STEP_S}",
+        "done",
+    ]
+    for i, a in apps:
+        r = q(guest_rootfs(a))
+        out.append(f'mount -t ext4 "$rkt_disk_{i}" {r} || '
+                   f'{{ rkt_say "cannot mount the disk of app {a.name}"; rkt_halt; }}')
+    return out
+
+
 def pod_script(
     plan: PodPlan, *, etc_files: Sequence[str] = (), net_script: str = "",
     stop_grace_s: int = 10, seccomp_apps: Sequence[str] = (),
     etc_in_fstab: Mapping[str, Collection[str]] | None = None,
     points_ready: Collection[str] = (),
     run_dirs: Mapping[str, RunDir] | None = None,
+    disks: Mapping[str, str] | None = None,
 ) -> str:
     """The script for plan; etc_files: names under /ctl/etc/ to bind into each app's
     /etc; net_script: sh that configures the guest NICs (from NET); seccomp_apps: apps
     whose seccomp filter the host wrote (seccomp_file); etc_in_fstab: per app, the
     etc_files its fstab binds (app_fstab's etc_binds), not bound by the script;
     points_ready: apps whose APP_MOUNT_POINTS the host made (no check in the guest);
-    run_dirs: per app, its /run folder that gets a tmpfs (RunDir)."""
+    run_dirs: per app, its /run folder that gets a tmpfs (RunDir); disks: per app, the
+    serial number of its rootfs disk (disk_lines), whose writes are synced at the end."""
     tags = mount_tags(plan)
     out = [
         f"# pod {plan.uuid}: written by pyrkt's kvm stage1 on the host",
@@ -240,6 +276,7 @@ def pod_script(
             f"mkdir -p {CGROUP_ROOT}",
             f"echo {enable} > {CGROUP_ROOT}/cgroup.subtree_control",
         ]
+    out += disk_lines(plan, disks or {})
     if not plan.interactive:
         # A virtio port opens once: the init holds it and every app inherits it.
         out.append('exec 4>"$rkt_port_out" 5>"$rkt_port_err"')
@@ -269,5 +306,8 @@ def pod_script(
     for i, app in enumerate(plan.apps):
         st = q(f"{GUEST_STAGE1}/rkt/status/{app.name}")
         out.append(f"wait $rkt_pid_{i}; echo $? > {st}")
-    out += ["kill $rkt_agent_pid 2>/dev/null", ""]  # the init syncs and powers off
+    out.append("kill $rkt_agent_pid 2>/dev/null")
+    if disks:  # the init powers off without a sync: the disks' writes reach QEMU now
+        out.append("sync")
+    out.append("")  # the init powers off
     return "\n".join(out)

@@ -4,10 +4,13 @@ Devices: one virtio-serial bus whose port numbers are fixed (vm.PORT_*): app std
 app stderr, the enter/stop agent. ISA serial ttyS0 carries the firmware and kernel
 console (to a log file, and to stderr under --debug); interactively, ttyS1 is the app's
 terminal on QEMU's stdio with the mux escape (Ctrl-a x). Each share is a virtio-9p
-device.
+device, each disk a virtio-blk one (its nodes and device as JSON: `blockdev_nodes`,
+`disk_device`, what a hot-plug over QMP sends too).
 """
 
 from __future__ import annotations
+
+import json
 
 from pyrkt.stage1.kvm.vm import (
     PORT_AGENT,
@@ -16,13 +19,53 @@ from pyrkt.stage1.kvm.vm import (
     PORT_TTY,
     Accel,
     ConsoleMode,
+    Disk,
     Machine,
     VmPlan,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 def _opt(*parts: str) -> str:
     return ",".join(p for p in parts if p)
+
+
+def blockdev_nodes(disk: Disk) -> list[dict[str, Any]]:
+    """The disk's block nodes, base first, as `-blockdev` JSON and QMP `blockdev-add`
+    arguments alike (one description for a cold boot and a hot-plug): the base image
+    read-only, each qcow2 layer backed by the node before it, every layer but the last
+    read-only (a scratch disk: the base alone, writable). Writes are cached by the host
+    and the guest's flushes are honoured."""
+    base = f"{disk.id}-base"
+    ro = not (disk.scratch and not disk.layers)
+    nodes: list[dict[str, Any]] = [
+        {"node-name": f"{base}-file", "driver": "file", "filename": str(disk.base),
+         "read-only": ro},
+        {"node-name": base if disk.layers else disk.id, "driver": "raw",
+         "file": f"{base}-file", "read-only": ro},
+    ]
+    below = base
+    for i, layer in enumerate(disk.layers):
+        last = i == len(disk.layers) - 1
+        name = disk.id if last else f"{disk.id}-l{i}"
+        nodes += [
+            {"node-name": f"{name}-file", "driver": "file", "filename": str(layer),
+             "read-only": not last},
+            {"node-name": name, "driver": "qcow2", "file": f"{name}-file",
+             "backing": below, "read-only": not last},
+        ]
+        below = name
+    return nodes
+
+
+def disk_device(disk: Disk) -> dict[str, Any]:
+    """The disk's virtio-blk device (`-device` JSON, QMP `device_add`); the serial
+    number is the disk's id (the guest finds its disks by it)."""
+    return {"driver": "virtio-blk-pci", "id": f"{disk.id}-dev", "drive": disk.id,
+            "serial": disk.id}
 
 
 class Qemu:
@@ -72,6 +115,10 @@ class Qemu:
                 "-device",
                 f"virtio-9p-pci,fsdev=fs{i},mount_tag={share.tag}",
             ]
+        for disk in plan.disks:
+            for node in blockdev_nodes(disk):
+                a += ["-blockdev", json.dumps(node, separators=(",", ":"))]
+            a += ["-device", json.dumps(disk_device(disk), separators=(",", ":"))]
         if plan.balloon:
             a += ["-device", "virtio-balloon-pci,free-page-reporting=on"]
         for i, tap in enumerate(plan.taps):

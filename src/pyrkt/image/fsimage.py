@@ -1,0 +1,106 @@
+"""An image's rendered tree as a filesystem image: what a VM pod's app gets as its disk.
+
+`disk_image(tree)` is `tree/rootfs.ext4` (beside the tree's `rootfs/` in the store,
+`cas/trees/<id>/`), built on first use with `mkfs.ext4 -d` (e2fsprogs copies the tree
+without mounting anything: ownership, modes, hard links, device nodes, FIFOs, sockets,
+symlinks, xattrs and holes as they are) and shared read-only by every pod of that image
+(each pod writes to its own copy-on-write layer, `stage1/kvm/disks.py`). A tree never
+changes (its ID names its content), so neither does its disk image; it goes away with
+the tree (`Store.gc_storage` renames the whole tree folder away).
+
+The filesystem is ext4 with its journal (a VM killed mid-write leaves its layer
+consistent for `rkt export`), `VIRTUAL_SIZE` bigger than the tree: that free space is
+what every pod of the image can write (the file is sparse: it costs what the tree holds).
+Inode tables are zeroed by mkfs (holes in a new sparse file, so free), so the guest's
+kernel has no lazy initialisation to write into each pod's layer; the journal is a hole
+already (`lazy_journal_init`).
+
+Concurrency and crashes: one builder at a time per tree (`flock` on `.rootfs.ext4.lock`),
+written to a temporary name and renamed into place, so a reader sees a whole image or
+none; a killed build leaves a temporary file that the next build replaces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from pyrkt import log, proc
+from pyrkt.errors import RktError
+
+NAME = "rootfs.ext4"
+# Free space every pod of the image can write into, on top of what the tree holds.
+FREE_BYTES = 8 << 30
+MKFS = "mkfs.ext4"
+
+
+def disk_image_path(tree: Path) -> Path:
+    return tree / NAME
+
+
+def _tree_bytes(root: Path) -> tuple[int, int]:
+    """(bytes the tree's files use, number of entries), without following links."""
+    used = 0
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            count += 1
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(dirpath, name))
+                used += st.st_blocks * 512
+    return used, count
+
+
+def virtual_size(used: int) -> int:
+    """The filesystem's size for a tree using `used` bytes: twice that (ext4's metadata,
+    a margin) plus FREE_BYTES, in whole MiB."""
+    size = 2 * used + FREE_BYTES
+    return (size + (1 << 20) - 1) & ~((1 << 20) - 1)
+
+
+def disk_image(tree: Path) -> Path:
+    """The tree's filesystem image, built first if it has none (see the module doc)."""
+    out = disk_image_path(tree)
+    if out.is_file():
+        return out
+    from pyrkt.image.store import flocked
+
+    with flocked(tree / f".{NAME}.lock"):
+        if not out.is_file():
+            build(tree / "rootfs", out)
+    return out
+
+
+def build(rootfs: Path, out: Path) -> None:
+    """mkfs.ext4 -d rootfs into out (atomically: a temporary file renamed)."""
+    import shutil
+
+    if shutil.which(MKFS) is None:
+        raise RktError(f"{MKFS} not found", "install e2fsprogs")
+    used, count = _tree_bytes(rootfs)
+    size = virtual_size(used)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    with open(tmp, "wb") as f:
+        f.truncate(size)  # sparse: mkfs's zeroing of the inode tables punches holes
+    try:
+        st = rootfs.stat()
+        proc.run([
+            MKFS, "-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256",
+            "-L", "rkt-rootfs", "-m", "0",
+            "-E", f"lazy_itable_init=0,lazy_journal_init=1,nodiscard,"
+                  f"root_owner={st.st_uid}:{st.st_gid}",
+            "-d", rootfs, tmp,
+        ], capture=True)  # fmt: skip
+        if not os.path.lexists(rootfs / "lost+found"):  # mkfs made one: not the image's
+            proc.run(["debugfs", "-w", "-R", "rmdir lost+found", tmp], capture=True)
+        os.chmod(tmp, 0o444)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    log.debug(f"image: {out} built ({count} entries, {used >> 20} MiB used, "
+              f"{size >> 20} MiB filesystem)")

@@ -1,0 +1,140 @@
+"""The apps' root filesystems as disks (docs/kvm.md "Root filesystems on disks").
+
+With `rootfs=block` (pod annotation `coreos.com/rkt/stage1/kvm/rootfs`, or the stage1
+flag `--kvm-rootfs=block|9p`) each app's rootfs is a virtio-blk disk instead of a folder
+of the 9p share: the image's ext4 image (`pyrkt.image.fsimage`, built once per image
+beside its rendered tree, opened read-only by every pod of it) under the pod's own
+qcow2 layer (`POD/kvm/disks/APP.qcow2`, copy-on-write: what the app writes, and only
+that), which the guest mounts at the app's rootfs path. Nothing is attached or mounted
+on the host: QEMU opens the files, and the layer goes with the pod folder at `rkt gc`.
+
+`attach_qmp` hot-plugs the same disks into a running VM (QMP `blockdev-add` +
+`device_add`, ACPI PCI hot-plug on `-M pc`): what a pod restored from a VM template
+does; the guest's pod script waits for each disk by its serial number either way.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from pyrkt import log, proc
+from pyrkt.errors import RktError
+from pyrkt.stage1.kvm.finish import kvm_dir
+from pyrkt.stage1.kvm.vm import Disk
+from pyrkt.stage1.plan import PodPlan
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    class Qmp(Protocol):
+        """What attach_qmp needs of a QMP session (pyrkt.stage1.kvm.qmp.Qmp)."""
+
+        def execute(self, command: str, args: dict[str, Any] | None = None) -> Any: ...
+
+ANN_ROOTFS = "coreos.com/rkt/stage1/kvm/rootfs"
+FLAG_ROOTFS = "kvm-rootfs"
+QEMU_IMG = "qemu-img"
+RECORD = "disks.json"
+
+
+class RootfsKind(enum.StrEnum):
+    BLOCK = "block"
+    NINEP = "9p"
+
+
+DEFAULT = RootfsKind.NINEP
+
+
+def rootfs_kind(annotations: Mapping[str, str], flag: str | None = None) -> RootfsKind:
+    """The pod's rootfs kind: the stage1 flag, else the pod annotation, else DEFAULT."""
+    for value, what in ((flag, f"--{FLAG_ROOTFS}"), (annotations.get(ANN_ROOTFS), ANN_ROOTFS)):
+        if value is None:
+            continue
+        try:
+            return RootfsKind(value)
+        except ValueError:
+            raise RktError(
+                f"{what}={value!r}: not a rootfs kind",
+                "use " + " or ".join(k.value for k in RootfsKind),
+            ) from None
+    return DEFAULT
+
+
+def disk_id(index: int) -> str:
+    """The disk's node name and serial number: short (virtio-blk serials hold 20
+    bytes) and a shell word (the guest's script matches it)."""
+    return f"rkt-d{index}"
+
+
+def disks_dir(pod: Path) -> Path:
+    return kvm_dir(pod) / "disks"
+
+
+def app_tree(pod: Path, app: str) -> Path:
+    """The app image's rendered tree in the store, as stage0 recorded it (the pod
+    folder's appsinfo is the host's: no guest writes it)."""
+    return Path((pod / "appsinfo" / app / "tree").read_text().strip())
+
+
+def layer_path(pod: Path, app: str) -> Path:
+    return disks_dir(pod) / f"{app}.qcow2"
+
+
+def make_layer(layer: Path, backing: Path, backing_format: str = "raw") -> None:
+    """An empty qcow2 layer over backing (copy-on-write: it holds only what is written)."""
+    layer.unlink(missing_ok=True)
+    try:
+        proc.run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-F", backing_format,
+                  "-b", backing, "-o", "cluster_size=65536", layer],
+                 capture=True)  # fmt: skip
+    except FileNotFoundError as e:
+        raise RktError(f"{QEMU_IMG} not found", "install qemu-utils") from e
+
+
+def pod_disks(pod: Path, plan: PodPlan) -> dict[str, Disk]:
+    """Each app's disk, by app name: its image's ext4 image (built on first use) under
+    a new qcow2 layer in the pod folder. Recorded in POD/kvm/disks.json (for `rkt
+    export`: the pod folder is the host's, the guest writes only the layers' content)."""
+    from pyrkt.image import fsimage
+
+    disks_dir(pod).mkdir(parents=True, exist_ok=True)
+    out: dict[str, Disk] = {}
+    for i, app in enumerate(plan.apps):
+        base = fsimage.disk_image(app_tree(pod, app.name))
+        layer = layer_path(pod, app.name)
+        make_layer(layer, base)
+        out[app.name] = Disk(disk_id(i), base, (layer,))
+    record = {name: {"id": d.id, "base": str(d.base), "layer": str(d.layers[-1])}
+              for name, d in out.items()}
+    tmp = kvm_dir(pod) / f".{RECORD}.tmp"
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, kvm_dir(pod) / RECORD)
+    log.debug(f"kvm: rootfs on disks: {', '.join(f'{a}={d.id}' for a, d in out.items())}")
+    return out
+
+
+def recorded(pod: Path) -> dict[str, Disk]:
+    """The disks a pod ran with (POD/kvm/disks.json), by app name; {} for a 9p pod."""
+    try:
+        data = json.loads((kvm_dir(pod) / RECORD).read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise RktError(f"pod {pod.name}: unreadable {RECORD}: {e}") from e
+    return {str(app): Disk(str(d["id"]), Path(d["base"]), (Path(d["layer"]),))
+            for app, d in data.items()}
+
+
+def attach_qmp(q: Qmp, disks: Sequence[Disk]) -> None:
+    """Hot-plug disks into the running VM q talks to (after a template restore)."""
+    from pyrkt.stage1.kvm.hypervisors.qemu import blockdev_nodes, disk_device
+
+    for d in disks:
+        for node in blockdev_nodes(d):
+            q.execute("blockdev-add", node)
+        q.execute("device_add", disk_device(d))

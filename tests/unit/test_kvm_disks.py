@@ -1,0 +1,141 @@
+"""Root filesystems on disks, the parts without a VM: the rootfs kind's choice, the
+QEMU block nodes (one description for the command line and a QMP hot-plug), the guest
+script's disk lines, and the checks on the tar an export VM writes."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyrkt.errors import RktError
+from pyrkt.stage1.kvm import diskexport, disks
+from pyrkt.stage1.kvm.guest import script
+from pyrkt.stage1.kvm.hypervisors.qemu import Qemu, blockdev_nodes, disk_device
+from pyrkt.stage1.kvm.vm import Accel, Disk, VmPlan
+from pyrkt.stage1.plan import AppPlan, PodPlan
+
+
+def plan(*names: str) -> PodPlan:
+    apps = tuple(AppPlan(name=n, rootfs=Path("/x"), argv=("/bin/true",), env=())
+                 for n in names)
+    return PodPlan(uuid="u", hostname="h", apps=apps)
+
+
+def test_rootfs_kind_flag_over_annotation_over_default() -> None:
+    assert disks.rootfs_kind({}) is disks.DEFAULT
+    assert disks.rootfs_kind({disks.ANN_ROOTFS: "block"}) is disks.RootfsKind.BLOCK
+    assert disks.rootfs_kind({disks.ANN_ROOTFS: "block"}, "9p") is disks.RootfsKind.NINEP
+    with pytest.raises(RktError, match="--kvm-rootfs='disk': not a rootfs kind"):
+        disks.rootfs_kind({}, "disk")
+    with pytest.raises(RktError, match=f"{disks.ANN_ROOTFS}='x'"):
+        disks.rootfs_kind({disks.ANN_ROOTFS: "x"})
+
+
+def test_block_nodes_base_read_only_and_only_the_last_layer_writable() -> None:
+    d = Disk("rkt-d0", Path("/store/rootfs.ext4"), (Path("/pod/a.qcow2"), Path("/t/top.qcow2")))
+    nodes = {n["node-name"]: n for n in blockdev_nodes(d)}
+    assert nodes["rkt-d0-base-file"] == {"node-name": "rkt-d0-base-file", "driver": "file",
+                                         "filename": "/store/rootfs.ext4", "read-only": True}
+    assert nodes["rkt-d0-base"]["read-only"] is True
+    assert nodes["rkt-d0-l0"] == {"node-name": "rkt-d0-l0", "driver": "qcow2",
+                                  "file": "rkt-d0-l0-file", "backing": "rkt-d0-base",
+                                  "read-only": True}
+    assert nodes["rkt-d0"]["backing"] == "rkt-d0-l0"
+    assert nodes["rkt-d0"]["read-only"] is False
+    assert nodes["rkt-d0-file"] == {"node-name": "rkt-d0-file", "driver": "file",
+                                    "filename": "/t/top.qcow2", "read-only": False}
+    assert disk_device(d) == {"driver": "virtio-blk-pci", "id": "rkt-d0-dev",
+                              "drive": "rkt-d0", "serial": "rkt-d0"}
+
+
+def test_a_base_alone_is_read_only_unless_scratch() -> None:
+    assert [n["read-only"] for n in blockdev_nodes(Disk("a", Path("/b")))] == [True, True]
+    assert [n["read-only"] for n in blockdev_nodes(Disk("a", Path("/b"), scratch=True))] == \
+        [False, False]
+
+
+def test_qemu_argv_has_the_same_nodes_as_a_hot_plug() -> None:
+    d = Disk("rkt-d0", Path("/s/r,x.ext4"), (Path("/p/a.qcow2"),))
+    vp = VmPlan(kernel=Path("/k"), initrd=Path("/i"), cmdline=(), vcpus=1, memory_mib=256,
+                accel=Accel.TCG, disks=(d,))
+    a = Qemu().argv(vp)
+    given = [json.loads(a[i + 1]) for i, x in enumerate(a) if x == "-blockdev"]
+    assert given == blockdev_nodes(d)  # a comma in a path needs no escaping in JSON
+    devices = [a[i + 1] for i, x in enumerate(a) if x == "-device"]
+    assert json.dumps(disk_device(d), separators=(",", ":")) in devices
+
+
+class FakeQmp:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any] | None]] = []
+
+    def execute(self, command: str, args: dict[str, Any] | None = None) -> Any:
+        self.sent.append((command, args))
+        return {}
+
+
+def test_attach_over_qmp_adds_the_nodes_then_the_device() -> None:
+    d = Disk("rkt-d1", Path("/s/b"), (Path("/p/l.qcow2"),))
+    q = FakeQmp()
+    disks.attach_qmp(q, [d])
+    assert q.sent == [*(("blockdev-add", n) for n in blockdev_nodes(d)),
+                      ("device_add", disk_device(d))]
+
+
+def test_pod_script_mounts_each_disk_by_serial_and_syncs_at_the_end() -> None:
+    text = script.pod_script(plan("web", "db"), disks={"db": "rkt-d1"})
+    assert "rkt-d1) rkt_disk_1=/dev/${b##*/} ;;" in text
+    assert "rkt_disk_0" not in text  # web stays on the share
+    assert 'mount -t ext4 "$rkt_disk_1" /stage1/opt/stage2/db/rootfs ||' in text
+    assert text.index("mount -t ext4") < text.index("# app web")
+    assert text.rstrip().endswith("sync")
+    assert "sync" not in script.pod_script(plan("web")).split()
+
+
+def guest_tar(members: list[tuple[str, bytes | None, str]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as t:
+        for name, data, link in members:
+            m = tarfile.TarInfo(name)
+            if link:
+                m.type, m.linkname = tarfile.LNKTYPE, link
+                t.addfile(m)
+            elif data is None:
+                m.type = tarfile.DIRTYPE
+                t.addfile(m)
+            else:
+                m.size = len(data)
+                t.addfile(m, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def copy(tmp_path: Path, raw: bytes) -> list[str]:
+    g = tmp_path / "guest.tar"
+    g.write_bytes(raw + b"\0" * 65536)  # the scratch disk's zeros after the archive
+    with tarfile.open(tmp_path / "out.tar", "w") as dst:
+        diskexport.copy_members(g, dst)
+    with tarfile.open(tmp_path / "out.tar") as t:
+        return t.getnames()
+
+
+def test_export_copies_the_rootfs_members(tmp_path: Path) -> None:
+    names = copy(tmp_path, guest_tar([("rootfs", None, ""), ("rootfs/a", b"x", ""),
+                                      ("rootfs/b", None, "rootfs/a")]))
+    assert names == ["rootfs", "rootfs/a", "rootfs/b"]
+
+
+@pytest.mark.parametrize("name,link", [("manifest", ""), ("rootfs/../manifest", ""),
+                                       ("/rootfs/x", ""), ("rootfs/h", "manifest")])
+def test_export_refuses_a_member_outside_rootfs(tmp_path: Path, name: str, link: str) -> None:
+    with pytest.raises(RktError, match="outside rootfs/"):
+        copy(tmp_path, guest_tar([("rootfs", None, ""), (name, b"evil", link)]))
+
+
+def test_export_refuses_an_empty_tar(tmp_path: Path) -> None:
+    with pytest.raises(RktError, match="empty"):
+        copy(tmp_path, b"")
