@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 
 from pyrkt.errors import RktError
+from pyrkt.record import replace
 from pyrkt.stage1.kvm import diskexport, disks
 from pyrkt.stage1.kvm.guest import script
 from pyrkt.stage1.kvm.hypervisors.qemu import Qemu, blockdev_nodes, disk_device
 from pyrkt.stage1.kvm.vm import Accel, Disk, VmPlan
-from pyrkt.stage1.plan import AppPlan, PodPlan
+from pyrkt.stage1.plan import AppPlan, MountPlan, PodPlan, VolumeKind
 
 
 def plan(*names: str) -> PodPlan:
@@ -89,12 +90,25 @@ def test_attach_over_qmp_adds_the_nodes_then_the_device() -> None:
 
 def test_pod_script_mounts_each_disk_by_serial_and_syncs_at_the_end() -> None:
     text = script.pod_script(plan("web", "db"), disks={"db": "rkt-d1"})
-    assert "rkt-d1) rkt_disk_1=/dev/${b##*/} ;;" in text
-    assert "rkt_disk_0" not in text  # web stays on the share
-    assert 'mount -t ext4 "$rkt_disk_1" /stage1/opt/stage2/db/rootfs ||' in text
+    assert "rkt-d1) rkt_disk_0=/dev/${b##*/} ;;" in text
+    assert "rkt_disk_1" not in text  # web stays on the share
+    assert 'mount -t ext4 "$rkt_disk_0" /stage1/opt/stage2/db/rootfs ||' in text
     assert text.index("mount -t ext4") < text.index("# app web")
     assert text.rstrip().endswith("sync")
     assert "sync" not in script.pod_script(plan("web")).split()
+
+
+def test_an_empty_volume_on_a_disk_is_mounted_once_and_bound_not_shared() -> None:
+    tmp = MountPlan(volume="tmp", kind=VolumeKind.EMPTY, source=Path("/pod/volumes/tmp"),
+                    target="/data", read_only=True)
+    p = replace(plan("a"), apps=(replace(plan("a").apps[0], mounts=(tmp,)),))
+    assert script.mount_tags(p, ("tmp",)) == {}
+    text = script.pod_script(p, disks={"a": "rkt-d0"}, volume_disks={"tmp": "rkt-d1"})
+    assert "rkt-d1) rkt_disk_1=" in text
+    assert 'mount -t ext4 "$rkt_disk_1" /run/rkt-volumes/tmp ||' in text
+    assert "mount --bind /run/rkt-volumes/tmp /stage1/opt/stage2/a/rootfs/data" in text
+    assert "mount -o remount,bind,ro /stage1/opt/stage2/a/rootfs/data" in text
+    assert "-t 9p" not in text
 
 
 def guest_tar(members: list[tuple[str, bytes | None, str]]) -> bytes:

@@ -72,6 +72,28 @@ def disk_image(tree: Path) -> Path:
     return out
 
 
+def empty_image(cache: Path, mode: int, uid: int, gid: int) -> Path:
+    """An empty filesystem whose root has this mode and owner (an `empty` volume of a VM
+    pod on disks), built once into cache."""
+    import tempfile
+
+    from pyrkt.image.store import flocked
+
+    out = cache / f"empty-{mode & 0o7777:o}-{uid}-{gid}.ext4"
+    if out.is_file():
+        return out
+    cache.mkdir(parents=True, exist_ok=True)
+    with flocked(cache / f".{out.name}.lock"):
+        if not out.is_file():
+            with tempfile.TemporaryDirectory(dir=cache) as td:
+                root = Path(td) / "rootfs"
+                root.mkdir()
+                os.chown(root, uid, gid)
+                root.chmod(mode & 0o7777)
+                build(root, out)
+    return out
+
+
 def build(rootfs: Path, out: Path) -> None:
     """mkfs.ext4 -d rootfs into out (atomically: a temporary file renamed)."""
     import shutil
@@ -89,12 +111,16 @@ def build(rootfs: Path, out: Path) -> None:
         proc.run([
             MKFS, "-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256",
             "-L", "rkt-rootfs", "-m", "0",
-            "-E", f"lazy_itable_init=0,lazy_journal_init=1,nodiscard,"
+            "-E", f"lazy_itable_init=0,lazy_journal_init=1,"
                   f"root_owner={st.st_uid}:{st.st_gid}",
             "-d", rootfs, tmp,
         ], capture=True)  # fmt: skip
-        if not os.path.lexists(rootfs / "lost+found"):  # mkfs made one: not the image's
-            proc.run(["debugfs", "-w", "-R", "rmdir lost+found", tmp], capture=True)
+        # mkfs gives the root 0755 and a lost+found: the tree's mode, and no lost+found
+        # the tree does not have (debugfs edits the new image, no mount).
+        edits = f"sif / mode 0{st.st_mode:o}\n"
+        if not os.path.lexists(rootfs / "lost+found"):
+            edits += "rmdir lost+found\n"
+        proc.run(["debugfs", "-w", "-f", "-", tmp], input=edits, capture=True)
         os.chmod(tmp, 0o444)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())

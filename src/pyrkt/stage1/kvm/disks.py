@@ -5,8 +5,11 @@ flag `--kvm-rootfs=block|9p`) each app's rootfs is a virtio-blk disk instead of 
 of the 9p share: the image's ext4 image (`pyrkt.image.fsimage`, built once per image
 beside its rendered tree, opened read-only by every pod of it) under the pod's own
 qcow2 layer (`POD/kvm/disks/APP.qcow2`, copy-on-write: what the app writes, and only
-that), which the guest mounts at the app's rootfs path. Nothing is attached or mounted
-on the host: QEMU opens the files, and the layer goes with the pod folder at `rkt gc`.
+that), which the guest mounts at the app's rootfs path. Each `empty` volume is a disk too
+(an empty ext4 under a qcow2 layer: FIFOs and sockets work there), mounted once in the
+guest and bound into the apps that mount it; `host` volumes stay 9p shares (the host's
+data is seen both ways). Nothing is attached or mounted on the host: QEMU opens the
+files, and the layers go with the pod folder at `rkt gc`.
 
 `attach_qmp` hot-plugs the same disks into a running VM (QMP `blockdev-add` +
 `device_add`, ACPI PCI hot-plug on `-M pc`): what a pod restored from a VM template
@@ -19,6 +22,7 @@ import enum
 import json
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyrkt import log, proc
@@ -96,7 +100,23 @@ def make_layer(layer: Path, backing: Path, backing_format: str = "raw") -> None:
         raise RktError(f"{QEMU_IMG} not found", "install qemu-utils") from e
 
 
-def pod_disks(pod: Path, plan: PodPlan) -> dict[str, Disk]:
+@dataclass(frozen=True)
+class PodDisks:
+    apps: dict[str, Disk] = field(default_factory=dict)  # by app name
+    volumes: dict[str, Disk] = field(default_factory=dict)  # by volume name
+
+    def all(self) -> tuple[Disk, ...]:
+        return (*self.apps.values(), *self.volumes.values())
+
+
+def pod_disks(pod: Path, plan: PodPlan, cache: Path) -> PodDisks:
+    """The pod's disks: app_disks and volume_disks (cache: where the empty volumes'
+    images are kept)."""
+    apps = app_disks(pod, plan)
+    return PodDisks(apps, volume_disks(pod, plan, cache, len(apps)))
+
+
+def app_disks(pod: Path, plan: PodPlan) -> dict[str, Disk]:
     """Each app's disk, by app name: its image's ext4 image (built on first use) under
     a new qcow2 layer in the pod folder. Recorded in POD/kvm/disks.json (for `rkt
     export`: the pod folder is the host's, the guest writes only the layers' content)."""
@@ -115,6 +135,26 @@ def pod_disks(pod: Path, plan: PodPlan) -> dict[str, Disk]:
     tmp.write_text(json.dumps(record))
     os.replace(tmp, kvm_dir(pod) / RECORD)
     log.debug(f"kvm: rootfs on disks: {', '.join(f'{a}={d.id}' for a, d in out.items())}")
+    return out
+
+
+def volume_disks(pod: Path, plan: PodPlan, cache: Path, first: int) -> dict[str, Disk]:
+    """Each `empty` volume's disk, by volume name (ids from disk_id(first) on): an empty
+    ext4 whose root has the mode and owner stage0 gave the volume's folder (built once
+    per mode and owner into cache), under a new qcow2 layer in the pod folder."""
+    from pyrkt.image import fsimage
+    from pyrkt.stage1.plan import VolumeKind
+
+    out: dict[str, Disk] = {}
+    for app in plan.apps:
+        for m in app.mounts:
+            if m.kind is not VolumeKind.EMPTY or m.volume in out:
+                continue
+            st = os.lstat(m.source)  # made by stage0; not shared with a guest on disks
+            base = fsimage.empty_image(cache, st.st_mode, st.st_uid, st.st_gid)
+            layer = disks_dir(pod) / f"volume-{m.volume}.qcow2"
+            make_layer(layer, base)
+            out[m.volume] = Disk(disk_id(first + len(out)), base, (layer,))
     return out
 
 

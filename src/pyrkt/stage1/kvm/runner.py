@@ -17,7 +17,6 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -27,6 +26,7 @@ from pyrkt.errors import RktError
 from pyrkt.linux import beneath, prctl
 from pyrkt.stage1 import contract
 from pyrkt.stage1.kvm import accel, assets, hypervisors
+from pyrkt.stage1.kvm.disks import PodDisks
 from pyrkt.stage1.kvm.finish import agent_socket_rel as agent_socket_rel
 from pyrkt.stage1.kvm.finish import finish_pod as finish_pod
 from pyrkt.stage1.kvm.finish import kvm_dir as kvm_dir
@@ -38,7 +38,6 @@ from pyrkt.stage1.kvm.vm import (
     SHARE_STAGE1,
     Accel,
     ConsoleMode,
-    Disk,
     Machine,
     Share,
     Tap,
@@ -139,14 +138,14 @@ def kernel_cmdline(debug: bool, interactive: bool, net: bool = False,
 
 
 def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions,
-                      disks: Mapping[str, Disk] | None = None) -> None:
+                      pod_disks: PodDisks | None = None) -> None:
     """The pod script, each app's fstab and exec line, the /etc files and seccomp
     programs in the control share, and the apps' mount points in their rootfs: all
     through `beneath` (the image is hostile; a pod only runs once, so the guest has not
     written these shares yet, but an image can hold any symlink). An app on a disk
-    (disks, by app name) gets its mount points and /etc files from the guest, on the
-    disk."""
-    disks = disks or {}
+    (pod_disks) gets its mount points and /etc files from the guest, on the disk."""
+    pd = pod_disks or PodDisks()
+    disks = pd.apps
     g = guest_dir(pod)
     g.mkdir(parents=True, exist_ok=True)
     with beneath.Root(g) as ctl, beneath.Root(contract.stage1_rootfs(pod)) as s1:
@@ -186,6 +185,7 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions,
             plan, etc_files=names, net_script=opts.guest_net_script,
             seccomp_apps=tuple(programs), etc_in_fstab=in_fstab, points_ready=ready,
             run_dirs=runs, disks={a: d.id for a, d in disks.items()},
+            volume_disks={v: d.id for v, d in pd.volumes.items()},
         )
         ctl.write("pod.sh", text)
         for app in plan.apps:
@@ -271,7 +271,7 @@ def _stdio_target(fd: int, fdset: int) -> tuple[Path, tuple[int, int] | None]:
 
 
 def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions,
-            disks: Mapping[str, Disk] | None = None) -> tuple[VmPlan, str]:
+            pod_disks: PodDisks | None = None) -> tuple[VmPlan, str]:
     """The VM for this pod, and the accelerator decision's reason."""
     # From the stage1 image's own tree, not the pod's writable copy of it (the guest's).
     kernel, initrd = assets.asset_paths(contract.stage1_image_rootfs(pod))
@@ -280,7 +280,9 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions,
         log.debug(f"kvm: VM size set by pod annotation(s) {', '.join(size.overridden)}")
     decision = accel.decide(kernel, initrd, cache_dir_for(pod), opts.accel)
     shares = [Share(SHARE_STAGE1, contract.stage1_rootfs(pod)), Share(SHARE_CTL, guest_dir(pod))]
-    for m, tag in script.mount_tags(plan).items():
+    pd = pod_disks or PodDisks()
+    disks = pd.all()
+    for m, tag in script.mount_tags(plan, pd.volumes).items():
         if not m.source.is_dir():
             raise RktError(
                 f"volume {m.volume!r}: {m.source} is not a folder",
@@ -304,7 +306,7 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions,
         accel=decision.accel,
         machine=opts.machine,
         shares=tuple(shares),
-        disks=tuple((disks or {}).values()),
+        disks=disks,
         taps=opts.taps,
         console=ConsoleMode.INTERACTIVE if interactive else ConsoleMode.STREAMS,
         serial_log=Path("kvm") / "serial.log",
@@ -393,15 +395,15 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
     return finish_pod(pod, [a.name for a in plan.apps], rc)
 
 
-def _disks(pod: Path, plan: PodPlan, opts: RunOptions) -> dict[str, Disk]:
-    """The apps' disks when the pod's rootfs kind is block (disks.py), else none."""
+def _disks(pod: Path, plan: PodPlan, opts: RunOptions) -> PodDisks:
+    """The pod's disks when its rootfs kind is block (disks.py), else none."""
     from pyrkt.stage1.kvm import disks
 
     kind = disks.rootfs_kind(plan.annotations, opts.rootfs)
     log.debug(f"kvm: the apps' rootfs: {kind}")
     if kind is not disks.RootfsKind.BLOCK:
-        return {}
-    return disks.pod_disks(pod, plan)
+        return PodDisks()
+    return disks.pod_disks(pod, plan, cache_dir_for(pod) / "kvm-disks")
 
 
 def _no_huge_pages() -> None:

@@ -151,6 +151,12 @@ def _mount_lines(
         )
     for m in app.mounts:
         t = q(guest_rootfs(app) + m.target)
+        if m not in tags:  # on a disk, mounted by disk_lines
+            lines += [f"[ -e {t} ] || mkdir -p {t}",
+                      f"mount --bind {q(volume_mount_point(m.volume))} {t}"]
+            if m.read_only:
+                lines.append(f"mount -o remount,bind,ro {t}")
+            continue
         # A writable volume gets cache=mmap: a writable MAP_SHARED mmap (databases, apt's
         # cache) fails on 9p without it; reads and writes still go to the host (rkt #1917).
         ro = ",ro" if m.read_only else ""
@@ -199,12 +205,13 @@ def _cgroup_lines(app: AppPlan) -> list[str]:
     return lines
 
 
-def mount_tags(plan: PodPlan) -> dict[MountPlan, str]:
-    """One 9p tag per distinct volume mount (by plan order)."""
+def mount_tags(plan: PodPlan, on_disks: Collection[str] = ()) -> dict[MountPlan, str]:
+    """One 9p tag per distinct volume mount (by plan order), but for the volumes on disks
+    (on_disks: their names)."""
     tags: dict[MountPlan, str] = {}
     for app in plan.apps:
         for m in app.mounts:
-            if m not in tags:
+            if m not in tags and m.volume not in on_disks:
                 tags[m] = volume_tag(len(tags))
     return tags
 
@@ -214,15 +221,29 @@ DISK_WAIT_STEPS = 1200
 DISK_WAIT_STEP_S = "0.05"
 
 
-def disk_lines(plan: PodPlan, disks: Mapping[str, str]) -> list[str]:
+GUEST_VOLUMES = "/run/rkt-volumes"
+
+
+def volume_mount_point(volume: str) -> str:
+    """Where an `empty` volume on a disk is mounted in the init's view (apps bind it)."""
+    return f"{GUEST_VOLUMES}/{volume}"
+
+
+def disk_lines(plan: PodPlan, disks: Mapping[str, str],
+               volume_disks: Mapping[str, str] | None = None) -> list[str]:
     """Mount each app's disk (disks: app name -> the disk's serial number) at the app's
-    rootfs path, found by its serial number in /sys/block/vd*/serial (builtins only);
-    waits for disks still being hot-plugged; without them the pod cannot run: halt."""
-    apps = [(i, a) for i, a in enumerate(plan.apps) if a.name in disks]
-    if not apps:
+    rootfs path and each volume's disk (volume_disks: volume name -> serial number) at
+    volume_mount_point, found by serial number in /sys/block/vd*/serial (builtins
+    only); waits for disks still being hot-plugged; without them the pod cannot run."""
+    targets = [(disks[a.name], guest_rootfs(a), f"app {a.name}")
+               for a in plan.apps if a.name in disks]
+    targets += [(sn, volume_mount_point(v), f"volume {v}")
+                for v, sn in (volume_disks or {}).items()]
+    if not targets:
         return []
-    cases = "".join(f"\t{q(disks[a.name])}) rkt_disk_{i}=/dev/${{b##*/}} ;;\n" for i, a in apps)
-    have = " && ".join(f'[ -n "$rkt_disk_{i}" ]' for i, _ in apps)
+    cases = "".join(f"\t{q(sn)}) rkt_disk_{i}=/dev/${{b##*/}} ;;\n"
+                    for i, (sn, _, _) in enumerate(targets))
+    have = " && ".join(f'[ -n "$rkt_disk_{i}" ]' for i in range(len(targets)))
     out = [
         "rkt_n=0",
         "while :; do",
@@ -236,10 +257,11 @@ def disk_lines(plan: PodPlan, disks: Mapping[str, str]) -> list[str]:
         f"sleep {DISK_WAIT_STEP_S}",
         "done",
     ]
-    for i, a in apps:
-        r = q(guest_rootfs(a))
-        out.append(f'mount -t ext4 "$rkt_disk_{i}" {r} || '
-                   f'{{ rkt_say "cannot mount the disk of app {a.name}"; rkt_halt; }}')
+    if volume_disks:
+        out.append("mkdir -p " + " ".join(q(volume_mount_point(v)) for v in volume_disks))
+    for i, (_, target, what) in enumerate(targets):
+        out.append(f'mount -t ext4 "$rkt_disk_{i}" {q(target)} || '
+                   f'{{ rkt_say "cannot mount the disk of {what}"; rkt_halt; }}')
     return out
 
 
@@ -250,6 +272,7 @@ def pod_script(
     points_ready: Collection[str] = (),
     run_dirs: Mapping[str, RunDir] | None = None,
     disks: Mapping[str, str] | None = None,
+    volume_disks: Mapping[str, str] | None = None,
 ) -> str:
     """The script for plan; etc_files: names under /ctl/etc/ to bind into each app's
     /etc; net_script: sh that configures the guest NICs (from NET); seccomp_apps: apps
@@ -257,8 +280,9 @@ def pod_script(
     etc_files its fstab binds (app_fstab's etc_binds), not bound by the script;
     points_ready: apps whose APP_MOUNT_POINTS the host made (no check in the guest);
     run_dirs: per app, its /run folder that gets a tmpfs (RunDir); disks: per app, the
-    serial number of its rootfs disk (disk_lines), whose writes are synced at the end."""
-    tags = mount_tags(plan)
+    serial number of its rootfs disk (disk_lines), whose writes are synced at the end;
+    volume_disks: the same per `empty` volume on a disk."""
+    tags = mount_tags(plan, volume_disks or ())
     out = [
         f"# pod {plan.uuid}: written by pyrkt's kvm stage1 on the host",
         f"echo {q(plan.hostname)} > /proc/sys/kernel/hostname",
@@ -276,7 +300,7 @@ def pod_script(
             f"mkdir -p {CGROUP_ROOT}",
             f"echo {enable} > {CGROUP_ROOT}/cgroup.subtree_control",
         ]
-    out += disk_lines(plan, disks or {})
+    out += disk_lines(plan, disks or {}, volume_disks)
     if not plan.interactive:
         # A virtio port opens once: the init holds it and every app inherits it.
         out.append('exec 4>"$rkt_port_out" 5>"$rkt_port_err"')
@@ -307,7 +331,7 @@ def pod_script(
         st = q(f"{GUEST_STAGE1}/rkt/status/{app.name}")
         out.append(f"wait $rkt_pid_{i}; echo $? > {st}")
     out.append("kill $rkt_agent_pid 2>/dev/null")
-    if disks:  # the init powers off without a sync: the disks' writes reach QEMU now
-        out.append("sync")
+    if disks or volume_disks:  # the init powers off without a sync: the disks' writes
+        out.append("sync")  # reach QEMU now
     out.append("")  # the init powers off
     return "\n".join(out)
