@@ -45,7 +45,8 @@ done
 case $rkt_cmdline in
 *" rkt.export=1 "*)
 	for b in /sys/block/vd*; do
-		read -r s <"$b/serial" || continue
+		s=
+		read -r s <"$b/serial" # no newline at the end: read says 1
 		case $s in
 		rkt-src) rkt_src=/dev/${b##*/} ;;
 		rkt-out) rkt_out=/dev/${b##*/} ;;

@@ -1,0 +1,213 @@
+"""VM pods whose apps' rootfs are disks (`--kvm-rootfs=block`, docs/kvm.md "Root
+filesystems on disks"), end to end under QEMU: unix sockets and FIFOs in /tmp, /var/run
+and an empty volume (as in a container pod, unlike 9p), what a local disk keeps (hard
+links, device nodes, owners, modes, holes), exit codes, `rkt enter`, `rkt status`,
+`rkt export` of what the pod wrote, and nothing left on the host after `rkt gc`, also
+when the VM was killed."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import tarfile
+import time
+from pathlib import Path
+
+import kvm_helpers as kh
+import pytest
+import test_kvm_gaps as gaps
+import test_kvm_rkt as base
+from test_kvm_rkt import Rkt
+
+pytestmark = [pytest.mark.qemu, pytest.mark.root]
+
+stage1 = base.stage1  # the module fixtures of test_kvm_rkt and test_kvm_gaps
+accel_env = base.accel_env
+rkt = base.rkt
+image = gaps.image  # busybox with every applet, usock (a unix socket server and client)
+
+BLOCK = "--kvm-rootfs=block"
+ANN_ROOTFS = "--annotation=coreos.com/rkt/stage1/kvm/rootfs=block"
+
+# A server on a unix socket and a FIFO carrying a line, in each folder given.
+SOCKETS = r"""
+for d in "$@"; do
+  mkdir -p "$d"
+  usock serve "$d/sock" &
+  timeout 60 sh -c "until [ -S $d/sock ]; do sleep 0.1; done"
+  usock send "$d/sock" "hi-$d"
+  wait $! && echo "served $d"
+  mkfifo "$d/fifo" || continue
+  timeout 60 sh -c "echo through > $d/fifo" &
+  echo "fifo $d $(timeout 60 cat $d/fifo)/$(stat -c %F $d/fifo)"
+  wait $!
+done
+"""
+PLACES = ("/tmp", "/var/run/x", "/vol")
+EXPECTED = [line for d in PLACES for line in
+            (f"reply hi-{d}", f"served {d}", f"fifo {d} through/fifo")]
+
+
+def test_sockets_and_fifos_on_disks_as_in_a_container_pod(rkt: Rkt, image: Path) -> None:
+    """The same program under the container stage1 and in a VM pod on disks: a server
+    answers on its unix socket, and a FIFO carries a line, in /tmp, /var/run/x and an
+    empty volume."""
+    args = ["--volume=vol,kind=empty", str(image), "--mount=volume=vol,target=/vol",
+            "--exec", "/bin/sh", "--", "-c", SOCKETS, "sockets", *PLACES]
+    r = rkt.run(BLOCK, *args)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == EXPECTED, r.stdout + r.stderr
+    c = rkt("run", "--insecure-options=image", "--net=none", *args)
+    assert c.returncode == 0, c.stderr
+    assert c.stdout.splitlines() == EXPECTED, c.stdout
+
+
+# What a local disk keeps: hard links (from the image and new), device nodes, owners,
+# modes with setuid, holes, FIFOs from the image; then the app's exit code.
+FILE_KINDS = r"""
+stat -c %h /img/h1
+[ "$(stat -c %i /img/h1)" = "$(stat -c %i /img/h2)" ] && echo image-hardlink-shared
+stat -c '%F %t:%T' /img/null-copy
+stat -c %F /img/fifo
+echo data > /srv/a && ln /srv/a /srv/b && echo more >> /srv/b && cat /srv/a
+mknod /srv/zero c 1 5 && head -c 4 /srv/zero | od -An -tx1
+chown 12:34 /srv/a && chmod 4750 /srv/a && stat -c '%u %g %a' /srv/a
+dd if=/dev/zero of=/srv/sparse bs=1 count=1 seek=1073741824 2>/dev/null
+echo "sparse $(stat -c %s /srv/sparse) $(du -k /srv/sparse | cut -f1)"
+awk '$2 == "/" {print "root on", $3}' /proc/mounts
+exit 7
+"""
+
+
+def test_a_disk_keeps_what_a_local_disk_keeps(rkt: Rkt, image_with_nodes: Path,
+                                              tmp_path: Path) -> None:
+    uuid_file = tmp_path / "uuid"
+    r = rkt.run(BLOCK, f"--uuid-file-save={uuid_file}", str(image_with_nodes), "--exec",
+                "/bin/sh", "--", "-c", FILE_KINDS)
+    assert r.returncode == 7, r.stderr
+    assert r.stdout.splitlines() == [
+        "2",
+        "image-hardlink-shared",
+        "character special file 1:3",
+        "fifo",
+        "data", "more",
+        " 00 00 00 00",
+        "12 34 4750",
+        "sparse 1073741825 4",
+        "root on ext4",
+    ], r.stdout
+    st = rkt("status", uuid_file.read_text().strip())
+    assert "app-busybox=7" in st.stdout.splitlines(), st.stdout
+
+
+@pytest.fixture(scope="module")
+def image_with_nodes(image: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The image plus /img with a hard-linked pair, a device node and a FIFO, and /srv."""
+    out = tmp_path_factory.mktemp("aci-nodes") / "nodes.aci"
+    with tarfile.open(image) as src, tarfile.open(out, "w") as dst:
+        for m in src.getmembers():
+            dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+        for name in ("rootfs/img", "rootfs/srv"):
+            d = tarfile.TarInfo(name)
+            d.type, d.mode = tarfile.DIRTYPE, 0o755
+            dst.addfile(d)
+        f = tarfile.TarInfo("rootfs/img/h1")
+        f.size = 3
+        dst.addfile(f, io.BytesIO(b"hl\n"))
+        h = tarfile.TarInfo("rootfs/img/h2")
+        h.type, h.linkname = tarfile.LNKTYPE, "rootfs/img/h1"
+        dst.addfile(h)
+        n = tarfile.TarInfo("rootfs/img/null-copy")
+        n.type, n.mode, n.devmajor, n.devminor = tarfile.CHRTYPE, 0o666, 1, 3
+        dst.addfile(n)
+        fifo = tarfile.TarInfo("rootfs/img/fifo")
+        fifo.type, fifo.mode = tarfile.FIFOTYPE, 0o644
+        dst.addfile(fifo)
+    return out
+
+
+def test_enter_and_export_of_a_pod_on_disks(rkt: Rkt, image: Path, tmp_path: Path) -> None:
+    """`rkt enter` sees the disk; `rkt export` of the exited pod has what it wrote (and
+    not what it removed), read back by a VM, never mounted on the host."""
+    uuid_file = tmp_path / "uuid"
+    script = ("echo written > /etc/written; mkfifo /etc/fifo; ln /etc/written /etc/link; "
+              "rm /bin/awk; echo ready; until [ -e /tmp/go ]; do sleep 0.1; done; exit 3")
+    p = rkt.start(ANN_ROOTFS, f"--uuid-file-save={uuid_file}", str(image), "--exec",
+                  "/bin/sh", "--", "-c", script)
+    uuid = rkt.wait_running(uuid_file)
+    assert p.stdout is not None and p.stdout.readline() == "ready\n"
+    e = rkt("enter", uuid, "/bin/sh", "-c", "cat /etc/written; touch /tmp/go")
+    assert (e.returncode, e.stdout) == (0, "written\n"), e.stderr
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 3, err
+    out = tmp_path / "out.aci"
+    x = rkt("export", uuid, str(out), timeout=900)
+    assert x.returncode == 0, x.stderr + kh.all_diagnostics(rkt.dir)
+    with tarfile.open(out) as t:
+        names = t.getnames()
+        assert names[0] == "manifest"
+        assert json.loads(t.extractfile("manifest").read())["name"] == "example.com/busybox"  # type: ignore[union-attr]
+        f = t.extractfile("rootfs/etc/written")
+        assert f is not None and f.read() == b"written\n"
+        assert t.getmember("rootfs/etc/fifo").isfifo()
+        link = t.getmember("rootfs/etc/link")
+        assert (link.islnk() and link.linkname == "rootfs/etc/written") or \
+            t.getmember("rootfs/etc/written").islnk()
+        assert "rootfs/bin/sh" in names and "rootfs/bin/awk" not in names
+        assert "rootfs/tmp/go" in names
+        assert not [n for n in names if n != "manifest" and not n.startswith("rootfs")]
+    assert not _left_on_host(rkt.dir), _left_on_host(rkt.dir)
+
+
+def _left_on_host(d: Path) -> list[str]:
+    """Loop or nbd devices, mounts, QEMUs and pod disk layers of rkt dir d."""
+    left = []
+    for b in Path("/sys/block").glob("loop*"):
+        bf = b / "loop" / "backing_file"
+        if bf.exists() and str(d) in bf.read_text():
+            left.append(f"loop {b.name}: {bf.read_text().strip()}")
+    for b in Path("/sys/block").glob("nbd*"):
+        if (b / "pid").exists():
+            left.append(f"nbd {b.name} connected")
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        if str(d) in line.split()[4] or str(d) in line:
+            left.append(f"mount {line}")
+    left += [f"qemu {pid}" for pid in kh.qemu_pids_for(str(d))]
+    left += [f"layer {p}" for p in d.rglob("*.qcow2")]
+    return left
+
+
+def test_twenty_pods_on_disks_leave_nothing_after_gc(rkt: Rkt, image: Path,
+                                                     tmp_path: Path) -> None:
+    """20 pods in a row, and one whose VM and `rkt run` are killed with SIGKILL while it
+    runs: after `rkt gc` no pod, disk layer, loop or nbd device, mount or QEMU is left."""
+    for i in range(20):
+        r = rkt.run(BLOCK, str(image), "--exec", "/bin/sh", "--", "-c", f"echo {i} > /tmp/n")
+        assert r.returncode == 0, f"pod {i}: {r.stderr}"
+    uuid_file = tmp_path / "uuid"
+    p = rkt.start(BLOCK, f"--uuid-file-save={uuid_file}", str(image), "--exec",
+                  "/bin/sleep", "--", "600")
+    uuid = rkt.wait_running(uuid_file)
+    pod = next(d for d in kh.pod_dirs(rkt.dir) if d.name == uuid)
+    assert list(pod.glob("kvm/disks/*.qcow2")), kh.all_diagnostics(rkt.dir)
+    for pid in kh.qemu_pids_for(str(pod)):
+        os.kill(pid, signal.SIGKILL)
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=60)
+    deadline = time.monotonic() + 120
+    while kh.qemu_pids_for(str(pod)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    g = rkt("gc", "--grace-period=0s", timeout=600)
+    assert g.returncode == 0, g.stderr
+    assert kh.pod_dirs(rkt.dir) == []
+    assert not _left_on_host(rkt.dir), _left_on_host(rkt.dir)
+    # The image's filesystem image stays in the store (it is the image's, not a pod's).
+    assert list((rkt.dir / "cas" / "trees").glob("*/rootfs.ext4"))
+
+
+def test_a_bad_rootfs_kind_is_refused(rkt: Rkt, image: Path) -> None:
+    r = rkt.run("--kvm-rootfs=disk", str(image))
+    assert r.returncode == 254
+    assert "--kvm-rootfs='disk': not a rootfs kind" in r.stderr
