@@ -217,3 +217,24 @@ def test_a_bad_rootfs_kind_is_refused(rkt: Rkt, image: Path) -> None:
     r = rkt.run("--kvm-rootfs=disk", str(image))
     assert r.returncode == 254
     assert "--kvm-rootfs='disk': not a rootfs kind" in r.stderr
+
+
+def test_a_disk_the_guest_cannot_mount_fails_the_pod(rkt: Rkt, image: Path,
+                                                     tmp_path: Path) -> None:
+    """The image's filesystem image broken in the store: the guest cannot mount the app's
+    disk, says so, and `rkt run` fails (254) with its word instead of a clean exit 0."""
+    r = rkt.run(BLOCK, str(image), "--exec", "/bin/true")
+    assert r.returncode == 0, r.stderr
+    (fs,) = (rkt.dir / "cas" / "trees").glob("*/rootfs.ext4")
+    size = fs.stat().st_size
+    fs.chmod(0o644)
+    with open(fs, "r+b") as f:  # the superblock (at 1024) gone
+        f.write(b"\0" * 65536)
+        f.truncate(size)
+    uuid_file = tmp_path / "uuid"
+    r = rkt.run(BLOCK, f"--uuid-file-save={uuid_file}", str(image), "--exec", "/bin/true")
+    assert r.returncode == 254, r.stderr + kh.all_diagnostics(rkt.dir)
+    said = "the pod could not start: cannot mount the disk of app busybox (the guest said)"
+    assert said in r.stderr, r.stderr
+    st = rkt("status", uuid_file.read_text().strip())
+    assert f"failure={said}" in st.stdout.splitlines(), st.stdout

@@ -153,3 +153,20 @@ def test_export_refuses_a_member_outside_rootfs(tmp_path: Path, name: str, link:
 def test_export_refuses_an_empty_tar(tmp_path: Path) -> None:
     with pytest.raises(RktError, match="empty"):
         copy(tmp_path, b"")
+
+
+def test_the_guests_word_on_a_failed_start_is_bounded_printable_and_no_link(
+        tmp_path: Path) -> None:
+    from pyrkt.stage1.kvm.finish import FAILED_MAX_BYTES, guest_failure
+
+    ctl = tmp_path / "kvm" / "ctl"
+    ctl.mkdir(parents=True)
+    assert guest_failure(tmp_path) is None
+    (ctl / "failed").write_bytes(b"no disk\x1b[2J\xff\n")
+    assert guest_failure(tmp_path) == "no disk?[2J?"
+    (ctl / "failed").write_bytes(b"x" * (FAILED_MAX_BYTES + 1))
+    assert guest_failure(tmp_path) is None  # too long: refused, not cut
+    (ctl / "failed").unlink()
+    (tmp_path / "secret").write_text("host file\n")
+    (ctl / "failed").symlink_to(tmp_path / "secret")
+    assert guest_failure(tmp_path) is None

@@ -27,6 +27,7 @@ from pyrkt.linux import beneath, prctl
 from pyrkt.stage1 import contract
 from pyrkt.stage1.kvm import accel, assets, hypervisors
 from pyrkt.stage1.kvm.disks import PodDisks
+from pyrkt.stage1.kvm.finish import FAILED_REL
 from pyrkt.stage1.kvm.finish import agent_socket_rel as agent_socket_rel
 from pyrkt.stage1.kvm.finish import finish_pod as finish_pod
 from pyrkt.stage1.kvm.finish import kvm_dir as kvm_dir
@@ -152,6 +153,7 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions,
         for sub in ("apps", "enter", "fstab", "etc"):
             ctl.mkdir(sub, exist_ok=True)
         ctl.unlink("started")
+        ctl.unlink(FAILED_REL)
         s1.mkdir(contract.STATUS_REL, parents=True, exist_ok=True)
         for f in s1.listdir(contract.STATUS_REL):
             s1.rmtree(f"{contract.STATUS_REL}/{f}")

@@ -222,6 +222,14 @@ DISK_WAIT_STEP_S = "0.05"
 
 
 GUEST_VOLUMES = "/run/rkt-volumes"
+# What the pod script says when the pod cannot start (a disk missing), before it powers
+# the VM off: the host reports it (finish.py) instead of a clean end without exit codes.
+GUEST_FAILED = f"{GUEST_CTL}/failed"
+
+
+def fail(message: str) -> str:
+    """Say why the pod cannot start, in the console log and to the host, and halt."""
+    return f"{{ rkt_say {q(message)}; echo {q(message)} > {GUEST_FAILED}; rkt_halt; }}"
 
 
 def volume_mount_point(volume: str) -> str:
@@ -253,8 +261,8 @@ def disk_lines(plan: PodPlan, disks: Mapping[str, str],
         "case $s in\n" + cases + "esac",
         "done",
         f"{have} && break",
-        f'rkt_n=$((rkt_n + 1)); [ $rkt_n -lt {DISK_WAIT_STEPS} ] || '
-        '{ rkt_say "the pod\'s disks did not appear"; rkt_halt; }',
+        f"rkt_n=$((rkt_n + 1)); [ $rkt_n -lt {DISK_WAIT_STEPS} ] || "
+        + fail("the pod's disks did not appear"),
         f"sleep {DISK_WAIT_STEP_S}",
         "done",
     ]
@@ -262,7 +270,7 @@ def disk_lines(plan: PodPlan, disks: Mapping[str, str],
         out.append("mkdir -p " + " ".join(q(volume_mount_point(v)) for v in volume_disks))
     for i, (_, target, what) in enumerate(targets):
         out.append(f'mount -t ext4 "$rkt_disk_{i}" {q(target)} || '
-                   f'{{ rkt_say "cannot mount the disk of {what}"; rkt_halt; }}')
+                   + fail(f"cannot mount the disk of {what}"))
     return out
 
 
