@@ -5,11 +5,12 @@ flag `--kvm-rootfs=block|9p`) each app's rootfs is a virtio-blk disk instead of 
 of the 9p share: the image's ext4 image (`pyrkt.image.fsimage`, built once per image
 beside its rendered tree, opened read-only by every pod of it) under the pod's own
 qcow2 layer (`POD/kvm/disks/APP.qcow2`, copy-on-write: what the app writes, and only
-that), which the guest mounts at the app's rootfs path. Each `empty` volume is a disk too
-(an empty ext4 under a qcow2 layer: FIFOs and sockets work there), mounted once in the
-guest and bound into the apps that mount it; `host` volumes stay 9p shares (the host's
-data is seen both ways). Nothing is attached or mounted on the host: QEMU opens the
-files, and the layers go with the pod folder at `rkt gc`.
+that; a copy of an empty one made once per image), which the guest mounts at the app's
+rootfs path. Each `empty` volume is a disk too (an empty ext4 under a qcow2 layer:
+FIFOs and sockets work there), mounted once in the guest and bound into the apps that
+mount it; `host` volumes stay 9p shares (the host's data is seen both ways). Nothing is
+attached or mounted on the host: QEMU opens the files, and the layers go with the pod
+folder at `rkt gc`.
 
 `attach_qmp` hot-plugs the same disks into a running VM (QMP `blockdev-add` +
 `device_add`, ACPI PCI hot-plug on `-M pc`): what a pod restored from a VM template
@@ -109,14 +110,29 @@ class PodDisks:
         return (*self.apps.values(), *self.volumes.values())
 
 
+def new_layer(layer: Path, base: Path, cache: Path) -> None:
+    """An empty qcow2 layer over the raw image base, at layer: a copy of one made once
+    per base into cache (200 KiB copied instead of a `qemu-img` run on every start)."""
+    import hashlib
+    import shutil
+
+    first = cache / f"layer-{hashlib.sha256(str(base).encode()).hexdigest()[:24]}.qcow2"
+    if not first.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = first.with_name(f".{first.name}.{os.getpid()}.tmp")
+        make_layer(tmp, base)
+        os.replace(tmp, first)
+    shutil.copyfile(first, layer)
+
+
 def pod_disks(pod: Path, plan: PodPlan, cache: Path) -> PodDisks:
     """The pod's disks: app_disks and volume_disks (cache: where the empty volumes'
-    images are kept)."""
-    apps = app_disks(pod, plan)
+    images and the empty layers are kept)."""
+    apps = app_disks(pod, plan, cache)
     return PodDisks(apps, volume_disks(pod, plan, cache, len(apps)))
 
 
-def app_disks(pod: Path, plan: PodPlan) -> dict[str, Disk]:
+def app_disks(pod: Path, plan: PodPlan, cache: Path) -> dict[str, Disk]:
     """Each app's disk, by app name: its image's ext4 image (built on first use) under
     a new qcow2 layer in the pod folder. Recorded in POD/kvm/disks.json (for `rkt
     export`: the pod folder is the host's, the guest writes only the layers' content)."""
@@ -127,7 +143,7 @@ def app_disks(pod: Path, plan: PodPlan) -> dict[str, Disk]:
     for i, app in enumerate(plan.apps):
         base = fsimage.disk_image(app_tree(pod, app.name))
         layer = layer_path(pod, app.name)
-        make_layer(layer, base)
+        new_layer(layer, base, cache)
         out[app.name] = Disk(disk_id(i), base, (layer,))
     record = {name: {"id": d.id, "base": str(d.base), "layer": str(d.layers[-1])}
               for name, d in out.items()}
@@ -153,7 +169,7 @@ def volume_disks(pod: Path, plan: PodPlan, cache: Path, first: int) -> dict[str,
             st = os.lstat(m.source)  # made by stage0; not shared with a guest on disks
             base = fsimage.empty_image(cache, st.st_mode, st.st_uid, st.st_gid)
             layer = disks_dir(pod) / f"volume-{m.volume}.qcow2"
-            make_layer(layer, base)
+            new_layer(layer, base, cache)
             out[m.volume] = Disk(disk_id(first + len(out)), base, (layer,))
     return out
 
