@@ -339,7 +339,7 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
     kvm_dir(pod).mkdir(exist_ok=True)
     serial_log(pod).unlink(missing_ok=True)
     (pod / app_log_dir_rel()).mkdir(exist_ok=True)
-    on_disks = _disks(pod, plan, opts)
+    on_disks = _disks(pod, plan, opts, name)
     write_guest_files(pod, plan, opts, on_disks)
     vp, reason = vm_plan(pod, plan, opts, on_disks)
     if vp.accel is Accel.TCG and not reason.startswith("forced"):
@@ -397,7 +397,7 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
     return finish_pod(pod, [a.name for a in plan.apps], rc)
 
 
-def _disks(pod: Path, plan: PodPlan, opts: RunOptions) -> PodDisks:
+def _disks(pod: Path, plan: PodPlan, opts: RunOptions, hypervisor: str) -> PodDisks:
     """The pod's disks when its rootfs kind is block (disks.py), else none."""
     from pyrkt.stage1.kvm import disks
 
@@ -405,6 +405,9 @@ def _disks(pod: Path, plan: PodPlan, opts: RunOptions) -> PodDisks:
     log.debug(f"kvm: the apps' rootfs: {kind}")
     if kind is not disks.RootfsKind.BLOCK:
         return PodDisks()
+    if hypervisor != hypervisors.HypervisorName.QEMU:
+        raise RktError(f"rootfs={kind}: not supported with the {hypervisor} hypervisor",
+                       f"use --{disks.FLAG_ROOTFS}=9p, or a qemu stage1")  # fmt: skip
     return disks.pod_disks(pod, plan, cache_dir_for(pod) / "kvm-disks")
 
 
