@@ -238,3 +238,85 @@ def test_a_disk_the_guest_cannot_mount_fails_the_pod(rkt: Rkt, image: Path,
     assert said in r.stderr, r.stderr
     st = rkt("status", uuid_file.read_text().strip())
     assert f"failure={said}" in st.stdout.splitlines(), st.stdout
+
+
+class LineQmp:
+    """Just enough QMP for a test (the stage1's own client is the templates' qmp.py)."""
+
+    def __init__(self, path: Path, timeout: float = 300) -> None:
+        import socket
+
+        deadline = time.monotonic() + timeout
+        d = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)  # a short socket path
+        try:
+            while True:
+                self.sock = socket.socket(socket.AF_UNIX)
+                try:
+                    self.sock.connect(f"/proc/self/fd/{d}/{path.name}")
+                    break
+                except OSError:
+                    self.sock.close()
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+        finally:
+            os.close(d)
+        self.f = self.sock.makefile("rw")
+        assert "QMP" in json.loads(self.f.readline())
+        self.execute("qmp_capabilities")
+
+    def execute(self, command: str, args: dict[str, object] | None = None) -> object:
+        self.f.write(json.dumps({"execute": command, "arguments": args or {}}) + "\n")
+        self.f.flush()
+        while True:
+            reply = json.loads(self.f.readline())
+            if "event" not in reply:
+                assert "return" in reply, (command, args, reply)
+                return reply["return"]
+
+
+def test_a_disk_hot_plugged_after_boot_is_found_and_mounted(stage1: Path, accel_env: str,
+                                                            tmp_path: Path) -> None:
+    """What a pod restored from a VM template does: its VM booted without its disk,
+    which is then attached over QMP (blockdev-add + device_add: ACPI PCI hot-plug on
+    -M pc); the pod script waits for it by its serial number, mounts it, runs the app."""
+    import subprocess
+
+    from pyrkt.image import fsimage
+    from pyrkt.record import replace
+    from pyrkt.stage1.kvm import disks, runner
+    from pyrkt.stage1.kvm.disks import PodDisks
+    from pyrkt.stage1.kvm.hypervisors.qemu import Qemu
+    from pyrkt.stage1.kvm.vm import Disk
+
+    with tarfile.open(stage1) as t:
+        for n in ("rootfs/kvm/vmlinuz", "rootfs/kvm/initrd.img"):
+            t.extract(n, tmp_path / "assets", filter="data")
+    pod, plan = kh.make_pod(tmp_path, tmp_path / "assets" / "rootfs",
+                            [kh.app("a", "/bin/sh", "-c", "cat /hello; exit 5")])
+    tree = tmp_path / "tree"
+    kh.busybox_rootfs(tree / "rootfs")
+    (tree / "rootfs" / "hello").write_text("from the hot-plugged disk\n")
+    disks.disks_dir(pod).mkdir(parents=True)
+    layer = disks.layer_path(pod, "a")
+    disks.make_layer(layer, fsimage.disk_image(tree))
+    disk = Disk(disks.disk_id(0), fsimage.disk_image(tree), (layer,))
+    opts = runner.RunOptions()
+    runner.kvm_dir(pod).mkdir(exist_ok=True)
+    runner.write_guest_files(pod, plan, opts, PodDisks({"a": disk}))
+    vp, _ = runner.vm_plan(pod, plan, opts)  # no disk on the command line
+    out = tmp_path / "out.txt"
+    vp = replace(vp, qmp_socket=Path("kvm/qmp.sock"), app_stdout=out, app_stderr=out,
+                 fd_sets=(), app_log_dir=None)
+    argv = Qemu().argv(vp)
+    assert "-blockdev" not in argv
+    p = subprocess.Popen(argv, cwd=pod, stdin=subprocess.DEVNULL)
+    try:
+        disks.attach_qmp(LineQmp(pod / "kvm" / "qmp.sock"), [disk])
+        assert p.wait(timeout=600) == 0, kh.diagnostics(pod)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert out.read_text() == "from the hot-plugged disk\n", kh.diagnostics(pod)
+    assert (pod / "stage1/rootfs/rkt/status/a").read_text().strip() == "5"
