@@ -11,9 +11,11 @@ the tree (`Store.gc_storage` renames the whole tree folder away).
 The filesystem is ext4 with its journal (a VM killed mid-write leaves its layer
 consistent for `rkt export`), `VIRTUAL_SIZE` bigger than the tree: that free space is
 what every pod of the image can write (the file is sparse: it costs what the tree holds).
-Inode tables are zeroed by mkfs (holes in a new sparse file, so free), so the guest's
-kernel has no lazy initialisation to write into each pod's layer; the journal is a hole
-already (`lazy_journal_init`).
+Inode tables are zeroed by mkfs (it discards the new sparse file first, so they are
+holes, free), so the guest's kernel has no lazy initialisation to write into each pod's
+layer; the journal is a hole already (`lazy_journal_init`). mkfs gives the root 0755 and
+a lost+found: `debugfs -w` (no mount) gives the root the tree's mode and removes a
+lost+found the tree does not have.
 
 Concurrency and crashes: one builder at a time per tree (`flock` on `.rootfs.ext4.lock`),
 written to a temporary name and renamed into place, so a reader sees a whole image or
