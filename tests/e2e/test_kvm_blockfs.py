@@ -132,7 +132,10 @@ def test_enter_and_export_of_a_pod_on_disks(rkt: Rkt, image: Path, tmp_path: Pat
     """`rkt enter` sees the disk; `rkt export` of the exited pod has what it wrote (and
     not what it removed), read back by a VM, never mounted on the host."""
     uuid_file = tmp_path / "uuid"
-    script = ("trap 'exit 3' TERM; echo written > /etc/written; mkfifo /etc/fifo; "
+    # /etc/last is written an instant before the VM powers off: the guest's page cache
+    # must reach the disk without a sync of ours (busybox's `reboot -f` syncs).
+    script = ("trap 'echo bye > /etc/last; exit 3' TERM; echo written > /etc/written; "
+              "mkfifo /etc/fifo; "
               "ln /etc/written /etc/link; rm /bin/awk; echo ready; "
               "while :; do sleep 0.2; done")
     p = rkt.start(ANN_ROOTFS, f"--uuid-file-save={uuid_file}", str(image), "--exec",
@@ -155,6 +158,8 @@ def test_enter_and_export_of_a_pod_on_disks(rkt: Rkt, image: Path, tmp_path: Pat
         f = t.extractfile("rootfs/etc/written")
         assert f is not None and f.read() == b"written\n"
         assert t.getmember("rootfs/etc/fifo").isfifo()
+        last = t.extractfile("rootfs/etc/last")
+        assert last is not None and last.read() == b"bye\n"
         link = t.getmember("rootfs/etc/link")
         assert (link.islnk() and link.linkname == "rootfs/etc/written") or \
             t.getmember("rootfs/etc/written").islnk()
@@ -168,7 +173,8 @@ def test_enter_and_export_of_a_pod_on_disks(rkt: Rkt, image: Path, tmp_path: Pat
 
 
 def _left_on_host(d: Path) -> list[str]:
-    """Loop or nbd devices, mounts, QEMUs and pod disk layers of rkt dir d."""
+    """Loop or nbd devices, mounts, QEMUs and pods' disk layers of rkt dir d (the empty
+    layers and filesystem images kept per image in the cache and the store are not)."""
     left = []
     for b in Path("/sys/block").glob("loop*"):
         bf = b / "loop" / "backing_file"
@@ -181,7 +187,7 @@ def _left_on_host(d: Path) -> list[str]:
         if str(d) in line.split()[4] or str(d) in line:
             left.append(f"mount {line}")
     left += [f"qemu {pid}" for pid in kh.qemu_pids_for(str(d))]
-    left += [f"layer {p}" for p in d.rglob("*.qcow2")]
+    left += [f"layer {p}" for p in (d / "pods").rglob("*.qcow2")]
     return left
 
 

@@ -24,7 +24,8 @@ rkt_say() { echo "rkt-init: $*" >/dev/console; }
 rkt_pro=/sys/module/page_reporting/parameters/page_reporting_order
 [ -w $rkt_pro ] && echo 6 >$rkt_pro
 # QEMU runs with -no-reboot: a reboot ends it (works with and without ACPI). No `sync`
-# (a fork+exec): the only writable shares are 9p without a cache, written through.
+# (a fork+exec): busybox's `reboot -f` syncs the disks (rootfs=block) itself; the 9p
+# shares have no cache, they are written through.
 rkt_halt() { reboot -f; }
 rkt_modules=/etc/rkt-modules
 case $rkt_cmdline in

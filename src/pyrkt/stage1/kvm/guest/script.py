@@ -289,8 +289,8 @@ def pod_script(
     etc_files its fstab binds (app_fstab's etc_binds), not bound by the script;
     points_ready: apps whose APP_MOUNT_POINTS the host made (no check in the guest);
     run_dirs: per app, its /run folder that gets a tmpfs (RunDir); disks: per app, the
-    serial number of its rootfs disk (disk_lines), whose writes are synced at the end;
-    volume_disks: the same per `empty` volume on a disk."""
+    serial number of its rootfs disk (disk_lines); volume_disks: the same per `empty`
+    volume on a disk."""
     tags = mount_tags(plan, volume_disks or ())
     out = [
         f"# pod {plan.uuid}: written by pyrkt's kvm stage1 on the host",
@@ -339,8 +339,7 @@ def pod_script(
     for i, app in enumerate(plan.apps):
         st = q(f"{GUEST_STAGE1}/rkt/status/{app.name}")
         out.append(f"wait $rkt_pid_{i}; echo $? > {st}")
-    out.append("kill $rkt_agent_pid 2>/dev/null")
-    if disks or volume_disks:  # the init powers off without a sync: the disks' writes
-        out.append("sync")  # reach QEMU now
-    out.append("")  # the init powers off
+    # The init powers off with busybox's `reboot -f`, which syncs first (no -n): the
+    # disks' writes reach QEMU without a `sync` (a fork+exec).
+    out += ["kill $rkt_agent_pid 2>/dev/null", ""]
     return "\n".join(out)
