@@ -5,13 +5,20 @@ memory, with `rkt.probe=1` on the command line: the guest init powers off at onc
 (before loading modules or mounting anything). Prints both times, their ratio (goal
 <= 1.15), and the host RSS of one idle VM pod (goal <= 64 MiB under TCG).
 
-    sudo .venv/bin/python bench/kvm_boot.py [--runs 3]
+    sudo .venv/bin/python bench/kvm_boot.py [--runs 3] [--jail]
+
+--jail adds the cost of QEMU's confinement (stage1/kvm/jail.py) measured side by side on
+this tree: `rkt run` with and without it (PYRKT_KVM_JAIL=off), interleaved run by run,
+and the launcher alone (rkt-jail with a pod's file view starting `qemu -version`, against
+`qemu -version`, 20 each, interleaved).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -25,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e")
 
 import kvm_helpers as kh
 
-from pyrkt.linux import prctl
+from pyrkt.linux import ns, prctl
 from pyrkt.stage1.build.aci import Flavor, Hypervisor, build_stage1_aci
 from pyrkt.stage1.kvm import accel
 from pyrkt.stage1.kvm.hypervisors.qemu import Qemu
@@ -63,6 +70,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--settle", type=float, default=5.0, help="seconds idle before the RSS")
+    ap.add_argument("--jail", action="store_true", help="also the confinement's cost")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kvm-bench-"))
     try:
@@ -107,6 +115,8 @@ def bench(work: Path, a: argparse.Namespace) -> int:
     print(f"ratio: {pod_t / bare_t:.2f} (goal <= 1.15); of the fastest runs: "
           f"{min(pod_times) / min(bare_times):.2f} (less exposed to the shared cores' load)")
 
+    if a.jail:
+        jail_cost(run, env, a.runs, work / "rkt")
     uuid_file = work / "uuid"
     idle = subprocess.Popen([*rkt, "run", "--insecure-options=image", "--net=none",
                              f"--stage1-path={stage1}", f"--uuid-file-save={uuid_file}",
@@ -142,6 +152,65 @@ def bench(work: Path, a: argparse.Namespace) -> int:
         subprocess.run([*rkt, "gc", "--grace-period=0s"], env=env, check=False,
                        capture_output=True)
     return 0
+
+
+def jail_cost(run: list[str], env: dict[str, str], runs: int, rkt_dir: Path) -> None:
+    """`rkt run` confined and not, interleaved; then the launcher alone."""
+    off = dict(env, PYRKT_KVM_JAIL="off")
+    jailed, free, cpu_j, cpu_f = [], [], [], []
+    for _ in range(runs):
+        for e, wall, cpu in ((off, free, cpu_f), (env, jailed, cpu_j)):
+            c0 = _children_cpu()
+            wall.append(timed(run, e))
+            cpu.append(_children_cpu() - c0)
+    j, f = statistics.median(jailed), statistics.median(free)
+    cj, cf = statistics.median(cpu_j), statistics.median(cpu_f)
+    diffs = statistics.median(a - b for a, b in zip(jailed, free, strict=True))
+    print(f"rkt run /bin/true, QEMU confined: {j:.2f} s {[round(t, 2) for t in jailed]}, "
+          f"CPU {cj:.2f} s")
+    print(f"rkt run /bin/true, unconfined:    {f:.2f} s {[round(t, 2) for t in free]}, "
+          f"CPU {cf:.2f} s")
+    print(f"confinement ({runs} interleaved pairs): medians {1000 * (j - f):+.0f} ms "
+          f"({100 * (j - f) / f:+.1f}%), median of the pairs' differences {1000 * diffs:+.0f} "
+          f"ms, CPU time (all processes of the pod) {1000 * (cj - cf):+.0f} ms "
+          f"({100 * (cj - cf) / cf:+.1f}%)")
+    confined = [p for p in kh.pod_dirs(rkt_dir) if "rkt-jail" in _cmdline(p)]
+    if not confined:
+        return
+    argv = shlex.split(_cmdline(confined[-1]))
+    i = argv.index("--")
+    launcher, skip = [], 0
+    for x in argv[:i + 1]:  # without the pod's (gone) cgroups and seccomp fd
+        if skip:
+            skip -= 1
+        elif x in ("--cgroup", "--seccomp-fd"):
+            skip = 1
+        else:
+            launcher.append(x)
+    version = [argv[i + 1], "-version"]
+    lj, lf = [], []
+    for _ in range(20):
+        lf.append(timed(version, env))
+        with ns.children_in_new_pid_namespace():
+            t0 = time.perf_counter()
+            p = subprocess.Popen([*launcher, *version], cwd=confined[-1], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p.wait()
+        lj.append(time.perf_counter() - t0)
+    print(f"launcher alone: qemu -version {1000 * statistics.median(lf):.1f} ms, through "
+          f"rkt-jail {1000 * statistics.median(lj):.1f} ms (medians of 20, interleaved)")
+
+
+def _children_cpu() -> float:
+    """User + system seconds of every waited-for descendant so far (QEMU included: rkt
+    run waits for it)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _cmdline(pod: Path) -> str:
+    p = pod / "kvm/cmdline"
+    return p.read_text() if p.exists() else ""
 
 
 if __name__ == "__main__":

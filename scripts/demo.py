@@ -1,19 +1,24 @@
-"""The main job, as a user would do it: the seed's redis example in a VM.
+"""The main job, as the seed says it: build rkt with the KVM stage1, then run redis in a VM.
 
-1. build the KVM stage1 image (`rkt stage1 build --flavors=kvm`),
+1. build as the seed says:
+   `./configure --with-stage1-flavors=kvm --with-stage1-kvm-hypervisors=lkvm,qemu && make`
+   (build/target/bin/rkt, stage1-kvm-lkvm.aci, stage1-kvm-qemu.aci);
 2. build a redis image from Debian's `redis-server` package and push it to a Docker
-   registry started on loopback (Debian's `docker-registry`, filled by `skopeo`),
-3. `rkt run --insecure-options=image,http --port=6379-tcp:127.0.0.1:PORT
-   --stage1-path=stage1-kvm.aci docker://127.0.0.1:REG/redis` (no internet needed),
-4. ask redis `PING` through the forwarded port and show the answer (`PONG`),
-5. `rkt stop` the pod and `rkt gc` it, stop the registry.
-
-`--debug` passes rkt's --debug (QEMU command line, VM size, kernel and boot messages).
+   registry started on loopback (Debian's `docker-registry`, filled by `skopeo`): these
+   machines cannot reach Docker Hub;
+3. run the seed's command with the built rkt, no stage1 flag (the build's default):
+   `rkt run --debug --insecure-options=image,http --port=6379-tcp:127.0.0.1:PORT
+   docker://127.0.0.1:REG/redis` (`http` for the loopback registry, `--port` to reach
+   redis from here); `--debug` shows the QEMU command line, the VM size and the kernel's
+   boot messages;
+4. ask redis `PING` through the forwarded port and show the answer (`PONG`);
+5. `rkt stop` the pod and `rkt rm` it, stop the registry.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -26,11 +31,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from support.built import SEED_CONFIGURE  # noqa: E402
 from support.fixtures import REDIS_CONFIG  # noqa: E402
 from support.images import busybox_rootfs, oci_layout, redis_rootfs  # noqa: E402
-from support.registry import Auth, Registry, free_port  # noqa: E402
+from support.registry import Auth, Registry, free_port, port_is_free  # noqa: E402
 
-RKT = [str(ROOT / ".venv/bin/rkt")]
+RKT = "build/target/bin/rkt"
 
 
 def say(msg: str) -> None:
@@ -39,6 +45,13 @@ def say(msg: str) -> None:
 
 def show(argv: list[str]) -> None:
     print("$ " + " ".join(argv), flush=True)
+
+
+def shell(argv: list[str]) -> None:
+    """Run a command in the source tree as a user would type it, failing the demo if it
+    fails."""
+    show(argv)
+    subprocess.run(argv, cwd=ROOT, check=True)
 
 
 def redis_ping(port: int) -> str | None:
@@ -50,24 +63,27 @@ def redis_ping(port: int) -> str | None:
         return None
 
 
+def pod_uuids(rkt: list[str]) -> set[str]:
+    out = subprocess.run([*rkt, "list", "--format=json"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    return {str(p["name"]) for p in json.loads(out or "[]")}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--debug", action="store_true", help="rkt --debug (boot messages)")
-    ap.add_argument("--dir", default="/var/lib/rkt", help="rkt data dir")
+    ap.add_argument("--dir", default="", help="rkt data dir (rkt's default: /var/lib/rkt)")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for PONG")
     args = ap.parse_args()
-    gflags = [f"--dir={args.dir}"] + (["--debug"] if args.debug else [])
+    rkt = [RKT] + ([f"--dir={args.dir}"] if args.dir else [])
 
-    out = ROOT / "build" / "target" / "bin"
-    say("building the KVM stage1 image (stage1-kvm.aci)")
-    subprocess.run([*RKT, "stage1", "build", "--flavors=kvm", "--hypervisors=qemu",
-                    f"--output={out}"], check=True)
-    stage1 = out / "stage1-kvm.aci"
+    say("building rkt and the KVM stage1 as the seed says")
+    shell(["./configure", *SEED_CONFIGURE])
+    shell(["make"])
 
     work = Path(tempfile.mkdtemp(prefix="pyrkt-demo-"))
     registry = Registry(work / "registry", auth=Auth.ANONYMOUS)
     rkt_proc: subprocess.Popen[bytes] | None = None
-    uuid_file = work / "uuid"
+    uuid = ""
     try:
         say("building a redis image from Debian's redis-server package")
         layout = work / "redis-oci"
@@ -76,14 +92,15 @@ def main() -> int:
         registry.start()
         registry.push(layout, "latest", "redis")
         image = registry.ref("redis")
-        say(f"pushed {image} to a local registry")
+        say(f"pushed {image} to a registry on loopback (Docker Hub is not reachable here)")
 
-        host_port = 6379 if redis_ping(6379) is None and _free(6379) else free_port()
-        run = [*RKT, *gflags, "--insecure-options=image,http", "run",
-               f"--stage1-path={stage1}", f"--uuid-file-save={uuid_file}",
-               f"--port=6379-tcp:127.0.0.1:{host_port}", image]
+        host_port = 6379 if redis_ping(6379) is None and port_is_free(6379) else free_port()
+        before = pod_uuids(rkt)
+        run = [*rkt, "run", "--debug", "--insecure-options=image,http",
+               f"--port=6379-tcp:127.0.0.1:{host_port}", image]  # fmt: skip
+        say("the seed's command, with the built rkt and no stage1 flag")
         show(run)
-        rkt_proc = subprocess.Popen(run, stdin=subprocess.DEVNULL)
+        rkt_proc = subprocess.Popen(run, cwd=ROOT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + args.timeout
         answer = None
         while time.monotonic() < deadline and rkt_proc.poll() is None:
@@ -91,6 +108,8 @@ def main() -> int:
             if answer:
                 break
             time.sleep(0.5)
+        new = pod_uuids(rkt) - before
+        uuid = new.pop() if len(new) == 1 else ""
         if not answer:
             say("redis did not answer" + (f" (rkt exited {rkt_proc.returncode})"
                                           if rkt_proc.poll() is not None else ""))
@@ -101,36 +120,33 @@ def main() -> int:
             subprocess.run(cli, check=True)
         else:
             print(answer)
-        return 0 if "PONG" in answer else 1
     finally:
-        if rkt_proc is not None and uuid_file.exists():
-            uuid = uuid_file.read_text().strip()
-            stop = [*RKT, f"--dir={args.dir}", "stop", uuid]
-            show(stop)
-            subprocess.run(stop, check=False)
-            try:
-                rkt_proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                subprocess.run([*RKT, f"--dir={args.dir}", "stop", "--force", uuid],
-                               check=False)
-                rkt_proc.wait(timeout=30)
-            gc = [*RKT, f"--dir={args.dir}", "gc", "--grace-period=0s"]
-            show(gc)
-            subprocess.run(gc, check=False)
-        elif rkt_proc is not None:
-            rkt_proc.kill()
-            rkt_proc.wait()
+        if rkt_proc is not None:
+            _stop(rkt, rkt_proc, uuid)
         registry.stop()
         shutil.rmtree(work, ignore_errors=True)
+    if not answer or "PONG" not in answer:
+        return 1
+    say(f"redis answered {answer.lstrip('+')} from inside its VM; the pod is stopped and removed")
+    return 0
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
+def _stop(rkt: list[str], proc: subprocess.Popen[bytes], uuid: str) -> None:
+    if not uuid:
+        proc.kill()
+        proc.wait()
+        return
+    for argv in ([*rkt, "stop", uuid], [*rkt, "stop", "--force", uuid]):
+        show(argv)
+        subprocess.run(argv, cwd=ROOT, check=False)
         try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+            proc.wait(timeout=60)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    rm = [*rkt, "rm", uuid]
+    show(rm)
+    subprocess.run(rm, cwd=ROOT, check=False)
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def pytest_runtest_makereport(
 
 
 # Shared fixtures (test registry, test images) live in tests/support/.
-pytest_plugins = ["support.fixtures"]
+pytest_plugins = ["support.fixtures", "support.built"]
 
 
 # host-local (the CNI IPAM plugin) keeps a folder per network name under

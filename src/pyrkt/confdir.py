@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pyrkt.errors import RktError
+from pyrkt.record import record
 
 
 def config_files(dirs: Iterable[Path], sub: str) -> Iterator[Path]:
@@ -44,3 +45,46 @@ def paths_config(system_config: Path, local_config: Path) -> dict[str, str]:
         if data["rktKind"] == "paths":
             out.update({k: str(data[k]) for k in PATHS_KEYS if data.get(k)})
     return out
+
+
+@record
+class Stage1Config:
+    """rkt's `stage1` kind, merged: the name and version as a pair, the location apart
+    (later config dirs override earlier ones per pair, as rkt's override semantics);
+    each with the file that set it."""
+
+    name: str = ""
+    version: str = ""
+    location: str = ""
+    name_file: Path | None = None
+    location_file: Path | None = None
+
+
+_LOCATION_SCHEMES = ("file://", "docker://", "http://", "https://")
+
+
+def stage1_config(dirs: Iterable[Path]) -> Stage1Config:
+    """The `stage1.d` entries of dirs (lowest precedence first), checked as rkt did."""
+    name = version = location = ""
+    name_file: Path | None = None
+    location_file: Path | None = None
+    for f, data in config_entries(dirs, "stage1.d"):
+        if data["rktKind"] != "stage1":
+            continue
+        n, v, loc = (str(data.get(k) or "") for k in ("name", "version", "location"))
+        if bool(n) != bool(v):
+            missing = "version" if n else "name"
+            raise RktError(
+                f"invalid configuration file {f}: default stage1 image name and version "
+                f"go together, {missing} is missing"
+            )
+        if loc and not loc.startswith("/") and not loc.startswith(_LOCATION_SCHEMES):
+            raise RktError(
+                f"invalid configuration file {f}: default stage1 image location {loc!r} is "
+                "neither an absolute path nor a file://, docker://, http:// or https:// URL"
+            )
+        if n:
+            name, version, name_file = n, v, f
+        if loc:
+            location, location_file = loc, f
+    return Stage1Config(name, version, location, name_file, location_file)

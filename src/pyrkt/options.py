@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from pathlib import Path
 
+from pyrkt.builddefaults import UNCONFIGURED, BuildDefaults
 from pyrkt.errors import UsageError
 from pyrkt.record import field, record
 
@@ -70,6 +71,7 @@ class GlobalOptions:
     user_config: Path | None = None
     debug: bool = False
     insecure: frozenset[Insecure] = field(default_factory=frozenset)
+    build: BuildDefaults = UNCONFIGURED  # not a flag: what ./configure chose for this rkt
 
     def allows(self, opt: Insecure) -> bool:
         return opt in self.insecure

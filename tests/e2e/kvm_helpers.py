@@ -80,11 +80,25 @@ ACI_MANIFEST = """{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example
 
 def busybox_aci(work: Path) -> Path:
     """A busybox ACI (what `rkt run` is given in the kvm end-to-end tests)."""
+    busybox_rootfs(work / "rootfs")
+    return pack_aci(work)
+
+
+def every_applet(root: Path) -> None:
+    """Link each of busybox's applets in root/bin (after `busybox_rootfs`)."""
+    applets = subprocess.run([str(BUSYBOX), "--list"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    for applet in applets:
+        if not os.path.lexists(root / "bin" / applet):
+            (root / "bin" / applet).symlink_to("busybox")
+
+
+def pack_aci(work: Path, name: str = "busybox.aci") -> Path:
+    """work/rootfs with ACI_MANIFEST as the ACI work/name."""
     import tarfile
 
-    busybox_rootfs(work / "rootfs")
     (work / "manifest").write_text(ACI_MANIFEST)
-    aci = work / "busybox.aci"
+    aci = work / name
     with tarfile.open(aci, "w") as tar:
         tar.add(work / "manifest", arcname="manifest")
         tar.add(work / "rootfs", arcname="rootfs")

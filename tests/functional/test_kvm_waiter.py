@@ -47,7 +47,7 @@ def _limit_memory() -> None:
 
 
 def start(rkt_wait: Path, pod: Path, apps: list[str], child: str,
-          fast: bool = False) -> subprocess.Popen[str]:
+          fast: bool = False, rmdir: tuple[Path, ...] = ()) -> subprocess.Popen[str]:
     """A process that starts `child` (the hypervisor's stand-in), then becomes rkt-wait:
     the child's parent, as the runner is QEMU's. fast: with the fast path's arguments
     (RKT_WAIT_FAST_BENEATH: agent socket, stage1 rootfs, apps), as the runner sets it
@@ -55,8 +55,9 @@ def start(rkt_wait: Path, pod: Path, apps: list[str], child: str,
     spec = json.dumps({"pod": str(pod), "apps": apps, "net": False, "debug": not fast,
                        "waiter": str(waiter.__file__)})
     extra = [str(pod / "kvm/agent.sock"), str(contract.stage1_rootfs(pod)), *apps] if fast else []
+    env = dict(os.environ, RKT_WAIT_RMDIR="\n".join(map(str, rmdir))) if rmdir else None
     return subprocess.Popen([sys.executable, "-c", LAUNCH, str(rkt_wait), child, spec, *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             preexec_fn=_limit_memory)
 
 
@@ -84,6 +85,23 @@ def test_fast_path_exit_code_without_python(rkt_wait: Path, tmp_path: Path) -> N
     _, err = p.communicate(timeout=120)
     assert (p.returncode, err) == (7, "")
     assert not sock.exists()  # removed, as finish_pod does
+
+
+def test_the_hypervisors_cgroups_are_removed_once_it_exited(rkt_wait: Path,
+                                                             tmp_path: Path) -> None:
+    """RKT_WAIT_RMDIR (the runner's: leaf first), on the fast path and on Python's."""
+    for fast, code in ((True, "0"), (False, "4")):
+        pod = tmp_path / f"pod-{fast}"
+        status = contract.status_dir(pod)
+        status.mkdir(parents=True)
+        (status / "a").write_text(code + "\n")
+        group = pod / "cg/pod"
+        (group / "leaf").mkdir(parents=True)
+        (pod / "kvm").mkdir()
+        p = start(rkt_wait, pod, ["a"], "true", fast=fast, rmdir=(group / "leaf", group))
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == int(code), err
+        assert not group.exists()
 
 
 def test_fast_path_leaves_a_failure_to_python(rkt_wait: Path, tmp_path: Path) -> None:

@@ -3,7 +3,9 @@
     ./configure --with-stage1-flavors=kvm --with-stage1-kvm-hypervisors=lkvm,qemu && make
 
 gives build/target/bin/stage1-kvm-lkvm.aci and stage1-kvm-qemu.aci (one hypervisor:
-stage1-kvm.aci), each a proper appc image with the kvm assets and, for qemu, QEMU itself.
+stage1-kvm.aci), each a proper appc image with the kvm assets and, for qemu, QEMU itself,
+and build/target/bin/rkt, which says which of them is its default (the clone is built
+once per session: support.built.seed_tree; tests/e2e/test_seed_path.py boots it).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from pyrkt import __version__
 from pyrkt.stage1 import contract
+from support.built import BIN, SEED_CONFIGURE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,34 +86,47 @@ def test_configure_rejects_unknown_hypervisor(tmp_path: Path) -> None:
     assert not (tmp_path / "config.mk").exists()
 
 
-@pytest.mark.qemu
-def test_configure_and_make_from_a_fresh_clone(tmp_path: Path) -> None:
-    if not shutil.which("make") or not shutil.which("git"):
-        pytest.skip("needs make and git")
-    clone = tmp_path / "rkt"
-    subprocess.run(["git", "clone", "-q", REPO, clone], check=True)
-    if not (clone / "src/pyrkt/stage1/kvm/assets.py").exists():
-        pytest.skip("the kvm flavor's assets (stage1/kvm/assets.py) are not committed yet")
-    configure = [
-        "./configure",
-        "--with-stage1-flavors=kvm",
-        "--with-stage1-kvm-hypervisors=lkvm,qemu",
-        # the tailored kernel when this machine has built it, else the distro kernel:
-        # never a kernel build inside the test suite
-        "--with-stage1-kvm-kernel=auto",
-        f"--with-python={sys.executable}",
-    ]
-    cp = subprocess.run(configure, cwd=clone, capture_output=True, text=True, check=False)
-    assert cp.returncode == 0, cp.stderr
-    cp = subprocess.run(["make"], cwd=clone, capture_output=True, text=True, check=False)
-    assert cp.returncode == 0, f"stdout:\n{cp.stdout}\nstderr:\n{cp.stderr}"
+@pytest.mark.parametrize(("args", "says"), [
+    (["--with-stage1-flavors=coreos,kvm", "--with-stage1-default-flavor=fly"],
+     "--with-stage1-default-flavor=fly: not one of the flavors built"),
+    (["--with-stage1-default-flavor=kvm", "--with-stage1-default-name=example.com/s1",
+      "--with-stage1-default-version=1"], "mutually exclusive"),
+    (["--with-stage1-default-name=example.com/s1"], "go together"),
+    (["--with-stage1-default-location=stage1.aci"], "neither an absolute path nor"),
+    (["--with-stage1-default-images-directory=images"], "not absolute"),
+])  # fmt: skip
+def test_configure_checks_the_default_stage1(tmp_path: Path, args: list[str], says: str) -> None:
+    cp = subprocess.run(
+        [REPO / "configure", "--with-stage1-kvm-kernel=distro", *args],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )
+    assert cp.returncode == 1
+    assert cp.stderr.startswith("configure: ") and says in cp.stderr
+    assert not (tmp_path / "config.mk").exists()
 
-    out = clone / "build/target/bin"
+
+@pytest.mark.qemu
+def test_configure_and_make_from_a_fresh_clone(seed_tree: Path, tmp_path: Path) -> None:
+    out = seed_tree / BIN
     assert sorted(p.name for p in out.iterdir()) == [
         "rkt", "stage1-kvm-lkvm.aci", "stage1-kvm-qemu.aci",
     ]  # fmt: skip
-    version = subprocess.run([out / "rkt", "version"], capture_output=True, text=True)
+    # the built rkt runs from anywhere (here through a symlink, as when installed in a
+    # bin folder) and says which stage1 it uses and why
+    (tmp_path / "rkt").symlink_to(out / "rkt")
+    version = subprocess.run([tmp_path / "rkt", "version"], capture_output=True, text=True,
+                             cwd=tmp_path, check=False)  # fmt: skip
     assert version.returncode == 0 and version.stdout.startswith("rkt Version:")
+    lines = dict(ln.split(": ", 1) for ln in version.stdout.splitlines())
+    hv = "lkvm" if shutil.which("lkvm") else "qemu"
+    assert lines["Default stage1 image"] == f"coreos.com/rkt/stage1-kvm:{__version__}-{hv}"
+    assert lines["Default stage1 location"] == str(out / f"stage1-kvm-{hv}.aci")
+    assert lines["Default stage1 from"] == "./configure " + " ".join(SEED_CONFIGURE)
+    config = subprocess.run([out / "rkt", "config"], capture_output=True, text=True,
+                            cwd=tmp_path, check=False)  # fmt: skip
+    stage1 = json.loads(config.stdout)["stage0"][-1]
+    assert (stage1["name"], stage1["location"]) == ("coreos.com/rkt/stage1-kvm",
+                                                    str(out / f"stage1-kvm-{hv}.aci"))
 
     for hv in ("qemu", "lkvm"):
         manifest, names = read_aci(out / f"stage1-kvm-{hv}.aci")

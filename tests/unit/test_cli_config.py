@@ -24,8 +24,10 @@ def test_config_merges_system_and_local(tmp_path: Path) -> None:
           "registries": ["r.example"], "credentials": {"user": "old", "password": "x"}})
     write(local / "auth.d" / "b.json", {"rktKind": "dockerAuth", "rktVersion": "v1",
           "registries": ["r.example"], "credentials": {"user": "new", "password": "y"}})
+    write(system / "stage1.d" / "s.json", {"rktKind": "stage1", "rktVersion": "v1",
+          "name": "example.com/old", "version": "1", "location": "/opt/s1.aci"})
     write(local / "stage1.d" / "s.json", {"rktKind": "stage1", "rktVersion": "v1",
-          "name": "coreos.com/rkt/stage1-kvm"})
+          "name": "coreos.com/rkt/stage1-kvm", "version": "0.1.0-qemu"})
     cp = rkt(f"--system-config={system}", f"--local-config={local}",
              f"--dir={tmp_path / 'data'}", "--user-config=" + str(tmp_path / "none"), "config")
     assert cp.returncode == 0, cp.stderr
@@ -34,7 +36,25 @@ def test_config_merges_system_and_local(tmp_path: Path) -> None:
     assert kinds == ["dockerAuth", "paths", "stage1"]
     assert entries[0]["credentials"]["user"] == "new"
     assert entries[1]["data"] == str(tmp_path / "data")
-    assert entries[2]["name"] == "coreos.com/rkt/stage1-kvm"
+    # rkt's override semantics: the name and version as a pair, the location apart
+    assert (entries[2]["name"], entries[2]["version"], entries[2]["location"]) == (
+        "coreos.com/rkt/stage1-kvm", "0.1.0-qemu", "/opt/s1.aci")
+
+
+def test_stage1_config_name_needs_its_version(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    bad = local / "stage1.d" / "s.json"
+    write(bad, {"rktKind": "stage1", "rktVersion": "v1", "name": "coreos.com/rkt/stage1-kvm"})
+    cp = rkt(f"--local-config={local}", "config")
+    assert cp.returncode == 254
+    assert str(bad) in cp.stderr and "version is missing" in cp.stderr
+    # `rkt version` still answers, saying what is wrong
+    version = rkt(f"--local-config={local}", "version")
+    assert version.returncode == 0
+    assert "Default stage1 image: unknown: invalid configuration file" in version.stdout
+    write(bad, {"rktKind": "stage1", "rktVersion": "v1", "location": "stage1.aci"})
+    cp = rkt(f"--local-config={local}", "config")
+    assert cp.returncode == 254 and "neither an absolute path nor" in cp.stderr
 
 
 def test_config_rejects_a_broken_file(tmp_path: Path) -> None:

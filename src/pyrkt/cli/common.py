@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pyrkt.builddefaults import UNCONFIGURED, BuildDefaults
 from pyrkt.errors import UsageError
 from pyrkt.options import DEFAULT_DIR, GlobalOptions, parse_insecure
 
@@ -42,10 +43,13 @@ def configured_data_dir(system_config: Path, local_config: Path) -> Path:
     return Path(data) if data else DEFAULT_DIR
 
 
-def extract_globals(argv: list[str]) -> tuple[GlobalOptions, list[str]]:
+def extract_globals(
+    argv: list[str], build: BuildDefaults = UNCONFIGURED
+) -> tuple[GlobalOptions, list[str]]:
     """Pull rkt's global flags out of argv; return them and the remaining arguments.
 
-    Scanning stops at a lone `--`: what follows belongs to apps.
+    Scanning stops at a lone `--`: what follows belongs to apps. `build` is what
+    ./configure chose for this rkt (pyrkt.builddefaults).
     """
     values: dict[str, str] = {}
     debug = False
@@ -84,6 +88,7 @@ def extract_globals(argv: list[str]) -> tuple[GlobalOptions, list[str]]:
             else (Path(user_default) / ".config/rkt" if user_default else None),
             debug=debug,
             insecure=parse_insecure(values.get("insecure", "none")),
+            build=build,
         ),
         rest,
     )

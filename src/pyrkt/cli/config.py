@@ -2,9 +2,12 @@
 
 Reads `auth.d`, `paths.d` and `stage1.d` in the system, local and user config dirs (later
 dirs override earlier ones: per domain for `auth`, per registry for `dockerAuth`, per
-field for `paths` and `stage1`) and prints `{"stage0": [entries...]}`, one entry per
-auth domain and per docker registry. `paths.d` is read in the system and local dirs only,
-as rkt did; its `data` is also the default `--dir` (pyrkt.cli.common).
+field for `paths`, per name-and-version pair and per location for `stage1`) and prints
+`{"stage0": [entries...]}`, one entry per auth domain and per docker registry. `paths.d`
+is read in the system and local dirs only, as rkt did; its `data` is also the default
+`--dir` (pyrkt.cli.common). The `paths` and `stage1` entries show what this rkt uses:
+the configuration over what ./configure chose (pyrkt.stage0.stage1default), the stage1
+`location` being the image file beside the built rkt when that is where it comes from.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pyrkt import __version__
 from pyrkt.confdir import config_entries, paths_config
 from pyrkt.errors import UsageError
 from pyrkt.options import GlobalOptions
+from pyrkt.stage0.stage1default import default_stage1
+from pyrkt.stage0.stage1img import stage1_images_dir
 
 USAGE = "Usage: rkt config [--pretty-print=true]"
 
@@ -37,15 +41,11 @@ def stage0_config(g: GlobalOptions) -> list[dict[str, Any]]:
                                "registries": [reg],
                                "credentials": data.get("credentials", {})}
     paths = {"rktVersion": "v1", "rktKind": "paths", "data": str(g.dir),
-             "stage1-images": str(g.system_config / "stage1-images")}
+             "stage1-images": str(stage1_images_dir(g))}
     paths.update(paths_config(g.system_config, g.local_config))
-    stage1 = {"rktVersion": "v1", "rktKind": "stage1", "name": "coreos.com/rkt/stage1-coreos",
-              "version": __version__, "location": ""}
-    for _, data in config_entries(dirs, "stage1.d"):
-        if data["rktKind"] == "stage1":
-            for key in ("name", "version", "location"):
-                if data.get(key):
-                    stage1[key] = str(data[key])
+    d = default_stage1(g)
+    stage1 = {"rktVersion": "v1", "rktKind": "stage1", "name": d.name, "version": d.version,
+              "location": d.location or (str(d.file) if d.file else "")}
     return [*auth.values(), *docker.values(), paths, stage1]
 
 

@@ -17,6 +17,11 @@ import sys
 from pyrkt import log
 from pyrkt.errors import RktError
 
+# not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms on `rkt run`
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 # verb -> (module, one-line help). Modules are imported only when their verb runs, so
 # that `rkt run` pays for nothing else.
 VERBS: dict[str, tuple[str, str]] = {
@@ -68,7 +73,9 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, build: dict[str, Any] | None = None) -> int:
+    """The `rkt` command. `build` is what ./configure chose for a built rkt (the launcher
+    `make` writes passes it; pyrkt.builddefaults), None for an unconfigured one."""
     # Starting allocates a lot and frees little: the cyclic GC's passes over ~100 fresh
     # modules are ~2-5% of `rkt run`'s start-up. Off while starting; back on once the
     # verb's module is imported, except for the verbs that start a pod: a stage1 run in
@@ -79,7 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or any(a.startswith("--debug=t") for a in args)
     try:
-        g, rest = extract_globals(args)
+        if build is None:
+            g, rest = extract_globals(args)
+        else:
+            from pyrkt.builddefaults import BuildDefaults
+
+            g, rest = extract_globals(args, BuildDefaults.from_dict(build))
         log.set_debug(g.debug)
         if not rest or rest[0] in ("help", "-h", "--help"):
             if len(rest) > 1 and rest[1] in VERBS:

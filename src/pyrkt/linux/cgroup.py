@@ -203,6 +203,20 @@ class PodCgroups:
                 _write(f if procs == "cgroup.procs" or f.exists() else d / "cgroup.procs",
                        str(pid))
 
+    def join_files(self, leaf: str) -> list[Path]:
+        """The files a single-threaded process (a launcher about to exec) writes "0" to,
+        one per hierarchy the leaf exists in, to join the leaf itself: v1 `tasks` (no
+        threadgroup lock, see `join`), v2 `cgroup.procs`."""
+        out = []
+        for d in self.dirs(leaf):
+            if d.is_dir():
+                out.append(d / "tasks" if (d / "tasks").exists() else d / "cgroup.procs")
+        return out
+
+    def leaf_and_pod_dirs(self, leaf: str) -> list[Path]:
+        """The leaf's groups, then the pod's: the order to remove them once empty."""
+        return [*self.dirs(leaf), *self.pod_dirs()]
+
     def views(self, leaf: str) -> list[tuple[str, Path]]:
         """(path relative to /sys/fs/cgroup, group dir) to show an app its own groups."""
         out: list[tuple[str, Path]] = []

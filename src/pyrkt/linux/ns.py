@@ -5,9 +5,11 @@ Each wrapper raises OSError naming the syscall.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import enum
 import os
+from collections.abc import Iterator
 
 from pyrkt.linux.libc import check, libc
 
@@ -53,3 +55,20 @@ def setns_path(path: str, nstype: int = 0) -> None:
 def sethostname(name: str) -> None:
     raw = name.encode()
     check(libc().sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname", name)
+
+
+@contextlib.contextmanager
+def children_in_new_pid_namespace() -> Iterator[None]:
+    """The first process this one starts in the body is the init of a new PID namespace
+    (its pid there is 1; here it keeps an ordinary pid, which is what the caller sees);
+    children started after the body are born in this process's own namespace again
+    (a namespace whose init died refuses new processes: fork gets ENOMEM)."""
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        unshare(CLONE.NEWPID)
+        try:
+            yield
+        finally:
+            setns(own, CLONE.NEWPID)
+    finally:
+        os.close(own)

@@ -17,6 +17,9 @@ in rkt). A filtered call fails with the isolator's errno, or kills the process w
 SIGSYS when it names none (as rkt did).
 A retain-set always lets through what it takes to exec the app and to exit.
 
+A third kind, for the kvm flavor's hypervisor: `mode_bits_program` refuses the calls
+whose mode argument has given bits (setuid/setgid, see stage1/kvm/jail.py).
+
 Native x86_64 only: any other ABI (i386 `int 0x80`, x32) is denied with ENOSYS, so it
 cannot be used to get around the list; on other host architectures there is no default
 filter and an app's own is an error. Unknown names raise `SeccompError`;
@@ -140,11 +143,12 @@ X32_SYSCALL_BIT = 0x40000000
 _LD_W_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS
 _JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
 _JGE_K = 0x35  # BPF_JMP | BPF_JGE | BPF_K
+_JSET_K = 0x45  # BPF_JMP | BPF_JSET | BPF_K
 _RET_K = 0x06  # BPF_RET | BPF_K
 RET_KILL_PROCESS = 0x80000000
 RET_ALLOW = 0x7FFF0000
 RET_ERRNO = 0x00050000
-_OFF_NR, _OFF_ARCH = 0, 4  # offsets in struct seccomp_data
+_OFF_NR, _OFF_ARCH, _OFF_ARGS = 0, 4, 16  # offsets in struct seccomp_data
 BPF_MAXINSNS = 4096
 
 PR_SET_SECCOMP = 22
@@ -155,11 +159,10 @@ def _ins(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
     return struct.pack("=HBBI", code, jt, jf, k)
 
 
-def _program(nrs: Iterable[int], on_match: int, otherwise: int,
-             arch: int = AUDIT_ARCH_X86_64) -> bytes:
-    """Load arch and nr; other ABIs get ENOSYS; each nr in turn -> on_match; else
-    otherwise. One (test, return) pair per syscall: no jump offset ever exceeds 1."""
-    prog = [
+def _prologue(arch: int) -> list[bytes]:
+    """Load arch and nr; other ABIs and x32 syscalls get ENOSYS (they would number
+    their calls differently)."""
+    return [
         _ins(_LD_W_ABS, _OFF_ARCH),
         _ins(_JEQ_K, arch, jt=1),
         _ins(_RET_K, RET_ERRNO | errno.ENOSYS),  # another ABI
@@ -167,13 +170,47 @@ def _program(nrs: Iterable[int], on_match: int, otherwise: int,
         _ins(_JGE_K, X32_SYSCALL_BIT, jf=1),
         _ins(_RET_K, RET_ERRNO | errno.ENOSYS),  # x32 syscalls
     ]
+
+
+def _finish(prog: list[bytes]) -> bytes:
+    if len(prog) > BPF_MAXINSNS:
+        raise SeccompError(f"seccomp filter too long ({len(prog)} instructions)")
+    return b"".join(prog)
+
+
+def _program(nrs: Iterable[int], on_match: int, otherwise: int,
+             arch: int = AUDIT_ARCH_X86_64) -> bytes:
+    """The prologue, then each nr in turn -> on_match; else otherwise. One (test,
+    return) pair per syscall: no jump offset ever exceeds 1."""
+    prog = _prologue(arch)
     for nr in sorted(set(nrs)):
         prog.append(_ins(_JEQ_K, nr, jf=1))
         prog.append(_ins(_RET_K, on_match))
     prog.append(_ins(_RET_K, otherwise))
-    if len(prog) > BPF_MAXINSNS:
-        raise SeccompError(f"seccomp filter too long ({len(prog)} instructions)")
-    return b"".join(prog)
+    return _finish(prog)
+
+
+def mode_bits_program(mode_arg: dict[int, int], bits: int, err: int,
+                      deny: Iterable[int] = (), deny_err: int = errno.ENOSYS,
+                      arch: int = AUDIT_ARCH_X86_64) -> bytes:
+    """A BPF program that refuses (errno err) each syscall of `mode_arg` (nr -> index of
+    its mode argument) whose mode has any of `bits`, refuses every syscall of `deny`
+    (deny_err), and allows the rest.
+
+    The mode's low 32 bits are tested (BPF_JSET); they hold every mode bit."""
+    prog = _prologue(arch)
+    for nr, index in sorted(mode_arg.items()):
+        prog += [
+            _ins(_JEQ_K, nr, jf=4),  # another call: skip to the next test
+            _ins(_LD_W_ABS, _OFF_ARGS + 8 * index),  # little-endian: the low word first
+            _ins(_JSET_K, bits, jf=1),
+            _ins(_RET_K, RET_ERRNO | err),
+            _ins(_RET_K, RET_ALLOW),
+        ]
+    for nr in sorted(set(deny)):
+        prog += [_ins(_JEQ_K, nr, jf=1), _ins(_RET_K, RET_ERRNO | deny_err)]
+    prog.append(_ins(_RET_K, RET_ALLOW))
+    return _finish(prog)
 
 
 def remove_set_program(nrs: list[int], arch: int = AUDIT_ARCH_X86_64,

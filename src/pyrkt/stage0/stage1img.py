@@ -1,10 +1,10 @@
-"""Which stage1 image a pod gets: the `--stage1-*` flags, else `stage1.d` config, else ours.
+"""Which stage1 image a pod gets: the `--stage1-*` flags, else the default.
 
-The five flags are mutually exclusive. Without any, the configured default applies
-(rkt's `stage1.d/*.json` in the system then local config dirs: `name`, `version`,
-`location`); without one, the `coreos` flavor is built on demand by
-`pyrkt.stage1.build.aci.ensure_stage1`. The result is an image in the store and its
-rendered tree, which pods mount (never copy).
+The five flags are mutually exclusive. Without any, the default applies: rkt's
+`stage1.d` configuration over what ./configure chose for this rkt
+(pyrkt.stage0.stage1default); a rkt that no configure made builds the `coreos` flavor on
+demand (`pyrkt.stage1.build.aci.ensure_stage1`). The result is an image in the store and
+its rendered tree, which pods mount (never copy).
 """
 
 from __future__ import annotations
@@ -55,26 +55,14 @@ class Stage1Image:
 
 
 def stage1_images_dir(g: GlobalOptions) -> Path:
-    """Where `--stage1-from-dir` looks: `paths.d`'s `stage1-images`, else (as rkt)
-    SYSTEM_CONFIG/stage1-images."""
+    """Where `--stage1-from-dir` looks: `paths.d`'s `stage1-images`, else the build's
+    `--with-stage1-default-images-directory`, else SYSTEM_CONFIG/stage1-images."""
     from pyrkt.confdir import paths_config
 
     configured = paths_config(g.system_config, g.local_config).get("stage1-images")
-    return Path(configured) if configured else g.system_config / "stage1-images"
-
-
-def _configured(g: GlobalOptions) -> dict[str, str] | None:
-    """The last `stage1.d` entry (local config overrides system config)."""
-    dirs = (g.system_config, g.local_config)
-    if not any(os.path.isdir(d / "stage1.d") for d in dirs):
-        return None  # the usual case: no need to import the config reader
-    from pyrkt.confdir import config_entries
-
-    found: dict[str, str] | None = None
-    for _, data in config_entries(dirs, "stage1.d"):
-        if data.get("rktKind") == "stage1":
-            found = {k: str(data.get(k, "")) for k in ("name", "version", "location")}
-    return found
+    if configured:
+        return Path(configured)
+    return Path(g.build.images_dir) if g.build.images_dir else g.system_config / "stage1-images"
 
 
 def _import_cached(g: GlobalOptions, store: Any, aci: Path) -> str:
@@ -169,23 +157,44 @@ def check_stage1(manifest: dict[str, Any]) -> None:
 
 
 def _default(g: GlobalOptions, store: Any) -> str:
-    conf = _configured(g)
-    if conf is not None:
-        ref = conf["name"] + (f":{conf['version']}" if conf["version"] else "")
-        if conf["name"]:
-            try:
-                return str(store.resolve(ref).id)
-            except NotFound:
-                pass
-        loc = conf["location"]
-        if loc:
-            if loc.startswith("file://"):
-                loc = loc[len("file://") :]
-            if "://" not in loc:
-                return _import_cached(g, store, Path(loc))
-            return _fetch(g, store, loc)
-        raise RktError(f"configured stage1 {ref!r} is not in the store and has no location")
-    return _builtin_default(g, store)
+    """The default stage1 (pyrkt.stage0.stage1default): the store, the location, the
+    image beside the built rkt, in rkt's order (or the build's own image first)."""
+    from pyrkt.stage0.stage1default import default_stage1
+
+    d = default_stage1(g)
+    if d.on_demand:
+        return _builtin_default(g, store)
+    if d.note:
+        log.info(d.note)
+
+    def from_store() -> str | None:
+        if not d.name:
+            return None
+        try:
+            return str(store.resolve(d.ref).id)
+        except NotFound:
+            return None
+
+    found = from_store() if d.store_first else None
+    if found:
+        return found
+    loc = d.location
+    if loc.startswith("file://"):
+        loc = loc[len("file://") :]
+    if loc and "://" in loc:
+        return _fetch(g, store, loc)
+    for path in (Path(loc) if loc else None, d.file):
+        if path is not None and path.exists():
+            return _import_cached(g, store, path)
+    found = None if d.store_first else from_store()
+    if found:
+        return found
+    tried = " or ".join(str(p) for p in (loc, d.file) if p)
+    raise RktError(
+        f"default stage1 image {d.ref or '(no name)'} is not in the store"
+        + (f", and there is no {tried}" if tried else " and has no location"),
+        "use one of the --stage1-{path,url,name,hash,from-dir} flags",
+    )
 
 
 # The code that builds our stage1 images: what `ensure_stage1` hashes to decide on a rebuild.

@@ -87,6 +87,11 @@ def _find(name: str, dirs: Iterable[Path]) -> Path | None:
     return None
 
 
+def find_library(name: str) -> Path | None:
+    """A library of the host's multiarch folders (one QEMU opens with dlopen)."""
+    return _find(name, [Path("/lib/x86_64-linux-gnu"), Path("/usr/lib/x86_64-linux-gnu")])
+
+
 def entrypoint_with_bundle(script: str) -> str:
     """A stage1 entrypoint script that puts this image's `kvm/bin` first on the PATH.
 
@@ -114,6 +119,18 @@ def wrapper_script(binary: str) -> str:
         f'exec "$here/lib/{LOADER}" --library-path "$here/lib" --argv0 "$0" \\\n'
         f'  "$here/bin/{binary}" -L "$here/share/qemu" "$@"\n'
     )
+
+
+def bundled_exec(stage1_rootfs: Path,
+                 binary: str = QEMU_BINARY) -> tuple[list[str], dict[str, str]]:
+    """What the wrapper (`wrapper_script`) execs, without the shell: the bundled
+    loader's command line and QEMU_MODULE_DIR (for a launcher that has no /bin/sh,
+    such as the kvm runner's jail)."""
+    here = stage1_rootfs / BUNDLE_DIR
+    argv = [str(here / "lib" / LOADER), "--library-path", str(here / "lib"),
+            "--argv0", str(stage1_rootfs / WRAPPER_DIR / binary), str(here / "bin" / binary),
+            "-L", str(here / "share/qemu")]
+    return argv, {"QEMU_MODULE_DIR": str(here / "modules")}
 
 
 def _program_wrapper(subdir: str, binary: str, dynamic: bool) -> str:
@@ -179,7 +196,7 @@ def bundle_qemu(
         for lib in ldd_paths(obj):
             libs.setdefault(lib.name, lib)
     for name in DLOPENED:
-        extra = _find(name, [Path("/lib/x86_64-linux-gnu"), Path("/usr/lib/x86_64-linux-gnu")])
+        extra = find_library(name)
         if extra is not None:
             libs.setdefault(name, extra)
     if LOADER not in libs:

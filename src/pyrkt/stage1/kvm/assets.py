@@ -1,5 +1,6 @@
 """The kvm flavor's assets in a stage1 rootfs: `/kvm/vmlinuz`, `/kvm/initrd.img`, and
-the host-side waiter `/kvm/rkt-wait` (a static program built from `rkt-wait.c`).
+two host-side static programs: the waiter `/kvm/rkt-wait` (`rkt-wait.c`) and the
+hypervisor's launcher `/kvm/rkt-jail` (`rkt-jail.c`, see jail.py).
 
 STAGE1-BUILD calls `populate_stage1_rootfs` when it makes the stage1-kvm ACI; at run
 time the runner reads them from `contract.stage1_rootfs(pod)/kvm/`.
@@ -23,6 +24,7 @@ KERNEL = "vmlinuz"
 INITRD = "initrd.img"
 KVER = "kernel-release"
 WAITER = "rkt-wait"
+JAIL = "rkt-jail"
 
 
 def cache_dir() -> Path:
@@ -63,21 +65,47 @@ def populate_stage1_rootfs(rootfs: Path, *, kernel: Path | None = None) -> None:
     initramfs.copy_cached(cache_dir(), d / INITRD, kver=kver)
     (d / KVER).write_text(kver + "\n")
     shutil.copy2(cached_waiter(cache_dir()), d / WAITER)
+    shutil.copy2(cached_program(JAIL, cache_dir()), d / JAIL)
 
 
-def cached_waiter(cache: Path) -> Path:
-    """rkt-wait built from rkt-wait.c (gcc -static), cached by the source's hash."""
-    src = resources.files("pyrkt.stage1.kvm").joinpath("rkt-wait.c").read_bytes()
-    out = cache / f"rkt-wait-{hashlib.sha256(src).hexdigest()[:16]}"
-    if out.exists():
+def cached_program(name: str, cache: Path) -> Path:
+    """A static program built from NAME.c (gcc -static), cached by the source's hash."""
+    return _cached_build(name, cache, build=True)
+
+
+def _cached_build(name: str, cache: Path, *, build: bool) -> Path:
+    src = resources.files("pyrkt.stage1.kvm").joinpath(f"{name}.c").read_bytes()
+    out = cache / f"{name}-{hashlib.sha256(src).hexdigest()[:16]}"
+    if out.exists() or not build:
         return out
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as td:
-        c = Path(td) / "rkt-wait.c"
+        c = Path(td) / f"{name}.c"
         c.write_bytes(src)
-        proc.run(["gcc", "-static", "-Os", "-s", "-o", Path(td) / WAITER, c])
-        os.replace(Path(td) / WAITER, out)  # concurrent builders: same content
+        proc.run(["gcc", "-static", "-Os", "-s", "-o", Path(td) / name, c])
+        os.replace(Path(td) / name, out)  # concurrent builders: same content
     return out
+
+
+def cached_waiter(cache: Path) -> Path:
+    """rkt-wait built from rkt-wait.c, cached by the source's hash."""
+    return cached_program(WAITER, cache)
+
+
+def jail_path(stage1_rootfs: Path) -> Path:
+    """rkt-jail built from this pyrkt's rkt-jail.c (its options are the runner's), as
+    the stage1 build left it in the cache; else the stage1 image's copy; else built now."""
+    cached = _cached_build(JAIL, cache_dir(), build=False)
+    if cached.exists():
+        return cached
+    p = stage1_rootfs / ASSET_DIR / JAIL
+    if os.access(p, os.X_OK):
+        return p
+    try:
+        return cached_program(JAIL, cache_dir())
+    except RktError as e:
+        raise RktError(f"cannot build the VM's launcher {JAIL}: {e}",
+                       "install gcc, or use a stage1 image that carries /kvm/rkt-jail") from e
 
 
 def waiter_path(stage1_rootfs: Path) -> Path | None:

@@ -21,7 +21,8 @@ def hypervisor_pid(pod: Path) -> int | None:
     except (OSError, ValueError):
         return None
     exe = cmdline.split(b"\0", 1)[0]
-    return pid if b"qemu" in exe or b"lkvm" in exe else None
+    # rkt-jail: the launcher, for the moment before it execs the hypervisor
+    return pid if any(n in exe for n in (b"qemu", b"lkvm", b"rkt-jail")) else None
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
@@ -56,14 +57,20 @@ def stop(pod: Path, *, force: bool) -> int:
 
 
 def gc(pod: Path) -> int:
-    """Release what the pod still holds: a stray hypervisor, sockets, temp files."""
+    """Release what the pod still holds: a stray hypervisor, its cgroups (what is still
+    in them is killed), sockets, temp files. Its namespaces and mounts went with it."""
     pid = hypervisor_pid(pod)
     if pid is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         _wait_gone(pid, 5.0)
     from pyrkt.linux import beneath
+    from pyrkt.linux.cgroup import PodCgroups
 
+    try:
+        PodCgroups(pod.name).destroy()
+    except OSError as e:
+        log.warn(f"pod {pod.name}: cannot remove its cgroups: {e}")
     try:  # holds the control share: no symlink followed
         beneath.remove_tree(runner.kvm_dir(pod))
     except OSError as e:

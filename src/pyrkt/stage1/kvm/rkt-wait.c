@@ -26,6 +26,8 @@
  * first, fstat: a regular file of at most 16 bytes, then reopened through
  * /proc/self/fd and read once. A symlink, FIFO, device, socket or big file is left to
  * Python, which refuses it with a message.
+ * RKT_WAIT_RMDIR="DIR\n..." (the hypervisor's cgroups, leaf first): removed once the
+ * hypervisor exited, before anything else (a busy one stays for `rkt gc`).
  * The runner blocks SIGTERM and SIGHUP before the exec (the mask survives it), so no
  * signal is lost in between; here they are taken synchronously with sigwaitinfo.
  * SIGINT stays ignored, as the runner left it (the hypervisor gets it too).
@@ -128,6 +130,17 @@ static int read_code(int root, const char *app) {
 	return (int)v;
 }
 
+/* Remove the folders RKT_WAIT_RMDIR names, in order. */
+static void remove_dirs(void) {
+	const char *env = getenv("RKT_WAIT_RMDIR");
+	char *dirs = env ? strdup(env) : NULL, *save = NULL;
+	if (!dirs)
+		return;
+	for (char *d = strtok_r(dirs, "\n", &save); d; d = strtok_r(NULL, "\n", &save))
+		rmdir(d);
+	free(dirs);
+}
+
 /* The fast path's exit code, or -1 to let Python finish the pod. */
 static int fast_finish(int status) {
 	const char *env = getenv("RKT_WAIT_FAST_BENEATH");
@@ -207,6 +220,7 @@ int main(int argc, char **argv) {
 		}
 	}
 exited:;
+	remove_dirs();
 	int code = fast_finish(status);
 	if (code >= 0)
 		return code;

@@ -25,7 +25,7 @@ from pyrkt import log
 from pyrkt.errors import RktError
 from pyrkt.linux import beneath, prctl
 from pyrkt.stage1 import contract
-from pyrkt.stage1.kvm import accel, assets, hypervisors
+from pyrkt.stage1.kvm import accel, assets, hypervisors, launch
 from pyrkt.stage1.kvm.disks import PodDisks
 from pyrkt.stage1.kvm.finish import FAILED_REL
 from pyrkt.stage1.kvm.finish import agent_socket_rel as agent_socket_rel
@@ -273,7 +273,8 @@ def _stdio_target(fd: int, fdset: int) -> tuple[Path, tuple[int, int] | None]:
 
 
 def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions,
-            pod_disks: PodDisks | None = None) -> tuple[VmPlan, str]:
+            pod_disks: PodDisks | None = None, sandbox: bool = False,
+            ) -> tuple[VmPlan, str]:
     """The VM for this pod, and the accelerator decision's reason."""
     # From the stage1 image's own tree, not the pod's writable copy of it (the guest's).
     kernel, initrd = assets.asset_paths(contract.stage1_image_rootfs(pod))
@@ -321,6 +322,7 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions,
         tty_socket=tty_socket_rel(),
         tcg_tb_mib=TCG_TB_MIB,
         balloon=True,
+        sandbox=sandbox,
     )
     return vp, decision.reason
 
@@ -330,49 +332,52 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
     pod = pod.resolve()
     name = opts.hypervisor or stage1_hypervisor(pod)
     hv = hypervisors.get(name)
-    if shutil.which(hv.binary()) is None:
+    found = shutil.which(hv.binary())
+    if found is None:
         # Before the accelerator probe (which boots QEMU): name the missing hypervisor.
         raise RktError(
             f"hypervisor {name}: {hv.binary()} not found on the PATH",
             INSTALL_HINT.get(name),
         )
+    jailed = launch.jail_enabled(name)
     kvm_dir(pod).mkdir(exist_ok=True)
     serial_log(pod).unlink(missing_ok=True)
     (pod / app_log_dir_rel()).mkdir(exist_ok=True)
     on_disks = _disks(pod, plan, opts, name)
     write_guest_files(pod, plan, opts, on_disks)
-    vp, reason = vm_plan(pod, plan, opts, on_disks)
+    vp, reason = vm_plan(pod, plan, opts, on_disks, sandbox=jailed)
     if vp.accel is Accel.TCG and not reason.startswith("forced"):
         log.info("kvm: KVM is not usable here, using TCG (software emulation; --debug says why)")
     log.debug(f"kvm: accelerator {vp.accel}: {reason}")
     log.debug(f"kvm: VM size {vp.vcpus} vCPU(s), {vp.memory_mib} MiB")
     argv = hv.argv(vp)
-    if opts.netns is not None:
-        from pyrkt.net.netns import netns_exec_argv
-
-        argv = [*netns_exec_argv(opts.netns), *argv]
-    log.debug("kvm: " + shlex.join(argv))
-    (kvm_dir(pod) / "cmdline").write_text(shlex.join(argv) + "\n")
     env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C"}
-    _no_huge_pages()
+    fds = [fd for fd, _ in vp.fd_sets]
+    groups: list[Path] = []
     try:
-        p = subprocess.Popen(
-            argv,
-            cwd=pod,
-            env=env,
-            stdin=None if plan.interactive else subprocess.DEVNULL,
-            stdout=None,
-            stderr=None,
-            pass_fds=[fd for fd, _ in vp.fd_sets],
-        )
+        if jailed:
+            exe = Path(os.path.abspath(found))
+            argv, groups = launch.confine(pod, plan.uuid, vp, exe, argv, env, fds, opts.netns,
+                                          cache_dir_for(pod))
+        elif opts.netns is not None:
+            from pyrkt.net.netns import netns_exec_argv
+
+            argv = [*netns_exec_argv(opts.netns), *argv]
+        log.debug("kvm: " + shlex.join(argv))
+        (kvm_dir(pod) / "cmdline").write_text(shlex.join(argv) + "\n")
+        _no_huge_pages()
+        p = launch.start(argv, pod, env, plan.interactive, fds, jailed)
     except FileNotFoundError as e:
         raise RktError(f"{argv[0]}: command not found", INSTALL_HINT.get(name)) from e
+    except BaseException:
+        launch.remove_groups(groups)
+        raise
     finally:
-        for fd, _ in vp.fd_sets:
+        for fd in fds:
             os.close(fd)
     contract.pid_file(pod).write_text(f"{p.pid}\n")
     if opts.exec_waiter:
-        _exec_waiter(pod, plan, p.pid, opts)
+        _exec_waiter(pod, plan, p.pid, opts, groups)
 
     asked: list[int] = []
 
@@ -394,6 +399,7 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
         for s, h in old.items():
             signal.signal(s, h)
         signal.signal(signal.SIGINT, old_int)
+        launch.remove_groups(groups)
     return finish_pod(pod, [a.name for a in plan.apps], rc)
 
 
@@ -422,7 +428,8 @@ def _no_huge_pages() -> None:
         prctl.set_thp_disable()
 
 
-def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions) -> None:
+def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions,
+                 groups: list[Path]) -> None:
     """Replace this process (same pid: the hypervisor stays our child) with the waiter:
     the stage1's static rkt-wait (~0.3 MiB) when it has one, else waiter.py (a Python
     that holds ~10 MiB instead of the planner's ~25 MiB while the VM runs)."""
@@ -434,6 +441,7 @@ def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions) -> None:
         "apps": [a.name for a in plan.apps],
         "net": opts.netns is not None,
         "debug": opts.debug,
+        "cgroups": [str(d) for d in groups],
     })
     # Blocked until the waiter takes them (the mask survives exec); SIGINT stays
     # ignored (QEMU gets it too).
@@ -446,6 +454,8 @@ def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions) -> None:
     argv = [*py, spec] if wait_bin is None else [str(wait_bin), str(pid), py[0], py[3], spec]
     env = dict(os.environ)
     env.pop(ENV_WAIT_FAST_OLD, None)
+    if groups:  # rkt-wait removes them once the hypervisor is gone
+        env["RKT_WAIT_RMDIR"] = "\n".join(str(d) for d in groups)
     if wait_bin is not None and opts.netns is None and not opts.debug:
         # rkt-wait's fast path: the exit codes read without starting Python after QEMU,
         # each as rkt/status/APP beneath the stage1 rootfs (no symlink, a regular file

@@ -101,4 +101,7 @@ class VmPlan:
     # TCG's translation-block cache in MiB (QEMU's default: up to 1 GiB, which the
     # guest fills with code it translated: a third of QEMU's RSS). None: QEMU's default.
     tcg_tb_mib: int | None = None
+    # The hypervisor's own syscall filter (QEMU's -sandbox: no obsolete calls, no
+    # privilege changes, no new processes, no scheduler changes), part of its jail.
+    sandbox: bool = False
     extra_args: tuple[str, ...] = field(default=())

@@ -17,7 +17,9 @@ SPEC`, started as `python -I -S` with only `os`, `signal`, `sys` and `json` load
 the VM runs (~10 MiB).
 
 SPEC (JSON): {"pid": hypervisor pid, "pod": folder, "apps": [names in pod order],
-              "net": tear the pod network down after, "debug": bool}
+              "net": tear the pod network down after, "debug": bool,
+              "cgroups": [the hypervisor's groups, leaf first: removed once it is gone
+                          (rkt-wait gets them as RKT_WAIT_RMDIR)]}
 The runner blocks SIGTERM/SIGHUP before the exec (the mask survives it), so a signal
 sent in between waits for the handlers instead of killing the waiter.
 """
@@ -98,6 +100,9 @@ def wait(spec: dict[str, Any]) -> int:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGHUP})
     _, status = os.waitpid(pid, 0)  # retried on EINTR (PEP 475); handlers run meanwhile
     rc = os.waitstatus_to_exitcode(status)
+    for d in spec.get("cgroups") or []:
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, signal.SIG_DFL)
     return finish(spec, rc)

@@ -24,6 +24,11 @@ from pyrkt.stage1.kvm.vm import (
     VmPlan,
 )
 
+# QEMU's seccomp filter (killed on a denied call, EPERM for scheduler changes): the
+# default set plus obsolete calls, set*uid/set*gid/setsid, fork/exec, and affinity and
+# priority changes (docs/security.md).
+SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -104,6 +109,8 @@ class Qemu:
             "-initrd", str(plan.initrd),
             "-append", " ".join(plan.cmdline),
         ]  # fmt: skip
+        if plan.sandbox:
+            a += ["-sandbox", SANDBOX]
         if plan.accel is Accel.KVM:
             a += ["-cpu", "host"]
         if plan.bios is not None:
