@@ -149,8 +149,9 @@ def test_enter_and_export_of_a_pod_on_disks(rkt: Rkt, image: Path, tmp_path: Pat
     _, err = p.communicate(timeout=300)
     assert p.returncode == 3, err
     out = tmp_path / "out.aci"
-    x = rkt("export", uuid, str(out), timeout=900)
+    x = rkt("--debug", "export", uuid, str(out), timeout=900)
     assert x.returncode == 0, x.stderr + kh.all_diagnostics(rkt.dir)
+    assert "rkt-jail" in x.stderr  # the export VM's QEMU is confined as a pod's
     with tarfile.open(out) as t:
         names = t.getnames()
         assert names[0] == "manifest"

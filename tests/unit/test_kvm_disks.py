@@ -170,3 +170,18 @@ def test_the_guests_word_on_a_failed_start_is_bounded_printable_and_no_link(
     (tmp_path / "secret").write_text("host file\n")
     (ctl / "failed").symlink_to(tmp_path / "secret")
     assert guest_failure(tmp_path) is None
+
+
+def test_qemus_jail_sees_the_disks_files_only_the_last_layer_writable() -> None:
+    from pyrkt.stage1.kvm import jail
+
+    d = Disk("rkt-d0", Path("/store/t/rootfs.ext4"), (Path("/pod/kvm/disks/a.qcow2"),
+                                                       Path("/tmp/x/top.qcow2")))
+    out = Disk("rkt-out", Path("/tmp/x/rootfs.tar"), scratch=True)
+    vp = VmPlan(kernel=Path("/k"), initrd=Path("/i"), cmdline=(), vcpus=1, memory_mib=256,
+                accel=Accel.TCG, disks=(d, out))
+    files = dict(jail.for_pod(Path("/pod"), vp, ()).files)
+    assert files[Path("/store/t/rootfs.ext4")] is jail.Access.RO
+    assert files[Path("/pod/kvm/disks/a.qcow2")] is jail.Access.RO
+    assert files[Path("/tmp/x/top.qcow2")] is jail.Access.RW
+    assert files[Path("/tmp/x/rootfs.tar")] is jail.Access.RW

@@ -6,9 +6,11 @@ parses it (e2fsprogs' debugfs or fuse2fs would do it as root). A short VM does, 
 pod's own kernel and initramfs (`rkt.export=1`, guest/init.sh): the app's disk (its
 image's ext4 image, the pod's layer, and a throwaway layer on top where the journal of a
 VM killed mid-write is replayed) is mounted in the guest and tarred by busybox onto a
-raw scratch disk. The host then copies that tar into the ACI member by member, refusing
-any member outside `rootfs/` (a guest could add its own `manifest`) or with a `..`
-component; the scratch disk's size bounds what it reads. See docs/security.md
+raw scratch disk, QEMU confined as for a pod (launch.py: its jail sees the disks' files
+and the pod's kvm/, where the VM's console log goes). The host then copies that tar
+into the ACI member by member, refusing any member outside `rootfs/` (a guest could add
+its own `manifest`) or with a `..` component; the scratch disk's size bounds what it
+reads. See docs/security.md
 "Reading a pod's disk back".
 """
 
@@ -18,8 +20,8 @@ import os
 import tarfile
 from pathlib import Path
 
-from pyrkt import log, proc
-from pyrkt.errors import CommandFailed, RktError
+from pyrkt import log
+from pyrkt.errors import RktError, describe_status
 from pyrkt.stage1 import contract
 from pyrkt.stage1.kvm import accel, assets, disks, hypervisors
 from pyrkt.stage1.kvm.vm import Disk, VmPlan
@@ -56,7 +58,7 @@ def guest_tar(pod: Path, app: str, work: Path) -> Path:
         f.truncate(_scratch_size(disk.base))
     kernel, initrd = assets.asset_paths(contract.stage1_image_rootfs(pod))
     decision = accel.decide(kernel, initrd, cache_dir_for(pod), None)
-    serial = work / "serial.log"
+    serial = pod / "kvm" / "export-serial.log"  # in the pod's kvm/, which QEMU's jail has
     vp = VmPlan(
         kernel=kernel, initrd=initrd,
         cmdline=(*kernel_cmdline(False, False, disks=True), "rkt.export=1"),
@@ -64,17 +66,53 @@ def guest_tar(pod: Path, app: str, work: Path) -> Path:
         disks=(Disk(SRC_ID, disk.base, (layer, top)), Disk(OUT_ID, out, scratch=True)),
         serial_log=serial, tcg_tb_mib=TCG_TB_MIB,
     )  # fmt: skip
-    argv = hypervisors.get(hypervisors.HypervisorName.QEMU.value).argv(vp)
     log.debug(f"export: reading the disk of app {app} in a VM")
-    try:
-        proc.run(argv, capture=True, timeout=TIMEOUT_S, cwd=work)
-    except CommandFailed as e:
-        raise RktError(f"cannot export app {app!r}: the export VM failed: {e}") from e
+    rc = _run_vm(pod, vp, cache_dir_for(pod))
+    if rc != 0:
+        raise RktError(f"cannot export app {app!r}: the export VM failed "
+                       f"({describe_status(rc)})", f"its console log is {serial}")
     if DONE not in _tail(serial):
         raise RktError(f"cannot export app {app!r}: the export VM could not read its disk",
-                       f"its console log was {serial}")  # fmt: skip
+                       f"its console log is {serial}")  # fmt: skip
     top.unlink()
     return out
+
+
+def _run_vm(pod: Path, vp: VmPlan, cache: Path) -> int:
+    """Run the export VM to its end, in QEMU's jail as a pod's VM (launch.py): what
+    the guest kernel reads is what the pod wrote. Its exit status."""
+    import shutil
+    import subprocess
+
+    from pyrkt.stage1.kvm import launch
+
+    hv = hypervisors.get(hypervisors.HypervisorName.QEMU.value)
+    found = shutil.which(hv.binary())
+    if found is None:
+        raise RktError(f"{hv.binary()} not found on the PATH", "install qemu-system-x86")
+    argv = hv.argv(vp)
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C"}
+    fds: list[int] = []
+    groups: list[Path] = []
+    jailed = launch.jail_enabled(hv.name)
+    try:
+        if jailed:
+            argv, groups = launch.confine(pod, pod.name, vp, Path(os.path.abspath(found)),
+                                          argv, env, fds, None, cache)  # fmt: skip
+        log.debug("export: " + " ".join(argv))
+        p = launch.start(argv, pod, env, False, fds, jailed)
+        for fd in fds:
+            os.close(fd)
+        fds = []
+        try:
+            return p.wait(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            return p.wait()
+    finally:
+        for fd in fds:
+            os.close(fd)
+        launch.remove_groups(groups)
 
 
 def _tail(path: Path) -> bytes:
