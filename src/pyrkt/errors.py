@@ -9,6 +9,11 @@
 
 The CLI is the only place that turns these into output and an exit status; everything
 else raises. Low-level errors are re-raised as one of these `from` their cause.
+
+    Terminated (a BaseException, like KeyboardInterrupt)
+                             a SIGTERM/SIGHUP turned into an exception while some work
+                             cleans up after itself (`pyrkt.interrupt`); the CLI then
+                             dies of the same signal
 """
 
 from __future__ import annotations
@@ -81,3 +86,11 @@ class CommandFailed(RktError):
         self.argv = list(argv)
         self.returncode = returncode
         self.stderr = stderr
+
+
+class Terminated(BaseException):  # a BaseException, like KeyboardInterrupt
+    """The process got a terminating signal; unwinding to exit by it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"terminated by {signal.Signals(signum).name}")
+        self.signum = signum

@@ -7,10 +7,14 @@ rules and IPAM leases that name its pods.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import random
+import signal
 import subprocess
 import sys
+import time
 import uuid as uuidlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -338,4 +342,47 @@ def test_teardown_after_the_stage1_entered_pod_namespaces(pods: Pods) -> None:
     cp = subprocess.run([sys.executable, "-c", STAGE1_LIKE, str(d), u], capture_output=True,
                         text=True, timeout=60, check=False)
     assert cp.returncode == 0 and cp.stdout == "torn down\n", cp.stderr
+    assert leftovers([u], []) == []
+
+
+# An `iptables` first on the plugins' PATH (the one variable they get from ours) that
+# hangs on the rule jumping to the pod's masquerade chain: ptp has made the chain (and
+# its rules) and not yet that jump.
+HANG_BEFORE_JUMP = """#!/bin/sh
+case "$*" in *"-A POSTROUTING"*) touch {mark}; exec sleep 600;; esac
+exec /usr/sbin/iptables "$@"
+"""
+
+
+def test_teardown_after_a_kill_inside_the_cni_add(pods: Pods) -> None:
+    """rkt's stage1 is killed while ptp's ADD runs, between making the pod's `CNI-...`
+    masquerade chain and the rule that jumps to it; its mount namespace (holding the
+    pod's namespace mount) dies with it. gc's teardown still removes the chain."""
+    u = str(uuidlib.uuid4())
+    d = pods.tmp / u
+    d.mkdir()
+    pods.dirs.append(d)
+    bindir, mark = pods.tmp / "bin", pods.tmp / "mark"
+    bindir.mkdir()
+    (bindir / "iptables").write_text(HANG_BEFORE_JUMP.format(mark=mark))
+    (bindir / "iptables").chmod(0o755)
+    code = ("from pathlib import Path; from pyrkt.net import setup_pod_network;"
+            f"setup_pod_network(Path({str(d)!r}), {u!r}, 'default', config_dirs=[])")
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    # as stage0 runs a stage1: in a mount namespace of its own, slave to the host's
+    p = subprocess.Popen(["unshare", "-m", "--propagation", "slave", sys.executable, "-c",
+                          code], env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not mark.exists():
+            assert p.poll() is None and time.monotonic() < deadline, "ADD never got there"
+            time.sleep(0.02)
+        # the reference plugins' name for it: CNI- + sha512(network + container ID)
+        chain = ("CNI-" + hashlib.sha512(f"default{u}".encode()).hexdigest())[:28]
+        assert f"-N {chain}" in sh("iptables -t nat -S")  # the state the kill leaves
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    teardown_pod_network(d)
+    assert chain not in sh("iptables-save -t nat")
     assert leftovers([u], []) == []

@@ -4,6 +4,7 @@
     redis_rootfs(dest)     /usr/bin/redis-server + redis-cli, the libraries ldd names, loader
     oci_layout(...)        an OCI image layout (blobs/sha256, index.json) from layer trees
                            or dict layers; gzip/zstd/plain; optional multi-arch index
+    raw_layout(...)        the same from ready-made blobs (RawLayer), e.g. gzip_bomb(size)
 
 Layouts are pushed into the test registry with skopeo (see support.registry), so what the
 client under test reads was written by an independent tool.
@@ -272,21 +273,32 @@ def _descriptor(media_type: str, digest: str, size: int, **extra: object) -> dic
     return {"mediaType": media_type, "digest": digest, "size": size, **extra}
 
 
+@dataclass(frozen=True)
+class RawLayer:
+    """A layer blob as stored (compressed as `compression` says) and its diff ID."""
+
+    blob: bytes
+    diff_id: str  # sha256 of the uncompressed tar
+    compression: Compression
+
+    @classmethod
+    def of(cls, tar: bytes, how: Compression) -> RawLayer:
+        return cls(compress(tar, how), _sha256(tar), how)
+
+
 def _image_manifest(
-    layout: Path, tars: Sequence[bytes], comps: Sequence[Compression],
-    config: ImageConfigSpec, os_name: str, arch: str,
+    layout: Path, layers: Sequence[RawLayer], config: ImageConfigSpec, os_name: str,
+    arch: str,
 ) -> dict[str, object]:
-    layer_descs = []
-    for raw, how in zip(tars, comps, strict=True):
-        blob = compress(raw, how)
-        layer_descs.append(_descriptor(how.media_type, _put_blob(layout, blob), len(blob)))
+    layer_descs = [_descriptor(x.compression.media_type, _put_blob(layout, x.blob),
+                               len(x.blob)) for x in layers]
     cfg = {
         "created": CREATED,
         "architecture": arch,
         "os": os_name,
         "config": config.to_json(),
-        "rootfs": {"type": "layers", "diff_ids": [_sha256(t) for t in tars]},
-        "history": [{"created": CREATED, "created_by": "pyrkt tests"} for _ in tars],
+        "rootfs": {"type": "layers", "diff_ids": [x.diff_id for x in layers]},
+        "history": [{"created": CREATED, "created_by": "pyrkt tests"} for _ in layers],
     }
     cfg_blob = json.dumps(cfg, sort_keys=True).encode()
     manifest = {
@@ -323,21 +335,27 @@ def oci_layout(
     tars = [tar_directory(x) if isinstance(x, Path) else tar_dict(x) for x in layers]
     layout_dir.mkdir(parents=True, exist_ok=True)
     (layout_dir / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    raw = [RawLayer.of(t, how) for t, how in zip(tars, comps, strict=True)]
     if len(platforms) == 1:
         os_name, arch = platforms[0].split("/", 1)
-        top = _image_manifest(layout_dir, tars, comps, config, os_name, arch)
+        top = _image_manifest(layout_dir, raw, config, os_name, arch)
         top.pop("platform")
     else:
         descs = []
         for plat in platforms:
             os_name, arch = plat.split("/", 1)
-            marker = tar_dict({"etc/platform": f"{plat}\n".encode()})
-            descs.append(_image_manifest(
-                layout_dir, [*tars, marker], [*comps, comps[-1] if comps else
-                                              Compression.GZIP], config, os_name, arch))
+            marker = RawLayer.of(tar_dict({"etc/platform": f"{plat}\n".encode()}),
+                                 comps[-1] if comps else Compression.GZIP)
+            descs.append(_image_manifest(layout_dir, [*raw, marker], config, os_name, arch))
         index = {"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": descs}
         blob = json.dumps(index, sort_keys=True).encode()
         top = _descriptor(MT_INDEX, _put_blob(layout_dir, blob), len(blob))
+    _tag(layout_dir, top, tag)
+    return str(top["digest"])
+
+
+def _tag(layout_dir: Path, top: dict[str, object], tag: str) -> None:
+    """Point `tag` in layout_dir's index.json at the manifest or index `top`."""
     top["annotations"] = {"org.opencontainers.image.ref.name": tag}
     index_path = layout_dir / "index.json"
     outer: dict[str, object] = {"schemaVersion": 2, "manifests": []}
@@ -349,7 +367,39 @@ def oci_layout(
     ]
     outer["manifests"] = [*kept, top]
     index_path.write_text(json.dumps(outer, sort_keys=True))
+
+
+def raw_layout(layout_dir: Path, layers: Sequence[RawLayer], config: ImageConfigSpec,
+               tag: str = "latest") -> str:
+    """Add a linux/amd64 image of ready-made layer blobs to the OCI layout at
+    layout_dir, tagged `tag`; return its manifest digest."""
+    layout_dir.mkdir(parents=True, exist_ok=True)
+    (layout_dir / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    top = _image_manifest(layout_dir, layers, config, "linux", "amd64")
+    top.pop("platform")
+    _tag(layout_dir, top, tag)
     return str(top["digest"])
+
+
+def gzip_bomb(size: int, name: str = "zeros") -> RawLayer:
+    """A gzip layer of one file of `size` zero bytes (size a multiple of 1 MiB): about
+    size/1000 compressed (2 GiB -> ~2 MiB). Made of concatenated gzip members (allowed
+    by gzip, followed by decompressors) so the same 1 MiB member is built once."""
+    mib = 1 << 20
+    assert size % mib == 0
+    ti = _tarinfo_fixed(tarfile.TarInfo(name))
+    ti.size, ti.mode = size, 0o644
+    header = ti.tobuf(format=tarfile.PAX_FORMAT)
+    zeros = bytes(mib)
+    member = gzip.compress(zeros, compresslevel=9, mtime=0)
+    tail = bytes(2 * tarfile.BLOCKSIZE)  # size is block-aligned: no padding, end blocks
+    h = hashlib.sha256(header)
+    for _ in range(size // mib):
+        h.update(zeros)
+    h.update(tail)
+    blob = b"".join([gzip.compress(header, mtime=0), member * (size // mib),
+                     gzip.compress(tail, mtime=0)])
+    return RawLayer(blob, "sha256:" + h.hexdigest(), Compression.GZIP)
 
 
 def bulk_layout(

@@ -15,7 +15,7 @@ import importlib
 import sys
 
 from pyrkt import log
-from pyrkt.errors import RktError
+from pyrkt.errors import RktError, Terminated
 
 # not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms on `rkt run`
 TYPE_CHECKING = False
@@ -111,9 +111,17 @@ def main(argv: list[str] | None = None, build: dict[str, Any] | None = None) -> 
         return code
     except KeyboardInterrupt:
         return 130
+    except Terminated as e:
+        # cleaned up on the way here: now end as without a handler, output kept
+        if sys.stdout is not None:
+            sys.stdout.flush()
+        die_of(e.signum)
+        raise  # not reached
     except BaseException as e:
         if isinstance(e, BrokenPipeError) and stdout_closed():
-            die_of_sigpipe()
+            import signal
+
+            die_of(signal.SIGPIPE)
         if isinstance(e, SystemExit):
             raise
         if debug and not isinstance(e, RktError):  # a bug, or an error nobody converted
@@ -162,11 +170,12 @@ def stdout_closed() -> bool:
         return False
 
 
-def die_of_sigpipe() -> None:
-    """End as a Unix tool (and rkt) does on a closed stdout: killed by SIGPIPE."""
+def die_of(signum: int) -> None:
+    """End killed by the signal, as a Unix tool (and rkt) does: SIGPIPE on a closed
+    stdout, SIGTERM once a fetch it interrupted has cleaned up (pyrkt.interrupt)."""
     import os
     import signal
 
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGPIPE)
-    os._exit(128 + signal.SIGPIPE)  # not reached
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    os._exit(128 + signum)  # not reached

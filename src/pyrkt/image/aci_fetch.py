@@ -15,9 +15,10 @@ from urllib.parse import unquote, urlparse
 from pyrkt import log
 from pyrkt.appc.image import ImageManifest, load_image_manifest
 from pyrkt.errors import NotFound, RktError
-from pyrkt.image.layers import decompressed
+from pyrkt.image.limits import Budget, require_space
 from pyrkt.image.signature import Keystore, SignatureError, verify
 from pyrkt.image.store import Store, read_aci_manifest
+from pyrkt.image.streams import decompressed_chunks
 from pyrkt.options import GlobalOptions, Insecure
 
 Progress = Callable[[str, int, int], None]
@@ -33,7 +34,10 @@ def local_path(ref: str) -> Path:
 
 
 def _download(g: GlobalOptions, url: str, dest: Path, progress: Progress | None,
-              *, missing_ok: bool = False) -> bool:  # fmt: skip
+              *, missing_ok: bool = False, room: Path | None = None) -> bool:  # fmt: skip
+    """GET url into dest; False on a 404 if missing_ok. With `room` (the store's root),
+    a Content-Length the store has no space for (twice: the download and its
+    uncompressed import) is refused before the body is read."""
     from pyrkt.image.httpget import Client, TransportError
 
     if url.startswith("http://") and not g.allows(Insecure.HTTP):
@@ -46,6 +50,8 @@ def _download(g: GlobalOptions, url: str, dest: Path, progress: Progress | None,
             if resp.status_code != 200:
                 raise RktError(f"{url}: bad HTTP status code: {resp.status_code}")
             total = int(resp.headers.get("Content-Length") or 0)
+            if room is not None:
+                require_space(room, 2 * total, url)
             done = 0
             with open(dest, "wb") as out:
                 for chunk in resp.iter_content(_CHUNK):
@@ -76,7 +82,7 @@ def fetch_aci(g: GlobalOptions, store: Store, ref: str, *, progress: Progress | 
         aci = stage / "image.aci"
         sig = stage / "image.aci.asc"
         if is_url(ref):
-            _download(g, ref, aci, progress)
+            _download(g, ref, aci, progress, room=store.root)
         else:
             src = local_path(ref)
             if not src.is_file():
@@ -95,7 +101,12 @@ def fetch_aci(g: GlobalOptions, store: Store, ref: str, *, progress: Progress | 
         if check is not None or not g.allows(Insecure.IMAGE):
             plain = stage / "plain.tar"
             with open(aci, "rb") as f, open(plain, "wb") as out:
-                shutil.copyfileobj(decompressed(f), out, _CHUNK)
+                chunks = decompressed_chunks(f)
+                try:
+                    for chunk in Budget(store.root, ref).meter(chunks):
+                        out.write(chunk)
+                finally:
+                    chunks.close()
             manifest = load_image_manifest(read_aci_manifest(plain))
             plain.unlink()
             if check is not None:
@@ -111,4 +122,4 @@ def fetch_aci(g: GlobalOptions, store: Store, ref: str, *, progress: Progress | 
                 )
             fpr = verify(Keystore(g), name, aci, sig)
             log.debug(f"{ref}: signed by trusted key {fpr}")
-        return store.import_aci(aci)
+        return store.import_aci(aci, what=ref)

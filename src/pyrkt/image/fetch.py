@@ -52,7 +52,8 @@ def fetch_image(
     policy = parse_pull_policy(str(pull_policy))
     store = Store(g.dir)
     try:
-        return _fetch(g, store, ref, policy, progress, signature)
+        with store.space_errors(ref):
+            return _fetch(g, store, ref, policy, progress, signature)
     finally:
         store.close()
 
@@ -167,7 +168,20 @@ def _pull_docker(g: GlobalOptions, store: Store, dref: DockerRef,
         )
 
         def layers() -> Iterator[ByteStream]:
+            # first asked for once the image is known to be missing from the store
+            _check_sizes(store, str(dref), [d.size for d in img.layer_descriptors])
             for blob in img.layers:
                 yield blob.open()  # closed by import_layered
 
-        return import_layered(store, manifest, digests, layers)
+        return import_layered(store, manifest, digests, layers, what=str(dref))
+
+
+def _check_sizes(store: Store, what: str, sizes: list[int]) -> None:
+    """Before downloading: refuse layers whose compressed size alone is over a cap, and
+    a download the store has no room for (the blobs past LAYER_MEMORY go to files, and
+    the tree takes at least the compressed size again)."""
+    from pyrkt.image.limits import limits, require_space
+
+    limits().check_compressed(what, sizes)
+    total = sum(sizes)
+    require_space(store.root, total + max(0, total - LAYER_MEMORY), what)

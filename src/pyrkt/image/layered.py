@@ -17,6 +17,7 @@ from pyrkt import log
 from pyrkt.appc.image import ImageManifest
 from pyrkt.errors import RktError
 from pyrkt.image.layers import ByteStream, apply_layer
+from pyrkt.image.limits import Budget
 from pyrkt.image.store import Store, short_id, tree_image_id
 
 LayerSource = Callable[[], Iterable[ByteStream]]
@@ -70,11 +71,13 @@ def import_layered(
     layers: LayerSource,
     *,
     on_layer: Callable[[int, int], Any] | None = None,
+    what: str = "",
 ) -> str:
     """Apply `layers()` (streams, in order) into a new tree; returns the image ID.
 
     Each stream is closed after use; a `VerifyingReader` is drained and checked, so a
-    corrupt or truncated layer aborts the import and leaves the store as it was.
+    corrupt or truncated layer aborts the import and leaves the store as it was. The
+    layers are metered (`limits.Budget`; `what` names the image in its errors).
     """
     image_id = tree_image_id(manifest, layer_digests)
     if store.get(image_id) is not None:
@@ -87,9 +90,12 @@ def import_layered(
             rootfs = stage / "rootfs"
             rootfs.mkdir(mode=0o755)
             total = 0
+            budget = Budget(store.root, what or manifest.name)
             for i, stream in enumerate(layers()):
                 try:
-                    total += apply_layer(stream, rootfs)
+                    total += apply_layer(stream, rootfs, budget=budget,
+                                         layer=layer_digests[i] if i < len(layer_digests)
+                                         else str(i))  # fmt: skip
                     if isinstance(stream, VerifyingReader):
                         stream.finish()
                 finally:

@@ -25,10 +25,13 @@ ACI (a new ID: the tar's hash, as rkt would compute it).
 
 Crash safety: content is written to staging (blobs fsynced), moved into place with
 rename, and the index row is inserted last in one sqlite transaction; so a killed fetch
-leaves at most unreferenced staging (removed by `rkt image gc`) and never a visible half
-image. Concurrency: the index and the renames are guarded by the `store` flock; renders
-by a per-image flock; a rendered tree appears atomically (rename), so the fast path of
-`render()` is one stat; it disappears atomically too (renamed into `tmp/`, then deleted).
+leaves at most unreferenced staging and never a visible half image. A SIGINT or SIGTERM
+removes the staging on the way out (`pyrkt.interrupt`); what a SIGKILL left is removed
+by the next process that stages anything (`sweep_staging`: the staging dirs whose flock
+nobody holds) and by `rkt image gc`. Concurrency: the index and the renames are guarded
+by the `store` flock; renders by a per-image flock; a rendered tree appears atomically
+(rename), so the fast path of `render()` is one stat; it disappears atomically too
+(renamed into `tmp/`, then deleted).
 
 Removal, as in rkt: `rkt image rm` removes the image (index row, blob) at once, but the
 rendered tree of an image that a pod still uses stays (`remove(id, keep_tree=True)`)
@@ -66,7 +69,6 @@ if TYPE_CHECKING:
 
 ID_PREFIX = "sha512-"
 ID_HEX_LEN = 64
-_CHUNK = 1 << 20
 TOUCH_INTERVAL = 60.0  # seconds: `last used` is kept to this precision
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -155,6 +157,33 @@ def flocked(path: Path, *, blocking: bool = True) -> Iterator[bool]:
         os.close(fd)
 
 
+def _lock_linked(path: Path, *, wait: bool = True) -> int | None:
+    """An fd holding an exclusive flock on the file linked at path (created if missing);
+    None if not `wait` and another process holds it.
+
+    The lock counts only while its file is still linked at that name: a sweeper may
+    remove the name between our open and our flock, so the owner retries on a fresh
+    file, and a sweeper that locked an unlinked or replaced file lets it go.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, datadir.SHARED_FILE_MODE)
+        datadir.share_file(fd)  # as `flocked`: rkt group members fetch (and sweep) too
+        if wait:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        elif not try_flock(fd):
+            os.close(fd)
+            return None
+        try:
+            linked = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            linked = False
+        if linked:
+            return fd
+        os.close(fd)
+        if not wait:
+            return None
+
+
 class Store:
     def __init__(self, data_dir: Path) -> None:
         self.root = Path(data_dir) / "cas"
@@ -163,6 +192,7 @@ class Store:
         self.tmp = self.root / "tmp"
         self.locks = self.root / "locks"
         self._conn: sqlite3.Connection | None = None
+        self._swept = False
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -214,20 +244,86 @@ class Store:
 
     @contextlib.contextmanager
     def staging(self, what: str) -> Iterator[Path]:
-        """A fresh staging dir, flocked while in use, removed afterwards."""
+        """A fresh staging dir, flocked while in use, removed afterwards, also when a
+        SIGINT, SIGTERM or SIGHUP ends the process meanwhile (`pyrkt.interrupt`: they
+        unwind it). The first staging of a process first removes what killed processes
+        left (`sweep_staging`)."""
         import secrets
         import shutil
 
-        self._ensure()
-        path = self.tmp / f"{what}-{os.getpid()}-{secrets.token_hex(8)}"
-        with flocked(path.with_name(path.name + ".lock")):
-            path.mkdir()
+        from pyrkt.interrupt import terminate_raises
+
+        with terminate_raises():
+            self._ensure()
+            if not self._swept:
+                self._swept = True
+                self.sweep_staging()
+            path = self.tmp / f"{what}-{os.getpid()}-{secrets.token_hex(8)}"
+            lockf = path.with_name(path.name + ".lock")
+            fd = _lock_linked(lockf)
+            assert fd is not None  # waited for it
             try:
-                yield path
-            finally:
-                if path.exists():
+                path.mkdir()
+                try:
+                    yield path
+                finally:
                     shutil.rmtree(path, ignore_errors=True)
-                path.with_name(path.name + ".lock").unlink(missing_ok=True)
+                    lockf.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+
+    @contextlib.contextmanager
+    def space_errors(self, what: str) -> Iterator[None]:
+        """A "no space left on device" from the block (however wrapped: a layer error,
+        a download thread's, sqlite's) re-raised as one line naming the store and
+        `what` (`limits.NoSpace`)."""
+        try:
+            yield
+        except Exception as e:
+            from pyrkt.image.limits import out_of_space_error
+
+            err = out_of_space_error(e, self.root, what)
+            if err is None:
+                raise
+            raise err from e
+
+    def sweep_staging(self) -> list[str]:
+        """Remove the staging dirs (and lone lock files) of processes that are gone.
+
+        A staging dir is in use exactly while its `.lock` is flocked: the owner takes the
+        lock before the dir exists and removes both before letting go. A lock is taken
+        here without waiting and only trusted while its file is still the one linked at
+        that name (see `_lock_linked`), so a concurrent fetch never loses its staging.
+        """
+        import shutil
+
+        removed: list[str] = []
+        try:
+            names = {e.name for e in os.scandir(self.tmp)}
+        except OSError:  # no store yet, or not ours to clean (not root)
+            return removed
+        for name in sorted(names):
+            base = name.removesuffix(".lock")
+            if name != base and base in names:
+                continue  # handled with its dir
+            lockf = self.tmp / (base + ".lock")
+            try:
+                fd = _lock_linked(lockf, wait=False)
+            except OSError:
+                continue
+            if fd is None:
+                continue  # in use
+            try:
+                entry = self.tmp / base
+                if os.path.lexists(entry):
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed.append(str(entry))
+                lockf.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+        if removed:
+            log.debug(f"image store: removed {len(removed)} abandoned staging dir(s)")
+        return removed
 
     # -- queries ---------------------------------------------------------------------
 
@@ -325,28 +421,34 @@ class Store:
             (image_id, m.name, labels, kind.value, raw.decode(), now, now, size),
         )
 
-    def import_aci(self, src: Path | ByteStream) -> str:
-        """Import an ACI file or stream (plain, gzip or zstd); returns its image ID."""
+    def import_aci(self, src: Path | ByteStream, *, what: str = "") -> str:
+        """Import an ACI file or stream (plain, gzip or zstd); returns its image ID.
+        Its uncompressed size is metered (`limits.Budget`; `what` names it in errors)."""
         import hashlib
 
         from pyrkt.appc.image import load_image_manifest
-        from pyrkt.image.layers import decompressed
+        from pyrkt.image.limits import Budget
+        from pyrkt.image.streams import decompressed_chunks
 
         with self.staging("aci") as stage:
             blob = stage / "blob"
             h = hashlib.sha512()
             size = 0
+            budget = Budget(self.root, what or "the ACI")
             with contextlib.ExitStack() as es:
                 raw: ByteStream = (
                     es.enter_context(open(src, "rb")) if isinstance(src, Path) else src
                 )
-                plain = es.enter_context(decompressed(raw))
+                chunks = decompressed_chunks(raw)
+                es.callback(chunks.close)
                 out = es.enter_context(open(blob, "wb"))
                 try:
-                    while buf := plain.read(_CHUNK):
+                    for buf in budget.meter(chunks):
                         h.update(buf)
                         out.write(buf)
                         size += len(buf)
+                except RktError:
+                    raise
                 except (OSError, EOFError, ValueError) as e:
                     raise RktError(f"cannot read the ACI: {e}") from e
                 except Exception as e:  # zstandard.ZstdError and the like
@@ -445,32 +547,17 @@ class Store:
 
     def _discard_tree(self, tree: Path) -> None:
         """Delete a tree: renamed away first so that it disappears at once, whole."""
-        import shutil
-        import tempfile
-
         if not tree.exists():
             return
-        doomed = Path(tempfile.mkdtemp(prefix="rm-", dir=self.tmp))
-        os.rename(tree, doomed / "tree")
-        shutil.rmtree(doomed, ignore_errors=True)
+        with self.staging("rm") as doomed:
+            os.rename(tree, doomed / "tree")
 
     def gc_storage(self, keep: Collection[str] = ()) -> list[str]:
         """Remove abandoned staging and content no index row references; the trees of
         the image IDs in `keep` (those pods use) stay."""
-        import shutil
-
-        removed: list[str] = []
         self._ensure()
-        for entry in sorted(self.tmp.iterdir()):
-            if entry.name.endswith(".lock"):
-                continue
-            lockf = entry.with_name(entry.name + ".lock")
-            with flocked(lockf, blocking=False) as got:
-                if got:
-                    shutil.rmtree(entry, ignore_errors=True)
-                    removed.append(str(entry))
-            if got:
-                lockf.unlink(missing_ok=True)
+        self._swept = True
+        removed = self.sweep_staging()
         with self.lock():
             known = {r[0] for r in self.db.execute("SELECT id FROM images")}
             for entry in self.blobs.iterdir():

@@ -16,7 +16,7 @@ from pyrkt.net import cni, iptables, netinfo
 from pyrkt.net.config import NetworkConfig, cni_path, parse_config, select_networks
 from pyrkt.net.dns import CniDns
 from pyrkt.net.netlist import parse_net_list
-from pyrkt.net.netns import NETNS_DIR, create_netns, delete_netns, netns_name
+from pyrkt.net.netns import NETNS_DIR, create_netns, delete_netns, netns_alive, netns_name
 from pyrkt.net.tap import IfaceState, attach_tap, detach_tap, read_iface
 from pyrkt.stage1.plan import PortPlan
 
@@ -195,14 +195,20 @@ def teardown_pod_network(pod_dir: Path) -> None:
         log.warn(f"net: unreadable {netinfo.path_of(pod_dir)}: {e}")
         infos = []
     ns = pod_netns(pod_dir) or next((Path(i.netns) for i in infos if i.netns), None)
+    # A pod killed with its mount namespace (where the namespace was bind-mounted) has
+    # lost its namespace: DEL gets no CNI_NETNS, so plugins release what they can
+    # without it (IPAM leases), and `iptables.sweep` removes their rules and chains.
+    alive = ns is not None and netns_alive(ns)
     failed = False
+    for cid in {i.containerID for i in infos if i.containerID and i.result is None}:
+        cni.stop_plugins(cid)  # an ADD cut short by a kill may still be running
     for info in reversed(infos):
         # The pod folder moves between states (run -> exited-garbage -> garbage):
         # find the config copy in the folder as it is now.
         conf = pod_dir / NET_DIR / Path(info.netConf).name
         if not conf.exists():
             continue  # torn down already
-        if info.tap and ns is not None:
+        if info.tap and ns is not None and alive:
             detach_tap(ns, info.tap)
         try:
             cfg = parse_config(json.loads(conf.read_text()), str(conf))
@@ -212,7 +218,8 @@ def teardown_pod_network(pod_dir: Path) -> None:
             continue
         path = [Path(p) for p in info.pluginPath.split(":") if p] or cni_path()
         cid = info.containerID or pod_dir.name
-        att = cni.Attachment(cid, info.netns or str(ns or ""), info.ifName, info.args)
+        att = cni.Attachment(cid, (info.netns or str(ns or "")) if alive else "",
+                             info.ifName, info.args)  # fmt: skip
         errors = cni.delete(cfg, att, info.runtimeConfig, info.result, path)
         for err in errors:
             log.warn(f"net: {err}")
@@ -224,7 +231,7 @@ def teardown_pod_network(pod_dir: Path) -> None:
         delete_netns(ns)
     for cid in {i.containerID for i in infos if i.containerID}:
         try:
-            iptables.sweep(cid)
+            iptables.sweep(cid, {i.netName for i in infos if i.containerID == cid})
         except RktError as e:
             log.warn(f"net: cannot check for leftover iptables rules: {e}")
     if not failed:

@@ -5,12 +5,18 @@ Each plugin gets `CNI_COMMAND`, `CNI_CONTAINERID`, `CNI_NETNS`, `CNI_IFNAME`, `C
 `prevResult` (the previous plugin's result on ADD, the stored ADD result on DEL and
 CHECK) and `runtimeConfig` (only the capabilities the plugin declares). DEL runs the
 chain in reverse and tolerates a missing network namespace, so it is idempotent.
+
+`stop_plugins(container_id)`: a runtime killed during an ADD leaves its plugin (and the
+`iptables` it runs) going on alone; before a DEL undoes an ADD, they must be gone, or
+they add what the DEL just removed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,3 +170,45 @@ def delete(
         except RktError as e:
             errors.append(str(e))
     return errors
+
+
+def _plugin_pids(container_id: str) -> list[int]:
+    """Processes whose environment says they work for container_id: the plugins and
+    what they run (they pass their environment on)."""
+    mark = f"CNI_CONTAINERID={container_id}".encode()
+    pids: list[int] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                env = f.read(1 << 16)
+        except OSError:
+            continue
+        if mark in env.split(b"\0"):
+            pids.append(int(entry.name))
+    return pids
+
+
+def stop_plugins(container_id: str, timeout: float = 10.0) -> int:
+    """SIGKILL what still runs for container_id (see the module docstring) and wait
+    until it is gone; the number of processes killed."""
+    if not container_id:
+        return 0
+    killed: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = [p for p in _plugin_pids(container_id) if p != os.getpid()]
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)  # a zombie keeps its environ unreadable: it drops out
+    if killed:
+        log.debug(f"net: killed {len(killed)} CNI process(es) left running for "
+                  f"{container_id}")
+    return len(killed)

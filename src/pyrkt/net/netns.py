@@ -1,7 +1,7 @@
 """A pod's network namespace: created with `ip netns add` (bind mount under /run/netns),
 `lo` brought up, removed idempotently; and ways to run things inside it.
 
-- `create_netns(name) -> Path`, `delete_netns(path)`
+- `create_netns(name) -> Path`, `delete_netns(path)`, `netns_alive(path)`
 - `netns_exec_argv(path)`: an argv prefix (`nsenter --net=PATH --`) for a command that
   must live in the namespace (QEMU, a test server); `preexec_setns(path)` for Popen.
 - `in_netns(path)`: a context manager moving the *current thread* into the namespace.
@@ -55,6 +55,15 @@ def delete_netns(path: Path) -> None:
     proc.run(["umount", "-l", path], check=False, capture=True)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+
+
+def netns_alive(path: Path) -> bool:
+    """Whether path holds a live namespace (a bind-mounted nsfs file): a namespace
+    mounted in a mount namespace that is gone (a killed pod's) leaves a plain file."""
+    try:
+        return os.stat(path).st_dev != os.stat(path.parent).st_dev
+    except OSError:
+        return False
 
 
 def netns_exec_argv(path: Path) -> list[str]:

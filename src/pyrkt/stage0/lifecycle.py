@@ -172,7 +172,9 @@ def gc(
     mark_only: bool = False,
     on_event: Callable[[GcEvent], None] | None = None,
 ) -> Iterator[GcEvent]:
-    """rkt gc: mark exited pods (and stale prepared ones), then delete old marked ones."""
+    """rkt gc: mark exited pods (and stale prepared ones), then delete old marked ones,
+    then remove the image store's staging that killed `rkt run`/`fetch`es left (the
+    store's own sweep: staging in use is locked and stays)."""
 
     def ev(e: GcEvent) -> GcEvent:
         if on_event:
@@ -214,3 +216,6 @@ def gc(
             yield ev(GcEvent(pod.uuid, "kept", str(e)))
         finally:
             pod.close()
+    from pyrkt.image.store import Store
+
+    Store(g.dir).sweep_staging()
