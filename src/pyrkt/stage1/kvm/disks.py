@@ -112,11 +112,14 @@ class PodDisks:
 
 def new_layer(layer: Path, base: Path, cache: Path) -> None:
     """An empty qcow2 layer over the raw image base, at layer: a copy of one made once
-    per base into cache (200 KiB copied instead of a `qemu-img` run on every start)."""
+    per base (its path, size, mtime and inode) into cache (200 KiB copied instead of a
+    `qemu-img` run on every start)."""
     import hashlib
     import shutil
 
-    first = cache / f"layer-{hashlib.sha256(str(base).encode()).hexdigest()[:24]}.qcow2"
+    st = base.stat()  # a base rebuilt (its tree removed, then fetched again) is another
+    key = f"{base}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}".encode()
+    first = cache / f"layer-{hashlib.sha256(key).hexdigest()[:24]}.qcow2"
     if not first.is_file():
         cache.mkdir(parents=True, exist_ok=True)
         tmp = first.with_name(f".{first.name}.{os.getpid()}.tmp")
