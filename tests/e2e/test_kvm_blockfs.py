@@ -21,6 +21,8 @@ import test_kvm_gaps as gaps
 import test_kvm_rkt as base
 from test_kvm_rkt import Rkt
 
+from pyrkt.image import fsimage
+
 pytestmark = [pytest.mark.qemu, pytest.mark.root]
 
 stage1 = base.stage1  # the module fixtures of test_kvm_rkt and test_kvm_gaps
@@ -217,7 +219,7 @@ def test_twenty_pods_on_disks_leave_nothing_after_gc(rkt: Rkt, image: Path,
     assert kh.pod_dirs(rkt.dir) == []
     assert not _left_on_host(rkt.dir), _left_on_host(rkt.dir)
     # The image's filesystem image stays in the store (it is the image's, not a pod's).
-    assert list((rkt.dir / "cas" / "trees").glob("*/rootfs.ext4"))
+    assert list((rkt.dir / "cas" / "trees").glob(f"*/{fsimage.NAME}"))
 
 
 def test_a_bad_rootfs_kind_is_refused(rkt: Rkt, image: Path) -> None:
@@ -232,7 +234,7 @@ def test_a_disk_the_guest_cannot_mount_fails_the_pod(rkt: Rkt, image: Path,
     disk, says so, and `rkt run` fails (254) with its word instead of a clean exit 0."""
     r = rkt.run(BLOCK, str(image), "--exec", "/bin/true")
     assert r.returncode == 0, r.stderr
-    (fs,) = (rkt.dir / "cas" / "trees").glob("*/rootfs.ext4")
+    (fs,) = (rkt.dir / "cas" / "trees").glob(f"*/{fsimage.NAME}")
     size = fs.stat().st_size
     fs.chmod(0o644)
     with open(fs, "r+b") as f:  # the superblock (at 1024) gone
@@ -289,7 +291,6 @@ def test_a_disk_hot_plugged_after_boot_is_found_and_mounted(stage1: Path, accel_
     -M pc); the pod script waits for it by its serial number, mounts it, runs the app."""
     import subprocess
 
-    from pyrkt.image import fsimage
     from pyrkt.record import replace
     from pyrkt.stage1.kvm import disks, runner
     from pyrkt.stage1.kvm.disks import PodDisks

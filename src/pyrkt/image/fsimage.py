@@ -1,6 +1,6 @@
 """An image's rendered tree as a filesystem image: what a VM pod's app gets as its disk.
 
-`disk_image(tree)` is `tree/rootfs.ext4` (beside the tree's `rootfs/` in the store,
+`disk_image(tree)` is `tree/rootfs.1.ext4` (beside the tree's `rootfs/` in the store,
 `cas/trees/<id>/`), built on first use with `mkfs.ext4 -d` (e2fsprogs copies the tree
 without mounting anything: ownership, modes, hard links, device nodes, FIFOs, sockets,
 symlinks, xattrs and holes as they are) and shared read-only by every pod of that image
@@ -14,10 +14,11 @@ what every pod of the image can write (the file is sparse: it costs what the tre
 Inode tables are zeroed by mkfs (it discards the new sparse file first, so they are
 holes, free), so the guest's kernel has no lazy initialisation to write into each pod's
 layer; the journal is a hole already (`lazy_journal_init`). mkfs gives the root 0755 and
-a lost+found: `debugfs -w` (no mount) gives the root the tree's mode and removes a
-lost+found the tree does not have.
+a lost+found: `debugfs -w` (no mount) gives the root the tree's mode, removes a
+lost+found the tree does not have, and adds the mount points and /etc files every pod
+needs (`pod_paths`).
 
-Concurrency and crashes: one builder at a time per tree (`flock` on `.rootfs.ext4.lock`),
+Concurrency and crashes: one builder at a time per tree (`flock` on `.NAME.lock`),
 written to a temporary name and renamed into place, so a reader sees a whole image or
 none; a killed build leaves a temporary file that the next build replaces.
 """
@@ -26,12 +27,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 
 from pyrkt import log, proc
 from pyrkt.errors import RktError
 
-NAME = "rootfs.ext4"
+# The version in the name changes with what an image holds (its build options, the
+# paths added: pod_paths), so that an image made by another version is never used.
+FORMAT = 1
+NAME = f"rootfs.{FORMAT}.ext4"
 # Free space every pod of the image can write into, on top of what the tree holds.
 FREE_BYTES = 8 << 30
 MKFS = "mkfs.ext4"
@@ -61,6 +66,42 @@ def virtual_size(used: int) -> int:
     return (size + (1 << 20) - 1) & ~((1 << 20) - 1)
 
 
+# What every VM pod's app needs in its rootfs, added to an image's filesystem image
+# where the tree lacks it (the 9p path makes them in each pod's overlay instead): the
+# mount points of /proc, /sys, /dev and the targets of the pod's /etc files that every
+# pod has, so that the guest needs no `mkdir` or extra `mount` (a fork+exec each).
+POD_DIRS = ("proc", "sys", "dev")
+POD_FILES = ("hostname", "hosts")  # in /etc
+
+
+def pod_paths(rootfs: Path) -> tuple[list[str], list[str], list[str], list[str]]:
+    """For a tree's rootfs: (POD_DIRS to add, POD_FILES to add, POD_DIRS and POD_FILES
+    that the filesystem image has as plain folders and files once built). A symlink,
+    or /etc not a plain folder, is left alone (the guest resolves it in the app's root)."""
+    add_dirs, add_files, dirs, files = [], [], [], []
+    for d in POD_DIRS:
+        try:
+            st = os.lstat(rootfs / d)
+        except FileNotFoundError:
+            add_dirs.append(d)
+            dirs.append(d)
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            dirs.append(d)
+    etc = rootfs / "etc"
+    if etc.is_dir() and not etc.is_symlink():
+        for f in POD_FILES:
+            try:
+                st = os.lstat(etc / f)
+            except FileNotFoundError:
+                add_files.append(f)
+                files.append(f)
+                continue
+            if stat.S_ISREG(st.st_mode):
+                files.append(f)
+    return add_dirs, add_files, dirs, files
+
+
 def disk_image(tree: Path) -> Path:
     """The tree's filesystem image, built first if it has none (see the module doc)."""
     out = disk_image_path(tree)
@@ -70,7 +111,7 @@ def disk_image(tree: Path) -> Path:
 
     with flocked(tree / f".{NAME}.lock"):
         if not out.is_file():
-            build(tree / "rootfs", out)
+            build(tree / "rootfs", out, pod=True)
     return out
 
 
@@ -96,8 +137,9 @@ def empty_image(cache: Path, mode: int, uid: int, gid: int) -> Path:
     return out
 
 
-def build(rootfs: Path, out: Path) -> None:
-    """mkfs.ext4 -d rootfs into out (atomically: a temporary file renamed)."""
+def build(rootfs: Path, out: Path, *, pod: bool = False) -> None:
+    """mkfs.ext4 -d rootfs into out (atomically: a temporary file renamed); pod: with
+    the paths every pod needs (pod_paths)."""
     import shutil
 
     if shutil.which(MKFS) is None:
@@ -122,7 +164,17 @@ def build(rootfs: Path, out: Path) -> None:
         edits = f"sif / mode 0{st.st_mode:o}\n"
         if not os.path.lexists(rootfs / "lost+found"):
             edits += "rmdir lost+found\n"
-        proc.run(["debugfs", "-w", "-f", "-", tmp], input=edits, capture=True)
+        empty = out.with_name(f".{out.name}.{os.getpid()}.empty")
+        if pod:
+            add_dirs, add_files, _, _ = pod_paths(rootfs)
+            edits += "".join(f"mkdir {d}\n" for d in add_dirs)
+            edits += "".join(f"write {empty} etc/{n}\n" for n in add_files)
+            empty.write_bytes(b"")
+            empty.chmod(0o644)
+        try:
+            proc.run(["debugfs", "-w", "-f", "-", tmp], input=edits, capture=True)
+        finally:
+            empty.unlink(missing_ok=True)
         os.chmod(tmp, 0o444)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())

@@ -144,7 +144,10 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions,
     programs in the control share, and the apps' mount points in their rootfs: all
     through `beneath` (the image is hostile; a pod only runs once, so the guest has not
     written these shares yet, but an image can hold any symlink). An app on a disk
-    (pod_disks) gets its mount points and /etc files from the guest, on the disk."""
+    (pod_disks) has them in its image's ext4 (fsimage.pod_paths), or gets them from the
+    guest, on the disk."""
+    from pyrkt.stage1.kvm import disks as disks_mod
+
     pd = pod_disks or PodDisks()
     disks = pd.apps
     g = guest_dir(pod)
@@ -174,8 +177,11 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions,
         ready: list[str] = []
         runs: dict[str, script.RunDir] = {}
         for a in plan.apps:
-            in_fstab[a.name] = []
-            if a.name in disks:
+            if a.name in disks:  # what the image's ext4 has (fsimage.pod_paths)
+                dirs, files = disks_mod.baked(pod, a.name)
+                in_fstab[a.name] = [n for n in names if n in files]
+                if set(script.APP_MOUNT_POINTS) <= set(dirs):
+                    ready.append(a.name)
                 continue
             with s1.open_dir(f"opt/stage2/{a.name}/rootfs") as rootfs:
                 in_fstab[a.name] = _etc_targets(rootfs, names)

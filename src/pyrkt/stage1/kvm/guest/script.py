@@ -269,7 +269,7 @@ def disk_lines(plan: PodPlan, disks: Mapping[str, str],
     if volume_disks:
         out.append("mkdir -p " + " ".join(q(volume_mount_point(v)) for v in volume_disks))
     for i, (_, target, what) in enumerate(targets):
-        out.append(f'mount -t ext4 "$rkt_disk_{i}" {q(target)} || '
+        out.append(f'mount -t ext4 -o noatime "$rkt_disk_{i}" {q(target)} || '
                    + fail(f"cannot mount the disk of {what}"))
     return out
 
