@@ -28,13 +28,27 @@ def plan(*names: str) -> PodPlan:
 
 
 def test_rootfs_kind_flag_over_annotation_over_default() -> None:
-    assert disks.rootfs_kind({}) is disks.DEFAULT
+    assert disks.rootfs_kind({}) is None  # the default: default_kind
     assert disks.rootfs_kind({disks.ANN_ROOTFS: "block"}) is disks.RootfsKind.BLOCK
     assert disks.rootfs_kind({disks.ANN_ROOTFS: "block"}, "9p") is disks.RootfsKind.NINEP
     with pytest.raises(RktError, match="--kvm-rootfs='disk': not a rootfs kind"):
         disks.rootfs_kind({}, "disk")
     with pytest.raises(RktError, match=f"{disks.ANN_ROOTFS}='x'"):
         disks.rootfs_kind({disks.ANN_ROOTFS: "x"})
+
+
+def test_the_default_is_disks_with_qemu_for_pods_whose_apps_have_trees(tmp_path: Path) -> None:
+    pod = tmp_path / "pod"
+    p = plan("a", "b")
+    assert disks.default_kind(pod, p, "qemu") is disks.RootfsKind.NINEP  # no trees
+    for name in ("a", "b"):
+        (pod / "appsinfo" / name).mkdir(parents=True)
+        (tmp_path / "trees" / name).mkdir(parents=True)
+        (pod / "appsinfo" / name / "tree").write_text(f"{tmp_path / 'trees' / name}\n")
+    assert disks.default_kind(pod, p, "qemu") is disks.RootfsKind.BLOCK
+    assert disks.default_kind(pod, p, "lkvm") is disks.RootfsKind.NINEP
+    (tmp_path / "trees" / "b").rmdir()
+    assert disks.default_kind(pod, p, "qemu") is disks.RootfsKind.NINEP
 
 
 def test_block_nodes_base_read_only_and_only_the_last_layer_writable() -> None:

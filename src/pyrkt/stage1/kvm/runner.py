@@ -414,6 +414,8 @@ def _disks(pod: Path, plan: PodPlan, opts: RunOptions, hypervisor: str) -> PodDi
     from pyrkt.stage1.kvm import disks
 
     kind = disks.rootfs_kind(plan.annotations, opts.rootfs)
+    if kind is None:
+        kind = disks.default_kind(pod, plan, hypervisor)
     log.debug(f"kvm: the apps' rootfs: {kind}")
     if kind is not disks.RootfsKind.BLOCK:
         return PodDisks()
