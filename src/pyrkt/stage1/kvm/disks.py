@@ -55,9 +55,12 @@ class RootfsKind(enum.StrEnum):
 
 def default_kind(pod: Path, plan: PodPlan, hypervisor: str) -> RootfsKind:
     """Disks (bench/kvm_fileio.py: file I/O 50x faster than 9p, the same start) with
-    QEMU when every app has an image tree to make its disk from; else 9p (lkvm has no
-    disks here; a pod folder made without stage0 has no trees)."""
-    if hypervisor != "qemu":
+    QEMU when every app has an image tree to make its disk from and qemu-img is there;
+    else 9p (lkvm has no disks here; a pod folder made without stage0 has no trees; a
+    stage1 bundling its QEMU may run on a host without qemu-img)."""
+    import shutil
+
+    if hypervisor != "qemu" or shutil.which(QEMU_IMG) is None:
         return RootfsKind.NINEP
     for app in plan.apps:
         try:
