@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio kmod
   docker-registry skopeo umoci runc podman
+  # rkt-runtime's peers in tests: containerd 1.6 (ctr, the runc v2 shim), podman, runc
+  containerd
   containernetworking-plugins iptables iproute2
   redis-server redis-tools zstd gnupg e2fsprogs hyperfine
   # the tailored guest kernel (rkt stage1 kernel) and the stage1 build (make, strace in tests)
@@ -55,6 +57,7 @@ fi
 # `rkt` without Python's `site` start-up (~8% of a `rkt run`; pyrkt/cli/launcher.py),
 # written over pip's console script every time (pip rewrites it on each install).
 .venv/bin/python -m pyrkt.cli.launcher .venv/bin/rkt
+.venv/bin/python -m pyrkt.cli.launcher .venv/bin/rkt-runtime --module pyrkt.oci.cli
 # The tailored guest kernel for the kvm stage1: built once per machine from Debian's
 # linux-source-6.1 (about 4 minutes on 2 idle cores), cached in /var/cache/pyrkt/kernel,
 # instantly reused afterwards. VM pods start about 3 times faster with it; if it cannot be

@@ -19,6 +19,7 @@ from pyrkt.stage1 import contract
 from pyrkt.stage1.kvm import assets
 from pyrkt.stage1.kvm.runner import kvm_dir
 from pyrkt.stage1.plan import AppPlan, PodPlan
+from support.procs import qemu_pids
 
 BUSYBOX = Path("/bin/busybox")
 APPLETS = ("sh", "echo", "cat", "true", "false", "sleep", "hostname", "nproc", "id", "touch",
@@ -113,20 +114,7 @@ def all_diagnostics(rkt_dir: Path) -> str:
     return "\n".join(f"=== pod {p.name}\n{diagnostics(p)}" for p in pod_dirs(rkt_dir))
 
 
-def qemu_pids_for(text: str) -> list[int]:
-    """Live processes whose command line mentions text (a pod uuid or folder)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (d / "stat").read_text().split(") ", 1)[1][0]
-        except (OSError, IndexError):
-            continue
-        if "qemu-system" in cmd and text in cmd and state != "Z":
-            out.append(int(d.name))
-    return out
+qemu_pids_for = qemu_pids  # the name the kvm tests use
 
 
 def kill_and_gc(rkt_dir: Path, env: dict[str, str], timeout: float = 300) -> None:

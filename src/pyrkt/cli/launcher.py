@@ -14,6 +14,7 @@ source tree: its folder first on `sys.path`, and in `PYTHONPATH` for what rkt st
 It finds the stage1 images `make` wrote in its own folder, from any working directory.
 
     python -m pyrkt.cli.launcher PATH                 # the venv's rkt (atomically)
+    python -m pyrkt.cli.launcher PATH --module pyrkt.oci.cli   # the venv's rkt-runtime
     python -m pyrkt.cli.launcher --built PATH OPTS    # the built tree's rkt (make)
     python -m pyrkt.cli.launcher --check OPTS         # check configure's choices (configure)
 
@@ -36,14 +37,18 @@ from pyrkt.builddefaults import BuildDefaults
 
 TEMPLATE = '''\
 #!{python} -S
-# pyrkt's `rkt`, written by `python -m pyrkt.cli.launcher` (scripts/setup.sh): Python
+# pyrkt's `{name}`, written by `python -m pyrkt.cli.launcher` (scripts/setup.sh): Python
 # without `site` (see pyrkt/cli/launcher.py), the same paths as pip's console script.
 import sys
 sys.prefix = sys.exec_prefix = {prefix!r}
 sys.path += {paths!r}
-from pyrkt.cli.main import main
+from {module} import main
 sys.exit(main())
 '''
+# The venv's commands by the module whose main() they run: `rkt-runtime` (the OCI
+# runtime) is started several times per container by containerd's shim.
+COMMANDS = {"pyrkt.cli.main": "rkt", "pyrkt.oci.cli": "rkt-runtime"}
+DEFAULT_MODULE = "pyrkt.cli.main"
 
 BUILT_TEMPLATE = '''\
 #!{python} -S
@@ -73,13 +78,14 @@ def _site_dirs() -> list[str]:
     return [d for d in site.getsitepackages() if os.path.isdir(d)]
 
 
-def launcher_text() -> str:
-    """The venv's launcher for this interpreter, environment and pyrkt."""
+def launcher_text(module: str = DEFAULT_MODULE) -> str:
+    """The venv's launcher for this interpreter, environment and pyrkt (module.main)."""
     source = _source()
     paths = _site_dirs()
     if source not in paths:
         paths.append(source)  # the editable install's folder (pip adds it by a .pth)
-    return TEMPLATE.format(python=sys.executable, prefix=sys.prefix, paths=paths)
+    return TEMPLATE.format(python=sys.executable, prefix=sys.prefix, paths=paths,
+                           module=module, name=COMMANDS[module])
 
 
 def built_launcher_text(build: BuildDefaults) -> str:
@@ -110,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--built", metavar="PATH")
     mode.add_argument("--check", action="store_true")
     p.add_argument("path", nargs="?")
+    p.add_argument("--module", choices=sorted(COMMANDS), default=DEFAULT_MODULE)
     p.add_argument("--flavors", default="")
     p.add_argument("--hypervisors", default="qemu")
     p.add_argument("--bundle-qemu", choices=("yes", "no"), default="no")
@@ -150,7 +157,7 @@ def main(argv: list[str]) -> int:
     if not ns.built and not ns.check:
         if ns.path is None:
             _parser().error("a PATH to write is needed")
-        write(Path(ns.path))
+        write(Path(ns.path), launcher_text(ns.module))
         return 0
     from pyrkt.errors import RktError
 

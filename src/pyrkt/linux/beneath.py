@@ -22,7 +22,8 @@ host) and resolves every path relative to that fd, in the kernel:
   target, so a planted symlink is replaced, not followed. Folders are made with mkdirat
   under the parent's fd.
 - `rmtree` removes a tree through folder fds: symlinks are unlinked, never followed;
-  it does not cross into another file system (a mount point stays, EXDEV); it holds one
+  it does not cross a mount point (another file system, or a bind mount of the same
+  one: openat2's RESOLVE_NO_XDEV; the mount point stays, EXDEV); it holds one
   folder fd at a time and walks back up with `..` checked against the inode it came
   from, so a tree thousands of folders deep costs neither recursion nor fds.
 
@@ -45,6 +46,7 @@ from pyrkt.linux.syscalls_x86_64 import SYSCALLS_X86_64
 
 # openat2 is 437 on every architecture with the generic syscall table (x86_64, aarch64).
 _NR_OPENAT2 = SYSCALLS_X86_64["openat2"]
+RESOLVE_NO_XDEV = 0x01
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_BENEATH = 0x08
@@ -86,10 +88,11 @@ def _parts(rel: str | os.PathLike[str]) -> list[str]:
     return parts
 
 
-def _openat2(dirfd: int, path: str, flags: int, mode: int) -> int | None:
+def _openat2(dirfd: int, path: str, flags: int, mode: int,
+             resolve: int = _RESOLVE) -> int | None:
     """openat2 beneath dirfd, or None when the kernel has no openat2."""
     global _openat2_works
-    how = _OpenHow(flags, mode, _RESOLVE)
+    how = _OpenHow(flags, mode, resolve)
     ret = int(libc().syscall(ctypes.c_long(_NR_OPENAT2), ctypes.c_int(dirfd),
                              path.encode(), ctypes.byref(how), ctypes.c_size_t(24)))
     if ret >= 0:
@@ -197,6 +200,11 @@ class Root:
         finally:
             os.close(pfd)
         return fd, st
+
+    def open_regular(self, rel: str | os.PathLike[str]) -> int:
+        """A read-only fd for the regular file rel (checked as `read` checks it), for a
+        caller that follows a file the guest is still writing (the OCI runtime's exec)."""
+        return self._open_regular(rel, None)[0]
 
     # ---- reading --------------------------------------------------------------------
 
@@ -375,6 +383,17 @@ class Root:
                 raise errors[0]
 
 
+def _open_subdir(cur: int, name: str, flags: int) -> int:
+    """The folder name in cur, refused (EXDEV) when it is a mount point: also a bind
+    mount from the same file system, which st_dev cannot tell (openat2's
+    RESOLVE_NO_XDEV; without openat2 only another file system is told, by st_dev)."""
+    if _openat2_works is not False:
+        fd = _openat2(cur, name, flags, 0, _RESOLVE | RESOLVE_NO_XDEV)
+        if fd is not None:
+            return fd
+    return os.open(name, flags, dir_fd=cur)
+
+
 def _empty_tree(top: int, rel: str | os.PathLike[str]) -> list[OSError]:
     """Remove everything in the folder top (an fd, closed here); the failures."""
     errors: list[OSError] = []
@@ -408,10 +427,12 @@ def _empty_tree(top: int, rel: str | os.PathLike[str]) -> list[OSError]:
                         skip.add(key)
             if sub is not None:  # down into it
                 try:
-                    nfd = os.open(sub[0], flags, dir_fd=cur)
+                    nfd = _open_subdir(cur, sub[0], flags)
                 except FileNotFoundError:
                     continue
                 except OSError as err:
+                    if err.errno == errno.EXDEV:
+                        err = OSError(errno.EXDEV, f"{rel}: a mount point inside")
                     errors.append(err)
                     skip.add(sub[1])
                     continue

@@ -88,10 +88,15 @@ def attach_tap(netns: Path, ifname: str, tap: str) -> None:
         )
 
 
-def detach_tap(netns: Path, tap: str) -> None:
-    """Remove `tap` (its qdisc and filters go with it); nothing if it is gone."""
+def detach_tap(netns: Path, tap: str, ifname: str = "") -> None:
+    """Remove `tap` (its qdisc and filters go with it) and, given ifname, the ingress
+    qdisc attach_tap added on it (a namespace that outlives the VM: the OCI runtime's);
+    nothing for what is gone."""
     if netns.exists():
         proc.run(_ns_cmd(netns, ["ip", "link", "del", "dev", tap]), check=False, capture=True)
+        if ifname:
+            proc.run(_ns_cmd(netns, ["tc", "qdisc", "del", "dev", ifname, "ingress"]),
+                     check=False, capture=True)
 
 
 def guest_network_script(ifaces: list[IfaceState]) -> str:

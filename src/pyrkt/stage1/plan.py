@@ -33,6 +33,15 @@ class MountPlan:
 
 
 @record
+class Rlimit:
+    """One resource limit for an app (setrlimit(2); the OCI runtime's process.rlimits)."""
+
+    resource: int  # RLIMIT_* number
+    soft: int
+    hard: int
+
+
+@record
 class AppPlan:
     """One app as the stage1 runs it."""
 
@@ -53,6 +62,8 @@ class AppPlan:
     mounts: tuple[MountPlan, ...] = ()
     seccomp: SeccompFilter | None = None  # the app's own filter; None: the default one
     oom_score_adj: int | None = None
+    rlimits: tuple[Rlimit, ...] = ()  # set before the app runs (kvm: rkt-exec)
+    umask: int | None = None
 
 
 @record

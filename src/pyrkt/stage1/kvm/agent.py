@@ -124,6 +124,22 @@ def stop(pod: Path, timeout: float = 30.0) -> None:
         raise RktError(f"the pod's VM agent refused to stop: {answer}")
 
 
+def signal_apps(pod: Path, sig: int, target: str = "", timeout: float = 30.0) -> None:
+    """Send signal number sig to the apps in the guest; target "all": to every process
+    but the init and the agent; else guest pids (the OCI runtime's `kill`, `exec`)."""
+    answer = _request(pod, f"kill {int(sig)} {target}".rstrip(), timeout)
+    if answer != "ok":
+        raise RktError(f"the pod's VM agent refused to send the signal: {answer}")
+
+
+def start_exec(pod: Path, rid: str, timeout: float = 30.0) -> None:
+    """Start /ctl/enter/RID/cmd.sh in the guest in the background; its output lands in
+    that folder, and its exit code in `rc` when it ends (the OCI runtime's `exec`)."""
+    answer = _request(pod, f"exec {rid}", timeout)
+    if answer != f"started {rid}":
+        raise RktError(f"unexpected answer from the pod's VM agent: {answer!r}")
+
+
 def stop_or_say(pod: Path, timeout: float, fallback: str) -> bool:
     """`stop`; False, with a warning naming the fallback the caller takes, if it failed."""
     try:
@@ -174,6 +190,9 @@ def _request_dir(pod: Path, rid: str) -> Iterator[beneath.Root]:
             finally:
                 with contextlib.suppress(OSError):
                     enter_dir.rmtree(rid)
+
+
+request_dir = _request_dir  # the OCI runtime's exec makes its requests the same way
 
 
 def _write_request(d: beneath.Root, name: str, data: str | bytes) -> None:

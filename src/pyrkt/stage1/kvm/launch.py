@@ -42,6 +42,8 @@ def confine(pod: Path, uuid: str, vp: VmPlan, found: Path, argv: list[str],
     # The hypervisor and the launcher from the stage1 image's own tree, never from the
     # pod's writable copy (the guest's share).
     s1 = contract.stage1_image_rootfs(pod)
+    with contextlib.suppress(ValueError):  # a bundled QEMU found in the pod's copy
+        found = s1 / found.relative_to(contract.stage1_rootfs(pod))
     exe = hvexec.for_path(found, argv[0], s1, cache)
     env.update(exe.env)
     cg = PodCgroups(uuid)

@@ -68,6 +68,9 @@ class RunOptions:
     guest_net_script: str = ""  # sh run in the guest before the apps (NET)
     etc_files: tuple[tuple[str, str], ...] = ()  # (name, content) for each app's /etc
     rootfs: str | None = None  # --kvm-rootfs=block|9p (None: the pod annotation, default)
+    # An interactive pod's console: INTERACTIVE (rkt run --interactive) or TERMINAL (the
+    # OCI runtime: QEMU's stdio is a pty someone else holds; no escape, no monitor).
+    console: ConsoleMode = ConsoleMode.INTERACTIVE
     # Become the lean waiter (waiter.py) once the hypervisor runs: the stage1 process
     # (`python -m pyrkt.stage1.kvm run`) does; an in-process caller (tests) waits itself.
     exec_waiter: bool = False
@@ -317,7 +320,7 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions,
         shares=tuple(shares),
         disks=disks,
         taps=opts.taps,
-        console=ConsoleMode.INTERACTIVE if interactive else ConsoleMode.STREAMS,
+        console=opts.console if interactive else ConsoleMode.STREAMS,
         serial_log=Path("kvm") / "serial.log",
         serial_to_stderr=opts.debug and not interactive,
         app_stdout=out,

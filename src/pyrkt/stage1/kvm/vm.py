@@ -27,6 +27,9 @@ class ConsoleMode(enum.StrEnum):
 
     STREAMS = "streams"  # app stdout/stderr on virtio-serial ports -> host fds 1 and 2
     INTERACTIVE = "interactive"  # the app owns ttyS1 = QEMU's stdio (Ctrl-a x leaves)
+    # The app owns ttyS1 = QEMU's stdio, a terminal someone else holds (the OCI runtime's
+    # console socket): no escape key, no QEMU monitor on it.
+    TERMINAL = "terminal"
 
 
 # Guest-visible names; the guest finds ports by their number on the one virtio-serial bus.

@@ -81,6 +81,11 @@ fi
 #   tty ID   -> starts /ctl/enter/ID/cmd.sh (rkt-exec --tty: a pty relayed on the rkt.tty
 #               port) in the background, replies "started ID"
 #   stop     -> replies "ok", sends SIGTERM to the apps (SIGKILL after the grace time)
+#   exec ID  -> starts /ctl/enter/ID/cmd.sh in the background, its output in files there
+#               and its exit code in /ctl/enter/ID/rc when it ends; replies "started ID"
+#               (the OCI runtime's `exec`: the agent stays free for other requests)
+#   kill SIG [all|PID...] -> sends signal SIG to the apps (all: every process but init
+#               and the agent; PIDs: those), replies "ok" (the OCI runtime's `kill`)
 rkt_agent() {
 	[ -n "$rkt_port_agent" ] || return
 	exec 3<>"$rkt_port_agent" || return
@@ -104,6 +109,23 @@ rkt_agent() {
 			echo "ok" >&3
 			kill -TERM $rkt_pids 2>/dev/null
 			(sleep "${rkt_stop_grace:-10}"; kill -KILL $rkt_pids 2>/dev/null) &
+			;;
+		exec)
+			d=/ctl/enter/$rkt_arg
+			(sh "$d/cmd.sh" <"$d/stdin" >"$d/stdout" 2>"$d/stderr"; echo $? >"$d/rc") \
+				3>&- 4>&- 5>&- &
+			echo "started $rkt_arg" >&3
+			;;
+		kill)
+			set -- $rkt_arg
+			rkt_sig=$1
+			shift
+			case $1 in
+			"") kill -"$rkt_sig" $rkt_pids ;;
+			all) kill -"$rkt_sig" -1 ;;
+			*) kill -"$rkt_sig" "$@" ;;
+			esac 2>/dev/null
+			echo "ok" >&3
 			;;
 		ping) echo "pong" >&3 ;;
 		*) echo "error unknown request" >&3 ;;

@@ -9,6 +9,10 @@
  * builds it with `env -i`). Each failure prints the failing call and exits 127.
  * RKT_SECCOMP=FILE (taken out of the environment): the app's seccomp filter, a BPF
  * program (struct sock_filter[]) read before the chroot and loaded just before the exec.
+ * RKT_RLIMITS=RES:SOFT:HARD,... (taken out too): resource limits set before the user
+ * changes (RES: the RLIMIT_* number; a value of 18446744073709551615 is unlimited);
+ * RKT_UMASK=OCTAL: the app's umask (the OCI runtime's process.rlimits and user.umask).
+ * RKT_TTY_KEEPER=1: the app is on the pod's terminal (keep_tty below).
  *
  *   rkt-exec --tty PORT RID ROOT CWD ... -- ARGV...      (`rkt enter` with a terminal)
  *
@@ -34,6 +38,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -78,6 +83,86 @@ static void load_seccomp(void) {
     if (errno != EACCES || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
         prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &seccomp_prog, 0, 0) < 0)
         die("prctl", "PR_SET_SECCOMP");
+}
+
+/* RKT_RLIMITS and RKT_UMASK (see the top), applied and taken out of the environment. */
+static void apply_limits(void) {
+    const char *env = getenv("RKT_RLIMITS");
+    if (env) {
+        char *list = strdup(env), *save = NULL;
+        unsetenv("RKT_RLIMITS");
+        for (char *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+            char *end;
+            int res = (int)strtol(item, &end, 10);
+            if (*end != ':') die("RKT_RLIMITS", item);
+            struct rlimit rl;
+            rl.rlim_cur = (rlim_t)strtoull(end + 1, &end, 10);
+            if (*end != ':') die("RKT_RLIMITS", item);
+            rl.rlim_max = (rlim_t)strtoull(end + 1, &end, 10);
+            if (setrlimit(res, &rl) < 0) die("setrlimit", item);
+        }
+        free(list);
+    }
+    const char *um = getenv("RKT_UMASK");
+    if (um) {
+        umask((mode_t)strtoul(um, NULL, 8));
+        unsetenv("RKT_UMASK");
+    }
+}
+
+/* Every signal to its default action, none blocked: the pod script starts apps in the
+ * background (`cmd &`), where a shell ignores SIGINT and SIGQUIT, and a process that
+ * starts with a signal ignored cannot even trap it (a shell app); an app starts as a
+ * container's process does, with a clean slate (Ctrl-C on its terminal, `kill -INT`). */
+static void default_signals(void) {
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* RKT_TTY_KEEPER=1 (an app on the pod's terminal, fd 0-2 its controlling tty; taken out
+ * of the environment): the kernel hangs a terminal up when its session leader exits,
+ * and the hangup throws away what the serial port had not sent yet (the app's last
+ * lines). So rkt-exec stays the session leader: the app runs in a child, in its own
+ * process group, the terminal's foreground one (Ctrl-C reaches it alone); signals sent
+ * to rkt-exec (the agent's `kill`) are passed on; once the app ended, the terminal's
+ * output is drained and rkt-exec exits with the app's status (128+N for signal N). */
+static volatile pid_t keeper_child;
+
+static void keeper_forward(int sig) {
+    if (keeper_child > 0) kill(keeper_child, sig);
+}
+
+static void keep_tty(void) {
+    const char *env = getenv("RKT_TTY_KEEPER");
+    if (!env) return;
+    unsetenv("RKT_TTY_KEEPER");
+    static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,
+                                    SIGCONT, SIGWINCH};
+    struct sigaction sa = {0};
+    sa.sa_handler = keeper_forward;
+    sa.sa_flags = SA_RESTART;
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+        sigaction(forwarded[i], &sa, NULL);
+    signal(SIGTTOU, SIG_IGN); /* tcsetpgrp and tcdrain from outside the foreground */
+    signal(SIGTTIN, SIG_IGN);
+    signal(SIGTSTP, SIG_IGN);
+    pid_t child = fork();
+    if (child < 0) die("fork", "RKT_TTY_KEEPER");
+    if (child == 0) {
+        setpgid(0, 0);
+        tcsetpgrp(0, getpid()); /* SIGTTOU still ignored; default_signals() follows */
+        return;
+    }
+    keeper_child = child;
+    setpgid(child, child);
+    int status;
+    while (waitpid(child, &status, 0) < 0)
+        if (errno != EINTR) die("waitpid", "RKT_TTY_KEEPER");
+    tcdrain(1);
+    exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 }
 
 static int parse_list(const char *s, unsigned long *out, int max) {
@@ -239,13 +324,7 @@ static void tty_session(const char *port_name, const char *rid) {
     if (child < 0) die("fork", "");
     if (child == 0) {
         close(sync[0]);
-        /* Started in the background by a shell: SIGINT and SIGQUIT are ignored; a
-         * terminal's command gets them (Ctrl-C, Ctrl-backslash) with their default action. */
-        for (int sig = 1; sig < NSIG; sig++)
-            if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
+        default_signals(); /* a terminal's command gets Ctrl-C, Ctrl-backslash */
         if (setsid() < 0) die("setsid", "");
         int s = open(slave, O_RDWR);
         if (s < 0) die("open", slave);
@@ -331,6 +410,7 @@ int main(int argc, char **argv) {
     int ncaps = all_caps ? 0 : parse_list(argv[6], caps, 64);
     int nnp = strcmp(argv[7], "1") == 0;
     read_seccomp();
+    apply_limits();
 
     if (strcmp(cgroup, "-") != 0) {
         char path[4096], pid[32];
@@ -371,6 +451,8 @@ int main(int argc, char **argv) {
                 if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, caps[i], 0, 0) < 0) die("prctl", "PR_CAP_AMBIENT_RAISE");
     }
     if (nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("prctl", "PR_SET_NO_NEW_PRIVS");
+    keep_tty(); /* returns in the app's process */
+    default_signals(); /* before the app's filter, which may forbid rt_sigaction */
     load_seccomp();
     execvp(argv[10], &argv[10]);
     int code = errno == ENOENT ? 127 : 126;

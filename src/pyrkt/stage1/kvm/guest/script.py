@@ -96,12 +96,21 @@ def seccomp_file(app: AppPlan) -> str:
 
 
 def exec_line(app: AppPlan, argv: Sequence[str] | None = None, *,
-              seccomp: bool = False) -> str:
+              seccomp: bool = False, keep_tty: bool = False) -> str:
     """`env -i ... rkt-exec ...` running argv (default: the app's) as the app would run;
-    seccomp: rkt-exec loads the app's filter (seccomp_file) just before the exec."""
+    seccomp: rkt-exec loads the app's filter (seccomp_file) just before the exec;
+    keep_tty: the app is on the pod's terminal and rkt-exec stays its session leader
+    (its last output is not lost to the hangup when it exits: rkt-exec.c keep_tty)."""
     env = " ".join(q(f"{k}={v}") for k, v in app.env)
+    if keep_tty:
+        env = f"RKT_TTY_KEEPER=1 {env}"
     if seccomp:
         env = f"{q('RKT_SECCOMP=' + seccomp_file(app))} {env}"
+    if app.rlimits:  # rkt-exec sets them (and takes the variable out)
+        limits = ",".join(f"{r.resource}:{r.soft}:{r.hard}" for r in app.rlimits)
+        env = f"RKT_RLIMITS={limits} {env}"
+    if app.umask is not None:
+        env = f"RKT_UMASK={app.umask:04o} {env}"
     groups = ",".join(str(g) for g in app.supplementary_gids) or "-"
     cg = f"{CGROUP_ROOT}/{app.name}" if controllers(app) else "-"
     args = " ".join(q(a) for a in (argv if argv is not None else app.argv))
@@ -323,7 +332,7 @@ def pod_script(
             out.append(f"echo {app.oom_score_adj} > /proc/self/oom_score_adj")
         if plan.interactive:
             stdio = "</dev/ttyS1 >/dev/ttyS1 2>&1"
-            line = exec_line(app, seccomp=app.name in seccomp_apps)
+            line = exec_line(app, seccomp=app.name in seccomp_apps, keep_tty=True)
             out.append(f"setsid -c {line} {stdio} &")
         else:
             line = exec_line(app, seccomp=app.name in seccomp_apps)

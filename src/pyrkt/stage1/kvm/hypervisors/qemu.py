@@ -156,18 +156,20 @@ class Qemu:
         return plan.accel.value
 
     def _console(self, plan: VmPlan) -> list[str]:
-        if plan.console is ConsoleMode.INTERACTIVE:
-            # ttyS0: firmware and kernel messages (log); ttyS1: the app's terminal.
+        if plan.console in (ConsoleMode.INTERACTIVE, ConsoleMode.TERMINAL):
+            # ttyS0: firmware and kernel messages (log); ttyS1: the app's terminal. Only
+            # rkt's own --interactive gets the escape key (Ctrl-a x) and the monitor.
             log = (
                 f"file,id=log,path={plan.serial_log}" if plan.serial_log else "null,id=log"
             )
-            return [
+            own = plan.console is ConsoleMode.INTERACTIVE
+            a = [
                 "-chardev", log,
                 "-serial", "chardev:log",
-                "-chardev", "stdio,id=con,mux=on,signal=off",
+                "-chardev", f"stdio,id=con{',mux=on' if own else ''},signal=off",
                 "-serial", "chardev:con",
-                "-mon", "chardev=con,mode=readline",
             ]  # fmt: skip
+            return [*a, "-mon", "chardev=con,mode=readline"] if own else a
         if plan.serial_to_stderr:
             log = f",logfile={plan.serial_log}" if plan.serial_log else ""
             return ["-chardev", f"file,id=con,path=/proc/self/fd/2,append=on{log}",
