@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from pyrkt import log, proc
@@ -78,28 +79,28 @@ def pod_paths(rootfs: Path) -> tuple[list[str], list[str], list[str], list[str]]
     """For a tree's rootfs: (POD_DIRS to add, POD_FILES to add, POD_DIRS and POD_FILES
     that the filesystem image has as plain folders and files once built). A symlink,
     or /etc not a plain folder, is left alone (the guest resolves it in the app's root)."""
-    add_dirs, add_files, dirs, files = [], [], [], []
-    for d in POD_DIRS:
-        try:
-            st = os.lstat(rootfs / d)
-        except FileNotFoundError:
-            add_dirs.append(d)
-            dirs.append(d)
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            dirs.append(d)
+    add_dirs, dirs = _missing_or(rootfs, POD_DIRS, stat.S_ISDIR)
     etc = rootfs / "etc"
-    if etc.is_dir() and not etc.is_symlink():
-        for f in POD_FILES:
-            try:
-                st = os.lstat(etc / f)
-            except FileNotFoundError:
-                add_files.append(f)
-                files.append(f)
-                continue
-            if stat.S_ISREG(st.st_mode):
-                files.append(f)
+    if not etc.is_dir() or etc.is_symlink():
+        return add_dirs, [], dirs, []
+    add_files, files = _missing_or(etc, POD_FILES, stat.S_ISREG)
     return add_dirs, add_files, dirs, files
+
+
+def _missing_or(folder: Path, names: tuple[str, ...],
+                kind: Callable[[int], bool]) -> tuple[list[str], list[str]]:
+    """(the names missing in folder, the names missing or of that kind there)."""
+    missing, have = [], []
+    for n in names:
+        try:
+            st = os.lstat(folder / n)
+        except FileNotFoundError:
+            missing.append(n)
+            have.append(n)
+            continue
+        if kind(st.st_mode):
+            have.append(n)
+    return missing, have
 
 
 def disk_image(tree: Path) -> Path:
