@@ -1,16 +1,35 @@
-"""`rkt run` of /bin/true in a VM pod vs a bare QEMU boot of the same kernel.
+"""`rkt run` of /bin/true in a VM pod vs a bare QEMU boot of the same kernel, and what
+idle VM pods hold, with and without VM templates (stage1/kvm/templates/).
 
-The bare boot uses the same kernel, initramfs, machine type, accelerator, vCPUs and
-memory, with `rkt.probe=1` on the command line: the guest init powers off at once
-(before loading modules or mounting anything). Prints both times, their ratio (goal
-<= 1.15), and the host RSS of one idle VM pod (goal <= 64 MiB under TCG).
+Each round runs, side by side:
+- the bare boot: the same kernel, initramfs, machine type, accelerator, vCPUs and
+  memory, with `rkt.probe=1` on the command line (the guest init powers off at once,
+  before loading modules or mounting anything);
+- a booted pod (`--kvm-template=off`);
+- the first pod of its shape (the template removed first by `rkt gc --grace-period=0s`:
+  it boots the template, saves it, and is restored from it);
+- a pod restored from the template the previous one made.
+It prints medians, each pod's ratio to the bare boot (goal for a restored pod <= 0.3,
+and under 0.4 s for the whole `rkt run`), and the first pod's ratio to a booted one
+(goal <= 1.3); and the CPU time of each (user + system of rkt, its waiter and QEMU),
+which a loaded machine inflates less than the wall time. Then it starts N idle pods at
+once (`sleep`), restored, and again booted, and prints their PSS per pod
+(`/proc/PID/smaps_rollup` of each pod's QEMU and waiter, summed, divided by N; goal
+<= 40 MiB restored) and RSS.
 
-    sudo .venv/bin/python bench/kvm_boot.py [--runs 3] [--jail]
+    sudo .venv/bin/python bench/kvm_boot.py [--runs 5] [--pods 8] [--jail] [--app-uptime]
+                                            [--peer SRC]
 
 --jail adds the cost of QEMU's confinement (stage1/kvm/jail.py) measured side by side on
 this tree: `rkt run` with and without it (PYRKT_KVM_JAIL=off), interleaved run by run,
 and the launcher alone (rkt-jail with a pod's file view starting `qemu -version`, against
 `qemu -version`, 20 each, interleaved).
+
+--peer SRC times a booted pod of this tree against the same pod with the pyrkt whose
+sources are at SRC (its own stage1 image and code, e.g. an older tree's `src` for the
+before of a change), run by run, alternating which goes first, so that both see the
+same minutes of a shared machine. --app-uptime adds the guest's uptime when the app
+starts (the app: `cat /proc/uptime`), which leaves out the host's share of a pod start.
 """
 
 from __future__ import annotations
@@ -34,43 +53,47 @@ import kvm_helpers as kh
 
 from pyrkt.linux import ns, prctl
 from pyrkt.stage1.build.aci import Flavor, Hypervisor, build_stage1_aci
-from pyrkt.stage1.kvm import accel
+from pyrkt.stage1.kvm import accel, templates
 from pyrkt.stage1.kvm.hypervisors.qemu import Qemu
 from pyrkt.stage1.kvm.runner import TCG_TB_MIB, host_cpus, kernel_cmdline
 from pyrkt.stage1.kvm.sizing import vm_size
 from pyrkt.stage1.kvm.vm import VmPlan
 
+MIB = 1024
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
+
+CPU: dict[str, list[float]] = {}
+
+
+def timed(argv: list[str], env: dict[str, str], what: str = "") -> float:
+    """Wall seconds of argv; its CPU seconds (user + system of the whole tree it waited
+    for: rkt, the waiter, QEMU) go to CPU[what]."""
+    c0 = _children_cpu()
     t0 = time.perf_counter()
     subprocess.run(argv, check=True, env=env, stdin=subprocess.DEVNULL,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    if what:
+        CPU.setdefault(what, []).append(_children_cpu() - c0)
+    return wall
 
 
-def guest_ram_kib(pid: int, memory_mib: int) -> int:
-    """Resident KiB of QEMU's guest RAM mapping (the anonymous one of the VM's size)."""
-    size, out, in_ram = memory_mib * 1024, 0, False
-    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
-        if line.startswith("Size:"):
-            in_ram = int(line.split()[1]) == size
-        elif line.startswith("Rss:") and in_ram:
-            out = max(out, int(line.split()[1]))
-    return out
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+def kib(pid: int, field: str, where: str = "smaps_rollup") -> int:
+    for line in Path(f"/proc/{pid}/{where}").read_text().splitlines():
+        if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--settle", type=float, default=5.0, help="seconds idle before the RSS")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--pods", type=int, default=8, help="idle pods at once for the memory")
+    ap.add_argument("--settle", type=float, default=5.0, help="seconds idle before measuring")
     ap.add_argument("--jail", action="store_true", help="also the confinement's cost")
+    ap.add_argument("--app-uptime", action="store_true",
+                    help="also the guest's uptime when a booted pod's app starts")
+    ap.add_argument("--peer", type=Path, help="another pyrkt's src folder, timed alongside")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kvm-bench-"))
     try:
@@ -87,10 +110,12 @@ def bench(work: Path, a: argparse.Namespace) -> int:
             tar.extract(name, work, filter="data")
     kernel, initrd = work / "rootfs/kvm/vmlinuz", work / "rootfs/kvm/initrd.img"
     decision = accel.decide(kernel, initrd, work / "cache")
-    env = dict(os.environ, **{accel.ENV_FORCE: decision.accel.value})
+    env = dict(os.environ, **{accel.ENV_FORCE: decision.accel.value,
+                              templates.ENV_TEMPLATE: "on"})
     rkt = [sys.executable, "-m", "pyrkt", f"--dir={work / 'rkt'}"]
-    run = [*rkt, "run", "--insecure-options=image", "--net=none", f"--stage1-path={stage1}",
-           str(image), "--exec", "/bin/true"]
+    run = [*rkt, "run", "--insecure-options=image", "--net=none", f"--stage1-path={stage1}"]
+    true = [str(image), "--exec", "/bin/true"]
+    gc = [*rkt, "gc", "--grace-period=0s"]
     # The same VM as the pod's: one app without limits.
     size = vm_size([kh.app("true", "/bin/true")], host_cpus())
     bare_plan = VmPlan(kernel=kernel, initrd=initrd,
@@ -101,57 +126,154 @@ def bench(work: Path, a: argparse.Namespace) -> int:
     # The pod's QEMU runs without transparent huge pages (the runner sets it): the same
     # for the bare boot, so both run under the same host memory conditions.
     prctl.set_thp_disable()
-    timed(run, env)  # warm: image import, page cache
-    pod_times, bare_times = [], []
+    timed([*run, "--kvm-template=off", *true], env)  # warm: image import, page cache
+    times: dict[str, list[float]] = {"bare": [], "booted": [], "first": [], "restored": []}
     for _ in range(a.runs):
-        bare_times.append(timed(bare, env))
-        pod_times.append(timed(run, env))
-    pod_t, bare_t = statistics.median(pod_times), statistics.median(bare_times)
+        times["bare"].append(timed(bare, env, "bare"))
+        times["booted"].append(timed([*run, "--kvm-template=off", *true], env, "booted"))
+        subprocess.run(gc, env=env, check=True, capture_output=True)  # no template
+        times["first"].append(timed([*run, *true], env, "first"))
+        times["restored"].append(timed([*run, *true], env, "restored"))
+    med = {k: statistics.median(v) for k, v in times.items()}
     print(f"accelerator: {decision.accel} ({decision.reason}); load {os.getloadavg()}")
     release = (work / "rootfs/kvm/kernel-release").read_text().strip()
     print(f"guest kernel {release}; VM: {size.describe()}, machine pc, {a.runs} runs, median")
-    print(f"rkt run /bin/true (VM pod): {pod_t:.2f} s  {[round(t, 2) for t in pod_times]}")
-    print(f"bare QEMU boot+poweroff:    {bare_t:.2f} s  {[round(t, 2) for t in bare_times]}")
-    print(f"ratio: {pod_t / bare_t:.2f} (goal <= 1.15); of the fastest runs: "
-          f"{min(pod_times) / min(bare_times):.2f} (less exposed to the shared cores' load)")
-
+    cpu = {k: statistics.median(v) for k, v in CPU.items()}
+    print(f"bare QEMU boot+poweroff:                          {med['bare']:.2f} s  "
+          f"{_r(times['bare'])}  CPU {cpu['bare']:.2f} s")
+    for k, what in (("booted", "booted (--kvm-template=off)"),
+                    ("first", "first of its shape (makes it)"),
+                    ("restored", "restored from the template")):
+        print(f"rkt run /bin/true, {what:30} {med[k]:.2f} s  {_r(times[k])}  "
+              f"{med[k] / med['bare']:.2f}x bare; CPU {cpu[k]:.2f} s, "
+              f"{cpu[k] / cpu['bare']:.2f}x bare")
+    print(f"restored / bare: {med['restored'] / med['bare']:.2f} (goal <= 0.3); restored "
+          f"{med['restored']:.2f} s (goal < 0.4 s under TCG); first / booted: "
+          f"{med['first'] / med['booted']:.2f} (goal <= 1.3)")
     if a.jail:
-        jail_cost(run, env, a.runs, work / "rkt")
-    uuid_file = work / "uuid"
-    idle = subprocess.Popen([*rkt, "run", "--insecure-options=image", "--net=none",
-                             f"--stage1-path={stage1}", f"--uuid-file-save={uuid_file}",
-                             str(image), "--exec", "/bin/sleep", "--", "3600"],
-                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+        jail_cost([*run, *true], env, a.runs, work / "rkt")
+    if a.peer or a.app_uptime:
+        peer_cost(work, [*run, "--kvm-template=off", *true], env, image, a)
+    for mode in ("on", "off"):
+        memory(work, rkt, stage1, image, dict(env, **{templates.ENV_TEMPLATE: mode}), a, mode)
+    return 0
+
+
+def app_uptime(run: list[str], env: dict[str, str]) -> float:
+    """The guest's uptime when the app of run (`... --exec /bin/true`) starts."""
+    cat = [*run[:-1], "/bin/cat", "--", "/proc/uptime"]
+    out = subprocess.run(cat, check=True, env=env, capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL).stdout
+    return float(out.split()[0])
+
+
+def peer_pod(work: Path, src: Path, image: Path,
+             env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """`rkt run /bin/true` with the pyrkt at src: its stage1 image, its code; warmed."""
+    peer_env = dict(env, PYTHONPATH=str(src))
+    build = ("import sys; from pathlib import Path; from pyrkt.stage1.build.aci import "
+             "Flavor, Hypervisor, build_stage1_aci; print(build_stage1_aci(Flavor.KVM, "
+             "Path(sys.argv[1]), Hypervisor.QEMU))")
+    stage1 = subprocess.run([sys.executable, "-c", build, str(work / "s1-peer")], env=peer_env,
+                            check=True, capture_output=True, text=True).stdout.strip()
+    run = [sys.executable, "-m", "pyrkt", f"--dir={work / 'rkt-peer'}", "run",
+           "--insecure-options=image", "--net=none", f"--stage1-path={stage1}", str(image),
+           "--exec", "/bin/true"]
+    timed(run, peer_env)
+    return run, peer_env
+
+
+def peer_cost(work: Path, booted: list[str], env: dict[str, str], image: Path,
+              a: argparse.Namespace) -> None:
+    """--peer and --app-uptime: booted (this tree's booted pod) against the peer's, run by
+    run, alternating which goes first."""
+    peer = peer_pod(work, a.peer, image, env) if a.peer else None
+    if peer is not None:
+        mine, theirs = [], []
+        for i in range(a.runs):
+            for which in ((0, 1) if i % 2 == 0 else (1, 0)):
+                if which == 0:
+                    mine.append(timed(booted, env))
+                else:
+                    theirs.append(timed(*peer))
+        paired = [t / p for t, p in zip(mine, theirs, strict=True)]
+        print(f"booted pod, this tree: {statistics.median(mine):.2f} s  {_r(mine)}; "
+              f"peer {a.peer}: {statistics.median(theirs):.2f} s  {_r(theirs)}")
+        print(f"this / peer, run by run: median {statistics.median(paired):.3f}  "
+              f"{[round(r, 3) for r in paired]}")
+    if a.app_uptime:
+        ups, peer_ups = [], []
+        for i in range(a.runs):
+            if peer is not None and i % 2:
+                peer_ups.append(app_uptime(*peer))
+            ups.append(app_uptime(booted, env))
+            if peer is not None and not i % 2:
+                peer_ups.append(app_uptime(*peer))
+        print(f"guest uptime when the app starts: {statistics.median(ups):.2f} s  {ups}")
+        if peer is not None:
+            print(f"  peer: {statistics.median(peer_ups):.2f} s  {peer_ups}")
+    if peer is not None:  # its exited pods
+        subprocess.run([*peer[0][:4], "gc", "--grace-period=0s"], env=peer[1], check=False,
+                       capture_output=True)
+
+
+def _r(ts: list[float]) -> list[float]:
+    return [round(t, 2) for t in ts]
+
+
+def memory(work: Path, rkt: list[str], stage1: Path, image: Path, env: dict[str, str],
+           a: argparse.Namespace, mode: str) -> None:
+    """N idle pods at once: PSS and RSS of each pod's QEMU and waiter."""
+    procs: list[tuple[Path, subprocess.Popen[bytes]]] = []
     try:
-        deadline = time.monotonic() + 300
-        started = None
-        while time.monotonic() < deadline and started is None:
-            uuid = uuid_file.read_text().strip() if uuid_file.exists() else ""
-            for pod in kh.pod_dirs(work / "rkt"):
-                if uuid and pod.name == uuid and (pod / "kvm/ctl/started").exists():
-                    started = pod
-            time.sleep(0.2)
-        if started is None:
-            print("idle pod did not start")
-            return 1
-        time.sleep(a.settle)  # free page reporting: 2 s after the frees, then the reports
-        qemu_pid = int((started / "pid").read_text())
-        q, s1 = rss_kib(qemu_pid), rss_kib(idle.pid)
-        ram = guest_ram_kib(qemu_pid, size.memory_mib)
-        waiter = Path(f"/proc/{idle.pid}/exe").resolve().name
-        print(f"idle VM pod RSS ({a.settle:.0f} s after start): QEMU {q / 1024:.1f} MiB "
-              f"(guest RAM {ram / 1024:.1f}, the rest {(q - ram) / 1024:.1f}) + waiter "
-              f"({waiter}) {s1 / 1024:.1f} MiB = {(q + s1) / 1024:.1f} MiB (goal <= 64 MiB)")
-        subprocess.run([*rkt, "stop", "--force", uuid_file.read_text().strip()], env=env,
-                       check=False, capture_output=True)
+        for i in range(a.pods):
+            uf = work / f"uuid-{mode}-{i}"
+            procs.append((uf, subprocess.Popen(
+                [*rkt, "run", "--insecure-options=image", "--net=none",
+                 f"--stage1-path={stage1}", f"--uuid-file-save={uf}", str(image),
+                 "--exec", "/bin/sleep", "--", "3600"],
+                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)))
+            if i == 0 and mode == "on":
+                _wait_started(work, [procs[0][0]])  # the template, made once
+        pods = _wait_started(work, [uf for uf, _ in procs])
+        time.sleep(a.settle)
+        pss = rss = 0
+        for (_, p), pod in zip(procs, pods, strict=True):
+            qemu = int((pod / "pid").read_text())
+            pss += kib(qemu, "Pss") + kib(p.pid, "Pss")
+            rss += kib(qemu, "Rss") + kib(p.pid, "Rss")
+        n = len(procs)
+        what = "restored from a template" if mode == "on" else "booted (templates off)"
+        print(f"{n} idle VM pods, {what}: PSS {pss / n / MIB:.1f} MiB per pod"
+              f"{' (goal <= 40)' if mode == 'on' else ''}, RSS {rss / n / MIB:.1f} MiB per "
+              f"pod (QEMU + waiter, {a.settle:.0f} s after the last started)")
     finally:
-        if idle.poll() is None:
-            idle.kill()
-        idle.wait()
+        for uf, _ in procs:
+            if uf.exists():
+                subprocess.run([*rkt, "stop", "--force", uf.read_text().strip()], env=env,
+                               check=False, capture_output=True)
+        for _, p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
         subprocess.run([*rkt, "gc", "--grace-period=0s"], env=env, check=False,
                        capture_output=True)
-    return 0
+
+
+def _wait_started(work: Path, uuid_files: list[Path], timeout: float = 600) -> list[Path]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = []
+        for uf in uuid_files:
+            uuid = uf.read_text().strip() if uf.exists() else ""
+            pod = next((p for p in kh.pod_dirs(work / "rkt") if uuid and p.name == uuid), None)
+            if pod is not None and (pod / "kvm/ctl/started").exists():
+                found.append(pod)
+        if len(found) == len(uuid_files):
+            return found
+        time.sleep(0.2)
+    raise SystemExit("the idle pods did not start")
 
 
 def jail_cost(run: list[str], env: dict[str, str], runs: int, rkt_dir: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -72,6 +72,41 @@ pytest_plugins = ["support.fixtures", "support.built"]
 # random names, so the session removes the lease-free folders it added.
 _CNI_IPAM = Path("/var/lib/cni/networks")
 _ipam_before: set[str] = set()
+# VM templates keep their RAM files in a tmpfs folder shared by every data dir
+# (stage1/kvm/templates/store.py: RAM_ROOT); a test whose data dir is left to pytest
+# (no `rkt gc`) leaves its templates' RAM there: the session removes those it added for
+# data dirs in its own temporary folder (KEY-X.owner names them), not another session's.
+_KVM_TEMPLATE_RAM = Path("/dev/shm/pyrkt-kvm-templates")
+
+
+def _remove_template_ram_under(folder: Path) -> None:
+    """The RAM files of templates made under folder (a data dir there)."""
+    if not _KVM_TEMPLATE_RAM.is_dir():
+        return
+    prefix = str(folder) + "/"
+    for owner in _KVM_TEMPLATE_RAM.glob("*.owner"):
+        try:
+            mine = owner.read_text().startswith(prefix)
+        except OSError:
+            continue
+        if mine:
+            owner.with_suffix(".ram").unlink(missing_ok=True)
+            owner.unlink(missing_ok=True)
+
+
+@pytest.fixture(autouse=True)
+def _template_ram_of_the_test(tmp_path: Path) -> Iterator[None]:
+    """After each test, the RAM of the templates its own data dirs made (31 MB each on a
+    tmpfs: a whole run would otherwise hold gigabytes until the session ends)."""
+    yield
+    _remove_template_ram_under(tmp_path)
+
+
+def _sweep_template_ram(session: pytest.Session) -> None:
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or not _KVM_TEMPLATE_RAM.is_dir():
+        return
+    _remove_template_ram_under(factory.getbasetemp())
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -80,6 +115,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _sweep_template_ram(session)
     if not _CNI_IPAM.is_dir():
         return
     for folder in _CNI_IPAM.iterdir():

@@ -32,10 +32,14 @@ class RktError(Exception):
 
     exit_code = RKT_EXIT_CODE
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, *,
+                 component: str | None = None) -> None:  # fmt: skip
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # who says it, when not the verb: rkt's stage1 said some of what pyrkt checks in
+        # stage0, before the pod exists ("stage1: failed to setup network: ...")
+        self.component = component
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} ({self.hint})"
@@ -58,6 +62,13 @@ class PermissionRequired(RktError):
 
     def __init__(self) -> None:
         super().__init__("cannot run as unprivileged user")
+
+
+def go_quote(text: str) -> str:
+    """`text` as Go's %q prints it: rkt's messages quote names, UUIDs and paths so."""
+    import json
+
+    return json.dumps(text, ensure_ascii=False)
 
 
 def describe_status(returncode: int) -> str:

@@ -30,17 +30,18 @@ def set_prefix(prefix: str) -> None:
     _prefix = prefix
 
 
-def debug(msg: str) -> None:
+def debug(msg: str, component: str = "") -> None:
+    """`component`: rkt's packages print under their own name (`image: ...`)."""
     if _debug:
-        print(f"{_prefix}: {msg}", file=sys.stderr, flush=True)
+        print(f"{component or _prefix}: {msg}", file=sys.stderr, flush=True)
 
 
-def info(msg: str) -> None:
-    print(f"{_prefix}: {msg}", file=sys.stderr, flush=True)
+def info(msg: str, component: str = "") -> None:
+    print(f"{component or _prefix}: {msg}", file=sys.stderr, flush=True)
 
 
-def warn(msg: str) -> None:
-    print(f"{_prefix}: warning: {msg}", file=sys.stderr, flush=True)
+def warn(msg: str, component: str = "") -> None:
+    print(f"{component or _prefix}: warning: {msg}", file=sys.stderr, flush=True)
 
 
 def failed(e: Exception) -> int:

@@ -61,7 +61,7 @@ def test_fetch_busybox_converts_and_renders(tmp_path: Path, busybox_image: str,
     # the default pull policy uses the store: same ID, no second download
     again = rkt(data, "--insecure-options=image,http", "--debug", "fetch", busybox_image)
     assert again.stdout.strip() == short
-    assert "from the store" in again.stderr
+    assert f"image: using image from local store for url {busybox_image}" in again.stderr
 
     # export gives an ACI that rkt fetch re-imports
     aci = tmp_path / "busybox.aci"

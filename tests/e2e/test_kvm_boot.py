@@ -68,7 +68,7 @@ def test_interactive_left_with_ctrl_a_x(tmp_path: Path, host_accel: Accel) -> No
     image = kh.busybox_aci(tmp_path / "aci")
     d = tmp_path / "rkt"
     uuid_file = tmp_path / "uuid"
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), accel.ENV_FORCE: host_accel.value}
+    env = dict(os.environ, **{accel.ENV_FORCE: host_accel.value})
     p = pexpect.spawn(sys.executable, [
         "-m", "pyrkt", f"--dir={d}", "run", "--insecure-options=image", "--net=none",
         "--interactive", f"--stage1-path={stage1}", f"--uuid-file-save={uuid_file}",
@@ -77,6 +77,11 @@ def test_interactive_left_with_ctrl_a_x(tmp_path: Path, host_accel: Accel) -> No
         p.expect("# ")
         p.sendline("echo $((6*7)) $(hostname)")
         p.expect("42 rkt-")
+        p.expect("# ")
+        # the serial terminal, in the app's own /dev, also as its /dev/console
+        p.sendline("busybox tty; ls /dev/console")
+        p.expect("/dev/ttyS1")
+        p.expect("/dev/console")
         p.expect("# ")
         p.send("\x01x")  # QEMU's escape: Ctrl-a x
         p.expect(pexpect.EOF)

@@ -66,7 +66,8 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
     run = subprocess.Popen(
         [sys.executable, "-m", "pyrkt", f"--dir={d}", "run", "--insecure-options=image",
          "--net=none", f"--stage1-path={stage1}", f"--uuid-file-save={uuid_file}",
-         str(image), "--exec", "/bin/sleep", "--", "3600"],
+         str(image), "--exec", "/bin/sh", "--", "-c",
+         "echo from-the-app > /dev/shm/app-marker; exec sleep 3600"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
         deadline = time.monotonic() + TIMEOUT
@@ -103,7 +104,10 @@ def test_terminal_session_pty_size_hostname_ctrl_c_and_exit_code(pod: Pod) -> No
     try:
         p.expect("# ")  # the guest shell's prompt
         p.sendline("busybox tty")
-        p.expect(r"/dev/pts/\d+")
+        p.expect(r"/dev/pts/\d+")  # a pty of the app's own devpts
+        # the app's mount namespace, joined: its own /dev/shm (a tmpfs of its own)
+        p.sendline("cat /dev/shm/app-marker")
+        p.expect("from-the-app")
         p.sendline("busybox stty size")
         p.expect("33 101")
         p.setwinsize(40, 120)  # SIGWINCH to rkt enter: the guest pty follows

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tarfile
 import time
 from pathlib import Path
@@ -16,6 +15,8 @@ import kvm_helpers as kh
 import pytest
 import test_kvm_rkt as base
 from test_kvm_rkt import HOST_CPUS, Rkt, assert_memory, meminfo_kb
+
+from support.cprog import static_program
 
 pytestmark = [pytest.mark.qemu, pytest.mark.root]
 
@@ -96,12 +97,8 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
         dest = root / f.lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(f, dest)
-    (work / "mmap-rw.c").write_text(MMAP_RW_C)
-    subprocess.run(["gcc", "-O1", "-static", "-o", str(root / "bin/mmap-rw"),
-                    str(work / "mmap-rw.c")], check=True)
-    (work / "usock.c").write_text(USOCK_C)
-    subprocess.run(["gcc", "-O1", "-static", "-o", str(root / "bin/usock"),
-                    str(work / "usock.c")], check=True)
+    static_program(MMAP_RW_C, root / "bin/mmap-rw")
+    static_program(USOCK_C, root / "bin/usock")
     # A /run with content (as in Debian's images: /run/lock), owned by an app user.
     (root / "run" / "app").mkdir(parents=True)
     os.chown(root / "run" / "app", 12, 12)

@@ -82,11 +82,12 @@ def test_multi_app_pod_shares_namespaces(pods: Pods) -> None:
     assert contract.read_exit_codes(pod, ["a", "b"]) == {"a": 0, "b": 3}
 
 
-def test_first_failing_app_in_manifest_order(pods: Pods) -> None:
+def test_first_app_to_fail_stops_the_pod(pods: Pods) -> None:
+    """As rkt: y fails, the pod stops (x, still sleeping, gets SIGTERM), y's code."""
     uuid, pod = pods.pod("x", "y")
-    r = cp.run(plan(uuid, sh(pod, "x", "sleep 0.3; exit 7"), sh(pod, "y", "exit 9")), pod)
-    assert r.returncode == 7
-    assert contract.read_exit_codes(pod, ["x", "y"]) == {"x": 7, "y": 9}
+    r = cp.run(plan(uuid, sh(pod, "x", "sleep 60; exit 7"), sh(pod, "y", "exit 9")), pod)
+    assert r.returncode == 9
+    assert contract.read_exit_codes(pod, ["x", "y"]) == {"x": 143, "y": 9}
 
 
 def test_env_user_groups_workdir(pods: Pods) -> None:
@@ -204,14 +205,18 @@ def test_host_volumes_read_only_and_recursive(pods: Pods, nested_host_dir: Path)
 
 
 def test_empty_volume_starts_with_image_content(pods: Pods, tmp_path: Path) -> None:
+    """A docker image's implicit volume (made by stage1.volumes when the pod starts)."""
+    from pyrkt.stage1.volumes import make_implicit
+
     uuid, pod = pods.pod("e")
     data = contract.app_rootfs(pod, "e") / "data"
     data.mkdir()
     (data / "seed.txt").write_text("from-image\n")
-    vol = pod / "volumes" / "cache"
-    m = MountPlan("cache", VolumeKind.EMPTY, vol, "/data")
-    r = cp.run(plan(uuid, sh(pod, "e", "cat /data/seed.txt; echo new > /data/new",
-                             mounts=(m,))), pod)
+    vol = pod / "volumes" / "e-cache"
+    m = MountPlan("e-cache", VolumeKind.EMPTY, vol, "/data", implicit=True, seed=True)
+    p = plan(uuid, sh(pod, "e", "cat /data/seed.txt; echo new > /data/new", mounts=(m,)))
+    make_implicit(p)
+    r = cp.run(p, pod)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "from-image\n"
     assert (vol / "new").read_text() == "new\n"
@@ -273,9 +278,9 @@ def test_stop_enter_and_sigkill_leave_nothing(pods: Pods) -> None:
 def test_missing_command_is_reported(pods: Pods) -> None:
     uuid, pod = pods.pod("bad")
     r = cp.run(plan(uuid, cp.app(pod, "bad", "/no/such/binary")), pod)
-    assert r.returncode == 127
-    assert "app bad: /no/such/binary: no such file or directory" in r.stderr
-    assert contract.read_exit_codes(pod, ["bad"]) == {"bad": 127}
+    assert r.returncode == 203  # rkt's (systemd's EXIT_EXEC), with rkt's diagnostic
+    assert 'Error: Unable to open "/no/such/binary": No such file or directory' in r.stderr
+    assert contract.read_exit_codes(pod, ["bad"]) == {"bad": 203}
 
 
 def test_cgroup_v2_hierarchy_tracks_and_kills(tmp_path: Path) -> None:

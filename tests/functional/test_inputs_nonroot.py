@@ -39,7 +39,8 @@ def _aci(dest: Path, name: str) -> Path:
     (src / "rootfs/bin/sh").symlink_to("busybox")
     (src / "manifest").write_text(json.dumps({
         "acKind": "ImageManifest", "acVersion": "0.8.11", "name": name,
-        "labels": [{"name": "version", "value": "1.0"}],
+        "labels": [{"name": "version", "value": "1.0"}, {"name": "os", "value": "linux"},
+                   {"name": "arch", "value": "amd64"}],
         "app": {"exec": ["/bin/sh", "-c", "echo hello from $AC_APP_NAME"], "user": "0",
                 "group": "0"},
     }))  # fmt: skip
@@ -206,7 +207,8 @@ def test_others_get_one_line(lab: Lab) -> None:
                  ["fetch", str(lab.image)], ["cat-manifest", lab.uuid_run]):  # fmt: skip
         cp = lab.other.rkt(*verb)
         assert cp.returncode == 254, verb
-        lines = [ln for ln in cp.stderr.splitlines() if not ln.startswith("rkt: warning:")]
+        lines = [ln for ln in cp.stderr.splitlines()
+                 if not ln.startswith(("rkt: warning:", "image: warning:"))]
         assert len(lines) == 1 and "Traceback" not in cp.stderr, cp.stderr
         assert "permission denied" in lines[0].lower()
         assert "members of the rkt group may list" in lines[0]

@@ -387,8 +387,9 @@ def test_root_verbs_refuse_other_users(rkt: Rkt, acis: dict[str, Path]) -> None:
 
 
 def test_volumes_with_default_stage1(tmp_path: Path, acis: dict[str, Path]) -> None:
-    """An image mount point with no volume gets an empty volume seeded from the image
-    (docker semantics); a read-only host volume refuses writes."""
+    """An image mount point with no volume gets an empty volume of its own, seeded from
+    the image when the image came from docker (docker semantics, as rkt); a read-only
+    host volume refuses writes."""
     src = tmp_path / "vol"
     subprocess.run(["tar", "-C", str(src.parent), "--one-top-level=vol", "-xf",
                     str(acis["app"])], check=True)  # fmt: skip
@@ -396,6 +397,7 @@ def test_volumes_with_default_stage1(tmp_path: Path, acis: dict[str, Path]) -> N
     (src / "rootfs/data/file").write_text("seeded\n")
     m = json.loads((src / "manifest").read_text())
     m["name"] = "example.com/vol"
+    m["annotations"] = [{"name": "appc.io/docker/repository", "value": "example.com/vol"}]
     m["app"]["mountPoints"] = [{"name": "data", "path": "/data"}]
     m["app"]["exec"] = ["/bin/sh", "-c", "cat /data/file && echo more >> /data/file"]
     (src / "manifest").write_text(json.dumps(m))

@@ -129,7 +129,7 @@ def test_flags_use_the_same_checks() -> None:
         (["img", "--exec=bin/true"], "--exec must be absolute path"),
         (["img", "--working-dir=rel"], "--working-dir: 'rel' is not an absolute path"),
         (["img", "--mount", "volume=A,target=/x"], "--mount volume: invalid name 'A'"),
-        (["img", "--mount", "volume=a,target=../x"], "--mount target: '../x' is neither"),
+        (["img", "--mount", "volume=a,target="], "--mount target: empty path"),
         (["img", "--environment=1X=y"], "not a valid environment variable name"),
     ):
         with pytest.raises(UsageError, match=message):
@@ -162,8 +162,8 @@ def _pod(**app: object) -> dict[str, object]:
     (lambda m: m["apps"][0]["app"].update(exec=[]), "nothing to execute"),
     (lambda m: m["apps"][0]["app"].update(exec=["bin/x"]), "must be absolute path"),
     (lambda m: m["apps"][0]["app"].update(workingDirectory="x"), "not an absolute path"),
-    (lambda m: m["apps"][0].update(mounts=[{"volume": "v", "path": "../x"}]),
-     "apps[0].mounts[0].path: '../x' is neither"),
+    (lambda m: m["apps"][0].update(mounts=[{"volume": "v", "path": ""}]),
+     "apps[0].mounts[0].path: empty path"),
     (lambda m: m.update(volumes=[{"name": "../v", "kind": "empty"}]), "volumes[0].name"),
     (lambda m: m.update(volumes=[{"name": "v", "kind": "host", "source": "x"}]),
      "volumes[0].source: 'x' is not an absolute path"),
@@ -220,7 +220,8 @@ def test_host_source_links_are_refused(tmp_path: Path) -> None:
 
 
 KVM_STAGE1 = {"annotations": [{"name": "coreos.com/rkt/stage1/flavor", "value": "kvm"}]}
-IMAGE = {"app": {"exec": ["/bin/sh"], "user": "0", "group": "0",
+LABELS = [{"name": "os", "value": "linux"}, {"name": "arch", "value": "amd64"}]
+IMAGE = {"labels": LABELS, "app": {"exec": ["/bin/sh"], "user": "0", "group": "0",
                  "mountPoints": [{"name": "data", "path": "/data"}],
                  "ports": [{"name": "http", "protocol": "tcp", "port": 80}]}}  # fmt: skip
 
@@ -237,8 +238,6 @@ def test_check_pod_before_the_pod_exists(tmp_path: Path) -> None:
                  volumes=(appc.Volume("data", "empty"),)), {"web": IMAGE}, {})
     cases: list[tuple[appc.PodManifest, Mapping[str, Any], str]] = [
         (pm(mounts=(appc.Mount("nope", "/x"),)), {}, "no volume named 'nope'"),
-        (pm(mounts=(appc.Mount("data", "rel"),), volumes=(appc.Volume("data", "empty"),)),
-         {}, "mount target 'rel' is neither"),
         (pm(ports=(appc.ExposedPort("db", 1),)), {}, "port name 'db' is not defined"),
         (pm(volumes=(appc.Volume("data", "host", str(tmp_path / "file")),)), KVM_STAGE1,
          "is not a folder"),
@@ -246,11 +245,12 @@ def test_check_pod_before_the_pod_exists(tmp_path: Path) -> None:
     for manifest, stage1, message in cases:
         with pytest.raises(RktError, match=message):
             check_pod(manifest, {"web": IMAGE}, stage1)
-    caps = {"app": {**IMAGE["app"], "isolators": [
+    caps = {"labels": LABELS, "app": {**IMAGE["app"], "isolators": [
         {"name": "os/linux/capabilities-retain-set", "value": {"set": ["CAP_NOPE"]}}]}}
     with pytest.raises(RktError, match="unknown capability 'CAP_NOPE'"):
         check_pod(pm(), {"web": caps}, {})
     with pytest.raises(RktError, match="nothing to execute"):
-        check_pod(pm(), {"web": {"app": {"exec": [], "user": "0", "group": "0"}}}, {})
+        check_pod(pm(), {"web": {"labels": LABELS,
+                             "app": {"exec": [], "user": "0", "group": "0"}}}, {})
     with pytest.raises(RktError, match="has no app to run"):
-        check_pod(pm(), {"web": {}}, {})
+        check_pod(pm(), {"web": {"labels": LABELS}}, {})

@@ -93,7 +93,7 @@ def test_qemu_argv_shares_read_only_and_taps() -> None:
     assert "path=/data" in fsdevs[1] and "readonly=on" in fsdevs[1]
     devices = opt_after(argv, "-device")
     assert "virtio-9p-pci,fsdev=fs1,mount_tag=rkt.v0" in devices
-    assert "virtio-net-pci,netdev=net0,mac=02:00:00:00:00:01" in devices
+    assert "virtio-net-pci,netdev=net0,romfile=,mac=02:00:00:00:00:01" in devices
     assert any(n.startswith("tap,id=net0,ifname=tap0,") for n in opt_after(argv, "-netdev"))
 
 
@@ -102,12 +102,12 @@ def test_qemu_argv_console_modes() -> None:
                                agent_socket=Path("kvm/agent.sock"),
                                serial_log=Path("kvm/serial.log")))
     chardevs = opt_after(streams, "-chardev")
-    assert "file,id=con,path=kvm/serial.log" in chardevs
+    assert "file,id=con,path=kvm/serial.log,append=on" in chardevs
     assert "file,id=out,path=/dev/fdset/1,append=on" in chardevs
     assert any(c.startswith("socket,id=agent,path=kvm/agent.sock,server=on") for c in chardevs)
     assert opt_after(streams, "-add-fd") == ["fd=9,set=1"]
     debug = Qemu().argv(plan(serial_to_stderr=True, serial_log=Path("s.log")))
-    assert "file,id=con,path=/proc/self/fd/2,append=on,logfile=s.log" in opt_after(
+    assert "file,id=con,path=/proc/self/fd/2,append=on,logfile=s.log,logappend=on" in opt_after(
         debug, "-chardev")
     inter = Qemu().argv(plan(console=ConsoleMode.INTERACTIVE))
     assert "stdio,id=con,mux=on,signal=off" in opt_after(inter, "-chardev")
@@ -140,7 +140,8 @@ def test_script_runs_each_app_with_its_identity_and_records_status() -> None:
     assert "echo rkt-u-1 > /proc/sys/kernel/hostname" in text
     line = next(x for x in text.splitlines() if "/bin/rkt-exec" in x)
     assert "'X=a b'" in line
-    assert "/bin/rkt-exec /stage1/opt/stage2/web/rootfs /srv 1000 100 5,6 0,10 1" in line
+    assert ("/bin/rkt-exec --ns /run/rkt/web --mounts /ctl/mounts/web "
+            "/stage1/opt/stage2/web/rootfs /srv 1000 100 5,6 0,10 1") in line
     assert line.endswith("/bin/sh -c 'echo '\"'\"'hi there'\"'\"'; exit 3' </dev/null >&4 2>&5 "
                          "4>&- 5>&- &")
     assert f"echo {64 * MIB} > /sys/fs/cgroup/rkt/web/memory.max" in text
@@ -148,21 +149,27 @@ def test_script_runs_each_app_with_its_identity_and_records_status() -> None:
     assert "wait $rkt_pid_0; echo $? > /stage1/rkt/status/web" in text
 
 
-def test_script_volumes_get_their_own_tags_and_read_only() -> None:
+def test_volumes_get_their_own_tags_and_read_only() -> None:
     ro = MountPlan("data", VolumeKind.HOST, Path("/srv/data"), "/data", read_only=True)
-    rw = MountPlan("cache", VolumeKind.EMPTY, Path("/pod/v/cache"), "/cache")
-    text = script.pod_script(pod(app("a", mounts=(ro, rw)), app("b", mounts=(ro,))))
-    tags = script.mount_tags(pod(app("a", mounts=(ro, rw)), app("b", mounts=(ro,))))
+    rw = MountPlan("cache", VolumeKind.EMPTY, Path("/pod/v/cache"), "/my cache")
+    p = pod(app("a", mounts=(ro, rw)), app("b", mounts=(ro,)))
+    tags = script.mount_tags(p)
     assert tags == {ro: "rkt.v0", rw: "rkt.v1"}
-    assert ("mount -t 9p -o trans=virtio,version=9p2000.L,access=any,ro rkt.v0 "
-            "/stage1/opt/stage2/b/rootfs/data") in text
-    assert "access=any rkt.v1 /stage1/opt/stage2/a/rootfs/cache" in text
+    b = script.app_mounts(p.apps[1], tags).splitlines()
+    assert "mount rkt.v0 /data 9p trans=virtio,version=9p2000.L,access=any,ro,mkdir" in b
+    a = script.app_mounts(p.apps[0], tags).splitlines()
+    assert ("mount rkt.v1 /my\\040cache 9p trans=virtio,version=9p2000.L,cache=mmap,"
+            "access=any,mkdir") in a  # fstab's escape for the space
+    assert "rkt.v" not in script.pod_script(p)  # mounted by rkt-exec, not the init
 
 
 def test_script_interactive_gives_the_app_the_serial_terminal() -> None:
     text = script.pod_script(pod(app("sh", argv=("/bin/sh",)), interactive=True))
     assert "setsid -c env -i" in text and "</dev/ttyS1 >/dev/ttyS1 2>&1 &" in text
     assert "/dev/rkt.out" not in text
+    steps = script.app_mounts(app("sh"), {}, console="/dev/ttyS1").splitlines()
+    assert "mount /dev/ttyS1 /dev/console none bind,mkfile" in steps
+    assert "mount /dev/ttyS1 /dev/ttyS1 none bind,mkfile" in steps
 
 
 def test_cap_arg() -> None:
@@ -196,8 +203,8 @@ def test_initramfs_has_init_busybox_and_modules(tmp_path: Path) -> None:
     assert initramfs.cached(tmp_path, kver=kver) == img  # built once
     names = subprocess.run(["cpio", "-t"], input=gzip.decompress(img.read_bytes()),
                            capture_output=True, check=True).stdout.decode().split()
-    for n in ("init", "bin/busybox", "bin/rkt-exec", "bin/sh", "dev/console", "ctl",
-              "etc/rkt-fstab"):
+    for n in ("init", "init.sh", "bin/busybox", "bin/rkt-exec", "bin/sh", "dev/console", "ctl",
+              "etc/rkt-fstab", "run/rkt"):
         assert n in names
     assert "lib/modules/9pnet_virtio.ko" in names
 
@@ -251,17 +258,10 @@ def test_qemu_tcg_translation_cache_size() -> None:
     assert opt_after(Qemu().argv(plan(accel=Accel.KVM, tcg_tb_mib=16)), "-accel") == ["kvm"]
 
 
-def test_etc_files_the_host_prepared_are_bound_by_the_fstab() -> None:
-    a = app("web")
-    r = "/stage1/opt/stage2/web/rootfs"
-    fstab = script.app_fstab(a, ["hostname"])
-    assert f"/ctl/etc/hostname {r}/etc/hostname none bind 0 0" in fstab.splitlines()
-    text = script.pod_script(pod(a), etc_files=["hostname", "hosts"],
-                             etc_in_fstab={"web": ["hostname"]})
-    assert f"mount --bind /ctl/etc/hosts {r}/etc/hosts" in text
-    assert "mount --bind /ctl/etc/hostname" not in text
-    assert f"[ -d {r}/proc ]" in text  # the host did not say it made the mount points
-    assert "[ -d" not in script.pod_script(pod(a), points_ready=["web"])
+def test_the_pods_etc_files_are_bound_where_the_app_has_an_etc() -> None:
+    steps = script.app_mounts(app("web"), {}, ["hostname", "hosts"]).splitlines()
+    assert "mount /ctl/etc/hostname /etc/hostname none bind,mkfile" in steps
+    assert "mount /ctl/etc/hosts /etc/hosts none bind,mkfile" in steps
 
 
 def test_qemu_balloon_reports_free_pages() -> None:
@@ -270,41 +270,58 @@ def test_qemu_balloon_reports_free_pages() -> None:
     assert not any("balloon" in a for a in Qemu().argv(plan()))
 
 
-def test_app_fstab_mounts_proc_sys_ro_and_dev() -> None:
+def test_each_app_runs_in_its_own_namespace_made_from_its_mount_plan() -> None:
     a = app("web")
-    lines = [ln.split() for ln in script.app_fstab(a).splitlines()]
-    r = "/stage1/opt/stage2/web/rootfs"
-    assert lines == [["proc", f"{r}/proc", "proc", "defaults", "0", "0"],
-                     ["sysfs", f"{r}/sys", "sysfs", "ro", "0", "0"],
-                     ["/dev", f"{r}/dev", "none", "rbind", "0", "0"]]
     text = script.pod_script(pod(a))
-    assert "mount -a -T /ctl/fstab/web" in text
+    start = next(x for x in text.splitlines() if "/bin/rkt-exec" in x)
+    assert " --ns /run/rkt/web --mounts /ctl/mounts/web " in start
+    # the namespace file exists (empty) before rkt-exec starts, with no fork for it
+    assert text.index(": > /run/rkt/web") < text.index(start)
+    assert "mount --bind" not in text and "mount -a" not in text
+    # `rkt enter` joins the app's namespace rather than making one
+    enter = script.exec_line(a, argv=())
+    assert " --ns /run/rkt/web " in enter and "--mounts" not in enter
 
 
-def test_an_empty_run_gets_a_tmpfs_with_its_mode_and_owner_from_the_fstab() -> None:
-    a = app("web")
-    r = "/stage1/opt/stage2/web/rootfs"
+def test_app_mounts_sys_ro_a_minimal_dev_and_proc_last() -> None:
+    m = MountPlan("data", VolumeKind.HOST, Path("/srv"), "/data")
+    steps = script.app_mounts(app("web", mounts=(m,)), {m: "rkt.v0"}, ["hosts"]).splitlines()
+    assert steps[1:3] == [
+        "mount sysfs /sys sysfs ro,nosuid,nodev,noexec,mkdir",
+        "mount tmpfs /dev tmpfs nosuid,strictatime,mode=755,size=65536k,mkdir",
+    ]
+    # no /proc/PID/root in the app's root while rkt-exec follows the image's symlinks
+    assert steps[-1] == "mount proc /proc proc nosuid,nodev,noexec,mkdir"
+    assert "mknod /dev/null 0666 1 3" in steps and "symlink /dev/ptmx pts/ptmx" in steps
+    assert ("mount devpts /dev/pts devpts nosuid,noexec,newinstance,ptmxmode=0666,mode=620"
+            in steps)
+    # nothing of the guest's own /dev (its virtio ports, its disks), no console
+    assert not any("rbind" in s or "/dev/console" in s or "/dev/vport" in s for s in steps)
+
+
+def test_a_readonly_rootfs_is_made_read_only_last() -> None:
+    m = MountPlan("data", VolumeKind.HOST, Path("/srv"), "/data")
+    steps = script.app_mounts(app("web", readonly_rootfs=True, mounts=(m,)),
+                              {m: "rkt.v0"}).splitlines()
+    assert steps[-1] == "mount - / none remount,bind,ro"
+    assert "remount" not in script.app_mounts(app("web"), {})
+
+
+def test_an_empty_run_gets_a_tmpfs_with_its_mode_and_owner() -> None:
     run = script.RunDir(0o40755, 0, 12, empty=True)
-    lines = script.app_fstab(a, run_dir=run).splitlines()
-    assert lines[-1] == f"tmpfs {r}/run tmpfs nosuid,nodev,mode=0755,uid=0,gid=12 0 0"
-    text = script.pod_script(pod(a), run_dirs={"web": run})
-    assert "tmpfs /mnt" not in text  # no fork for it in the guest
-    assert "tmpfs" not in script.app_fstab(a)
+    steps = script.app_mounts(app("web"), {}, run_dir=run).splitlines()
+    assert "mount tmpfs /run tmpfs nosuid,nodev,mode=0755,uid=0,gid=12" in steps
+    assert " /run " not in script.app_mounts(app("web"), {})
 
 
 def test_a_run_with_content_is_copied_into_its_tmpfs_before_the_volumes() -> None:
     m = MountPlan(volume="sock", target="/run/sock", source=Path("/v"),
                   kind=VolumeKind.EMPTY, read_only=False)
-    a = app("web", mounts=(m,))
-    r = "/stage1/opt/stage2/web/rootfs"
     run = script.RunDir(0o41777, 0, 0, empty=False)
-    text = script.pod_script(pod(a), run_dirs={"web": run}).splitlines()
-    copy = (f"mount -t tmpfs -o nosuid,nodev,mode=1777,uid=0,gid=0 tmpfs /mnt && "
-            f"cp -a {r}/run/. /mnt/ && mount --move /mnt {r}/run")
-    assert copy in text
-    volume = next(i for i, ln in enumerate(text) if ln.startswith("mount -t 9p"))
-    assert text.index(copy) < volume
-    assert "tmpfs" not in script.app_fstab(a, run_dir=run)
+    steps = script.app_mounts(app("web", mounts=(m,)), {m: "rkt.v0"}, run_dir=run).splitlines()
+    copy = "mount tmpfs /run tmpfs nosuid,nodev,mode=1777,uid=0,gid=0,copyup"
+    volume = next(i for i, s in enumerate(steps) if s.startswith("mount rkt.v0 /run/sock"))
+    assert steps.index(copy) < volume
 
 
 def test_the_host_finds_the_apps_run_folder(tmp_path: Path) -> None:

@@ -48,7 +48,8 @@ def test_tty_command_adds_the_tty_flags_and_our_term_before_the_apps_env() -> No
     i = words.index("--tty")
     assert words[i - 1] == "/bin/rkt-exec"
     assert words[i + 1 : i + 3] == [TTY_PORT, "abc"]
-    assert words[i + 3 : i + 5] == [script.guest_rootfs(app), "/srv"]
+    # in the app's mount namespace, joined
+    assert words[i + 3 : i + 7] == ["--ns", script.ns_file(app), script.guest_rootfs(app), "/srv"]
     assert words[-4:] == ["--", "/bin/sh", "-c", "echo 'hi'"]
 
 

@@ -130,12 +130,15 @@ def test_resolv_conf_modes(tmp_path: Path) -> None:
 
 
 def test_hosts_file(tmp_path: Path) -> None:
+    """rkt's: its hosts-fallback text, the --hosts-entry lines after its comment, the pod's
+    hostname added to the 127.0.0.1 line (AddHostsEntry)."""
     text = render_hosts("rkt-1234", DnsPlan(hosts_entries=(("10.0.0.1", "db"),
-                                                          ("10.0.0.1", "db2"))), "172.16.28.5")
+                                                          ("10.0.0.1", "db2"))))
     lines = text.splitlines()
-    assert lines[0].startswith("127.0.0.1\tlocalhost")
-    assert "172.16.28.5\trkt-1234" in lines
-    assert "10.0.0.1\tdb db2" in lines
+    assert lines[:2] == ["# This is the default rkt /etc/hosts",
+                         "127.0.0.1 localhost localhost.domain localhost4 "
+                         "localhost4.localdomain4 rkt-1234"]
+    assert lines[-3:] == ["", "# Added by rkt run --hosts-entry", "10.0.0.1 db db2"]
     host = tmp_path / "hosts"
     host.write_text("1.2.3.4 h\n")
     assert render_hosts("x", DnsPlan(hosts_entries=(("host", ""),)), host_file=host) == (

@@ -335,15 +335,12 @@ def _runtime_app(o: JsonObject) -> RuntimeApp:
 
 
 def mount_target(path: str, what: str) -> str:
-    """A mount's target: an absolute path in the app, or the name of one of its image's
+    """A mount's target: a path in the app (a relative one, as in rkt, from the app's
+    root: `dir1` and `../../x` mean `/dir1` and `/x`), or the name of one of its image's
     mount points (appc lets a mount name one)."""
-    if path.startswith("/"):
-        return check.abs_path(path, what)
-    try:
-        return check.ac_name(path, what)
-    except check.InvalidValue:
-        raise check.InvalidValue(f"{what}: {path!r} is neither an absolute path nor a "
-                                 "mount point name") from None
+    if not path:
+        raise check.InvalidValue(f"{what}: empty path")
+    return check.no_nul(path, what)
 
 
 def _volume(o: JsonObject) -> Volume:

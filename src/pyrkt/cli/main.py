@@ -45,6 +45,7 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 POD_STARTING_VERBS = ("run", "prepare", "run-prepared")
+MISSING_COMMAND = 2  # rkt's exit status for `rkt` without a verb ("invalid argument")
 
 
 def usage() -> str:
@@ -93,7 +94,11 @@ def main(argv: list[str] | None = None, build: dict[str, Any] | None = None) -> 
 
             g, rest = extract_globals(args, BuildDefaults.from_dict(build))
         log.set_debug(g.debug)
-        if not rest or rest[0] in ("help", "-h", "--help"):
+        if not rest:  # rkt's runMissingCommand: the complaint, the usage, exit 2
+            print("rkt: missing command", file=sys.stderr)
+            print(usage())
+            return MISSING_COMMAND
+        if rest[0] in ("help", "-h", "--help"):
             if len(rest) > 1 and rest[1] in VERBS:
                 rest = [rest[1], "--help"]
             else:
@@ -129,12 +134,19 @@ def main(argv: list[str] | None = None, build: dict[str, Any] | None = None) -> 
 
             traceback.print_exc()
         err = e if isinstance(e, RktError) else describe(e, locals().get("g"))
-        print(f"{prog_name(rest if 'rest' in locals() else [])}: {err}", file=sys.stderr)
+        who = err.component or prog_name(rest if "rest" in locals() else [])
+        print(f"{who}: {err}", file=sys.stderr)
         return err.exit_code
 
 
 def prog_name(rest: list[str]) -> str:
-    return "rkt" if not rest else f"{rest[0]}"
+    """rkt's prefix: the (sub)command's name (`run`, `cat-manifest` for `image
+    cat-manifest`)."""
+    if not rest:
+        return "rkt"
+    if rest[0] == "image" and len(rest) > 1 and not rest[1].startswith("-"):
+        return rest[1]
+    return rest[0]
 
 
 def describe(e: BaseException, g: object) -> RktError:

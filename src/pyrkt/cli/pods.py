@@ -7,12 +7,18 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from pyrkt.cli import podfmt
 from pyrkt.cli.common import parse_bool
-from pyrkt.errors import PermissionRequired, RktError, UsageError
+from pyrkt.errors import (
+    Ambiguous,
+    NotFound,
+    PermissionRequired,
+    RktError,
+    UsageError,
+    go_quote,
+)
 from pyrkt.options import GlobalOptions
 from pyrkt.pod import pods
 from pyrkt.pod.runopts import EXTENSION_PREFIXES
@@ -97,15 +103,40 @@ def parse_duration(text: str, flag: str) -> float:
     return total
 
 
+def go_duration(seconds: float) -> str:
+    """A duration as Go prints one (rkt's messages do): "30m0s", "1h0m0s", "1.5s", "0s"."""
+    ns = round(seconds * 1e9)
+    if ns == 0:
+        return "0s"
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                return f"{ns / size:.9f}".rstrip("0").rstrip(".") + unit
+    h, rest = divmod(ns, 3_600_000_000_000)
+    m, rest = divmod(rest, 60_000_000_000)
+    secs = f"{rest / 1e9:.9f}".rstrip("0").rstrip(".") + "s"
+    if h:
+        return f"{h}h{m}m{secs}"
+    return f"{m}m{secs}" if m else secs
+
+
 def _uuid_arg(g: GlobalOptions, f: Flags, verb: str) -> pods.Pod:
     uuid_file = f.get("--uuid-file")
     if uuid_file:
         if f.positional:
             raise UsageError("give either a UUID or --uuid-file, not both")
-        return pods.lookup(g.dir, pods.read_uuid_file(Path(uuid_file)))
+        return _retrieve(g, pods.read_uuid_file(Path(uuid_file)))
     if len(f.positional) != 1:
         raise UsageError(f"{verb} needs exactly one pod UUID")
-    return pods.lookup(g.dir, f.positional[0])
+    return _retrieve(g, f.positional[0])
+
+
+def _retrieve(g: GlobalOptions, uuid: str) -> pods.Pod:
+    """The pod, or rkt's "problem retrieving pod: ..."."""
+    try:
+        return pods.lookup(g.dir, uuid)
+    except (NotFound, Ambiguous) as e:
+        raise RktError(f"problem retrieving pod: {e}") from None
 
 
 # ---- verbs --------------------------------------------------------------------------
@@ -216,45 +247,85 @@ def cmd_status(g: GlobalOptions, f: Flags) -> int:
     return 0
 
 
-def _each_pod(
-    g: GlobalOptions, f: Flags, verb: str, act: Callable[[pods.Pod], str], error: str
-) -> int:
-    """Run `act` on each pod named (UUIDs and --uuid-file), printing what it returns; a
-    failure is reported as `error` (formatted with the target `t` and the error `e`) and
-    the others still run. 254 when any failed."""
-    targets = list(f.positional)
+def _targets(f: Flags, verb: str) -> list[str]:
+    """The pods named: the UUIDs, or --uuid-file (one or the other, as rkt)."""
+    if f.positional and f.get("--uuid-file"):
+        raise UsageError(f"{verb}: give either UUIDs or --uuid-file, not both")
     if f.get("--uuid-file"):
-        targets.append(pods.read_uuid_file(Path(f.get("--uuid-file"))))
-    if not targets:
+        return [pods.read_uuid_file(Path(f.get("--uuid-file")))]
+    if not f.positional:
         raise UsageError(f"{verb} needs at least one pod UUID")
-    failed = 0
-    for t in targets:
-        try:
-            print(act(pods.lookup(g.dir, t)))
-        except RktError as e:
-            print(error.format(t=t, e=e), file=sys.stderr)
-            failed += 1
-    return 254 if failed else 0
+    return list(f.positional)
+
+
+def _err(verb: str, msg: str) -> None:
+    print(f"{verb}: {msg}", file=sys.stderr)
 
 
 def cmd_stop(g: GlobalOptions, f: Flags) -> int:
+    """rkt's stop: `"UUID"` for each pod stopped, `pod "UUID" is already stopped` for
+    one that exited; the failures counted on stderr, exit 254 if any."""
     from pyrkt.stage0.lifecycle import stop
 
-    def act(pod: pods.Pod) -> str:
-        stop(g, pod, force=f.flag("--force"))
-        return pod.uuid
-
-    return _each_pod(g, f, "stop", act, "stop: error stopping {t!r}: {e}")
+    errors = 0
+    after_run = (pods.State.EXITED, pods.State.EXITED_GARBAGE, pods.State.DELETING,
+                 pods.State.GARBAGE)  # fmt: skip
+    for t in _targets(f, "stop"):
+        try:
+            pod = pods.lookup(g.dir, t)
+        except RktError as e:
+            _err("stop", f"cannot get pod: {e}")
+            errors += 1
+            continue
+        q = go_quote(pod.uuid)
+        state = pod.state()
+        if state in after_run:
+            print(f"pod {q} is already stopped")
+            continue
+        if state is not pods.State.RUNNING:
+            _err("stop", f"pod {q} is not running")
+            errors += 1
+            continue
+        try:
+            stop(g, pod, force=f.flag("--force"))
+            print(q)
+        except RktError as e:
+            _err("stop", f"error stopping {q}: {e}")
+            errors += 1
+    if errors:
+        _err("stop", f"failed to stop {errors} pod(s)")
+        return 254
+    return 0
 
 
 def cmd_rm(g: GlobalOptions, f: Flags) -> int:
     from pyrkt.stage0.lifecycle import remove
 
-    def act(pod: pods.Pod) -> str:
-        remove(g, pod)
-        return f'"{pod.uuid}"'
+    failed = False
+    for t in _targets(f, "rm"):
+        try:
+            pod = pods.lookup(g.dir, t)
+        except RktError as e:
+            _err("rm", f"cannot get pod: {e}")
+            failed = True
+            continue
+        try:
+            remove(g, pod, lambda note: _err("rm", note))
+            print(go_quote(pod.uuid))
+        except RktError as e:
+            _err("rm", str(e))
+            failed = True
+        finally:
+            pod.close()
+    if failed:
+        _err("rm", "failed to remove one or more pods")
+        return 254
+    return 0
 
-    return _each_pod(g, f, "rm", act, "rm: {e}")
+
+GC_MOVED = {"exited": "moving pod {q} to garbage",
+            "aborted": "moving failed prepare {q} to garbage",
+            "expired": "moving expired prepared pod {q} to garbage"}  # fmt: skip
 
 
 def cmd_gc(g: GlobalOptions, f: Flags) -> int:
@@ -263,12 +334,16 @@ def cmd_gc(g: GlobalOptions, f: Flags) -> int:
     grace = parse_duration(f.get("--grace-period", "30m"), "--grace-period")
     expire = parse_duration(f.get("--expire-prepared", "24h"), "--expire-prepared")
     for ev in gc(g, grace=grace, expire_prepared=expire, mark_only=f.flag("--mark-only")):
-        if ev.what == "marked":
-            print(f'Moving pod "{ev.uuid}" to garbage')
-        elif ev.what == "removed":
-            print(f'Garbage collecting pod "{ev.uuid}"')
-        elif ev.detail:
-            print(f'Pod "{ev.uuid}" not removed: {ev.detail}', file=sys.stderr)
+        q = go_quote(ev.uuid)
+        if ev.what in GC_MOVED:
+            _err("gc", GC_MOVED[ev.what].format(q=q))
+        elif ev.what == "removing":
+            print(f"Garbage collecting pod {q}", flush=True)
+        elif ev.detail == "still within grace period":
+            _err("gc", f"pod {q} not removed: still within grace period "
+                       f"({go_duration(grace)})")
+        else:
+            _err("gc", f"pod {q} not removed: {ev.detail}")
     return 0
 
 
@@ -290,7 +365,7 @@ def cmd_enter(g: GlobalOptions, f: Flags) -> int:
 
     if not f.positional:
         raise UsageError("enter needs a pod UUID")
-    pod = pods.lookup(g.dir, f.positional[0])
+    pod = _retrieve(g, f.positional[0])
     cmd = f.rest[1:] if f.rest[:1] == ["--"] else f.rest
     enter(g, pod, f.get("--app"), cmd)
 
@@ -307,6 +382,10 @@ def cmd_run_prepared(g: GlobalOptions, f: Flags) -> int:
         raise RktError(f"pod {pod.uuid} is in use")
     if pod.folder is not pods.Folder.PREPARED:
         raise RktError(f"pod {pod.uuid} is not prepared (state: {pod.state()})")
+    if f.get("--net"):
+        from pyrkt.cli.run import check_net
+
+        check_net(g, f.get("--net"))
     ro = RunOptions(
         net=f.get("--net", "default") or "default",
         hostname=f.get("--hostname") or f"rkt-{pod.uuid}",
@@ -328,7 +407,7 @@ def cmd_export(g: GlobalOptions, f: Flags) -> int:
 
     if len(f.positional) != 2:
         raise UsageError("usage: rkt export [--app=NAME] [--overwrite] UUID OUTPUT.aci")
-    pod = pods.lookup(g.dir, f.positional[0])
+    pod = _retrieve(g, f.positional[0])
     out = Path(f.positional[1])
     if out.exists() and not f.flag("--overwrite"):
         raise RktError(f"{out} already exists", "use --overwrite")

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from pyrkt.cli import runflags as rf
-from pyrkt.errors import PermissionRequired, UsageError
+from pyrkt.errors import PermissionRequired, RktError, UsageError
 from pyrkt.options import GlobalOptions
 from pyrkt.pod.runopts import RunOptions
 from pyrkt.stage0.prepare import PrepareOptions, prepare
@@ -30,19 +30,33 @@ App flags (after an image): --exec, --name, --working-dir, --user, --group,
 _CONFLICT_WITH_MANIFEST = ("--volume", "--port", "--set-env", "--set-env-file")
 
 
-def build_prepare_options(a: rf.RunArgs) -> PrepareOptions:
-    pod_manifest = a.last("--pod-manifest")
-    if pod_manifest and (
+def pull_policy(a: rf.RunArgs) -> str:
+    if a.flag("--no-store") and a.flag("--store-only"):
+        raise UsageError("both --store-only and --no-store specified")
+    if a.flag("--no-store"):
+        return "update"
+    if a.flag("--store-only"):
+        return "never"
+    return a.last("--pull-policy", "new")
+
+
+def check_pod_manifest_flags(a: rf.RunArgs, policy: str) -> None:
+    """rkt's list: with --pod-manifest, no image, no volume, mount, port or environment
+    flag, and no pull policy but the default."""
+    if a.last("--pod-manifest") and (
         a.apps
+        or a.pod_mounts
         or any(a.all(f) for f in _CONFLICT_WITH_MANIFEST)
         or a.flag("--inherit-env")
+        or policy in ("never", "update")
     ):
         raise UsageError("conflicting flags set with --pod-manifest (see --help)")
-    policy = a.last("--pull-policy", "new")
-    if a.flag("--no-store"):
-        policy = "update"
-    if a.flag("--store-only"):
-        policy = "never"
+
+
+def build_prepare_options(a: rf.RunArgs) -> PrepareOptions:
+    pod_manifest = a.last("--pod-manifest")
+    policy = pull_policy(a)
+    check_pod_manifest_flags(a, policy)
     from pyrkt.image.policy import parse_pull_policy
 
     parse_pull_policy(policy)
@@ -55,6 +69,7 @@ def build_prepare_options(a: rf.RunArgs) -> PrepareOptions:
     return PrepareOptions(
         apps=tuple(a.apps),
         volumes=vols,
+        mounts=tuple(a.pod_mounts),
         ports=tuple(rf.parse_port(p) for p in a.all("--port")),
         inherit_env=a.flag("--inherit-env"),
         set_env=rf.parse_env_list(a.all("--set-env"), "--set-env"),
@@ -90,6 +105,20 @@ def build_run_options(a: rf.RunArgs, uuid: str) -> RunOptions:
     )
 
 
+def check_net(g: GlobalOptions, net: str) -> None:
+    """Fail on an unknown network or a bad net.d file before the pod runs, in rkt's
+    stage1's words (`none` and `host` alone need no configuration: not importing NET
+    saves start-up)."""
+    if net in ("none", "host"):
+        return
+    from pyrkt.net.config import check_networks
+
+    try:
+        check_networks(net, [g.system_config, g.local_config])
+    except RktError as e:
+        raise RktError(f"failed to setup network: {e.message}", component="stage1") from None
+
+
 def check_uuid_file(path: str) -> None:
     """--uuid-file-save's folder must exist: checked before the pod does."""
     if path and not Path(path).absolute().parent.is_dir():
@@ -119,12 +148,10 @@ def main(argv: list[str], g: GlobalOptions) -> int:
     opts = build_prepare_options(a)
     check_uuid_file(a.last("--uuid-file-save"))
     net = ",".join(rf.split_list(a.all("--net"))) or "default"
-    if verb == "run" and a.all("--net") and net not in ("none", "host"):
-        # Fail on an unknown network or a bad net.d file before any pod exists (`none`
-        # and `host` alone need no configuration: not importing NET saves start-up).
-        from pyrkt.net.config import check_networks
-
-        check_networks(net, [g.system_config, g.local_config])
+    if opts.ports and net in ("none", "host"):
+        raise UsageError(f"--port flag does not work with '{net}' networking")
+    if verb == "run" and a.all("--net"):
+        check_net(g, net)
     pod = prepare(g, opts, durable=verb == "prepare")
     save_uuid(a.last("--uuid-file-save"), pod.uuid)
     if verb == "prepare":

@@ -9,6 +9,8 @@ list of apps; nothing here touches the disk except `--set-env-file`.
 
 from __future__ import annotations
 
+import sys
+
 from pyrkt.appc import pod as appc
 from pyrkt.appc import validate as check
 from pyrkt.cli.common import parse_bool
@@ -33,6 +35,8 @@ APP_VALUE = {
     "--oom-score-adj",
 }  # fmt: skip
 APP_BOOL = {"--readonly-rootfs"}
+# rkt's deprecated spellings: accepted, with pflag's notice on stderr
+DEPRECATED = {"--cap-retain": "--caps-retain", "--cap-remove": "--caps-remove"}
 
 
 
@@ -43,6 +47,7 @@ class RunArgs:
     apps: list[AppSpec] = field(default_factory=list)
     values: dict[str, list[str]] = field(default_factory=dict)
     bools: dict[str, bool] = field(default_factory=dict)
+    pod_mounts: list[tuple[str, str]] = field(default_factory=list)  # --mount before images
     help: bool = False
 
     def last(self, flag: str, default: str = "") -> str:
@@ -114,12 +119,8 @@ def _apply_app_flag(spec: dict[str, object], flag: str, value: str) -> None:
         env.append(env_kv(value, flag))
         spec["environment"] = tuple(env)
     elif flag == "--mount":
-        opts = dict(split_kv(x, flag) for x in _csv(value))
-        if set(opts) != {"volume", "target"}:
-            raise UsageError(f"invalid --mount {value!r}", "expected volume=NAME,target=PATH")
         mounts = list(spec.get("mounts", ()))  # type: ignore[call-overload]
-        mounts.append((check.ac_name(opts["volume"], "--mount volume"),
-                       appc.mount_target(opts["target"], "--mount target")))  # fmt: skip
+        mounts.append(parse_mount(value))
         spec["mounts"] = tuple(mounts)
     elif flag in ("--memory", "--cpu"):
         try:
@@ -133,6 +134,9 @@ def _apply_app_flag(spec: dict[str, object], flag: str, value: str) -> None:
         spec["cpu_shares"] = int(value)
     elif flag in ("--caps-retain", "--caps-remove"):
         spec[flag[2:].replace("-", "_")] = tuple(_csv(value))
+        if spec.get("caps_retain") is not None and spec.get("caps_remove") is not None:
+            raise UsageError("error: cannot use both --caps-retain and --caps-remove on the "
+                             "same image")
     elif flag == "--signature":
         spec["signature"] = value
     elif flag == "--seccomp":
@@ -140,6 +144,15 @@ def _apply_app_flag(spec: dict[str, object], flag: str, value: str) -> None:
     elif flag == "--oom-score-adj":
         spec["oom_score_adj"] = parse_oom_score_adj(value)
     # --stdin, --stdout, --stderr: accepted, not enforced
+
+
+def parse_mount(value: str) -> tuple[str, str]:
+    """`volume=NAME,target=PATH`: (volume, target)."""
+    opts = dict(split_kv(x, "--mount") for x in _csv(value))
+    if set(opts) != {"volume", "target"}:
+        raise UsageError(f"invalid --mount {value!r}", "expected volume=NAME,target=PATH")
+    return (check.ac_name(opts["volume"], "--mount volume"),
+            appc.mount_target(opts["target"], "--mount target"))  # fmt: skip
 
 
 def parse_seccomp(value: str) -> appc.SeccompFilter:
@@ -212,7 +225,18 @@ def parse_run_args(argv: list[str]) -> RunArgs:
         name, eq, val = tok.partition("=")
         if name.startswith("-") and not name.startswith("--"):
             name = "-" + name
-        if name in APP_BOOL or name in APP_VALUE:
+        if name in DEPRECATED:
+            print(f"Flag {name} has been deprecated, use {DEPRECATED[name]} instead",
+                  file=sys.stderr)
+            name = DEPRECATED[name]
+        if name == "--mount" and cur is None:  # before any image: for every app
+            if not eq:
+                if i >= len(argv):
+                    raise UsageError(f"flag needs an argument: {name}")
+                val = argv[i]
+                i += 1
+            out.pod_mounts.append(parse_mount(val))
+        elif name in APP_BOOL or name in APP_VALUE:
             if cur is None:
                 raise UsageError(f"{name} must follow an image")
             if name in APP_VALUE and not eq:
@@ -304,15 +328,24 @@ def parse_env_list(values: list[str], flag: str) -> tuple[tuple[str, str], ...]:
 
 
 def read_env_files(paths: list[str]) -> tuple[tuple[str, str], ...]:
+    """rkt's env files: NAME=VALUE lines; empty lines and lines starting with `#` or
+    `;` are skipped; a name set twice (in any of the files) is an error."""
     env: dict[str, str] = {}
     for p in paths:
         text = check.read_file(p, "--set-env-file").decode(errors="replace")
         for line in text.splitlines():
-            line = line.strip()
-            if not line or line.startswith("#"):
+            if not line or line.startswith(("#", ";")):
                 continue
-            k, v = env_kv(line, "--set-env-file")
-            env[k] = v
+            k, eq, v = line.partition("=")
+            if not eq or not k:
+                raise UsageError(
+                    f'invalid argument "{p}" for "--set-env-file" flag: environment '
+                    f'variable must be specified as name=value (file "{p}")')
+            if k in env:
+                raise UsageError(f'invalid argument "{p}" for "--set-env-file" flag: '
+                                 f'environment variable "{k}" already set (file "{p}")')
+            env[k] = check.no_nul(v, "--set-env-file")
+            check.env_name(k, "--set-env-file")
     return tuple(env.items())
 
 

@@ -7,6 +7,7 @@ verified ACI is imported (unless `--insecure-options=image`).
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from pyrkt.options import GlobalOptions, Insecure
 
 Progress = Callable[[str, int, int], None]
 _CHUNK = 1 << 20
+IMAGE = "image"  # the prefix of rkt's image fetching messages
 
 
 def is_url(ref: str) -> bool:
@@ -82,6 +84,7 @@ def fetch_aci(g: GlobalOptions, store: Store, ref: str, *, progress: Progress | 
         aci = stage / "image.aci"
         sig = stage / "image.aci.asc"
         if is_url(ref):
+            log.debug(f"fetching image from {ref}", IMAGE)
             _download(g, ref, aci, progress, room=store.root)
         else:
             src = local_path(ref)
@@ -96,6 +99,7 @@ def fetch_aci(g: GlobalOptions, store: Store, ref: str, *, progress: Progress | 
                 if have_sig:
                     shutil.copyfile(src_sig, sig)
             else:
+                log.debug(f"downloading signature from {where}", IMAGE)
                 have_sig = _download(g, where, sig, None, missing_ok=True)
         manifest = None
         if check is not None or not g.allows(Insecure.IMAGE):
@@ -112,14 +116,13 @@ def fetch_aci(g: GlobalOptions, store: Store, ref: str, *, progress: Progress | 
             if check is not None:
                 check(manifest)
         if g.allows(Insecure.IMAGE):
-            log.warn("image signature verification has been disabled")
+            log.warn("image signature verification has been disabled", IMAGE)
         else:
             name = manifest.name if manifest is not None else ref
-            if not have_sig:
+            if not have_sig:  # rkt's words: the error of the signature's open or download
                 raise SignatureError(
-                    f"image {name!r} is not signed: no signature at {where}",
-                    "use --insecure-options=image to fetch it anyway",
-                )
+                    "bad HTTP status code: 404" if is_url(where) else
+                    f"open {os.path.abspath(local_path(where))}: no such file or directory")
             fpr = verify(Keystore(g), name, aci, sig)
             log.debug(f"{ref}: signed by trusted key {fpr}")
         return store.import_aci(aci, what=ref)

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyrkt import log
-from pyrkt.errors import NotFound, RktError, UsageError
+from pyrkt.errors import NotFound, RktError, UsageError, go_quote
+from pyrkt.image.aci_fetch import IMAGE
 from pyrkt.image.layers import ByteStream
 from pyrkt.image.policy import PullPolicy as PullPolicy
 from pyrkt.image.policy import parse_pull_policy as parse_pull_policy
-from pyrkt.image.store import ID_PREFIX, Store, short_id
+from pyrkt.image.store import ID_PREFIX, Store
 from pyrkt.options import GlobalOptions, Insecure
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ def _fetch(g: GlobalOptions, store: Store, ref: str, policy: PullPolicy,
     if signature is not None and ref.startswith((ID_PREFIX, "docker://", "oci:")):
         raise UsageError(f"--signature given for {ref!r}, which is not an ACI")
     if ref.startswith(ID_PREFIX):
+        log.debug(f"using image from the store with hash {ref}", IMAGE)
         return store.resolve(ref).id
     if ref.startswith("docker://"):
         return _fetch_docker(g, store, ref, policy, progress)
@@ -77,13 +79,16 @@ def _fetch(g: GlobalOptions, store: Store, ref: str, policy: PullPolicy,
         if policy is not PullPolicy.UPDATE:
             cached = store.remote_get(ref)
             if cached is not None:
+                log.debug(f"using image from local store for url {ref}", IMAGE)
                 return cached[0]
         if policy is PullPolicy.NEVER:
             raise NotFound(f"image {ref!r} is not in the store", "--pull-policy=never")
+        log.debug(f"remote fetching from URL {go_quote(ref)}", IMAGE)
         image_id = aci_fetch.fetch_aci(g, store, ref, progress=progress, signature=signature)
         store.remote_put(ref, image_id)
         return image_id
     if ref.startswith("file://") or ref.endswith(".aci") or ("/" in ref and Path(ref).exists()):
+        log.debug(f"using image from file {ref}", IMAGE)
         return aci_fetch.fetch_aci(g, store, ref, progress=progress, signature=signature)
     return _fetch_by_name(g, store, ref, policy, progress, signature)
 
@@ -97,12 +102,16 @@ def _fetch_by_name(g: GlobalOptions, store: Store, ref: str, policy: PullPolicy,
     in_store = ref.split(",")[0]  # NAME[:VERSION]: without a version, the newest
     if policy is not PullPolicy.UPDATE:
         try:
-            return store.resolve(in_store).id
+            image_id = store.resolve(in_store).id
+            log.debug(f"using image from local store for image name {ref}", IMAGE)
+            return image_id
         except NotFound:
             if policy is PullPolicy.NEVER:
                 raise NotFound(f"image {ref!r} is not in the store",
                                "--pull-policy=never") from None  # fmt: skip
+    log.debug(f"searching for app image {ref}", IMAGE)
     found = discovery.discover_aci(g, app)
+    log.debug(f"remote fetching from URL {go_quote(found.aci)}", IMAGE)
     image_id = aci_fetch.fetch_aci(g, store, found.aci, progress=progress,
                                    signature=signature, discovered=found.signature,
                                    check=partial(discovery.check_manifest, app))  # fmt: skip
@@ -124,11 +133,13 @@ def _fetch_docker(g: GlobalOptions, store: Store, ref: str, policy: PullPolicy,
     if policy is not PullPolicy.UPDATE:
         cached = store.remote_get(key)
         if cached is not None:
-            log.debug(f"{key}: using {short_id(cached[0])} from the store")
+            log.debug(f"using image from local store for url {ref}", IMAGE)
             return cached[0]
     if policy is PullPolicy.NEVER:
         raise NotFound(f"image {key!r} is not in the store", "--pull-policy=never")
     _need_root_for_layers(ref)
+    log.debug(f"remote fetching from URL {go_quote(ref)}", IMAGE)
+    log.debug(f"fetching image from {ref}", IMAGE)
     image_id = _pull_docker(g, store, dref, progress)
     store.remote_put(key, image_id)
     return image_id

@@ -353,15 +353,18 @@ class Store:
 
     def resolve(self, ref: str) -> ImageInfo:
         """An image by ID (or unambiguous ID prefix) or by `name[:version]`."""
-        if ref.startswith(ID_PREFIX):
+        if ref.startswith(ID_PREFIX):  # rkt's ResolveKey, with its messages
+            if len(ref) < len(ID_PREFIX) + 2:
+                raise NotFound("image ID too short")
+            key = ref[: len(ID_PREFIX) + ID_HEX_LEN]
             rows = self.db.execute(
                 f"SELECT {self._COLS} FROM images WHERE id LIKE ? ESCAPE '\\'",
-                (ref.replace("_", "\\_").replace("%", "\\%") + "%",),
+                (key.replace("_", "\\_").replace("%", "\\%") + "%",),
             ).fetchall()
             if not rows:
-                raise NotFound(f"no image with ID {ref!r} in the store")
+                raise NotFound("no image IDs found")
             if len(rows) > 1:
-                raise Ambiguous(f"ambiguous image ID {ref!r}", "give more characters")
+                raise Ambiguous(f'ambiguous image ID: "{key}"')
             return self._info(rows[0])
         name, version = split_name_version(ref)
         rows = self.db.execute(

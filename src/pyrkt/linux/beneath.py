@@ -315,6 +315,15 @@ class Root:
                     raise Refused(errno.EEXIST,
                                   f"{rel}: exists ({_kind(st.st_mode)})") from None
 
+    def symlink(self, rel: str | os.PathLike[str], target: str) -> None:
+        """Create rel as a symbolic link to target (symlinkat under the parent's fd);
+        FileExistsError when rel exists, whatever it is."""
+        parts = _parts(rel)
+        if not parts:
+            raise OSError(errno.EEXIST, "cannot replace the root itself")
+        with self._parent(parts) as parent:
+            os.symlink(target, parts[-1], dir_fd=parent.fd)
+
     def write(self, rel: str | os.PathLike[str], data: bytes | str, mode: int = 0o644, *,
               replace: bool = True) -> None:
         """Create rel with data. replace=False: refused if rel exists (O_EXCL);

@@ -22,8 +22,8 @@ Public API (import from `pyrkt.net`):
   own process wraps that part in it, so teardown afterwards runs on the host.
 - `netns_exec_argv(path)` (argv prefix: `nsenter --net=PATH --`), `preexec_setns(path)`
   (a Popen `preexec_fn`), `in_netns(path)` (context manager, current thread).
-- `render_resolv_conf(dns, cni_dns) -> str | None`, `render_hosts(hostname, dns,
-  pod_ip=None) -> str`: the pod's /etc/resolv.conf and /etc/hosts.
+- `render_resolv_conf(dns, cni_dns) -> str | None`, `render_hosts(hostname, dns) -> str`:
+  the pod's /etc/resolv.conf and /etc/hosts (rkt's text).
 - `parse_net_list(value) -> NetList` and `netinfo.load(pod_dir)` for `list`/`status`.
 - `check_networks(net, config_dirs)`: the validation alone (stage0 runs it before a pod
   is prepared, so a bad --net leaves nothing behind).

@@ -4,8 +4,9 @@
   gives None (keep the image's own file); any of `--dns`, `--dns-search`, `--dns-opt`,
   `--dns-domain` writes exactly those; otherwise the DNS that CNI returned, if any, else
   None.
-- `render_hosts(hostname, dns, pod_ip=None)`: `--hosts-entry=host` copies the host's
-  file; otherwise rkt's default (localhost lines), the pod hostname, then the entries.
+- `render_hosts(hostname, dns)`: `--hosts-entry=host` copies the host's file; otherwise
+  rkt's fallback text, the entries, the pod's hostname on the 127.0.0.1 line. Without
+  entries it stands in only for an image that has no /etc/hosts (`hosts_is_fallback`).
 """
 
 from __future__ import annotations
@@ -83,20 +84,53 @@ def render_resolv_conf(
     )
 
 
-def render_hosts(
-    hostname: str, dns: DnsPlan, pod_ip: str | None = None, *, host_file: Path = HOST_HOSTS
-) -> str:
+# rkt's stage1 /etc/hosts-fallback, word for word
+HOSTS_FALLBACK = """\
+# This is the default rkt /etc/hosts
+127.0.0.1 localhost localhost.domain localhost4 localhost4.localdomain4
+
+::1 ip6-localhost ip6-loopback localhost6 localhost6.localdomain6
+fe00::0 ip6-localnet
+ff00::0 ip6-mcastprefix
+ff02::1 ip6-allnodes
+ff02::2 ip6-allrouters
+ff02::3 ip6-allhosts
+"""
+
+
+def hosts_is_fallback(dns: DnsPlan) -> bool:
+    """Whether the pod's /etc/hosts only stands in for an image without one (rkt's
+    `default` mode: no --hosts-entry); with entries it replaces the image's."""
+    return not dns.hosts_entries
+
+
+def add_hosts_entry(text: str, ip: str, hostname: str) -> str:
+    """rkt's AddHostsEntry: hostname appended to the first line for ip, else a new line."""
+    out: list[str] = []
+    found = False
+    for line in text.splitlines():
+        words = line.split()
+        if not found and words and words[0] == ip:
+            found = True
+            line = f"{line} {hostname}"
+        out.append(line)
+    if not found:
+        out.append(f"{ip}\t{hostname}")
+    return "\n".join(out) + "\n"
+
+
+def render_hosts(hostname: str, dns: DnsPlan, *, host_file: Path = HOST_HOSTS) -> str:
+    """The pod's /etc/hosts as rkt wrote it: the host's with `--hosts-entry=host`; else
+    rkt's fallback text, the `--hosts-entry` lines after rkt's comment, and the pod's
+    hostname on the 127.0.0.1 line."""
     if dns.hosts_entries and dns.hosts_entries[0][0] == "host":
         text = host_file.read_text() if host_file.exists() else ""
         return text if text.endswith("\n") or not text else text + "\n"
-    lines = [
-        "127.0.0.1\tlocalhost localhost.localdomain localhost4 localhost4.localdomain4",
-        "::1\tlocalhost localhost.localdomain localhost6 localhost6.localdomain6",
-    ]
-    if hostname:
-        lines.append(f"{pod_ip or '127.0.0.1'}\t{hostname}")
-    by_ip: dict[str, list[str]] = {}
-    for ip, name in dns.hosts_entries:
-        by_ip.setdefault(ip, []).append(name)
-    lines += [f"{ip}\t{' '.join(names)}" for ip, names in by_ip.items()]
-    return "\n".join(lines) + "\n"
+    text = HOSTS_FALLBACK
+    if dns.hosts_entries:
+        by_ip: dict[str, list[str]] = {}
+        for ip, name in dns.hosts_entries:
+            by_ip.setdefault(ip, []).append(name)
+        text += "\n\n# Added by rkt run --hosts-entry\n"
+        text += "".join(f"{ip} {' '.join(names)}\n" for ip, names in by_ip.items())
+    return add_hosts_entry(text, "127.0.0.1", hostname) if hostname else text

@@ -245,6 +245,9 @@ def _boot(pod: Path, cp: ContainerPlan, states: list[IfaceState]) -> None:
         netns=cp.netns,  # QEMU (in its jail) joins it and opens the taps there
         console=ConsoleMode.TERMINAL,
         exec_waiter=True,
+        # Booted, not restored from a VM template (stage1/kvm/templates/): the runtime
+        # keeps no store that a `gc` would clear, so templates' RAM files would stay.
+        template=False,
     )
     runner.run_pod(pod, cp.pod, opts)
 

@@ -30,7 +30,7 @@ RLIMITS = {
     "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9, "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11,
     "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
 }  # fmt: skip
-# Filesystems the guest gives every app itself (guest/script.py app_fstab, init.sh).
+# Filesystems the guest gives every app itself (guest/script.py app_mounts).
 GUEST_TYPES = {"proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2"}
 GUEST_PLACES = {"/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue",
                 "/sys/fs/cgroup", "/run"}

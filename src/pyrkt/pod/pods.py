@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pyrkt import datadir
-from pyrkt.errors import PERMISSION_HINT, Ambiguous, NotFound, RktError
+from pyrkt.errors import PERMISSION_HINT, Ambiguous, NotFound, RktError, go_quote
 from pyrkt.linux.files import fsync_dir, try_flock
 
 
@@ -217,18 +217,20 @@ def all_pods(data_dir: Path) -> Iterator[Pod]:
 
 
 def lookup(data_dir: Path, prefix: str) -> Pod:
-    """The pod whose UUID starts with `prefix` (rkt's unambiguous prefix rule)."""
-    p = prefix.strip().lower()
-    if not p:
-        raise NotFound('no matches found for ""')
+    """The pod whose UUID starts with `prefix` (rkt's unambiguous prefix rule), or rkt's
+    errors: "UUID cannot be empty", `no matches found for "..."`, "ambiguous uuid, N
+    matches"."""
+    if not prefix:
+        raise NotFound("UUID cannot be empty")
+    p = prefix.lower()
     found: dict[str, Pod] = {}
     for pod in all_pods(data_dir):
         if pod.uuid.startswith(p):
             found.setdefault(pod.uuid, pod)
     if not found:
-        raise NotFound(f'no matches found for "{prefix}"')
+        raise NotFound(f"no matches found for {go_quote(p)}")
     if len(found) > 1:
-        raise Ambiguous(f'ambiguous uuid, "{prefix}" matches {len(found)} pods')
+        raise Ambiguous(f"ambiguous uuid, {len(found)} matches")
     return next(iter(found.values()))
 
 

@@ -1,10 +1,10 @@
 """What `prepare` checks once the images and the stage1 are known, before the pod folder
-(or any cgroup, network or mount) exists: each app has something to execute, a user and
-group its image knows, capabilities that exist; each mount names a volume of the pod and
-a target the app has; each exposed port is one an app declares; each host volume's
-source is usable. The names and forms were checked when the flags or the manifests were
-read (`pyrkt.appc.validate`); the planner and the stage1 check the same again when the
-pod runs, for pods prepared by an older pyrkt.
+(or any cgroup, network or mount) exists: each app image is for this OS and an
+architecture of it, has something to execute, a user and group its image knows,
+capabilities that exist; each mount names a volume of the pod; each exposed port is one
+an app declares; each host volume's source is usable. The names and forms were checked
+when the flags or the manifests were read (`pyrkt.appc.validate`); the planner and the
+stage1 check the same again when the pod runs, for pods prepared by an older pyrkt.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from pyrkt.appc import pod as appc
 from pyrkt.appc import validate as check
 from pyrkt.appc.schema import ManifestError
+from pyrkt.errors import go_quote
 from pyrkt.stage1 import contract
 from pyrkt.stage1.planner import check_host_source, resolve_group, resolve_user
 
@@ -55,6 +56,31 @@ def _check_caps(app: appc.App, where: str) -> None:
                 raise check.InvalidValue(f"{where}: {e}") from None
 
 
+# rkt's stage0.ValidOSArch
+VALID_OS_ARCH = {"linux": ("amd64", "i386", "aarch64", "aarch64_be", "armv6l", "armv7l",
+                           "armv7b", "ppc64le")}  # fmt: skip
+
+
+def check_os_arch(image_manifest: Mapping[str, Any]) -> None:
+    """An app image must say it is for this OS and an architecture of it (rkt's
+    prepareAppImage, its messages)."""
+    labels: dict[str, str] = {}
+    for lab in image_manifest.get("labels") or []:
+        if isinstance(lab, dict) and isinstance(lab.get("name"), str):
+            labels.setdefault(lab["name"], str(lab.get("value", "")))
+    stage0 = "error setting up stage0"
+    for key in ("os", "arch"):
+        if key not in labels:
+            raise ManifestError(f"{stage0}: missing {key} label in the image manifest")
+    os_, arch = labels["os"], labels["arch"]
+    if os_ not in VALID_OS_ARCH:
+        raise ManifestError(f"{stage0}: bad os {go_quote(os_)} (must be one of: "
+                            f"[{' '.join(sorted(VALID_OS_ARCH))}])")
+    if arch not in VALID_OS_ARCH[os_]:
+        raise ManifestError(f"{stage0}: bad arch {go_quote(arch)} for {os_} (must be one "
+                            f"of: [{' '.join(VALID_OS_ARCH[os_])}])")
+
+
 def check_pod(pm: appc.PodManifest, images: Mapping[str, Mapping[str, Any]],
               stage1_manifest: Mapping[str, Any],
               roots: Mapping[str, Path] | None = None) -> None:  # fmt: skip
@@ -64,6 +90,7 @@ def check_pod(pm: appc.PodManifest, images: Mapping[str, Mapping[str, Any]],
     ports: set[str] = set()
     for ra in pm.apps:
         where = f"app {ra.name!r}"
+        check_os_arch(images.get(ra.name, {}))
         app = ra.app if ra.app is not None else image_app(images.get(ra.name, {}), where)
         if app is None:
             raise ManifestError(f"{where}: the image has no app to run", "use --exec")
@@ -74,16 +101,10 @@ def check_pod(pm: appc.PodManifest, images: Mapping[str, Mapping[str, Any]],
             if app.group:
                 resolve_group(rootfs, app.group, ra.name)
         _check_caps(app, where)
-        points = {mp.name for mp in app.mount_points}
         for m in ra.mounts:
             if m.volume not in volumes:
                 raise ManifestError(f"{where}: no volume named {m.volume!r}",
                                           "add it with --volume")  # fmt: skip
-            if not m.path.startswith("/") and m.path not in points:
-                raise ManifestError(
-                    f"{where}: mount target {m.path!r} is neither an absolute path nor a "
-                    "mount point of the image"
-                )
         ports.update(p.name for p in app.ports)
     for ep in pm.ports:
         if ep.name not in ports:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from pyrkt import log, proc
-from pyrkt.errors import CommandFailed, NotFound, RktError
+from pyrkt.errors import CommandFailed, NotFound, RktError, go_quote
 from pyrkt.options import GlobalOptions
 from pyrkt.pod import pods
 from pyrkt.pod.pods import Folder, Pod, State
@@ -125,22 +125,37 @@ def delete(g: GlobalOptions, pod: Pod) -> None:
         raise RktError(f"cannot remove pod folder {path}: {e}") from e
 
 
-def remove(g: GlobalOptions, pod: Pod) -> None:
-    """`rkt rm`: an exited, prepared or aborted pod, now."""
-    if not pod.try_lock():
-        raise RktError(f"pod {pod.uuid} is running or in use", "stop it first")
-    state = pod.folder
-    if state is Folder.RUN:
+def remove(g: GlobalOptions, pod: Pod, say: Callable[[str], None]) -> None:
+    """`rkt rm`: an exited, prepared or aborted pod, now; `say` gets rkt's notes on the
+    way (moving a prepared or aborted pod to garbage). An RktError in rkt's words for a
+    pod that cannot be removed."""
+    q = go_quote(pod.uuid)
+    state = pod.state()
+    if state is State.RUNNING:
+        raise RktError(f"pod {q} is currently running")
+    if state in (State.EMBRYO, State.PREPARING):
+        raise RktError(f"pod {q} is currently being prepared")
+    if state is State.DELETING:
+        raise RktError(f"pod {q} is currently being deleted")
+    if not pod.try_lock():  # taken meanwhile
+        raise RktError(f"pod {q} is currently running")
+    if pod.folder is Folder.RUN:
         pod.move(Folder.EXITED_GARBAGE)
-    elif state in (Folder.PREPARE, Folder.PREPARED, Folder.EMBRYO):
+    elif pod.folder in (Folder.PREPARE, Folder.PREPARED, Folder.EMBRYO):
+        what = "expired prepared pod" if pod.folder is Folder.PREPARED else "failed prepare"
+        say(f"moving {what} {q} to garbage")
         pod.move(Folder.GARBAGE)
     delete(g, pod)
 
 
 @dataclass(frozen=True)
 class GcEvent:
+    """What gc did to one pod: "exited", "aborted", "expired" (moved to garbage, as the
+    pod was exited, an aborted prepare, a prepared pod past --expire-prepared),
+    "removing" (about to be deleted), "kept" (not removed: `detail` says why)."""
+
     uuid: str
-    what: str  # "marked", "removed", "kept"
+    what: str
     detail: str = ""
 
 
@@ -164,58 +179,72 @@ def _age(pod: Pod) -> float:
 EMBRYO_STALE_S = 600.0
 
 
+def _mark(g: GlobalOptions, folders: tuple[Folder, ...], what: str,
+          expire_prepared: float) -> Iterator[GcEvent]:  # fmt: skip
+    for pod in list(pods.all_pods(g.dir)):
+        if pod.folder not in folders:
+            continue
+        if pod.folder is Folder.EMBRYO and _age(pod) < EMBRYO_STALE_S:
+            continue  # perhaps being created right now (made, not yet locked)
+        if pod.folder is Folder.PREPARED and _age(pod) <= expire_prepared:
+            continue
+        if not _try_lock(pod):
+            pod.close()
+            continue  # running, being prepared, or gone
+        try:
+            pod.move(Folder.EXITED_GARBAGE if pod.folder is Folder.RUN else Folder.GARBAGE)
+            os.utime(pod.path)  # the mark time
+            yield GcEvent(pod.uuid, what)
+        finally:
+            pod.close()
+
+
 def gc(
     g: GlobalOptions,
     *,
     grace: float = 1800.0,
     expire_prepared: float = 86400.0,
     mark_only: bool = False,
-    on_event: Callable[[GcEvent], None] | None = None,
 ) -> Iterator[GcEvent]:
-    """rkt gc: mark exited pods (and stale prepared ones), then delete old marked ones,
-    then remove the image store's staging that killed `rkt run`/`fetch`es left (the
-    store's own sweep: staging in use is locked and stays)."""
-
-    def ev(e: GcEvent) -> GcEvent:
-        if on_event:
-            on_event(e)
-        return e
-
-    for pod in list(pods.all_pods(g.dir)):
-        if pod.folder is Folder.EMBRYO and _age(pod) < EMBRYO_STALE_S:
-            continue  # perhaps being created right now (made, not yet locked)
-        if pod.folder in (Folder.EMBRYO, Folder.RUN, Folder.PREPARE, Folder.PREPARED):
-            expired = pod.folder is Folder.PREPARED and _age(pod) > expire_prepared
-            if pod.folder is Folder.PREPARED and not expired:
+    """rkt gc, in rkt's order: exited pods and aborted prepares to garbage (all that
+    --mark-only does), then expired prepared pods, then delete what is in the garbage
+    (exited pods once marked longer ago than the grace period), then remove the image
+    store's staging that killed `rkt run`s and `fetch`es left (the store's own sweep:
+    staging in use is locked and stays)."""
+    yield from _mark(g, (Folder.RUN,), "exited", expire_prepared)
+    yield from _mark(g, (Folder.PREPARE, Folder.EMBRYO), "aborted", expire_prepared)
+    if mark_only:
+        return
+    yield from _mark(g, (Folder.PREPARED,), "expired", expire_prepared)
+    for folder in (Folder.EXITED_GARBAGE, Folder.GARBAGE):
+        for pod in list(pods.all_pods(g.dir)):
+            if pod.folder is not folder:
+                continue
+            if folder is Folder.EXITED_GARBAGE and _age(pod) < grace:
+                yield GcEvent(pod.uuid, "kept", "still within grace period")
                 continue
             if not _try_lock(pod):
                 pod.close()
-                continue  # running, being prepared, or gone
+                continue
             try:
-                to = Folder.EXITED_GARBAGE if pod.folder is Folder.RUN else Folder.GARBAGE
-                pod.move(to)
-                os.utime(pod.path)  # the mark time
-                yield ev(GcEvent(pod.uuid, "marked"))
+                yield GcEvent(pod.uuid, "removing")
+                delete(g, pod)
+            except RktError as e:
+                yield GcEvent(pod.uuid, "kept", str(e))
             finally:
                 pod.close()
-    if mark_only:
-        return
-    for pod in list(pods.all_pods(g.dir)):
-        if pod.folder not in (Folder.EXITED_GARBAGE, Folder.GARBAGE):
-            continue
-        if pod.folder is Folder.EXITED_GARBAGE and _age(pod) < grace:
-            yield ev(GcEvent(pod.uuid, "kept", "still within grace period"))
-            continue
-        if not _try_lock(pod):
-            pod.close()
-            continue
-        try:
-            delete(g, pod)
-            yield ev(GcEvent(pod.uuid, "removed"))
-        except RktError as e:
-            yield ev(GcEvent(pod.uuid, "kept", str(e)))
-        finally:
-            pod.close()
     from pyrkt.image.store import Store
 
-    Store(g.dir).sweep_staging()
+    Store(g.dir).sweep_staging()  # what killed `rkt run`s and `fetch`es left in staging
+    _gc_vm_templates(g, grace)
+
+
+def _gc_vm_templates(g: GlobalOptions, grace: float) -> None:
+    """The kvm stage1's VM templates that no pod can use any more, or that none used for
+    the grace period (they hold memory: their RAM files are on a tmpfs)."""
+    from pyrkt.stage1.kvm.templates import store
+
+    try:
+        store.gc(store.store_dir(g.dir / "cache"), grace)
+    except OSError as e:
+        log.warn(f"cannot collect the VM templates: {e}")

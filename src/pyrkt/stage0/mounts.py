@@ -57,7 +57,19 @@ def _overlay(lower: Path, pod_dir: Path, key: str, target: Path) -> None:
 
 
 def mount_pod(pod_dir: Path, apps: list[str]) -> None:
-    """Mount the stage1 rootfs and every app rootfs of a pod (private namespace only)."""
+    """Mount the stage1 rootfs and every app rootfs of a pod (private namespace only);
+    give each app's /etc an `mtab` (-> ../proc/self/mounts) when it has none, as rkt's
+    stage0 did (tools such as util-linux's mount read it)."""
+    _mount_pod(pod_dir, apps)
+    from pyrkt.linux.beneath import Root
+
+    for app in apps:
+        # no /etc, not a folder, a link of the image's, an mtab already: nothing (as rkt)
+        with contextlib.suppress(OSError), Root(contract.app_rootfs(pod_dir, app)) as root:
+            root.symlink("etc/mtab", "../proc/self/mounts")
+
+
+def _mount_pod(pod_dir: Path, apps: list[str]) -> None:
     if not uses_overlay(pod_dir):
         return
     s1root = contract.stage1_rootfs(pod_dir)

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pyrkt import log
 from pyrkt.appc import pod as appc
 from pyrkt.appc import validate as check
 from pyrkt.errors import UsageError
@@ -69,6 +69,7 @@ class PrepareOptions:
 
     apps: tuple[AppSpec, ...] = ()
     volumes: tuple[appc.Volume, ...] = ()
+    mounts: tuple[tuple[str, str], ...] = ()  # (volume, target): --mount before the images
     ports: tuple[appc.ExposedPort, ...] = ()
     inherit_env: bool = False
     set_env: tuple[tuple[str, str], ...] = ()
@@ -136,10 +137,13 @@ def merge_app(image_app: appc.App | None, spec: AppSpec, opts: PrepareOptions) -
         _set_isolator(isos, appc.ISO_CPU, {"limit": spec.cpu})
     if spec.cpu_shares is not None:
         _set_isolator(isos, appc.ISO_CPU_SHARES, spec.cpu_shares)
-    if spec.caps_retain is not None:
-        _set_isolator(isos, appc.ISO_CAPS_RETAIN, {"set": list(spec.caps_retain)})
-    if spec.caps_remove is not None:
-        _set_isolator(isos, appc.ISO_CAPS_REMOVE, {"set": list(spec.caps_remove)})
+    if spec.caps_retain is not None or spec.caps_remove is not None:
+        # rkt: either flag replaces the image's capability isolators, both kinds
+        isos = [i for i in isos if i.name not in (appc.ISO_CAPS_RETAIN, appc.ISO_CAPS_REMOVE)]
+        if spec.caps_retain is not None:
+            isos.append(appc.Isolator(appc.ISO_CAPS_RETAIN, {"set": list(spec.caps_retain)}))
+        else:
+            isos.append(appc.Isolator(appc.ISO_CAPS_REMOVE, {"set": list(spec.caps_remove or ())}))
     if spec.seccomp is not None:  # --seccomp replaces both of the image's seccomp sets
         isos = [i for i in isos if i.name not in appc.SECCOMP_ISOLATORS.values()]
         isos.append(spec.seccomp.isolator())
@@ -159,6 +163,20 @@ def merge_app(image_app: appc.App | None, spec: AppSpec, opts: PrepareOptions) -
         environment=env,
         isolators=tuple(isos),
     )
+
+
+def merge_mounts(app: Sequence[tuple[str, str]],
+                 pod: Sequence[tuple[str, str]]) -> tuple[appc.Mount, ...]:
+    """An app's mounts, then the pod-level ones (`--mount` before the first image); of
+    several with the same target, the first (rkt's MergeMounts)."""
+    seen: set[str] = set()
+    out = []
+    for volume, target in (*app, *pod):
+        key = posixpath.normpath(target)
+        if key not in seen:
+            seen.add(key)
+            out.append(appc.Mount(volume, target))
+    return tuple(out)
 
 
 @record
@@ -194,54 +212,16 @@ def _copy_tree(src: Path, dst: Path) -> None:
     proc.run(["cp", "-a", "--reflink=auto", str(src), str(dst)])
 
 
-def _implicit_volumes(
-    pm: appc.PodManifest, resolved: Mapping[str, _Resolved]
-) -> appc.PodManifest:
-    """rkt's implicit `empty` volumes for mount points that no volume covers."""
-    names = {v.name for v in pm.volumes}
-    vols = list(pm.volumes)
-    for ra in pm.apps:
-        if ra.app is None:
-            continue
-        mounted = {m.volume for m in ra.mounts} | {m.path for m in ra.mounts}
-        for mp in ra.app.mount_points:
-            if mp.name in names or mp.name in mounted or mp.path in mounted:
-                continue
-            log.warn(
-                f"no volume specified for mount point {mp.name!r}, implicitly creating an "
-                '"empty" volume. This volume will be removed when the pod is '
-                "garbage-collected."
-            )
-            vols.append(appc.Volume(mp.name, "empty", mode="0755", uid=0, gid=0))
-            names.add(mp.name)
-    return replace(pm, volumes=tuple(vols))
-
-
-def _make_empty_volumes(
-    pod_dir: Path, pm: appc.PodManifest, resolved: Mapping[str, _Resolved]
-) -> None:
+def _make_empty_volumes(pod_dir: Path, pm: appc.PodManifest) -> None:
+    """The pod's `empty` volumes, with their mode and owner (the implicit ones of image
+    mount points are made when the pod starts: `pyrkt.stage1.volumes`)."""
     for v in pm.volumes:
         if v.kind != "empty":
             continue
-        from pyrkt.stage1.planner import empty_volume_dir, resolve_in_rootfs
+        from pyrkt.stage1.planner import empty_volume_dir
 
         d = empty_volume_dir(pod_dir, v.name)
         d.mkdir(parents=True, exist_ok=True)
-        # docker volume semantics: a mount point over image content starts with it
-        for ra in pm.apps:
-            app = ra.app
-            res = resolved.get(ra.name)
-            if app is None or res is None:
-                continue
-            for mp in app.mount_points:
-                if mp.name != v.name:
-                    continue
-                rootfs = res.tree / "rootfs"
-                src = rootfs / resolve_in_rootfs(rootfs, mp.path).lstrip("/")
-                if src.is_dir() and not any(d.iterdir()):
-                    from pyrkt import proc  # (not imported on the usual path)
-
-                    proc.run(["cp", "-a", "--reflink=auto", f"{src}/.", str(d)])
         os.chmod(d, int(v.mode or "0755", 8))
         os.chown(d, v.uid or 0, v.gid or 0)
 
@@ -252,6 +232,8 @@ def _build_manifest(
     resolved: dict[str, _Resolved] = {}
     if opts.pod_manifest is not None:
         pm = appc.load_pod_manifest(check.read_file(opts.pod_manifest, "--pod-manifest"))
+        if not pm.apps:  # rkt's words (rkt found it once the pod was prepared)
+            raise UsageError("pod must contain at least one application")
         for ra in pm.apps:
             resolved[ra.name] = _resolve_image(
                 g, store, ra.image.id or ra.image.name, opts.pull_policy
@@ -275,12 +257,12 @@ def _build_manifest(
                 image=appc.ImageRef(img_name, res.image_id, _labels(res.manifest)),
                 app=merge_app(image_app, spec, opts),
                 read_only_rootfs=bool(spec.readonly_rootfs),
-                mounts=tuple(appc.Mount(v, t) for v, t in spec.mounts),
+                mounts=merge_mounts(spec.mounts, opts.mounts),
             )
         )
         resolved[name] = res
     if not apps:
-        raise UsageError("must provide at least one image or --pod-manifest")
+        raise UsageError("must provide at least one image or specify the pod manifest")
     pm = appc.PodManifest(
         apps=tuple(apps),
         volumes=opts.volumes,
@@ -293,7 +275,7 @@ def _build_manifest(
             if v
         },
     )
-    return _implicit_volumes(pm, resolved), resolved
+    return pm, resolved
 
 
 def _write(path: Path, text: str) -> None:
@@ -327,7 +309,7 @@ def prepare(g: GlobalOptions, opts: PrepareOptions, *, durable: bool = True) -> 
         for name, res in resolved.items():
             _write(d / "appsinfo" / name / "tree", str(res.tree.absolute()))
             _write(d / "appsinfo" / name / "manifest", json.dumps(res.manifest))
-        _make_empty_volumes(d, pm, resolved)
+        _make_empty_volumes(d, pm)
         if opts.no_overlay:
             _write(d / "no-overlay", "")
             _copy_tree(s1.tree / "rootfs", contract.stage1_rootfs(d))
@@ -339,11 +321,8 @@ def prepare(g: GlobalOptions, opts: PrepareOptions, *, durable: bool = True) -> 
         _write(contract.pod_manifest(d), pm.to_json())
         pod.move(pods.Folder.PREPARED, durable=durable)
     except BaseException:
-        if pod.path.exists():
-            pod.move(pods.Folder.GARBAGE)
-        import shutil  # (imports zlib, bz2, lzma: only on this failure path)
-
-        shutil.rmtree(pod.path, ignore_errors=True)
+        # As rkt: the pod stays in `prepare`, unlocked once this process lets go of it,
+        # an "aborted prepare" that `rkt list` shows and `rkt gc` removes.
         pod.close()
         raise
     return pod

@@ -47,6 +47,12 @@ def pid_file(pod: Path) -> Path:
     return pod / "pid"
 
 
+def ppid_file(pod: Path) -> Path:
+    """The stage1's own process (the one `rkt run` became), as rkt's `ppid`: what
+    `stop --force` kills with the pod, so that `rkt run` dies of SIGKILL as in rkt."""
+    return pod / "ppid"
+
+
 def stage1_rootfs(pod: Path) -> Path:
     return pod / "stage1" / "rootfs"
 

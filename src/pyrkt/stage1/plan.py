@@ -30,6 +30,10 @@ class MountPlan:
     target: str  # absolute path inside the app's rootfs, symlinks and `..` resolved
     read_only: bool = False
     recursive: bool = True
+    # rkt's implicit volume for an image mount point no volume covers (`<app>-<point>`,
+    # made when the pod starts); `seed`: a docker image's, filled from the image there
+    implicit: bool = False
+    seed: bool = False
 
 
 @record
@@ -64,6 +68,10 @@ class AppPlan:
     oom_score_adj: int | None = None
     rlimits: tuple[Rlimit, ...] = ()  # set before the app runs (kvm: rkt-exec)
     umask: int | None = None
+    # the image's event handlers: run as root in the app's rootfs, with its environment,
+    # before it starts (a failing one fails the app) and after it exited
+    pre_start: tuple[tuple[str, ...], ...] = ()
+    post_stop: tuple[tuple[str, ...], ...] = ()
 
 
 @record

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import stat
 from pathlib import Path, PurePosixPath
 
 from pyrkt.appc import pod as appc
-from pyrkt.errors import RktError
+from pyrkt.errors import RktError, go_quote
 from pyrkt.pod import runopts
 from pyrkt.stage1 import contract
 from pyrkt.stage1.plan import AppPlan, DnsPlan, MountPlan, PodPlan, PortPlan, VolumeKind
@@ -194,6 +195,33 @@ def _image_app(pod_dir: Path, name: str) -> appc.App:
     return appc.parse_app(data["app"], "app")
 
 
+def find_bin(rootfs: Path, app: appc.App, name: str) -> str:
+    """The program an app executes, as a path in its rootfs (rkt's FindBinPath): an
+    absolute path as it is; a bare name looked up in the app's PATH (relative entries
+    from the working directory; without a PATH, the working directory, /bin, /usr/bin),
+    symbolic links followed inside the rootfs, the first executable file."""
+    bin_ = app.exec[0]
+    workdir = app.working_directory or "/"
+    if bin_.startswith("/"):
+        return bin_
+    if "/" in bin_:
+        return posixpath.join(workdir, bin_)
+    env = {kv.name: kv.value for kv in app.environment}
+    path = env.get("PATH")
+    dirs = path.split(":") if path is not None else [workdir, "/bin", "/usr/bin"]
+    for d in dirs:
+        candidate = posixpath.normpath(posixpath.join(workdir, d, bin_))
+        real = rootfs / resolve_in_rootfs(rootfs, candidate).lstrip("/")
+        try:
+            st = os.stat(real)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            return candidate
+    raise PlanError(f"app {name!r}: unable to find {go_quote(bin_)} in "
+                    f"{go_quote(path if path is not None else ':'.join(dirs))}")
+
+
 def _env(app: appc.App, name: str) -> tuple[tuple[str, str], ...]:
     env: dict[str, str] = {}
     for kv in app.environment:
@@ -223,44 +251,70 @@ def _limit(app: appc.App, name: str, *, milli: bool) -> int | None:
 
 
 def _mounts(
-    pod_dir: Path, ra: appc.RuntimeApp, app: appc.App, rootfs: Path, pm: appc.PodManifest
+    pod_dir: Path, ra: appc.RuntimeApp, app: appc.App, rootfs: Path, pm: appc.PodManifest,
+    docker: bool = False,
 ) -> tuple[MountPlan, ...]:
+    """rkt's GenerateMounts: the runtime app's mounts (a target may also name one of the
+    image's mount points), then each image mount point no mount covers, from the pod
+    volume of its name or, without one, an implicit empty volume of its own
+    (`<app>-<point>`; a docker image's is filled from the image). A volume's readOnly,
+    when set, wins over the mount point's."""
     volumes = {v.name: v for v in pm.volumes}
     mp_by_name = {m.name: m for m in app.mount_points}
-    wanted: list[tuple[str, str, bool]] = []  # (volume, target, mount point read-only)
+    out: list[MountPlan] = []
+    covered: set[str] = set()
     for m in ra.mounts:
         mp = mp_by_name.get(m.path)  # appc: a mount may name a mount point instead
         target = mp.path if mp is not None else m.path
-        wanted.append((m.volume, target, mp.read_only if mp else False))
-    covered = {t for _, t, _ in wanted} | {v for v, _, _ in wanted}
-    for mp in app.mount_points:
-        if mp.path in covered or mp.name in covered:
-            continue
-        if mp.name in volumes:
-            wanted.append((mp.name, mp.path, mp.read_only))
-    out = []
-    for vol_name, target, mp_ro in wanted:
-        vol = volumes.get(vol_name)
+        covered.add(posixpath.normpath(posixpath.join("/", target)))
+        vol = volumes.get(m.volume)
         if vol is None:
-            raise PlanError(f"app {ra.name!r}: no volume named {vol_name!r} for {target}")
-        if not target.startswith("/"):
-            raise PlanError(f"app {ra.name!r}: mount target {target!r} is not absolute")
-        kind = VolumeKind(vol.kind)
-        if kind is VolumeKind.HOST:
-            source = check_host_source(vol)
-        else:
-            source = empty_volume_dir(pod_dir, vol.name)
-        out.append(
-            MountPlan(
-                volume=vol.name,
-                kind=kind,
-                source=source,
-                target=resolve_in_rootfs(rootfs, target),
-                read_only=bool(vol.read_only) or mp_ro,
-                recursive=True if vol.recursive is None else vol.recursive,
-            )
-        )
+            raise PlanError(f"app {ra.name!r}: no volume named {m.volume!r} for {target}")
+        by_volume = mp_by_name.get(m.volume)
+        out.append(_mount(pod_dir, vol, rootfs, target, by_volume.read_only if by_volume
+                          else False))  # fmt: skip
+    for mp in app.mount_points:
+        if posixpath.normpath(posixpath.join("/", mp.path)) in covered:
+            continue
+        vol = volumes.get(mp.name)
+        if vol is not None:
+            out.append(_mount(pod_dir, vol, rootfs, mp.path, mp.read_only))
+            continue
+        name = f"{ra.name}-{mp.name}"
+        out.append(MountPlan(volume=name, kind=VolumeKind.EMPTY,
+                             source=empty_volume_dir(pod_dir, name),
+                             target=resolve_in_rootfs(rootfs, mp.path),
+                             read_only=mp.read_only, implicit=True, seed=docker))
     return tuple(out)
+
+
+def _mount(pod_dir: Path, vol: appc.Volume, rootfs: Path, target: str,
+           point_ro: bool) -> MountPlan:  # fmt: skip
+    kind = VolumeKind(vol.kind)
+    source = check_host_source(vol) if kind is VolumeKind.HOST else \
+        empty_volume_dir(pod_dir, vol.name)
+    return MountPlan(
+        volume=vol.name,
+        kind=kind,
+        source=source,
+        target=resolve_in_rootfs(rootfs, target),
+        read_only=point_ro if vol.read_only is None else vol.read_only,
+        recursive=True if vol.recursive is None else vol.recursive,
+    )
+
+
+DOCKER_REPOSITORY = "appc.io/docker/repository"  # the annotation of a converted image
+
+
+def converted_from_docker(pod_dir: Path, name: str) -> bool:
+    """Whether the app's image came from docker (rkt's ConvertedFromDocker)."""
+    try:
+        data = json.loads((contract.app_dir(pod_dir, name) / "manifest").read_text())
+    except (OSError, ValueError):
+        return False
+    anns = data.get("annotations") if isinstance(data, dict) else None
+    return any(isinstance(a, dict) and a.get("name") == DOCKER_REPOSITORY
+               for a in anns or [])  # fmt: skip
 
 
 def _app_plan(pod_dir: Path, ra: appc.RuntimeApp, pm: appc.PodManifest) -> AppPlan:
@@ -275,7 +329,7 @@ def _app_plan(pod_dir: Path, ra: appc.RuntimeApp, pm: appc.PodManifest) -> AppPl
     return AppPlan(
         name=ra.name,
         rootfs=rootfs,
-        argv=app.exec,
+        argv=(find_bin(rootfs, app, ra.name), *app.exec[1:]),
         env=_env(app, ra.name),
         uid=uid,
         gid=gid,
@@ -287,10 +341,33 @@ def _app_plan(pod_dir: Path, ra: appc.RuntimeApp, pm: appc.PodManifest) -> AppPl
         cpu_shares=int(shares) if isinstance(shares, int | str) and str(shares).isdigit() else None,
         readonly_rootfs=ra.read_only_rootfs,
         no_new_privs=nnp is True,
-        mounts=_mounts(pod_dir, ra, app, rootfs, pm),
+        mounts=_mounts(pod_dir, ra, app, rootfs, pm, converted_from_docker(pod_dir, ra.name)),
         seccomp=appc.seccomp_filter(app, f"app {ra.name!r}"),
         oom_score_adj=appc.oom_score_adj(app, f"app {ra.name!r}"),
+        pre_start=_handlers(app, "pre-start", ra.name),
+        post_stop=_handlers(app, "post-stop", ra.name),
     )
+
+
+EVENTS = ("pre-start", "post-stop")
+
+
+def _handlers(app: appc.App, event: str, name: str) -> tuple[tuple[str, ...], ...]:
+    """The exec of each of the app's `event` handlers (rkt: ExecStartPre/ExecStopPost)."""
+    out = []
+    for h in app.event_handlers:
+        h_name = h.get("name") if isinstance(h, dict) else None
+        if h_name not in EVENTS:
+            raise PlanError(f"app {name!r}: unrecognized eventHandler: {h_name}")
+        if h_name == event:
+            from pyrkt.appc import validate
+
+            argv = h.get("exec")
+            if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+                raise PlanError(f"app {name!r}: eventHandler {event}: exec must be a list of "
+                                "strings")  # fmt: skip
+            out.append(validate.exec_argv(argv, f"app {name!r}: eventHandler {event}"))
+    return tuple(out)
 
 
 def _ports(pm: appc.PodManifest, apps: dict[str, appc.App]) -> tuple[PortPlan, ...]:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 
 from pyrkt.linux import caps, prctl
+from pyrkt.stage1.container.diagnose import diagnose as why  # imported before the chroot
 from pyrkt.stage1.plan import AppPlan
 
 # not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms on `rkt run`
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SETUP_FAILED = 254
+EXIT_EXEC = 203  # an app that could not be executed, as rkt (systemd's EXIT_EXEC) said
 
 
 def child_fail(prefix: str, err: BaseException, code: int = SETUP_FAILED) -> NoReturn:
@@ -30,20 +32,33 @@ def child_fail(prefix: str, err: BaseException, code: int = SETUP_FAILED) -> NoR
         os._exit(code)
 
 
-def exec_argv(argv: Sequence[str], env: Mapping[str, str], prefix: str) -> NoReturn:
-    """execvpe with the app's PATH; never returns."""
+def exec_argv(argv: Sequence[str], env: Mapping[str, str], prefix: str,
+              *, diagnose: bool = False) -> NoReturn:  # fmt: skip
+    """execvpe with the app's PATH; never returns. `diagnose`: an app's start (rkt's
+    stage1): when the exec fails, rkt's one-line diagnostic (the file that could not be
+    opened: the program or its interpreter) and systemd's exit status 203 (EXIT_EXEC)."""
     env = dict(env)
     env.setdefault("PATH", DEFAULT_PATH)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         os.execvpe(argv[0], list(argv), env)
-    except FileNotFoundError:
-        child_fail(prefix, OSError(f"{argv[0]}: no such file or directory"), 127)
-    except PermissionError:
-        child_fail(prefix, OSError(f"{argv[0]}: permission denied"), 126)
     except OSError as e:
-        child_fail(prefix, e, 126)
+        line = ""
+        if diagnose and argv[0].startswith("/"):
+            line = why(argv[0])
+        if line:
+            try:
+                os.write(2, f"{line}\n".encode())
+            finally:
+                os._exit(EXIT_EXEC)
+        if isinstance(e, FileNotFoundError):
+            child_fail(prefix, OSError(f"{argv[0]}: no such file or directory"),
+                       EXIT_EXEC if diagnose else 127)  # fmt: skip
+        if isinstance(e, PermissionError):
+            child_fail(prefix, OSError(f"{argv[0]}: permission denied"),
+                       EXIT_EXEC if diagnose else 126)  # fmt: skip
+        child_fail(prefix, e, EXIT_EXEC if diagnose else 126)
 
 
 def drop_privileges(app: AppPlan, *, restrict_caps: bool, seccomp: bytes | None = None) -> None:
@@ -98,4 +113,4 @@ def become_app(
         child_fail(prefix, e)
     if not app.argv:
         child_fail(prefix, OSError("no command to execute"))
-    exec_argv(app.argv, dict(app.env), prefix)
+    exec_argv(app.argv, dict(app.env), prefix, diagnose=True)

@@ -121,10 +121,13 @@ def parse_uuid(argv: list[str], verb: str) -> str:
 
 
 def plan_for(args: RunArgs, pod: Path) -> PodPlan:
-    """The pod's plan from the planner, with the contract flags applied."""
+    """The pod's plan from the planner, with the contract flags applied; the pod's
+    implicit volumes made."""
     from pyrkt.stage1.planner import build_plan
+    from pyrkt.stage1.volumes import make_implicit
 
     plan = build_plan(pod)
+    make_implicit(plan)
     changes: dict[str, object] = {}
     if args.net is not None:
         changes["net"] = args.net

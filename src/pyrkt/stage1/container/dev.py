@@ -1,6 +1,6 @@
-"""A minimal /dev for an app: tmpfs with null, zero, full, random, urandom, tty, a
-private devpts with /dev/ptmx, /dev/shm, the pod's /dev/mqueue, /dev/console when the
-pod is interactive."""
+"""A minimal /dev for an app (`stage1/devices.py`): tmpfs with null, zero, full, random,
+urandom, tty, a private devpts with /dev/ptmx, /dev/shm, the pod's /dev/mqueue,
+/dev/console when the pod is interactive."""
 
 from __future__ import annotations
 
@@ -9,29 +9,13 @@ import stat
 from pathlib import Path
 
 from pyrkt.linux.mount import MS, bind, mount
-
-DEVICES: tuple[tuple[str, int, int], ...] = (
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
-)
-LINKS: tuple[tuple[str, str], ...] = (
-    ("fd", "/proc/self/fd"),
-    ("stdin", "/proc/self/fd/0"),
-    ("stdout", "/proc/self/fd/1"),
-    ("stderr", "/proc/self/fd/2"),
-    ("ptmx", "pts/ptmx"),
-    ("core", "/proc/kcore"),
-)
+from pyrkt.stage1.devices import DEV_DATA, DEVICES, LINKS, PTS_DATA, SHM_DATA
 
 
 def populate(dev: Path, *, console_tty: str | None = None) -> None:
     """Mount and fill dev (the app's /dev, an existing directory)."""
     d = str(dev)
-    mount("tmpfs", d, "tmpfs", MS.NOSUID | MS.STRICTATIME, "mode=755,size=65536k")
+    mount("tmpfs", d, "tmpfs", MS.NOSUID | MS.STRICTATIME, DEV_DATA)
     old = os.umask(0)
     try:
         for name, major, minor in DEVICES:
@@ -39,11 +23,9 @@ def populate(dev: Path, *, console_tty: str | None = None) -> None:
         for name, target in LINKS:
             os.symlink(target, dev / name)
         (dev / "pts").mkdir(0o755)
-        mount("devpts", d + "/pts", "devpts", MS.NOSUID | MS.NOEXEC,
-              "newinstance,ptmxmode=0666,mode=620")
+        mount("devpts", d + "/pts", "devpts", MS.NOSUID | MS.NOEXEC, PTS_DATA)
         (dev / "shm").mkdir(0o1777)
-        mount("shm", d + "/shm", "tmpfs", MS.NOSUID | MS.NODEV | MS.NOEXEC,
-              "mode=1777,size=65536k")
+        mount("shm", d + "/shm", "tmpfs", MS.NOSUID | MS.NODEV | MS.NOEXEC, SHM_DATA)
         (dev / "mqueue").mkdir(0o755)
         mount("mqueue", d + "/mqueue", "mqueue", MS.NOSUID | MS.NODEV | MS.NOEXEC)
         if console_tty:

@@ -7,8 +7,8 @@ the app is forked; the app then chroots into the rootfs.
 
 from __future__ import annotations
 
-import contextlib
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 from pyrkt import log
@@ -19,6 +19,11 @@ from pyrkt.stage1.plan import AppPlan, MountPlan, VolumeKind
 
 # Parts of /proc an app must not write (as systemd-nspawn and rkt do).
 PROC_READONLY = ("sys", "sysrq-trigger", "irq", "bus")
+# rkt's protectKernelHidden*: made inaccessible (an empty node of mode 0 bound over them)
+# unless --insecure-options=paths.
+HIDDEN_DIRS = ("sys/firmware", "sys/hypervisor", "sys/module", "sys/power")
+HIDDEN_FILES = ("proc/config.gz", "proc/kallsyms", "proc/sched_debug", "proc/kcore",
+                "proc/kmem", "proc/mem")  # fmt: skip
 NOSUID_NODEV_NOEXEC = MS.NOSUID | MS.NODEV | MS.NOEXEC
 
 
@@ -64,25 +69,29 @@ def mount_sys(root: Path, cgroup_views: list[tuple[str, Path]], *, protect: bool
     remount_bind(str(cg), read_only=True, extra=NOSUID_NODEV_NOEXEC)
 
 
-def _seed_empty_volume(source: Path, target: Path) -> None:
-    """Docker semantics: an empty volume over image content starts with that content."""
-    if not target.is_dir() or any(source.iterdir()):
-        return
-    import shutil
+def inaccessible_nodes(folder: Path) -> tuple[Path, Path]:
+    """An empty folder and an empty file, mode 0, to bind over what an app may not see."""
+    folder.mkdir(parents=True, exist_ok=True)
+    d, f = folder / "dir", folder / "file"
+    d.mkdir(exist_ok=True)
+    f.touch(exist_ok=True)
+    d.chmod(0)
+    f.chmod(0)
+    return d, f
 
-    for entry in target.iterdir():
-        dst = source / entry.name
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.copytree(entry, dst, symlinks=True)
-        else:
-            shutil.copy2(entry, dst, follow_symlinks=False)
-    for dirpath, dirnames, filenames in os.walk(target):
-        for name in (".", *dirnames, *filenames):
-            src = Path(dirpath) / name
-            st = src.lstat()
-            with contextlib.suppress(OSError):
-                os.chown(source / src.relative_to(target), st.st_uid, st.st_gid,
-                         follow_symlinks=False)
+
+def hide_kernel_paths(root: Path, nodes: tuple[Path, Path]) -> None:
+    """Bind the inaccessible nodes over HIDDEN_DIRS and HIDDEN_FILES of the app's own
+    /proc and /sys (fresh mounts: no link of the image's on the way)."""
+    d, f = nodes
+    proc, sysd = secure_join(root, "/proc"), secure_join(root, "/sys")
+    for rel in HIDDEN_DIRS + HIDDEN_FILES:
+        base, _, rest = rel.partition("/")
+        target = (proc if base == "proc" else sysd) / rest
+        if rel in HIDDEN_DIRS and target.is_dir():
+            bind(str(d), str(target), recursive=False, read_only=True)
+        elif rel in HIDDEN_FILES and target.exists():
+            bind(str(f), str(target), recursive=False, read_only=True)
 
 
 def mount_volume(root: Path, m: MountPlan) -> None:
@@ -90,7 +99,6 @@ def mount_volume(root: Path, m: MountPlan) -> None:
     source = m.source
     if m.kind is VolumeKind.EMPTY:
         source.mkdir(parents=True, exist_ok=True)
-        _seed_empty_volume(source, target)
     if source.is_dir():
         _ensure_dir(target)
     else:
@@ -111,18 +119,26 @@ def prepare(
     *,
     console_tty: str | None = None,
     protect_paths: bool = True,
+    inaccessible: tuple[Path, Path] | None = None,
+    etc_fallback: Collection[str] = (),
 ) -> None:
-    """Make app.rootfs ready to chroot into. Mounts live in the pod's mount namespace."""
+    """Make app.rootfs ready to chroot into. Mounts live in the pod's mount namespace.
+    `inaccessible`: the nodes hide_kernel_paths binds (None: nothing is hidden);
+    `etc_fallback`: pod files bound only where the image has none."""
     root = app.rootfs
     r = str(root)
     bind(r, r, recursive=True)
     mount_proc(root, protect=protect_paths)
     mount_sys(root, cgroup_views, protect=protect_paths)
+    if protect_paths and inaccessible is not None:
+        hide_kernel_paths(root, inaccessible)
     devd = secure_join(root, "/dev")
     _ensure_dir(devd)
     dev.populate(devd, console_tty=console_tty)
     for inside, host_file in etc_files.items():
         target = secure_join(root, inside)
+        if inside in etc_fallback and os.path.lexists(target):
+            continue  # the image's own file wins (rkt's hosts-fallback)
         _ensure_file(target)
         bind(str(host_file), str(target), recursive=False)
     for m in sorted(app.mounts, key=lambda m: m.target.count("/")):

@@ -45,12 +45,11 @@ class RunOptions:
     restrict_caps: bool = True
     seccomp: bool = True  # the default syscall filter (--insecure-options=seccomp: off)
     cni_dns: tuple[CniDns, ...] | None = None  # None: no CNI network
-    pod_ip: str | None = None
 
 
-def write_pid(pod: Path, pid: int) -> None:
-    f = contract.pid_file(pod)
-    tmp = f.with_name(".pid.tmp")
+def write_pid(pod: Path, pid: int, f: Path | None = None) -> None:
+    f = f or contract.pid_file(pod)
+    tmp = f.with_name(f".{f.name}.tmp")
     tmp.write_text(f"{pid}\n")
     tmp.replace(f)
 
@@ -83,13 +82,13 @@ def execute(plan: PodPlan, pod: Path, opts: RunOptions = RunOptions()) -> int:
     """Run every app of the plan in one pod; the first failing app's exit code."""
     pod = pod.resolve()
     if not plan.apps:
-        raise RktError("stage1: the pod has no apps")
+        raise RktError("the pod has no apps")
     cg = PodCgroups(plan.uuid)
     try:
         for name, lim in _limits(plan).items():
             cg.create(name, lim)
         etc = etcfiles.write_pod_etc(contract.stage1_rootfs(pod) / "rkt" / "etc",
-                                     plan.hostname, plan.dns, opts.cni_dns, opts.pod_ip)
+                                     plan.hostname, plan.dns, opts.cni_dns)
         console = os.ttyname(0) if plan.interactive and os.isatty(0) else None
         program = None
         own: tuple[tuple[str, bytes | None], ...] = ()
@@ -99,9 +98,15 @@ def execute(plan: PodPlan, pod: Path, opts: RunOptions = RunOptions()) -> int:
             program = seccomp.default_program()
             own = tuple((a.name, seccomp.filter_program(a.seccomp)) for a in plan.apps
                         if a.seccomp is not None)
+        hidden = None
+        if opts.protect_paths:
+            from pyrkt.stage1.container.rootfs import inaccessible_nodes
+
+            hidden = inaccessible_nodes(contract.stage1_rootfs(pod) / "rkt" / "inaccessible")
         cfg = InitConfig(plan=plan, pod=pod, cgroups=cg, etc_files=etc, console_tty=console,
                          protect_paths=opts.protect_paths, restrict_caps=opts.restrict_caps,
-                         seccomp=program, app_seccomp=own)
+                         seccomp=program, app_seccomp=own, inaccessible=hidden,
+                         etc_fallback=etcfiles.fallback_files(plan.dns))
         _enter_namespaces(plan, opts)
         parent = os.getpid()
         sys.stdout.flush()
@@ -110,6 +115,7 @@ def execute(plan: PodPlan, pod: Path, opts: RunOptions = RunOptions()) -> int:
         if init_pid == 0:
             run_init(cfg, parent)
         write_pid(pod, init_pid)
+        write_pid(pod, os.getpid(), contract.ppid_file(pod))
         log.debug(f"pod init is pid {init_pid}")
 
         def forward(sig: int, _frame: FrameType | None) -> None:
@@ -154,8 +160,7 @@ def main(args: RunArgs) -> int:
     try:
         net = setup_pod_network(pod, plan.uuid, plan.net, config_dirs=config_dirs(args),
                                 ports=plan.ports)
-        opts = replace(opts, netns=net.netns, cni_dns=net.dns,
-                                   pod_ip=net.first_ip or None)
+        opts = replace(opts, netns=net.netns, cni_dns=net.dns)
         # execute() joins the pod's namespaces in this process: come back to the host's
         # before teardown (else fork fails with ENOMEM and CNI DEL runs in the pod netns).
         with host_namespaces():

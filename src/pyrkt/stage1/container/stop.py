@@ -13,24 +13,39 @@ from pyrkt.stage1 import contract
 from pyrkt.stage1.container.args import StopArgs
 
 
-def _pid(pod: Path) -> int | None:
+def _pid(f: Path) -> int | None:
     try:
-        return int(contract.pid_file(pod).read_text().strip())
+        return int(f.read_text().strip())
     except (OSError, ValueError):
         return None
 
 
 def stop(args: StopArgs, pod: Path | None = None) -> int:
-    """SIGTERM to the pod init (which forwards it to the apps); --force: SIGKILL, which
-    takes down the whole PID namespace."""
+    """SIGTERM to the pod init (which forwards it to the apps); --force: SIGKILL to the
+    pod init (which takes down the whole PID namespace) and to the stage1 process that
+    `rkt run` became, as rkt's stop killed the process tree of its `ppid`."""
     pod = pod or Path.cwd()
-    pid = _pid(pod)
+    pid = _pid(contract.pid_file(pod))
     if pid is None:
         log.debug("no pid file: the pod is not running")
         return 0
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL if args.force else signal.SIGTERM)
+    targets = [pid]
+    if args.force:
+        runner = _pid(contract.ppid_file(pod))
+        targets += [runner] if runner is not None and _is_stage1(runner, pod) else []
+    for p in targets:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL if args.force else signal.SIGTERM)
     return 0
+
+
+def _is_stage1(pid: int, pod: Path) -> bool:
+    """Whether pid is still the pod's stage1 (its cwd is the pod folder), not a pid the
+    kernel gave to someone else since."""
+    try:
+        return os.readlink(f"/proc/{pid}/cwd") == str(pod.resolve())
+    except OSError:
+        return False
 
 
 def gc(uuid: str, pod: Path | None = None) -> int:

@@ -22,14 +22,18 @@ SPECIAL_NETS = ("none", "host")
 
 
 def run_main(a: cargs.RunArgs) -> int:
-    from pyrkt.stage1.kvm import accel, runner
+    from pyrkt.stage1.kvm import accel, runner, templates
     from pyrkt.stage1.kvm.vm import Tap
 
     pod = Path.cwd()
     plan = cargs.plan_for(a, pod)
+    flag = a.extra.get(templates.FLAG_TEMPLATE)
+    template = templates.parse_switch(flag)
+    if flag is not None and template is None:
+        raise RktError(f"--{templates.FLAG_TEMPLATE}={flag}: expected on or off")
     opts = runner.RunOptions(
         debug=a.debug, accel=accel.parse_forced(a.extra.get("kvm-accel")), exec_waiter=True,
-        rootfs=a.extra.get("kvm-rootfs"),
+        rootfs=a.extra.get("kvm-rootfs"), template=template,
     )
     if a.disable_seccomp:  # --insecure-options=seccomp: no app's own filter either
         from pyrkt.record import replace
@@ -72,7 +76,7 @@ def _etc_files(
 
     files = [
         ("hostname", plan.hostname + "\n"),
-        ("hosts", render_hosts(plan.hostname, plan.dns, pod_ip)),
+        ("hosts", render_hosts(plan.hostname, plan.dns)),
     ]
     resolv = render_resolv_conf(plan.dns, cni_dns)
     if resolv is not None:

@@ -37,9 +37,6 @@ TTY_LOCK = "tty.lock"
 ANSWER_MAX = 4096
 PREFIX_MAX = 1 << 20
 GUEST_LOG_MAX = 64 * 1024
-# The fixed arguments of rkt-exec in an app's exec prefix: ROOT CWD UID GID GROUPS CAPS
-# NNP CGROUP --
-_RKT_EXEC_ARGS = 9
 
 
 def _started(pod: Path) -> bool:
@@ -54,7 +51,10 @@ def wait_started(pod: Path, timeout: float = READY_TIMEOUT_S) -> None:
     """Until the guest has started the apps (it writes /ctl/started)."""
     deadline = time.monotonic() + timeout
     while not _started(pod):
-        if not _hypervisor_alive(pod):
+        # No pid yet: its hypervisor is not started yet (the first pod of a shape makes
+        # its VM template first, seconds under TCG); the pod folder gone: it ended.
+        launched = (pod / "pid").exists()
+        if (launched and not _hypervisor_alive(pod)) or not pod.is_dir():
             raise RktError("the pod's VM is not running")
         if time.monotonic() > deadline:
             raise RktError(f"the pod's VM did not start its apps within {timeout:.0f}s")
@@ -241,7 +241,8 @@ def tty_command(prefix: str, rid: str, cmd: Sequence[str], term: str | None) -> 
     """cmd.sh for a terminal session: the app's exec prefix (`env -i ENV /bin/rkt-exec
     ARGS --`) with `--tty PORT RID`, TERM from ours (the app's own TERM wins), and cmd."""
     words = shlex.split(prefix)
-    i = len(words) - 1 - _RKT_EXEC_ARGS
+    # env's command: its first word that is not an assignment
+    i = next((n for n, w in enumerate(words) if n >= 2 and "=" not in w), 0)
     if i < 2 or words[:2] != ["env", "-i"] or not words[i].endswith("/rkt-exec") \
             or words[-1] != "--":
         raise RktError("the pod's app exec line is not the one this pyrkt writes",

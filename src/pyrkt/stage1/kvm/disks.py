@@ -103,19 +103,6 @@ def app_tree(pod: Path, app: str) -> Path:
     return Path((pod / "appsinfo" / app / "tree").read_text().strip())
 
 
-def baked(pod: Path, app: str) -> tuple[list[str], list[str]]:
-    """The mount points and /etc files the app's image's ext4 has (fsimage.pod_paths,
-    read from the tree it was built from, which no pod writes)."""
-    from pyrkt.image import fsimage
-
-    try:
-        tree = app_tree(pod, app)
-    except OSError:  # a pod folder made without stage0: the guest makes what it needs
-        return [], []
-    _, _, dirs, files = fsimage.pod_paths(tree / "rootfs")
-    return dirs, files
-
-
 def layer_path(pod: Path, app: str) -> Path:
     return disks_dir(pod) / f"{app}.qcow2"
 

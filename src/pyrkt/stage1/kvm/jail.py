@@ -102,8 +102,10 @@ class Jail:
 def for_pod(pod: Path, vp: VmPlan, hypervisor: tuple[tuple[Path, Access], ...],
             netns: Path | None = None, cgroups: tuple[Path, ...] = ()) -> Jail:
     """The jail of a pod's VM: the pod's kvm/ (sockets, serial log, the control share)
-    and logs/, the shares, the disks' files (only a disk's last layer writable), kernel
-    and initrd, the hypervisor's own files, the devices."""
+    and logs/, the shares, the disks' files (only a disk's last layer writable, also for
+    disks hot-plugged after a restore), kernel and initrd (a restore's: its template's
+    kernel head and RAM file; its state comes as an fd), the hypervisor's own files, the
+    devices."""
     files: list[tuple[Path, Access]] = [(pod / "kvm", Access.RW)]
     if vp.app_log_dir is not None:
         files.append((pod / vp.app_log_dir, Access.RW))
@@ -111,7 +113,13 @@ def for_pod(pod: Path, vp: VmPlan, hypervisor: tuple[tuple[Path, Access], ...],
     for d in vp.disks:  # the image's ext4 stays read-only: every pod of the image reads it
         files.append((d.base, Access.RW if d.scratch and not d.layers else Access.RO))
         files += [(p, Access.RW if p == d.layers[-1] else Access.RO) for p in d.layers]
-    files += [(vp.kernel, Access.RO), (vp.initrd, Access.RO)]
+    files.append((vp.kernel, Access.RO))
+    if vp.initrd is not None:
+        files.append((vp.initrd, Access.RO))
+    if vp.memory_file is not None:
+        # A template's RAM file (templates/): QEMU 7.2 maps a file privately only if it
+        # opened it read-write (8.1's readonly=on,rom=off would not need it).
+        files.append((vp.memory_file.path, Access.RW))
     if vp.bios is not None:
         files.append((vp.bios, Access.RO))
     files += hypervisor

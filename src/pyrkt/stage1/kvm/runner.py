@@ -23,7 +23,7 @@ from types import FrameType
 
 from pyrkt import log
 from pyrkt.errors import RktError
-from pyrkt.linux import beneath, prctl
+from pyrkt.linux import beneath
 from pyrkt.stage1 import contract
 from pyrkt.stage1.kvm import accel, assets, hypervisors, launch
 from pyrkt.stage1.kvm.disks import PodDisks
@@ -33,6 +33,7 @@ from pyrkt.stage1.kvm.finish import finish_pod as finish_pod
 from pyrkt.stage1.kvm.finish import kvm_dir as kvm_dir
 from pyrkt.stage1.kvm.finish import serial_log as serial_log
 from pyrkt.stage1.kvm.guest import script
+from pyrkt.stage1.kvm.hypervisors.base import Hypervisor
 from pyrkt.stage1.kvm.sizing import host_memory_mib, vm_size
 from pyrkt.stage1.kvm.vm import (
     SHARE_CTL,
@@ -68,6 +69,7 @@ class RunOptions:
     guest_net_script: str = ""  # sh run in the guest before the apps (NET)
     etc_files: tuple[tuple[str, str], ...] = ()  # (name, content) for each app's /etc
     rootfs: str | None = None  # --kvm-rootfs=block|9p (None: the pod annotation, default)
+    template: bool | None = None  # --kvm-template=on|off (None: the annotation, env, default)
     # An interactive pod's console: INTERACTIVE (rkt run --interactive) or TERMINAL (the
     # OCI runtime: QEMU's stdio is a pty someone else holds; no escape, no monitor).
     console: ConsoleMode = ConsoleMode.INTERACTIVE
@@ -143,20 +145,18 @@ def kernel_cmdline(debug: bool, interactive: bool, net: bool = False,
 
 def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions,
                       pod_disks: PodDisks | None = None) -> None:
-    """The pod script, each app's fstab and exec line, the /etc files and seccomp
+    """The pod script, each app's mount plan and exec line, the /etc files and seccomp
     programs in the control share, and the apps' mount points in their rootfs: all
     through `beneath` (the image is hostile; a pod only runs once, so the guest has not
     written these shares yet, but an image can hold any symlink). An app on a disk
-    (pod_disks) has them in its image's ext4 (fsimage.pod_paths), or gets them from the
-    guest, on the disk."""
-    from pyrkt.stage1.kvm import disks as disks_mod
-
+    (pod_disks) has its mount points in its image's ext4 (fsimage.pod_paths), or
+    rkt-exec makes them there; it needs no tmpfs on /run (FIFOs and sockets work on a
+    disk)."""
     pd = pod_disks or PodDisks()
-    disks = pd.apps
     g = guest_dir(pod)
     g.mkdir(parents=True, exist_ok=True)
     with beneath.Root(g) as ctl, beneath.Root(contract.stage1_rootfs(pod)) as s1:
-        for sub in ("apps", "enter", "fstab", "etc"):
+        for sub in ("apps", "enter", "mounts", "etc"):
             ctl.mkdir(sub, exist_ok=True)
         ctl.unlink("started")
         ctl.unlink(FAILED_REL)
@@ -176,48 +176,43 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions,
                     programs[app.name] = program
                     ctl.write(f"seccomp/{app.name}", program)
         names = [n for n, _ in opts.etc_files]
-        in_fstab: dict[str, list[str]] = {}
-        ready: list[str] = []
-        runs: dict[str, script.RunDir] = {}
-        for a in plan.apps:
-            if a.name in disks:  # what the image's ext4 has (fsimage.pod_paths)
-                dirs, files = disks_mod.baked(pod, a.name)
-                in_fstab[a.name] = [n for n in names if n in files]
-                if set(script.APP_MOUNT_POINTS) <= set(dirs):
-                    ready.append(a.name)
-                continue
-            with s1.open_dir(f"opt/stage2/{a.name}/rootfs") as rootfs:
-                in_fstab[a.name] = _etc_targets(rootfs, names)
-                if _mount_points(rootfs):
-                    ready.append(a.name)
-                if not a.readonly_rootfs and (d := _run_dir(rootfs)) is not None:
-                    runs[a.name] = d
         text = script.pod_script(
-            plan, etc_files=names, net_script=opts.guest_net_script,
-            seccomp_apps=tuple(programs), etc_in_fstab=in_fstab, points_ready=ready,
-            run_dirs=runs, disks={a: d.id for a, d in disks.items()},
+            plan, net_script=opts.guest_net_script, seccomp_apps=tuple(programs),
+            disks={a: d.id for a, d in pd.apps.items()},
             volume_disks={v: d.id for v, d in pd.volumes.items()},
         )
         ctl.write("pod.sh", text)
+        tags = script.mount_tags(plan, pd.volumes)
+        console = "/dev/ttyS1" if plan.interactive else None
         for app in plan.apps:
-            ctl.write(f"fstab/{app.name}", script.app_fstab(app, in_fstab[app.name],
-                                                            runs.get(app.name)))
-            # `enter` appends the command to this prefix (rkt-exec ... --).
+            run = None
+            if app.name not in pd.apps:
+                with s1.open_dir(f"opt/stage2/{app.name}/rootfs") as rootfs:
+                    _prepare_mount_points(rootfs, names)
+                    run = None if app.readonly_rootfs else _run_dir(rootfs)
+            ctl.write(f"mounts/{app.name}", script.app_mounts(app, tags, names, run, console))
+            # `enter` appends the command to this prefix (rkt-exec --ns ... --).
             ctl.write(f"apps/{app.name}", script.exec_line(app, argv=()) + "\n")
 
 
-def _mount_points(rootfs: beneath.Root) -> bool:
-    """Make the app's /proc, /sys, /dev mount points (else the guest checks and makes
-    them: 9p walks and a fork); whether all are folders now (not symlinks to one)."""
+def _prepare_mount_points(rootfs: beneath.Root, etc_names: list[str]) -> None:
+    """Make the app's /proc, /sys, /dev mount points and the missing target files of the
+    pod's /etc files (in a plain /etc folder): each one made here is a 9p round trip
+    less for rkt-exec in the guest, which makes what is missing itself, inside the app's
+    root (symlinks included)."""
     for d in script.APP_MOUNT_POINTS:
         with contextlib.suppress(OSError):
             rootfs.mkdir(d, exist_ok=True)
-    return all(rootfs.is_dir(d) for d in script.APP_MOUNT_POINTS)
+    if not rootfs.is_dir("etc"):
+        return
+    for n in etc_names:
+        with contextlib.suppress(OSError):  # there already (whatever it is)
+            rootfs.write(f"etc/{n}", b"", 0o644, replace=False)
 
 
 def _run_dir(rootfs: beneath.Root) -> script.RunDir | None:
-    """The app's /run if it is a plain folder (a symlink is left alone: the guest would
-    follow it outside the app's rootfs), for the tmpfs the guest mounts over it."""
+    """The app's /run if it is a plain folder (a symlink is left alone: the image put its
+    /run elsewhere), for the tmpfs the guest mounts over it."""
     try:
         st = rootfs.lstat("run")
         if not stat.S_ISDIR(st.st_mode):
@@ -226,32 +221,6 @@ def _run_dir(rootfs: beneath.Root) -> script.RunDir | None:
     except OSError:
         return None
     return script.RunDir(st.st_mode, st.st_uid, st.st_gid, empty)
-
-
-def _etc_targets(rootfs: beneath.Root, names: list[str]) -> list[str]:
-    """The pod /etc files whose bind target the host can make in the app's rootfs (a
-    plain /etc folder, the file absent or a plain file): the app's fstab binds them,
-    saving the guest a `mount` (a fork+exec) each. Symlinks are left to the guest,
-    which resolves them inside the app's rootfs."""
-    if not rootfs.is_dir("etc"):
-        return []
-    out = []
-    for n in names:
-        t = f"etc/{n}"
-        try:
-            st = rootfs.lstat(t)
-        except FileNotFoundError:
-            try:
-                rootfs.write(t, b"", 0o644, replace=False)
-            except OSError:
-                continue
-            out.append(n)
-            continue
-        except OSError:
-            continue
-        if stat.S_ISREG(st.st_mode):
-            out.append(n)
-    return out
 
 
 def _stdio_target(fd: int, fdset: int) -> tuple[Path, tuple[int, int] | None]:
@@ -337,7 +306,8 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions,
 
 
 def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
-    """Boot the pod's VM, run its apps, return the first failing app's exit code."""
+    """Boot the pod's VM (or restore it from a template), run its apps, return the first
+    failing app's exit code."""
     pod = pod.resolve()
     name = opts.hypervisor or stage1_hypervisor(pod)
     hv = hypervisors.get(name)
@@ -359,32 +329,20 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
         log.info("kvm: KVM is not usable here, using TCG (software emulation; --debug says why)")
     log.debug(f"kvm: accelerator {vp.accel}: {reason}")
     log.debug(f"kvm: VM size {vp.vcpus} vCPU(s), {vp.memory_mib} MiB")
-    argv = hv.argv(vp)
-    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C"}
+    confinement = launch.Confinement(pod, plan.uuid, Path(os.path.abspath(found)),
+                                     cache_dir_for(pod)) if jailed else None
     fds = [fd for fd, _ in vp.fd_sets]
-    groups: list[Path] = []
     try:
-        if jailed:
-            exe = Path(os.path.abspath(found))
-            argv, groups = launch.confine(pod, plan.uuid, vp, exe, argv, env, fds, opts.netns,
-                                          cache_dir_for(pod))
-        elif opts.netns is not None:
-            from pyrkt.net.netns import netns_exec_argv
-
-            argv = [*netns_exec_argv(opts.netns), *argv]
-        log.debug("kvm: " + shlex.join(argv))
-        (kvm_dir(pod) / "cmdline").write_text(shlex.join(argv) + "\n")
-        _no_huge_pages()
-        p = launch.start(argv, pod, env, plan.interactive, fds, jailed)
-    except FileNotFoundError as e:
-        raise RktError(f"{argv[0]}: command not found", INSTALL_HINT.get(name)) from e
-    except BaseException:
-        launch.remove_groups(groups)
-        raise
+        started = _restored(pod, plan, opts, vp, name, hv, confinement, Path(found))
+        if started is None:
+            started = launch.spawn(
+                pod, vp, hv.argv(vp), confinement=confinement, netns=opts.netns,
+                interactive=plan.interactive, pass_fds=fds, pidfile=contract.pid_file(pod),
+                install_hint=INSTALL_HINT.get(name))
     finally:
         for fd in fds:
             os.close(fd)
-    contract.pid_file(pod).write_text(f"{p.pid}\n")
+    p, groups = started
     if opts.exec_waiter:
         _exec_waiter(pod, plan, p.pid, opts, groups)
 
@@ -428,15 +386,39 @@ def _disks(pod: Path, plan: PodPlan, opts: RunOptions, hypervisor: str) -> PodDi
     return disks.pod_disks(pod, plan, cache_dir_for(pod) / "kvm-disks")
 
 
-def _no_huge_pages() -> None:
-    """No transparent huge pages for the hypervisor (set on this process, QEMU inherits
-    it; the runner becomes the waiter next, and a preexec_fn would cost the fast spawn
-    path). QEMU asks for them on guest RAM and TCG's code cache (madvise), so
-    every 2 MiB range the guest touches once would stay resident whole, and the
-    balloon's free page reports (4 KiB granular on the host) could not give parts of
-    one back."""
-    with contextlib.suppress(OSError):
-        prctl.set_thp_disable()
+def template_cmdline(vp: VmPlan) -> tuple[str, ...]:
+    """The kernel command line a template boots with: one for every pod of its shape
+    (--debug or not, interactive or not), `rkt.template=1` for the guest init. Its
+    serial log, which `rkt run --debug` of a pod restored from it shows where a boot
+    shows the kernel's messages, keeps the kernel's notices and warnings (its version,
+    its command line: `loglevel=6`, ~1 KB) rather than all of them (`quiet` keeps none;
+    without either, 14 KB through the emulated serial port: +0.4 s for the first pod of
+    a shape under TCG). It loads the disk drivers (`rkt.disks=1`) whether the pod has
+    disks or not: a pod's disks are hot-plugged after the restore (restore.py), so one
+    template serves pods on 9p and on disks (the tailored kernel has the drivers built
+    in: nothing to load)."""
+    args = kernel_cmdline(False, False, net=bool(vp.taps), disks=True)
+    return (*("loglevel=6" if a == "quiet" else a for a in args), "rkt.template=1")
+
+
+def _restored(pod: Path, plan: PodPlan, opts: RunOptions, vp: VmPlan, name: str,
+              hv: Hypervisor, confinement: launch.Confinement | None,
+              found: Path) -> tuple[subprocess.Popen[bytes], list[Path]] | None:
+    """The pod's VM restored from a template (made first if there is none), with the
+    cgroups to remove after it; or None (said why under --debug) for a boot."""
+    from pyrkt.stage1.kvm import templates
+
+    why = templates.refused(name, plan.annotations, opts.template)
+    if why:
+        log.debug(f"kvm: no VM template: {why}")
+        return None
+    from pyrkt.stage1.kvm.templates import restore
+
+    return restore.restore_pod(restore.Request(
+        pod=pod, vm=vp, hypervisor=hv, qemu=found, cache_dir=cache_dir_for(pod),
+        cmdline=template_cmdline(vp), netns=opts.netns, interactive=plan.interactive,
+        confinement=confinement,
+    ))
 
 
 def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions,

@@ -37,6 +37,7 @@ PORT_STDOUT = 1
 PORT_STDERR = 2
 PORT_AGENT = 3
 PORT_TTY = 4  # `rkt enter` with a terminal (agent.py, ttysession.py)
+PORT_GO = 5  # a template's "ready" and a restored pod's "go" (templates/)
 SHARE_STAGE1 = "rkt.stage1"
 SHARE_CTL = "rkt.ctl"
 
@@ -74,9 +75,19 @@ class Tap:
 
 
 @dataclass(frozen=True)
+class MemoryFile:
+    """Guest RAM in a file (templates/): a template maps it shared (its boot fills the
+    file), a pod restored from it privately (copy-on-write: the pod's writes never reach
+    the file, the pages it only reads stay shared with every pod of that template)."""
+
+    path: Path
+    shared: bool
+
+
+@dataclass(frozen=True)
 class VmPlan:
     kernel: Path
-    initrd: Path
+    initrd: Path | None  # None: a restore, whose guest has its kernel and files already
     cmdline: tuple[str, ...]
     vcpus: int
     memory_mib: int
@@ -84,6 +95,10 @@ class VmPlan:
     machine: Machine = Machine.PC
     shares: tuple[Share, ...] = ()
     disks: tuple[Disk, ...] = ()
+    # The disks are hot-plugged over QMP once QEMU runs (a pod restored from a template,
+    # whose devices have none: templates/restore.py), not on the command line; its jail
+    # still holds their files.
+    disks_hotplugged: bool = False
     taps: tuple[Tap, ...] = ()
     console: ConsoleMode = ConsoleMode.STREAMS
     serial_log: Path | None = None  # kernel + init messages always land here
@@ -104,6 +119,15 @@ class VmPlan:
     # TCG's translation-block cache in MiB (QEMU's default: up to 1 GiB, which the
     # guest fills with code it translated: a third of QEMU's RSS). None: QEMU's default.
     tcg_tb_mib: int | None = None
+    # Templates (templates/): guest RAM in a file; a connected socket for the rkt.go port
+    # and one for QMP (passed fds: no socket path to race for); `-incoming defer` (the
+    # VM's state comes over QMP); and the devices of every console mode (both serial
+    # ports, the app output ports), the layout a pod of any console mode restores into.
+    memory_file: MemoryFile | None = None
+    go_fd: int | None = None
+    qmp_fd: int | None = None
+    incoming: bool = False
+    uniform_devices: bool = False
     # The hypervisor's own syscall filter (QEMU's -sandbox: no obsolete calls, no
     # privilege changes, no new processes, no scheduler changes), part of its jail.
     sandbox: bool = False

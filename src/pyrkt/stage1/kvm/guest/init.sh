@@ -1,14 +1,13 @@
 #!/bin/sh
-# pyrkt kvm guest init (busybox sh, PID 1 in the initramfs).
+# pyrkt kvm guest init (busybox sh, PID 1 in the initramfs, exec'd by /init: rkt-exec,
+# which made the init's root a mount and mounted /proc, /sys and /dev).
 # Mounts the pod's stage1 rootfs shared by the host (9p tag rkt.stage1) at /stage1 and
 # the pod's control folder (tag rkt.ctl) at /ctl, and sources the pod script the host
-# wrote there (/ctl/pod.sh), which starts the apps, records their exit codes in
-# /stage1/rkt/status and returns; then the VM ends. Shell builtins where possible: under
-# emulation every fork+exec costs tens of milliseconds.
+# wrote there (/ctl/pod.sh), which starts the apps (each in a mount namespace of its own
+# that holds none of this), records their exit codes in /stage1/rkt/status and returns;
+# then the VM ends. Shell builtins where possible: under emulation every fork+exec costs
+# tens of milliseconds.
 export PATH=/bin:/sbin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
 read -r rkt_cmdline </proc/cmdline
 rkt_cmdline=" $rkt_cmdline "
 case $rkt_cmdline in
@@ -25,8 +24,9 @@ rkt_pro=/sys/module/page_reporting/parameters/page_reporting_order
 [ -w $rkt_pro ] && echo 6 >$rkt_pro
 # QEMU runs with -no-reboot: a reboot ends it (works with and without ACPI). No `sync`
 # (a fork+exec): busybox's `reboot -f` syncs the disks (rootfs=block) itself; the 9p
-# shares have no cache, they are written through.
-rkt_halt() { reboot -f; }
+# shares have no cache, they are written through. An exec, no fork: were it to fail,
+# PID 1 ending panics the kernel, which reboots too.
+rkt_halt() { exec reboot -f; }
 rkt_modules=/etc/rkt-modules
 case $rkt_cmdline in
 *" rkt.net=1 "*) rkt_modules="$rkt_modules /etc/rkt-modules-net" ;;
@@ -58,7 +58,6 @@ case $rkt_cmdline in
 	rkt_halt
 	;;
 esac
-mkdir -p /dev/pts /dev/shm
 # $rkt_port_<name>: the device of the virtio-serial port the host named rkt.<name>
 # (variables, not /dev symlinks: an `ln` per port is a fork+exec).
 for p in /sys/class/virtio-ports/*; do
@@ -68,15 +67,35 @@ for p in /sys/class/virtio-ports/*; do
 	rkt.out) rkt_port_out=/dev/${p##*/} ;;
 	rkt.err) rkt_port_err=/dev/${p##*/} ;;
 	rkt.agent) rkt_port_agent=/dev/${p##*/} ;;
+	rkt.go) rkt_port_go=/dev/${p##*/} ;;
 	esac
 done
-# devpts, /dev/shm and the two pod shares (rkt.stage1 at /stage1, rkt.ctl at /ctl) in
-# one `mount` (initramfs.FSTAB) instead of four.
+# The loopback interface, here rather than in the pod script: a template has it up
+# already when a pod is restored from it.
+ip link set lo up
+# A template (rkt.template=1: stage1/kvm/templates/) says "ready" on the rkt.go port and
+# waits there for its "go": the host saves the VM meanwhile. A pod restored from it
+# resumes in that `read`, with the host's "go SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...]":
+# the clock, a reseeded RNG and the pod's MACs (rkt-exec --restore), then "ok", and the
+# pod starts as after a boot. The host gone (end of file): power off.
+case $rkt_cmdline in
+*" rkt.template=1 "*)
+	exec 6<>"$rkt_port_go" && echo ready >&6 && read -r rkt_go rkt_go_args <&6 &&
+		[ "$rkt_go" = go ] || rkt_halt
+	# shellcheck disable=SC2086 # the words of the go line are rkt-exec's arguments
+	rkt-exec --restore $rkt_go_args || { echo failed >&6; rkt_halt; }
+	echo ok >&6
+	exec 6>&-
+	;;
+esac
+# The two pod shares (rkt.stage1 at /stage1, rkt.ctl at /ctl) in
+# one `mount` (initramfs.FSTAB) instead of two.
 if ! mount -a -T /etc/rkt-fstab; then
 	rkt_say "cannot mount the pod share"
 	rkt_halt
 fi
-# The enter/stop agent: one request line at a time on the rkt.agent port.
+# The enter/stop agent: one request line at a time on the rkt.agent port. The commands
+# (rkt-exec --ns: in the app's namespace) get none of the init's ports.
 #   enter ID -> runs /ctl/enter/ID/cmd.sh, replies "done ID RC"
 #   tty ID   -> starts /ctl/enter/ID/cmd.sh (rkt-exec --tty: a pty relayed on the rkt.tty
 #               port) in the background, replies "started ID"
@@ -97,7 +116,7 @@ rkt_agent() {
 		case $rkt_cmd in
 		enter)
 			d=/ctl/enter/$rkt_arg
-			sh "$d/cmd.sh" <"$d/stdin" >"$d/stdout" 2>"$d/stderr"
+			sh "$d/cmd.sh" <"$d/stdin" >"$d/stdout" 2>"$d/stderr" 3>&- 4>&- 5>&-
 			echo "done $rkt_arg $?" >&3
 			;;
 		tty)

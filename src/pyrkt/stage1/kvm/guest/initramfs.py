@@ -1,4 +1,4 @@
-"""The guest initramfs: busybox, the init script, rkt-exec, the kernel modules.
+"""The guest initramfs: busybox, the init script, rkt-exec (also /init), the kernel modules.
 
 Written as a gzip'd `newc` cpio archive in Python (no root needed for the device node),
 built once per (kernel modules, content) and cached.
@@ -30,14 +30,13 @@ DISK_MODULES = ("virtio_blk", "ext4")
 
 
 # What the init mounts once the modules are loaded, in one `mount -a` (a fork+exec
-# each costs tens of milliseconds under emulation): devpts, /dev/shm, the pod shares.
+# each costs tens of milliseconds under emulation): the pod shares. (No devpts or
+# /dev/shm: nothing runs in the init's view but the init; each app has its own /dev.)
 # The stage1 share (the apps' rootfs) caches mmap'd pages (`cache=mmap`): executables
 # and libraries are paged in by readahead instead of one 9p read per page fault (85 ->
 # 19 reads for a busybox app); reads, writes and metadata stay uncached, as without.
 NINEP = "trans=virtio,version=9p2000.L,msize=262144,access=any"
 FSTAB = (
-    "devpts /dev/pts devpts defaults 0 0\n"
-    "tmpfs /dev/shm tmpfs defaults 0 0\n"
     f"rkt.stage1 /stage1 9p {NINEP},cache=mmap 0 0\n"
     f"rkt.ctl /ctl 9p {NINEP} 0 0\n"
 )
@@ -106,10 +105,13 @@ def build(out: Path, *, kver: str) -> None:
         build_rkt_exec(helper)
         entries = [_Entry(d, stat.S_IFDIR | 0o755) for d in (
             "bin", "sbin", "dev", "etc", "lib", "lib/modules", "proc", "sys", "stage1",
-            "ctl", "tmp", "run", "mnt",
+            "ctl", "tmp", "run", "run/rkt", "mnt",
         )]  # fmt: skip
         entries.append(_Entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)))
-        entries.append(_Entry("init", stat.S_IFREG | 0o755, guest_file("init.sh")))
+        # The kernel starts rkt-exec as /init (it makes the init's root a mount, which
+        # each app's pivot_root needs), which execs the init script.
+        entries.append(_Entry("init", stat.S_IFLNK | 0o777, b"bin/rkt-exec"))
+        entries.append(_Entry("init.sh", stat.S_IFREG | 0o755, guest_file("init.sh")))
         entries.append(_Entry("etc/rkt-fstab", stat.S_IFREG | 0o644, FSTAB.encode()))
         entries.append(_Entry("bin/busybox", stat.S_IFREG | 0o755, BUSYBOX.read_bytes()))
         entries.append(_Entry("bin/rkt-exec", stat.S_IFREG | 0o755, helper.read_bytes()))

@@ -1,20 +1,46 @@
 /*
- * rkt-exec: the guest's last step before an app runs (static, no dependencies).
+ * rkt-exec: the guest's last step before an app runs, and the guest's first process
+ * (static, no dependencies).
  *
- *   rkt-exec ROOT CWD UID GID GROUPS CAPS NNP CGROUP -- ARGV...
+ *   rkt-exec [--tty PORT RID] [--ns FILE [--mounts PLAN]] ROOT CWD UID GID GROUPS CAPS NNP
+ *            CGROUP -- ARGV...
  *
  * GROUPS: comma-separated gids or "-"; CAPS: comma-separated capability numbers to
  * retain, or "all" to leave them alone; NNP: 1 sets no_new_privs; CGROUP: a cgroup
  * folder to join, or "-". The environment is passed through unchanged (the pod script
  * builds it with `env -i`). Each failure prints the failing call and exits 127.
  * RKT_SECCOMP=FILE (taken out of the environment): the app's seccomp filter, a BPF
- * program (struct sock_filter[]) read before the chroot and loaded just before the exec.
+ * program (struct sock_filter[]) read before anything else and loaded just before the exec.
  * RKT_RLIMITS=RES:SOFT:HARD,... (taken out too): resource limits set before the user
  * changes (RES: the RLIMIT_* number; a value of 18446744073709551615 is unlimited);
  * RKT_UMASK=OCTAL: the app's umask (the OCI runtime's process.rlimits and user.umask).
  * RKT_TTY_KEEPER=1: the app is on the pod's terminal (keep_tty below).
+ * Every file descriptor above 2 is closed first: nothing of the init's reaches the app.
  *
- *   rkt-exec --tty PORT RID ROOT CWD ... -- ARGV...      (`rkt enter` with a terminal)
+ * Where ARGV runs:
+ *   --ns FILE --mounts PLAN   (an app's start) in a mount namespace of its own whose root
+ *       is ROOT: ROOT is bound onto itself and made the root with pivot_root, the steps
+ *       of PLAN are made under it, then the old root (the initramfs, the pod's 9p shares,
+ *       the init's /proc, /sys, /dev, the other apps' roots) is unmounted (MNT_DETACH):
+ *       nothing of it is left in the namespace, so a chroot escape leads nowhere. The
+ *       namespace is then bound onto FILE in the init's view (the pod script made FILE
+ *       empty beforehand; it is removed if the start fails before that).
+ *   --ns FILE                 (`rkt enter`) joins the namespace bound at FILE (setns):
+ *       the app's root and mounts, its /run and /dev/shm.
+ *   neither                   a plain chroot into ROOT (host-side tests only).
+ *
+ * PLAN: one step per line, fields separated by one space (a space, tab, newline or
+ * backslash in a field written \040, \011, \012, \134, as in fstab); targets are
+ * absolute paths inside ROOT, symlinks resolved inside it (the host mounts /proc last,
+ * so that no /proc/PID/root link can lead a target out while we have every capability):
+ *   mount SOURCE TARGET FSTYPE OPTIONS   FSTYPE "none" for a bind, whose SOURCE is a path
+ *                                        in the init's view; OPTIONS comma-separated, "-"
+ *                                        for none (see mount_step)
+ *   mknod TARGET MODE MAJOR MINOR        a character device (MODE octal)
+ *   symlink TARGET LINKTO
+ *   mkdir TARGET MODE
+ *
+ *   rkt-exec --tty PORT RID ...          (`rkt enter` with a terminal)
  *
  * runs ARGV as above on a new pty (its controlling terminal, in a new session) and relays
  * that pty to the host over the virtio-serial port named PORT, in frames of one type
@@ -22,32 +48,89 @@
  *   guest -> host: 'R' RID (ready), 'D' output, 'X' 4-byte exit code (128+N for signal N)
  *   host -> guest: 'W' rows cols (2 bytes each, the first frame), 'D' input
  * The host closing the port hangs the session up.
+ *
+ *   rkt-exec --restore SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...]   (restore_pod)
+ *
+ * runs first in a pod restored from a template (the init's "go"): sets the wall clock to
+ * the host's, mixes SEED (hex, up to 256 random bytes from the host) into the kernel's
+ * entropy pool, credited, and reseeds its RNG at once (every clone of a template starts
+ * with the template's RNG state), and gives the NIC whose MAC is OLDMAC (the template's)
+ * the pod's NEWMAC. One process for all of it: each fork+exec costs milliseconds.
+ *
+ * As PID 1 (the kernel starts it as /init): makes the init's root a mount (see boot) and
+ * execs the init script, /init.sh.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
 #include <grp.h>
+#include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/random.h>
 #include <linux/seccomp.h>
+#include <net/if.h>
+#include <net/if_arp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
+#define PLAN_MAX (1 << 20)
+
+/* The placeholder FILE of --ns while the app's start may still fail (then removed, so
+ * that `rkt enter` fails at once instead of waiting for the namespace). */
+static int ns_dirfd = -1;
+static const char *ns_base;
+
 static void die(const char *what, const char *arg) {
-    fprintf(stderr, "rkt-exec: %s %s: %s\n", what, arg, strerror(errno));
+    int e = errno;
+    if (ns_dirfd >= 0) unlinkat(ns_dirfd, ns_base, 0);
+    fprintf(stderr, "rkt-exec: %s %s: %s\n", what, arg, strerror(e));
     exit(127);
+}
+
+static void warn(const char *what, const char *arg) {
+    fprintf(stderr, "rkt-exec: warning: %s %s: %s\n", what, arg, strerror(errno));
+}
+
+/* A whole file (at most max bytes, NUL-terminated); its size in *len. */
+static char *read_file(const char *path, size_t max, size_t *len) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) die("open", path);
+    if (!S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
+        errno = EFBIG;
+        die("read", path);
+    }
+    size_t n = (size_t)st.st_size;
+    char *buf = malloc(n + 1);
+    if (!buf) die("malloc", path);
+    for (size_t got = 0; got < n;) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) die("read", path);
+        got += (size_t)r;
+    }
+    close(fd);
+    buf[n] = 0;
+    *len = n;
+    return buf;
 }
 
 static struct sock_fprog seccomp_prog;
@@ -57,21 +140,12 @@ static void read_seccomp(void) {
     if (!env) return;
     char *path = strdup(env);
     unsetenv("RKT_SECCOMP");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0) die("open", path);
-    size_t n = (size_t)st.st_size;
-    if (n == 0 || n % sizeof(struct sock_filter) || n / sizeof(struct sock_filter) > BPF_MAXINSNS) {
+    size_t n;
+    char *buf = read_file(path, BPF_MAXINSNS * sizeof(struct sock_filter), &n);
+    if (n == 0 || n % sizeof(struct sock_filter)) {
         fprintf(stderr, "rkt-exec: %s: not a seccomp program\n", path);
         exit(127);
     }
-    char *buf = malloc(n);
-    for (size_t got = 0; got < n;) {
-        ssize_t r = read(fd, buf + got, n - got);
-        if (r <= 0) die("read", path);
-        got += (size_t)r;
-    }
-    close(fd);
     seccomp_prog.len = (unsigned short)(n / sizeof(struct sock_filter));
     seccomp_prog.filter = (struct sock_filter *)buf;
 }
@@ -177,6 +251,11 @@ static int parse_list(const char *s, unsigned long *out, int max) {
     return n;
 }
 
+/* Every fd above 2 closed, but keep (-1: none). */
+static void close_fds(int keep) {
+    if (keep > 3) syscall(SYS_close_range, 3u, (unsigned)keep - 1, 0u);
+    syscall(SYS_close_range, (unsigned)(keep >= 3 ? keep + 1 : 3), ~0u, 0u);
+}
 
 /* ---- --tty: the pty relay (parent) and the session leader (child) ---- */
 
@@ -294,9 +373,10 @@ static void flush_master(int master, struct inq *q) {
     q->have = 0;
 }
 
-/* Returns in the child (with the pty as its stdio); the parent relays and exits. */
-static void tty_session(const char *port_name, const char *rid) {
-    int port = open_port(port_name);
+/* Returns in the child (with the pty as its stdio, every other fd closed but keep); the
+ * parent relays and exits. The pty comes from the devpts of the namespace we are in (the
+ * app's, once joined). */
+static void tty_session(int port, const char *rid, int keep) {
     int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (master < 0) die("posix_openpt", "");
     if (grantpt(master) < 0 || unlockpt(master) < 0) die("unlockpt", "");
@@ -333,7 +413,7 @@ static void tty_session(const char *port_name, const char *rid) {
             if (dup2(s, fd) < 0) die("dup2", slave);
         if (s > 2) close(s);
         for (int fd = 3; fd < 1024; fd++)
-            if (fd != sync[1]) close(fd);
+            if (fd != sync[1] && fd != keep) close(fd);
         return;
     }
     close(sync[1]);
@@ -387,24 +467,464 @@ static void tty_session(const char *port_name, const char *rid) {
     }
 }
 
-int main(int argc, char **argv) {
-    if (argc > 3 && strcmp(argv[1], "--tty") == 0) {
-        tty_session(argv[2], argv[3]);
-        argv[3] = argv[0];
-        argv += 3;
-        argc -= 3;
+
+/* ---- --ns: the app's mount namespace ---- */
+
+/* Undoes the \NNN escapes of a plan field, in place. */
+static char *unescape(char *s) {
+    char *w = s;
+    for (char *r = s; *r; r++) {
+        if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+            r[3] >= '0' && r[3] <= '7') {
+            *w++ = (char)((r[1] - '0') << 6 | (r[2] - '0') << 3 | (r[3] - '0'));
+            r += 3;
+        } else {
+            *w++ = *r;
+        }
     }
-    if (argc < 11 || strcmp(argv[9], "--") != 0) {
-        fprintf(stderr, "usage: rkt-exec ROOT CWD UID GID GROUPS CAPS NNP CGROUP -- ARGV...\n");
+    *w = 0;
+    return s;
+}
+
+/* mkdir -p, each folder with mode; whether the last one was made here. */
+static int mkdir_p(const char *path, mode_t mode) {
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int made = 0;
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != 0) continue;
+        char c = *p;
+        *p = 0;
+        made = mkdir(buf, mode) == 0;
+        if (!made && errno != EEXIST) return -1;
+        *p = c;
+        if (c == 0) return made;
+    }
+}
+
+static void copy_file(int from, int to, const char *name) {
+    static char buf[65536];
+    int in = openat(from, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int out = openat(to, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (in < 0 || out < 0) {
+        warn("copy", name);
+    } else {
+        for (;;) {
+            ssize_t n = read(in, buf, sizeof buf);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) warn("read", name);
+            if (n <= 0) break;
+            for (ssize_t off = 0; off < n;) {
+                ssize_t w = write(out, buf + off, (size_t)(n - off));
+                if (w < 0 && errno == EINTR) continue;
+                if (w < 0) {
+                    warn("write", name);
+                    n = -1;
+                    break;
+                }
+                off += w;
+            }
+            if (n < 0) break;
+        }
+    }
+    if (in >= 0) close(in);
+    if (out >= 0) close(out);
+}
+
+/* What the folder from holds, copied into the folder to with its owners, modes and
+ * times (cp -a; hard links are copied as files). Errors are said, not fatal. */
+static void copy_tree(int from, int to, int depth) {
+    int dup_fd = dup(from);
+    DIR *d = dup_fd < 0 ? NULL : fdopendir(dup_fd);
+    if (!d || depth > 32) {
+        warn("copy", "(folder)");
+        if (d) closedir(d);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0) continue;
+        struct stat st;
+        if (fstatat(from, n, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            warn("stat", n);
+            continue;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            if (mkdirat(to, n, 0700) < 0) {
+                warn("mkdir", n);
+                continue;
+            }
+            int a = openat(from, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            int b = openat(to, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (a >= 0 && b >= 0) copy_tree(a, b, depth + 1);
+            else warn("open", n);
+            if (a >= 0) close(a);
+            if (b >= 0) close(b);
+        } else if (S_ISREG(st.st_mode)) {
+            copy_file(from, to, n);
+        } else if (S_ISLNK(st.st_mode)) {
+            char link[PATH_MAX];
+            ssize_t len = readlinkat(from, n, link, sizeof link - 1);
+            if (len < 0) {
+                warn("readlink", n);
+                continue;
+            }
+            link[len] = 0;
+            if (symlinkat(link, to, n) < 0) {
+                warn("symlink", n);
+                continue;
+            }
+        } else if (mknodat(to, n, st.st_mode, st.st_rdev) < 0) {
+            warn("mknod", n);
+            continue;
+        }
+        if (fchownat(to, n, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0) warn("chown", n);
+        if (!S_ISLNK(st.st_mode) && fchmodat(to, n, st.st_mode & 07777, 0) < 0) warn("chmod", n);
+        struct timespec ts[2] = {st.st_atim, st.st_mtim};
+        utimensat(to, n, ts, AT_SYMLINK_NOFOLLOW);
+    }
+    closedir(d);
+}
+
+/* `mount SOURCE TARGET FSTYPE OPTIONS`. OPTIONS: the mount flags ro, nosuid, nodev,
+ * noexec, bind, rbind, remount, strictatime, relatime; and
+ *   mkdir     make the target folder when it is missing
+ *   mkfile    make the target file when it is missing; skip the step when that fails
+ *   copyup    copy what the target folder held into the new filesystem
+ *   optional  skip the step when the kernel lacks the filesystem (ENODEV)
+ * anything else is the filesystem's data. A bind's SOURCE is resolved under the old root
+ * (our working folder): the init's view. */
+static void mount_step(const char *src, const char *target, const char *fstype, char *opts) {
+    static const struct { const char *name; unsigned long flag; } known[] = {
+        {"ro", MS_RDONLY}, {"nosuid", MS_NOSUID}, {"nodev", MS_NODEV}, {"noexec", MS_NOEXEC},
+        {"bind", MS_BIND}, {"rbind", MS_BIND | MS_REC}, {"remount", MS_REMOUNT},
+        {"strictatime", MS_STRICTATIME}, {"relatime", MS_RELATIME}, {"defaults", 0},
+    };
+    unsigned long flags = 0;
+    int want_dir = 0, want_file = 0, copyup = 0, optional = 0;
+    char data[1024] = "";
+    size_t dlen = 0;
+    for (char *o = strcmp(opts, "-") == 0 ? NULL : strtok(opts, ","); o; o = strtok(NULL, ",")) {
+        size_t k, nk = sizeof known / sizeof known[0];
+        for (k = 0; k < nk && strcmp(o, known[k].name) != 0; k++) {}
+        if (k < nk) flags |= known[k].flag;
+        else if (strcmp(o, "mkdir") == 0) want_dir = 1;
+        else if (strcmp(o, "mkfile") == 0) want_file = 1;
+        else if (strcmp(o, "copyup") == 0) copyup = 1;
+        else if (strcmp(o, "optional") == 0) optional = 1;
+        else dlen += (size_t)snprintf(data + dlen, sizeof data - dlen, "%s%s", dlen ? "," : "", o);
+        if (dlen >= sizeof data) {
+            errno = E2BIG;
+            die("mount options for", target);
+        }
+    }
+    int bind = (flags & MS_BIND) && !(flags & MS_REMOUNT);
+    if (bind) {
+        while (*src == '/') src++;
+        if (!*src) src = ".";
+    }
+    const char *source = strcmp(src, "-") == 0 ? NULL : src;
+    const char *type = strcmp(fstype, "none") == 0 ? NULL : fstype;
+    unsigned long first = bind ? flags & (MS_BIND | MS_REC) : flags;
+    int under = copyup ? open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    int made = 0;
+    int r = mount(source, target, type, first, dlen ? data : NULL);
+    if (r < 0 && errno == ENOENT && want_dir) {
+        made = mkdir_p(target, 0755) > 0;
+        r = mount(source, target, type, first, dlen ? data : NULL);
+    } else if (r < 0 && errno == ENOENT && want_file) {
+        int fd = open(target, O_WRONLY | O_CREAT | O_NOCTTY | O_CLOEXEC, 0644);
+        if (fd < 0) return;
+        close(fd);
+        r = mount(source, target, type, first, dlen ? data : NULL);
+    }
+    if (r < 0 && (want_file || (optional && errno == ENODEV))) {
+        if (made) rmdir(target);
+        if (under >= 0) close(under);
+        return;
+    }
+    if (r < 0) die("mount", target);
+    if (bind && (flags & ~(MS_BIND | MS_REC)) &&
+        mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | (flags & ~MS_REC), NULL) < 0)
+        die("remount", target);
+    if (under >= 0) {
+        int top = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (top < 0) die("open", target);
+        copy_tree(under, top, 0);
+        close(top);
+        close(under);
+    }
+}
+
+static void run_plan(char *plan, const char *path) {
+    char *save_line;
+    for (char *line = strtok_r(plan, "\n", &save_line); line;
+         line = strtok_r(NULL, "\n", &save_line)) {
+        if (line[0] == '#' || line[0] == 0) continue;
+        char *f[6];
+        int n = 0;
+        char *save_field;
+        for (char *t = strtok_r(line, " ", &save_field); t && n < 6;
+             t = strtok_r(NULL, " ", &save_field))
+            f[n++] = unescape(t);
+        const char *target = n >= 3 ? f[strcmp(f[0], "mount") == 0 ? 2 : 1] : "";
+        if (target[0] != '/') { /* relative: it would land under the old root */
+            errno = EINVAL;
+            die("step of", path);
+        }
+        if (n == 5 && strcmp(f[0], "mount") == 0) {
+            mount_step(f[1], f[2], f[3], f[4]);
+        } else if (n == 5 && strcmp(f[0], "mknod") == 0) {
+            mode_t mode = (mode_t)strtoul(f[2], NULL, 8);
+            dev_t dev = makedev(strtoul(f[3], NULL, 10), strtoul(f[4], NULL, 10));
+            if (mknod(f[1], S_IFCHR | mode, dev) < 0 && errno != EEXIST) die("mknod", f[1]);
+        } else if (n == 3 && strcmp(f[0], "symlink") == 0) {
+            if (symlink(f[2], f[1]) < 0 && errno != EEXIST) die("symlink", f[1]);
+        } else if (n == 3 && strcmp(f[0], "mkdir") == 0) {
+            if (mkdir(f[1], (mode_t)strtoul(f[2], NULL, 8)) < 0 && errno != EEXIST)
+                die("mkdir", f[1]);
+        } else {
+            errno = EINVAL;
+            die("step of", path);
+        }
+    }
+}
+
+/* The app's own mount namespace with ROOT as its root (see the top of this file). */
+static void new_ns(const char *root, const char *plan_path, const char *file) {
+    size_t len;
+    char *plan = read_file(plan_path, PLAN_MAX, &len);
+    int init_ns = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+    if (init_ns < 0) die("open", "/proc/self/ns/mnt");
+    char *dir = strdup(file), *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) {
+        errno = EINVAL;
+        die("namespace file", file);
+    }
+    *slash = 0;
+    ns_base = slash + 1;
+    ns_dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (ns_dirfd < 0) die("open", dir);
+    if (unshare(CLONE_NEWNS) < 0) die("unshare", "CLONE_NEWNS");
+    int app_ns = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+    if (app_ns < 0) die("open", "/proc/self/ns/mnt");
+    /* nothing we do here reaches the init's mounts (or the host's, in tests) */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("mount", "/ (private)");
+    if (mount(root, root, NULL, MS_BIND, NULL) < 0) die("mount", root);
+    int old_root = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (old_root < 0 || chdir(root) < 0) die("chdir", root);
+    /* The old root ends up stacked on the new one; "/" is the new one from here on. */
+    if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root", root);
+    if (fchdir(old_root) < 0) die("fchdir", "(old root)");
+    mode_t mask = umask(0);
+    run_plan(plan, plan_path);
+    umask(mask);
+    free(plan);
+    if (umount2(".", MNT_DETACH) < 0) die("umount2", "(old root)");
+    close(old_root);
+    if (chdir("/") < 0) die("chdir", "/");
+    /* Bind the namespace onto FILE in the init's view, for `rkt enter`, and come back:
+     * setns puts our root and working folder at the namespace's root. */
+    char src[64];
+    snprintf(src, sizeof src, "/proc/self/fd/%d", app_ns);
+    if (setns(init_ns, CLONE_NEWNS) < 0) die("setns", "(init)");
+    int fd = open(file, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) die("open", file);
+    close(fd);
+    if (mount(src, file, NULL, MS_BIND, NULL) < 0) die("mount", file);
+    close(ns_dirfd);
+    ns_dirfd = -1;
+    if (setns(app_ns, CLONE_NEWNS) < 0) die("setns", file);
+    close(app_ns);
+    close(init_ns);
+    free(dir);
+}
+
+/* Joins the namespace bound at FILE; while FILE is still the pod script's empty
+ * placeholder (the app is setting up), waits for it. */
+static void join_ns(const char *file) {
+    for (int tries = 0;; tries++) {
+        int fd = open(file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            if (errno == ENOENT)
+                fprintf(stderr, "rkt-exec: %s: the app's namespace is not there "
+                                "(the app did not start)\n", file);
+            else
+                fprintf(stderr, "rkt-exec: open %s: %s\n", file, strerror(errno));
+            exit(127);
+        }
+        int r = setns(fd, CLONE_NEWNS), e = errno;
+        close(fd);
+        if (r == 0) return;
+        if (e != EINVAL || tries >= 3000) {
+            errno = e;
+            die("setns", file);
+        }
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* ---- PID 1 ---- */
+
+/* The kernel starts the init on the initramfs, which is mounted on nothing: pivot_root
+ * refuses to move such a root away. So the init's root becomes a bind mount of the
+ * initramfs onto itself; each app's pivot_root then detaches it (and every mount on it)
+ * from the app's namespace. Also mounts /proc, /sys, /dev (syscalls here instead of a
+ * fork+exec each from the script), then execs the init script. */
+static void boot(int argc, char **argv) {
+    if (mount("/", "/mnt", NULL, MS_BIND, NULL) < 0 || chdir("/mnt") < 0 ||
+        mount("/mnt", "/", NULL, MS_MOVE, NULL) < 0 || chroot(".") < 0 || chdir("/") < 0)
+        warn("init:", "bind-mounting the initramfs onto itself");
+    if (mount("proc", "/proc", "proc", 0, NULL) < 0) warn("mount", "/proc");
+    if (mount("sysfs", "/sys", "sysfs", 0, NULL) < 0) warn("mount", "/sys");
+    if (mount("devtmpfs", "/dev", "devtmpfs", 0, NULL) < 0) warn("mount", "/dev");
+    char *args[argc + 2];
+    args[0] = "sh";
+    args[1] = "/init.sh";
+    for (int i = 1; i < argc; i++) args[i + 1] = argv[i];
+    args[argc + 1] = NULL;
+    execv("/bin/sh", args);
+    warn("exec", "/bin/sh");
+    exit(1);
+}
+
+
+static int hex_nibble(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Hex text -> bytes; the count, or -1 when text is not (at most max bytes of) hex. */
+static int parse_hex(const char *text, unsigned char *out, int max, int sep) {
+    int n = 0;
+    for (const char *p = text; *p;) {
+        int hi = hex_nibble(p[0]), lo = hi < 0 ? -1 : hex_nibble(p[1]);
+        if (lo < 0 || n == max) return -1;
+        out[n++] = (unsigned char)(hi << 4 | lo);
+        p += 2;
+        if (sep && *p == sep) p++;
+    }
+    return n;
+}
+
+/* The interface whose hardware address is mac gets new_mac. */
+static void set_mac(int sock, const unsigned char *mac, const unsigned char *new_mac,
+                    const char *arg) {
+    struct if_nameindex *ifs = if_nameindex();
+    if (!ifs) die("if_nameindex", arg);
+    for (struct if_nameindex *i = ifs; i->if_index; i++) {
+        struct ifreq ifr;
+        memset(&ifr, 0, sizeof ifr);
+        strncpy(ifr.ifr_name, i->if_name, IFNAMSIZ - 1);
+        if (ioctl(sock, SIOCGIFHWADDR, &ifr) < 0 || memcmp(ifr.ifr_hwaddr.sa_data, mac, 6))
+            continue;
+        memcpy(ifr.ifr_hwaddr.sa_data, new_mac, 6);
+        ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+        if (ioctl(sock, SIOCSIFHWADDR, &ifr) < 0) die("SIOCSIFHWADDR", arg);
+        if_freenameindex(ifs);
+        return;
+    }
+    errno = ENODEV;
+    die("no NIC for", arg);
+}
+
+static int restore_main(int argc, char **argv) {
+    if (argc < 5) {
+        fprintf(stderr, "usage: rkt-exec --restore SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...]\n");
         return 127;
     }
+    struct timespec ts = {(time_t)strtoll(argv[2], NULL, 10), strtol(argv[3], NULL, 10)};
+    if (clock_settime(CLOCK_REALTIME, &ts) < 0) die("clock_settime", argv[2]);
+    struct {
+        struct rand_pool_info info;
+        unsigned char buf[256];
+    } seed;
+    int n = parse_hex(argv[4], seed.buf, (int)sizeof seed.buf, 0);
+    if (n <= 0) {
+        errno = EINVAL;
+        die("seed", argv[4]);
+    }
+    seed.info.entropy_count = n * 8;
+    seed.info.buf_size = n;
+    int rnd = open("/dev/urandom", O_RDWR | O_CLOEXEC);
+    if (rnd < 0) die("open", "/dev/urandom");
+    if (ioctl(rnd, RNDADDENTROPY, &seed.info) < 0) die("RNDADDENTROPY", "/dev/urandom");
+    /* ENODATA: the RNG was not initialized yet; the credited seed just initialized it. */
+    if (ioctl(rnd, RNDRESEEDCRNG) < 0 && errno != ENODATA) die("RNDRESEEDCRNG", "/dev/urandom");
+    close(rnd);
+    int sock = argc > 5 ? socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0) : -1;
+    if (argc > 5 && sock < 0) die("socket", "AF_INET");
+    for (int i = 5; i < argc; i++) {
+        unsigned char macs[12];
+        const char *eq = strchr(argv[i], '=');
+        char old[18];
+        if (!eq || eq - argv[i] != 17) {
+            errno = EINVAL;
+            die("MAC pair", argv[i]);
+        }
+        memcpy(old, argv[i], 17);
+        old[17] = 0;
+        if (parse_hex(old, macs, 6, ':') != 6 || parse_hex(eq + 1, macs + 6, 6, ':') != 6) {
+            errno = EINVAL;
+            die("MAC pair", argv[i]);
+        }
+        set_mac(sock, macs, macs + 6, argv[i]);
+    }
+    return 0;
+}
+
+static void join_cgroup(int fd, const char *cgroup) {
+    if (fd < 0) return;
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    if (write(fd, pid, (size_t)len) < 0) die("join cgroup", cgroup);
+    close(fd);
+}
+
+int main(int argc, char **argv) {
+    if (getpid() == 1) boot(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "--restore") == 0)
+        return restore_main(argc, argv);
+    const char *port_name = NULL, *rid = NULL, *ns_file = NULL, *plan = NULL;
+    int i = 1;
+    for (;;) {
+        if (i + 2 < argc && strcmp(argv[i], "--tty") == 0) {
+            port_name = argv[i + 1];
+            rid = argv[i + 2];
+            i += 3;
+        } else if (i + 1 < argc && strcmp(argv[i], "--ns") == 0) {
+            ns_file = argv[i + 1];
+            i += 2;
+        } else if (i + 1 < argc && strcmp(argv[i], "--mounts") == 0) {
+            plan = argv[i + 1];
+            i += 2;
+        } else {
+            break;
+        }
+    }
+    argv[i - 1] = argv[0];
+    argv += i - 1;
+    argc -= i - 1;
+    if (argc < 11 || strcmp(argv[9], "--") != 0 || (plan && !ns_file)) {
+        fprintf(stderr, "usage: rkt-exec [--tty PORT RID] [--ns FILE [--mounts PLAN]] "
+                        "ROOT CWD UID GID GROUPS CAPS NNP CGROUP -- ARGV...\n");
+        return 127;
+    }
+    close_fds(port_name && strncmp(port_name, "fd:", 3) == 0 ? atoi(port_name + 3) : -1);
     const char *root = argv[1], *cwd = argv[2], *cgroup = argv[8];
     uid_t uid = (uid_t)strtoul(argv[3], NULL, 10);
     gid_t gid = (gid_t)strtoul(argv[4], NULL, 10);
     unsigned long groups_ul[64];
     gid_t groups[64];
     int ngroups = parse_list(argv[5], groups_ul, 64);
-    for (int i = 0; i < ngroups; i++) groups[i] = (gid_t)groups_ul[i];
+    for (int g = 0; g < ngroups; g++) groups[g] = (gid_t)groups_ul[g];
     int all_caps = strcmp(argv[6], "all") == 0;
     unsigned long caps[64];
     int ncaps = all_caps ? 0 : parse_list(argv[6], caps, 64);
@@ -412,21 +932,27 @@ int main(int argc, char **argv) {
     read_seccomp();
     apply_limits();
 
+    int cg = -1;
     if (strcmp(cgroup, "-") != 0) {
-        char path[4096], pid[32];
+        char path[4096];
         snprintf(path, sizeof path, "%s/cgroup.procs", cgroup);
-        int fd = open(path, O_WRONLY);
-        if (fd < 0) die("open", path);
-        int len = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-        if (write(fd, pid, (size_t)len) < 0) die("write", path);
-        close(fd);
+        cg = open(path, O_WRONLY | O_CLOEXEC);
+        if (cg < 0) die("open", path);
     }
-    if (chroot(root) < 0) die("chroot", root);
+    int port = port_name ? open_port(port_name) : -1;
+    if (port < 0) join_cgroup(cg, cgroup); /* an app's setup (its /run copy) counts in it */
+    if (ns_file && plan) new_ns(root, plan, ns_file);
+    else if (ns_file) join_ns(ns_file);
+    else if (chroot(root) < 0) die("chroot", root);
+    if (port >= 0) {
+        tty_session(port, rid, cg); /* returns in the session's child */
+        join_cgroup(cg, cgroup);
+    }
     if (chdir("/") < 0 || chdir(cwd) < 0) die("chdir", cwd);
 
     __u32 set[2] = {0, 0};
-    for (int i = 0; i < ncaps; i++)
-        if (caps[i] < 64) set[caps[i] / 32] |= 1u << (caps[i] % 32);
+    for (int c = 0; c < ncaps; c++)
+        if (caps[c] < 64) set[caps[c] / 32] |= 1u << (caps[c] % 32);
     if (!all_caps) {
         for (unsigned long c = 0; c < 64; c++) {
             if (set[c / 32] & (1u << (c % 32))) continue;
@@ -440,15 +966,15 @@ int main(int argc, char **argv) {
     if (!all_caps) {
         struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
         struct __user_cap_data_struct data[2];
-        for (int i = 0; i < 2; i++) {
-            data[i].effective = set[i];
-            data[i].permitted = set[i];
-            data[i].inheritable = set[i];
+        for (int d = 0; d < 2; d++) {
+            data[d].effective = set[d];
+            data[d].permitted = set[d];
+            data[d].inheritable = set[d];
         }
         if (syscall(SYS_capset, &hdr, data) < 0) die("capset", argv[6]);
         if (uid != 0)
-            for (int i = 0; i < ncaps; i++)
-                if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, caps[i], 0, 0) < 0) die("prctl", "PR_CAP_AMBIENT_RAISE");
+            for (int c = 0; c < ncaps; c++)
+                if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, caps[c], 0, 0) < 0) die("prctl", "PR_CAP_AMBIENT_RAISE");
     }
     if (nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("prctl", "PR_SET_NO_NEW_PRIVS");
     keep_tty(); /* returns in the app's process */

@@ -1,11 +1,21 @@
-"""The pod script: a busybox `sh` program the host writes for the guest init.
+"""The pod script: a busybox `sh` program the host writes for the guest init, and each
+app's mount plan, which `rkt-exec` makes in the app's own mount namespace.
 
 Every decision is made here, on the host, from the `PodPlan`; the guest only executes.
 The init sources the script with /stage1 = the pod's stage1 rootfs (9p tag rkt.stage1),
 /ctl = the pod's control folder (rkt.ctl),
 $rkt_port_{out,err,agent} = the virtio-serial ports' devices and `rkt_agent` defined.
-The host has made /stage1/rkt/status and each app's /proc, /sys, /dev mount points
-(APP_MOUNT_POINTS): under emulation each guest fork+exec costs tens of milliseconds.
+Each app is started by `rkt-exec --ns FILE --mounts PLAN`: a mount namespace whose root
+is the app's rootfs (pivot_root), holding the mounts of its plan (`app_mounts`: /sys, a
+minimal /dev, the pod's /etc files, /run, its volumes, /proc) and none of the init's (the
+pod shares, the other apps' roots, the initramfs); `rkt enter` joins it (`--ns FILE`).
+An app whose rootfs is a disk (rootfs=block) has it mounted at that same path by the pod
+script first (`disk_lines`, found by serial number), so its namespace's root is the
+disk's; an `empty` volume on a disk is mounted once at volume_mount_point and bound
+from there into each app's namespace.
+The host has made /stage1/rkt/status and, where it could, each app's /proc, /sys, /dev
+mount points (APP_MOUNT_POINTS): under emulation each guest fork+exec costs tens of
+milliseconds, each 9p round trip about one.
 """
 
 from __future__ import annotations
@@ -14,14 +24,18 @@ import shlex
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from pyrkt.errors import RktError
+from pyrkt.stage1 import devices
 from pyrkt.stage1.plan import AppPlan, MountPlan, PodPlan
 
 GUEST_STAGE1 = "/stage1"
 GUEST_CTL = "/ctl"
+# Where each app's mount namespace is bound in the init's view (a folder of the
+# initramfs, which no app sees), for `rkt enter`.
+GUEST_NS_DIR = "/run/rkt"
 CGROUP_ROOT = "/sys/fs/cgroup/rkt"
 CPU_PERIOD_US = 100000
-# Made by the host in each app's rootfs before the boot (the guest checks, with builtins).
+# Made by the host in each app's rootfs before the boot where it can (rkt-exec makes
+# what is missing).
 APP_MOUNT_POINTS = ("proc", "sys", "dev")
 
 # Linux capability numbers (include/uapi/linux/capability.h).
@@ -95,12 +109,24 @@ def seccomp_file(app: AppPlan) -> str:
     return f"{GUEST_CTL}/seccomp/{app.name}"
 
 
+def mounts_file(app: AppPlan) -> str:
+    """The guest path of the app's mount plan (`app_mounts`, written by the host)."""
+    return f"{GUEST_CTL}/mounts/{app.name}"
+
+
+def ns_file(app: AppPlan) -> str:
+    """Where the app's mount namespace is bound in the init's view."""
+    return f"{GUEST_NS_DIR}/{app.name}"
+
+
 def exec_line(app: AppPlan, argv: Sequence[str] | None = None, *,
-              seccomp: bool = False, keep_tty: bool = False) -> str:
-    """`env -i ... rkt-exec ...` running argv (default: the app's) as the app would run;
-    seccomp: rkt-exec loads the app's filter (seccomp_file) just before the exec;
-    keep_tty: the app is on the pod's terminal and rkt-exec stays its session leader
-    (its last output is not lost to the hangup when it exits: rkt-exec.c keep_tty)."""
+              seccomp: bool = False, start: bool = False, keep_tty: bool = False) -> str:
+    """`env -i ... rkt-exec ...` running argv (default: the app's) as the app would run,
+    in the app's mount namespace: made from its mount plan (start: the app's own start),
+    else joined (`rkt enter`); seccomp: rkt-exec loads the app's filter (seccomp_file)
+    just before the exec; keep_tty: the app is on the pod's terminal and rkt-exec stays
+    its session leader (its last output is not lost to the hangup when it exits:
+    rkt-exec.c keep_tty)."""
     env = " ".join(q(f"{k}={v}") for k, v in app.env)
     if keep_tty:
         env = f"RKT_TTY_KEEPER=1 {env}"
@@ -114,90 +140,87 @@ def exec_line(app: AppPlan, argv: Sequence[str] | None = None, *,
     groups = ",".join(str(g) for g in app.supplementary_gids) or "-"
     cg = f"{CGROUP_ROOT}/{app.name}" if controllers(app) else "-"
     args = " ".join(q(a) for a in (argv if argv is not None else app.argv))
+    ns = f"--ns {q(ns_file(app))}"
+    if start:
+        ns += f" --mounts {q(mounts_file(app))}"
     return (
-        f"env -i {env} /bin/rkt-exec {q(guest_rootfs(app))} {q(app.working_dir or '/')} "
+        f"env -i {env} /bin/rkt-exec {ns} {q(guest_rootfs(app))} {q(app.working_dir or '/')} "
         f"{app.uid} {app.gid} {groups} {cap_arg(app.capabilities)} "
         f"{1 if app.no_new_privs else 0} {q(cg)} -- {args}"
     )
 
 
-def _mount_lines(
-    app: AppPlan, tags: dict[MountPlan, str], etc_files: Sequence[str],
-    in_fstab: Collection[str] = (), points_ready: bool = False,
-    run_dir: RunDir | None = None,
-) -> list[str]:
-    r = q(guest_rootfs(app))
-    lines: list[str] = []
+def _field(s: str) -> str:
+    """A mount plan field: backslash, space, tab and newline as fstab's octal escapes."""
+    for c in "\\ \t\n":
+        s = s.replace(c, f"\\{ord(c):03o}")
+    return s
+
+
+def _mount(source: str, target: str, fstype: str, options: str) -> str:
+    return f"mount {_field(source)} {_field(target)} {fstype} {options or '-'}"
+
+
+def dev_steps(console: str | None = None) -> list[str]:
+    """The app's minimal /dev (`stage1/devices.py`, what the container flavor gives) as
+    mount plan steps; console: the guest's device (the app's terminal) bound as
+    /dev/console and under its own name (which `tty` shows, as before)."""
+    out = [_mount("tmpfs", "/dev", "tmpfs", f"nosuid,strictatime,{devices.DEV_DATA},mkdir")]
+    out += [f"mknod /dev/{n} 0666 {major} {minor}" for n, major, minor in devices.DEVICES]
+    out += [f"symlink /dev/{n} {_field(t)}" for n, t in devices.LINKS]
+    out += [
+        "mkdir /dev/pts 0755",
+        _mount("devpts", "/dev/pts", "devpts", f"nosuid,noexec,{devices.PTS_DATA}"),
+        "mkdir /dev/shm 1777",
+        _mount("shm", "/dev/shm", "tmpfs", f"nosuid,nodev,noexec,{devices.SHM_DATA}"),
+        # optional: the tailored guest kernel has no POSIX message queues
+        _mount("mqueue", "/dev/mqueue", "mqueue", "nosuid,nodev,noexec,mkdir,optional"),
+    ]
+    if console:
+        out.append(_mount(console, "/dev/console", "none", "bind,mkfile"))
+        out.append(_mount(console, console, "none", "bind,mkfile"))
+    return out
+
+
+def app_mounts(
+    app: AppPlan, tags: Mapping[MountPlan, str], etc_files: Sequence[str] = (),
+    run_dir: RunDir | None = None, console: str | None = None,
+) -> str:
+    """The app's mount plan (`rkt-exec --mounts`; the host writes it to mounts_file):
+    its /sys (read-only), a minimal /dev (console: the guest's device for
+    /dev/console), the pod's /etc files (etc_files: names under /ctl/etc, bound where
+    the app has an /etc), the tmpfs over its /run (run_dir), its volumes (tags: their
+    9p tags), its /proc, and a read-only root (`--readonly-rootfs`). Targets are resolved
+    inside the app's root, bind sources in the init's view. /proc comes last but the
+    remount: while rkt-exec, with every capability, follows the image's symlinks to the
+    targets, there is no /proc/PID/root in the app's root to lead it out."""
+    lines = [
+        f"# app {app.name}: made by rkt-exec in the app's mount namespace",
+        _mount("sysfs", "/sys", "sysfs", "ro,nosuid,nodev,noexec,mkdir"),
+        *dev_steps(console),
+    ]
     for name in etc_files:
-        if name in in_fstab:
-            continue  # bound by the app's fstab: the host made the target
-        # The pod's /etc files (on the share): into every app that has an /etc.
-        t = f"{r}/etc/{name}"
-        src = q(f"{GUEST_CTL}/etc/{name}")
-        lines.append(
-            f"[ -d {r}/etc ] && {{ [ -e {t} ] || : > {t}; }} && mount --bind {src} {t}"
-        )
-    if app.readonly_rootfs:
-        lines += [f"mount --bind {r} {r}", f"mount -o remount,bind,ro {r} {r}"]
-    # Few processes: under emulation each fork+exec costs tens of milliseconds.
-    # The host makes the mount points (APP_MOUNT_POINTS); where it could not, the guest
-    # checks (`[` is a builtin, but each check is a 9p walk per path component).
-    if not points_ready:
-        pts = [f"{r}/{d}" for d in APP_MOUNT_POINTS]
-        lines.append(
-            " && ".join(f"[ -d {p} ]" for p in pts) + f" || mkdir -p {' '.join(pts)}"
-        )
-    if controllers(app):
-        lines.append(f"mkdir -p {q(f'{CGROUP_ROOT}/{app.name}')}")
-    # /proc, /sys (ro), /dev (rbind) in one `mount` (app_fstab) instead of three.
-    lines.append(f"mount -a -T {q(f'{GUEST_CTL}/fstab/{app.name}')}")
-    if run_dir is not None and not run_dir.empty:
-        # An empty /run gets its tmpfs from the fstab; one with content is copied into
-        # the tmpfs (on the initramfs' /mnt) before the tmpfs moves over it.
-        lines.append(
-            f"mount -t tmpfs -o {run_dir.options()} tmpfs /mnt && cp -a {r}/run/. /mnt/ "
-            f"&& mount --move /mnt {r}/run"
-        )
+        lines.append(_mount(f"{GUEST_CTL}/etc/{name}", f"/etc/{name}", "none", "bind,mkfile"))
+    if run_dir is not None:
+        # An empty /run gets a plain tmpfs; one with content gets a copy of it (copyup).
+        copy = "" if run_dir.empty else ",copyup"
+        lines.append(_mount("tmpfs", "/run", "tmpfs", run_dir.options() + copy))
     for m in app.mounts:
-        t = q(guest_rootfs(app) + m.target)
-        if m not in tags:  # on a disk, mounted by disk_lines
-            lines += [f"[ -e {t} ] || mkdir -p {t}",
-                      f"mount --bind {q(volume_mount_point(m.volume))} {t}"]
-            if m.read_only:
-                lines.append(f"mount -o remount,bind,ro {t}")
+        if m not in tags:  # on a disk: mounted by the pod script (disk_lines), bound
+            ro = ",ro" if m.read_only else ""
+            lines.append(_mount(volume_mount_point(m.volume), m.target, "none",
+                                f"bind{ro},mkdir"))
             continue
         # A writable volume gets cache=mmap: a writable MAP_SHARED mmap (databases, apt's
         # cache) fails on 9p without it; reads and writes still go to the host (rkt #1917).
         ro = ",ro" if m.read_only else ""
         cache = "" if m.read_only else ",cache=mmap"
-        lines += [
-            f"[ -e {t} ] || mkdir -p {t}",
-            f"mount -t 9p -o trans=virtio,version=9p2000.L{cache},access=any{ro} {tags[m]} {t}",
-        ]
-    return lines
-
-
-def app_fstab(
-    app: AppPlan, etc_binds: Sequence[str] = (), run_dir: RunDir | None = None,
-) -> str:
-    """The app's /proc, /sys and /dev mounts as an fstab (the host writes it to
-    /ctl/fstab/<app>; the pod script mounts it with one `mount -a -T`), the binds
-    of the pod's /etc files (etc_binds: names whose target file the host made), and
-    the tmpfs over an empty /run (run_dir)."""
-    r = guest_rootfs(app)
-    if any(c.isspace() or c == "\\" for c in r + "".join(etc_binds)):
-        raise RktError(f"app rootfs path not expressible in an fstab: {r!r}")
-    binds = "".join(
-        f"{GUEST_CTL}/etc/{n} {r}/etc/{n} none bind 0 0\n" for n in etc_binds
-    )
-    run = ""
-    if run_dir is not None and run_dir.empty:
-        run = f"tmpfs {r}/run tmpfs {run_dir.options()} 0 0\n"
-    return (
-        f"proc {r}/proc proc defaults 0 0\n"
-        f"sysfs {r}/sys sysfs ro 0 0\n"
-        f"/dev {r}/dev none rbind 0 0\n"
-    ) + binds + run
+        opts = f"trans=virtio,version=9p2000.L{cache},access=any{ro},mkdir"
+        lines.append(_mount(tags[m], m.target, "9p", opts))
+    lines.append(_mount("proc", "/proc", "proc", "nosuid,nodev,noexec,mkdir"))
+    if app.readonly_rootfs:
+        lines.append(_mount("-", "/", "none", "remount,bind,ro"))
+    return "\n".join(lines) + "\n"
 
 
 def _cgroup_lines(app: AppPlan) -> list[str]:
@@ -284,28 +307,20 @@ def disk_lines(plan: PodPlan, disks: Mapping[str, str],
 
 
 def pod_script(
-    plan: PodPlan, *, etc_files: Sequence[str] = (), net_script: str = "",
-    stop_grace_s: int = 10, seccomp_apps: Sequence[str] = (),
-    etc_in_fstab: Mapping[str, Collection[str]] | None = None,
-    points_ready: Collection[str] = (),
-    run_dirs: Mapping[str, RunDir] | None = None,
+    plan: PodPlan, *, net_script: str = "", stop_grace_s: int = 10,
+    seccomp_apps: Sequence[str] = (),
     disks: Mapping[str, str] | None = None,
     volume_disks: Mapping[str, str] | None = None,
 ) -> str:
-    """The script for plan; etc_files: names under /ctl/etc/ to bind into each app's
-    /etc; net_script: sh that configures the guest NICs (from NET); seccomp_apps: apps
-    whose seccomp filter the host wrote (seccomp_file); etc_in_fstab: per app, the
-    etc_files its fstab binds (app_fstab's etc_binds), not bound by the script;
-    points_ready: apps whose APP_MOUNT_POINTS the host made (no check in the guest);
-    run_dirs: per app, its /run folder that gets a tmpfs (RunDir); disks: per app, the
-    serial number of its rootfs disk (disk_lines); volume_disks: the same per `empty`
-    volume on a disk."""
-    tags = mount_tags(plan, volume_disks or ())
+    """The script for plan; net_script: sh that configures the guest NICs (from NET);
+    seccomp_apps: apps whose seccomp filter the host wrote (seccomp_file); disks: per
+    app, the serial number of its rootfs disk (disk_lines); volume_disks: the same per
+    `empty` volume on a disk. Each app's mount plan (app_mounts) is the host's to write,
+    at mounts_file."""
     out = [
         f"# pod {plan.uuid}: written by pyrkt's kvm stage1 on the host",
         f"echo {q(plan.hostname)} > /proc/sys/kernel/hostname",
-        "ip link set lo up",
-        net_script,
+        net_script,  # the init brought the loopback interface up
         f"rkt_stop_grace={stop_grace_s}",
         "rkt_pids=",
     ]
@@ -324,18 +339,20 @@ def pod_script(
         out.append('exec 4>"$rkt_port_out" 5>"$rkt_port_err"')
     for i, app in enumerate(plan.apps):
         out.append(f"# app {app.name}")
-        out += _mount_lines(app, tags, etc_files, (etc_in_fstab or {}).get(app.name, ()),
-                            points_ready=app.name in points_ready,
-                            run_dir=(run_dirs or {}).get(app.name))
+        # The app's namespace file, empty until its rkt-exec binds the namespace onto it
+        # (a redirection: no fork); `rkt enter` waits while it is empty.
+        out.append(f": > {q(ns_file(app))}")
+        if controllers(app):
+            out.append(f"mkdir -p {q(f'{CGROUP_ROOT}/{app.name}')}")
         out += _cgroup_lines(app)
         if app.oom_score_adj is not None:  # inherited by the app's fork; reset after it
             out.append(f"echo {app.oom_score_adj} > /proc/self/oom_score_adj")
+        line = exec_line(app, seccomp=app.name in seccomp_apps, start=True)
         if plan.interactive:
-            stdio = "</dev/ttyS1 >/dev/ttyS1 2>&1"
-            line = exec_line(app, seccomp=app.name in seccomp_apps, keep_tty=True)
-            out.append(f"setsid -c {line} {stdio} &")
+            line = exec_line(app, seccomp=app.name in seccomp_apps, start=True,
+                             keep_tty=True)
+            out.append(f"setsid -c {line} </dev/ttyS1 >/dev/ttyS1 2>&1 &")
         else:
-            line = exec_line(app, seccomp=app.name in seccomp_apps)
             out.append(f"{line} </dev/null >&4 2>&5 4>&- 5>&- &")
         out.append(f'rkt_pid_{i}=$!; rkt_pids="$rkt_pids $!"')
         if app.oom_score_adj is not None:

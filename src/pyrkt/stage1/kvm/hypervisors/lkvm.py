@@ -61,10 +61,10 @@ class Lkvm:
             "--cpus", str(plan.vcpus),
             "--mem", str(plan.memory_mib),
             "--kernel", str(plan.kernel),
-            "--initrd", str(plan.initrd),
-            "--params", " ".join(cmdline),
-            "--console", console,
         ]  # fmt: skip
+        if plan.initrd is not None:
+            a += ["--initrd", str(plan.initrd)]
+        a += ["--params", " ".join(cmdline), "--console", console]
         for share in plan.shares:
             if "," in str(share.path) or "," in share.tag:
                 raise RktError(f"lkvm cannot share a path or tag with a comma: {share.path}")

@@ -1,11 +1,13 @@
 """QEMU command line for a `VmPlan` (pure).
 
 Devices: one virtio-serial bus whose port numbers are fixed (vm.PORT_*): app stdout,
-app stderr, the enter/stop agent. ISA serial ttyS0 carries the firmware and kernel
-console (to a log file, and to stderr under --debug); interactively, ttyS1 is the app's
-terminal on QEMU's stdio with the mux escape (Ctrl-a x). Each share is a virtio-9p
-device, each disk a virtio-blk one (its nodes and device as JSON: `blockdev_nodes`,
-`disk_device`, what a hot-plug over QMP sends too).
+app stderr, the enter/stop agent, the terminal port, a template's go port. ISA serial
+ttyS0 carries the firmware and kernel console (to a log file, and to stderr under
+--debug); interactively, ttyS1 is the app's terminal on QEMU's stdio with the mux
+escape (Ctrl-a x). Each share is a virtio-9p device, each disk a virtio-blk one (its
+nodes and device as JSON: `blockdev_nodes`, `disk_device`, what a hot-plug over QMP
+sends too; a plan whose disks are `hotplugged` has none on its command line). A NIC
+carries no option ROM (no PXE: SeaBIOS would run iPXE at every boot).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 
 from pyrkt.stage1.kvm.vm import (
     PORT_AGENT,
+    PORT_GO,
     PORT_STDERR,
     PORT_STDOUT,
     PORT_TTY,
@@ -96,6 +99,8 @@ class Qemu:
         machine = plan.machine.value
         if plan.machine is Machine.MICROVM:
             machine += ",pit=on,pic=on,rtc=on"
+        if plan.memory_file is not None:
+            machine += ",memory-backend=ram"
         a: list[str] = [
             self.binary(),
             "-name", "rkt",
@@ -106,9 +111,16 @@ class Qemu:
             "-m", str(plan.memory_mib),
             "-no-reboot",
             "-kernel", str(plan.kernel),
-            "-initrd", str(plan.initrd),
-            "-append", " ".join(plan.cmdline),
         ]  # fmt: skip
+        if plan.initrd is not None:
+            a += ["-initrd", str(plan.initrd)]
+        a += ["-append", " ".join(plan.cmdline)]
+        if plan.memory_file is not None:
+            a += ["-object", _opt(
+                f"memory-backend-file,id=ram,size={plan.memory_mib}M",
+                f"mem-path={plan.memory_file.path}",
+                f"share={'on' if plan.memory_file.shared else 'off'}",
+            )]
         if plan.sandbox:
             a += ["-sandbox", SANDBOX]
         if plan.accel is Accel.KVM:
@@ -132,19 +144,27 @@ class Qemu:
                 "-device",
                 f"virtio-9p-pci,fsdev=fs{i},mount_tag={share.tag}",
             ]
-        for disk in plan.disks:
+        for disk in () if plan.disks_hotplugged else plan.disks:
             for node in blockdev_nodes(disk):
                 a += ["-blockdev", json.dumps(node, separators=(",", ":"))]
             a += ["-device", json.dumps(disk_device(disk), separators=(",", ":"))]
         if plan.balloon:
             a += ["-device", "virtio-balloon-pci,free-page-reporting=on"]
         for i, tap in enumerate(plan.taps):
+            if not tap.ifname:  # a template's NIC: no backend (a pod's tap replaces it)
+                a += ["-device", f"virtio-net-pci,romfile=,mac={tap.mac}"]
+                continue
             a += [
                 "-netdev", f"tap,id=net{i},ifname={tap.ifname},script=no,downscript=no",
-                "-device", f"virtio-net-pci,netdev=net{i},mac={tap.mac}",
+                "-device", f"virtio-net-pci,netdev=net{i},romfile=,mac={tap.mac}",
             ]  # fmt: skip
         if plan.qmp_socket is not None:
             a += ["-qmp", f"unix:{plan.qmp_socket},server=on,wait=off"]
+        if plan.qmp_fd is not None:
+            a += ["-chardev", f"socket,id=qmp,fd={plan.qmp_fd},server=off",
+                  "-mon", "chardev=qmp,mode=control"]  # fmt: skip
+        if plan.incoming:
+            a += ["-incoming", "defer"]
         if plan.pidfile is not None:
             a += ["-pidfile", str(plan.pidfile)]
         a += list(plan.extra_args)
@@ -156,11 +176,13 @@ class Qemu:
         return plan.accel.value
 
     def _console(self, plan: VmPlan) -> list[str]:
+        # The serial log is appended to: a restored pod's starts with its template's boot.
         if plan.console in (ConsoleMode.INTERACTIVE, ConsoleMode.TERMINAL):
             # ttyS0: firmware and kernel messages (log); ttyS1: the app's terminal. Only
             # rkt's own --interactive gets the escape key (Ctrl-a x) and the monitor.
             log = (
-                f"file,id=log,path={plan.serial_log}" if plan.serial_log else "null,id=log"
+                f"file,id=log,path={plan.serial_log},append=on" if plan.serial_log
+                else "null,id=log"
             )
             own = plan.console is ConsoleMode.INTERACTIVE
             a = [
@@ -171,12 +193,16 @@ class Qemu:
             ]  # fmt: skip
             return [*a, "-mon", "chardev=con,mode=readline"] if own else a
         if plan.serial_to_stderr:
-            log = f",logfile={plan.serial_log}" if plan.serial_log else ""
-            return ["-chardev", f"file,id=con,path=/proc/self/fd/2,append=on{log}",
-                    "-serial", "chardev:con"]  # fmt: skip
-        if plan.serial_log is not None:
-            return ["-chardev", f"file,id=con,path={plan.serial_log}", "-serial", "chardev:con"]
-        return ["-chardev", "null,id=con", "-serial", "chardev:con"]
+            log = f",logfile={plan.serial_log},logappend=on" if plan.serial_log else ""
+            a = ["-chardev", f"file,id=con,path=/proc/self/fd/2,append=on{log}"]
+        elif plan.serial_log is not None:
+            a = ["-chardev", f"file,id=con,path={plan.serial_log},append=on"]
+        else:
+            a = ["-chardev", "null,id=con"]
+        a += ["-serial", "chardev:con"]
+        if plan.uniform_devices:  # the interactive layout's ttyS1, unused
+            a += ["-chardev", "null,id=con1", "-serial", "chardev:con1"]
+        return a
 
     def _serial_ports(self, plan: VmPlan) -> list[str]:
         # ioeventfd=off: a port's data reaches the host before the guest's next
@@ -188,16 +214,22 @@ class Qemu:
             log = f",logfile={d / 'stdout.log'},logappend=on" if d else ""
             spec = f"file,id=out,path={plan.app_stdout},append=on{log}"
             ports.append((PORT_STDOUT, "out", spec))
+        elif plan.uniform_devices:
+            ports.append((PORT_STDOUT, "out", "null,id=out"))
         if plan.app_stderr is not None:
             log = f",logfile={d / 'stderr.log'},logappend=on" if d else ""
             spec = f"file,id=err,path={plan.app_stderr},append=on{log}"
             ports.append((PORT_STDERR, "err", spec))
+        elif plan.uniform_devices:
+            ports.append((PORT_STDERR, "err", "null,id=err"))
         if plan.agent_socket is not None:
             spec = f"socket,id=agent,path={plan.agent_socket},server=on,wait=off"
             ports.append((PORT_AGENT, "agent", spec))
         if plan.tty_socket is not None:
             spec = f"socket,id=tty,path={plan.tty_socket},server=on,wait=off"
             ports.append((PORT_TTY, "tty", spec))
+        if plan.go_fd is not None:
+            ports.append((PORT_GO, "go", f"socket,id=go,fd={plan.go_fd},server=off"))
         for nr, cid, spec in ports:
             a += [
                 "-chardev", spec,

@@ -1,0 +1,394 @@
+"""VM templates without a VM: the template's and the restore's command lines (same
+devices, other backends), the key, the switch, the go line, the QMP client against a
+scripted peer, and the store (locks, validity, gc) with a stand-in for the build."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pyrkt.record import replace
+from pyrkt.stage1.kvm import templates
+from pyrkt.stage1.kvm.hypervisors.qemu import Qemu
+from pyrkt.stage1.kvm.qmp import MAX_LINE, Qmp, QmpError
+from pyrkt.stage1.kvm.templates import shape, store
+from pyrkt.stage1.kvm.vm import Accel, ConsoleMode, Share, Tap, VmPlan
+
+CMDLINE = ("console=ttyS0", "quiet", "rkt.template=1")
+
+
+def pod_vm(**kw: object) -> VmPlan:
+    """A pod's VM as the runner plans it (streams, logs, sockets, a balloon)."""
+    base = VmPlan(
+        kernel=Path("/pod/stage1/rootfs/kvm/vmlinuz"), initrd=Path("/pod/stage1/rootfs/kvm/i"),
+        cmdline=("console=ttyS0", "quiet"), vcpus=2, memory_mib=256, accel=Accel.TCG,
+        shares=(Share("rkt.stage1", Path("/pod/stage1/rootfs")),
+                Share("rkt.ctl", Path("/pod/kvm/ctl"))),
+        serial_log=Path("kvm/serial.log"), app_stdout=Path("/dev/fdset/1"),
+        app_stderr=Path("/proc/self/fd/2"), app_log_dir=Path("logs"), fd_sets=((4, 1),),
+        agent_socket=Path("kvm/agent.sock"), tty_socket=Path("kvm/tty.sock"),
+        tcg_tb_mib=16, balloon=True,
+    )
+    return replace(base, **kw)
+
+
+def layout(argv: list[str]) -> list[str]:
+    """What QEMU's migration needs to be the same: machine, CPUs, memory, devices (not
+    their backends, nor a NIC's MAC, which the guest is given after the restore)."""
+    out = []
+    for opt, val in itertools.pairwise(argv):
+        if opt in ("-M", "-accel", "-smp", "-m", "-cpu"):
+            out.append(f"{opt} {val}")
+        elif opt == "-serial":
+            out.append("-serial")
+        elif opt == "-object":
+            out.append(",".join(p for p in val.split(",")
+                                if not p.startswith(("mem-path=", "share="))))
+        elif opt == "-device":
+            out.append(",".join(p for p in val.split(",")
+                                if not p.startswith(("netdev=", "mac="))))
+    return out
+
+
+def template_and_restore(vp: VmPlan) -> tuple[list[str], list[str]]:
+    tplan = shape.template_plan(vp, CMDLINE)
+    restore = shape.restore_plan(vp, CMDLINE, Path("/dev/shm/x.ram"), Path("/t/kernel-head"),
+                                 go_fd=7, qmp_fd=8)
+    return Qemu().argv(tplan), Qemu().argv(restore)
+
+
+@pytest.mark.parametrize("kw", [
+    {},
+    {"console": ConsoleMode.INTERACTIVE, "app_stdout": None, "app_stderr": None,
+     "app_log_dir": None, "fd_sets": ()},
+    {"console": ConsoleMode.TERMINAL, "app_stdout": None, "app_stderr": None,
+     "app_log_dir": None, "fd_sets": ()},
+    {"serial_to_stderr": True},
+    {"taps": (Tap("tap0", "aa:bb:cc:dd:ee:01"), Tap("tap1", "aa:bb:cc:dd:ee:02")),
+     "shares": (Share("rkt.stage1", Path("/p/s")), Share("rkt.ctl", Path("/p/c")),
+                Share("rkt.v0", Path("/vol"), read_only=True))},
+    {"accel": Accel.KVM, "vcpus": 1, "memory_mib": 512},
+], ids=["streams", "interactive", "terminal", "debug", "nics-and-volumes", "kvm"])
+def test_a_pod_restores_into_its_template_s_devices(kw: dict[str, object]) -> None:
+    vp = pod_vm(**kw)
+    tpl, restore = template_and_restore(vp)
+    assert layout(tpl) == layout(restore)
+    # The restore keeps the pod's backends; the template has its own.
+    assert "-incoming" in restore and "-incoming" not in tpl
+    # The restore loads only the head of the template's kernel, no initramfs.
+    assert restore[restore.index("-kernel") + 1] == "/t/kernel-head"
+    assert "-initrd" not in restore and "-initrd" in tpl
+    assert any("share=off" in a for a in restore) and any("share=on" in a for a in tpl)
+    assert not any("balloon" in a for a in tpl + restore)  # QEMU 7.2 would punch the file
+    for s in vp.shares:
+        assert any(f"path={s.path}" in a for a in restore)
+        assert not any(f"path={s.path}," in a for a in tpl)
+    for t in vp.taps:
+        assert any(f"ifname={t.ifname}," in a for a in restore)
+    pod_only = ("netdev", "fdset", "kvm/ctl", "kvm/serial", "kvm/agent", "logs/", "/proc/")
+    assert not any(w in a for a in tpl for w in pod_only)
+
+
+def test_every_console_mode_has_the_same_devices() -> None:
+    streams = Qemu().argv(replace(pod_vm(), uniform_devices=True))
+    interactive = Qemu().argv(pod_vm(console=ConsoleMode.INTERACTIVE, app_stdout=None,
+                                     app_stderr=None, uniform_devices=True))
+    assert layout(streams) == layout(interactive)
+    assert streams.count("-serial") == 2
+    assert layout(Qemu().argv(pod_vm())) != layout(streams)  # a boot keeps its one serial
+
+
+def key_of(vp: VmPlan, kernel: str = "k1") -> str:
+    tplan = shape.template_plan(vp, CMDLINE)
+    return shape.key(Qemu().argv(shape.keyed_plan(tplan)), [["kernel", kernel]])
+
+
+def test_the_key_follows_the_shape_and_nothing_else() -> None:
+    base = key_of(pod_vm())
+    same = [
+        pod_vm(serial_to_stderr=True),
+        pod_vm(console=ConsoleMode.INTERACTIVE, app_stdout=None, app_stderr=None),
+        pod_vm(kernel=Path("/other/pod/vmlinuz"), initrd=Path("/other/pod/initrd"),
+               shares=(Share("rkt.stage1", Path("/o/s")), Share("rkt.ctl", Path("/o/c")))),
+        pod_vm(balloon=False, fd_sets=(), app_log_dir=None),
+    ]
+    assert {key_of(vp) for vp in same} == {base}
+    other = [
+        pod_vm(vcpus=1), pod_vm(memory_mib=512), pod_vm(accel=Accel.KVM),
+        pod_vm(taps=(Tap("tap0", "aa:bb:cc:dd:ee:01"),)),
+        pod_vm(shares=(Share("rkt.stage1", Path("/s")),)),
+    ]
+    keys = {key_of(vp) for vp in other}
+    assert len(keys) == len(other) and base not in keys
+    assert key_of(pod_vm(), kernel="k2") != base
+    tplan = shape.template_plan(pod_vm(), CMDLINE)
+    assert shape.key(Qemu().argv(shape.keyed_plan(replace(tplan, cmdline=("x",)))),
+                     [["kernel", "k1"]]) != base
+
+
+def test_the_kernel_head_is_a_bzimage_s_setup_and_a_little() -> None:
+    kernel = bytearray(b"\x01" * 3_000_000)
+    kernel[0x1F1] = 31  # setup sectors
+    kernel[0x202:0x206] = b"HdrS"
+    head = shape.kernel_head(bytes(kernel))
+    assert head == bytes(kernel[:(32 + 8) * 512])
+    assert shape.kernel_head(b"\x7fELF" + b"\0" * 5000) == b"\x7fELF" + b"\0" * 5000
+
+
+def test_the_go_line() -> None:
+    line = shape.go_line(1_700_000_000_123_456_789, b"\x01\xab",
+                         [(shape.template_mac(0), "aa:bb:cc:dd:ee:01")])
+    assert line == b"go 1700000000 123456789 01ab 02:72:6b:74:00:00=aa:bb:cc:dd:ee:01\n"
+
+
+def test_the_switch_flag_then_annotation_then_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ann = {templates.ANN_TEMPLATE: "off"}
+    monkeypatch.setenv(templates.ENV_TEMPLATE, "on")
+    assert templates.refused("qemu", {}, None) == ""
+    assert "annotation" in templates.refused("qemu", ann, None)
+    assert templates.refused("qemu", ann, True) == ""
+    assert "--kvm-template" in templates.refused("qemu", {}, False)
+    assert "QEMU only" in templates.refused("lkvm", {}, True)
+    monkeypatch.setenv(templates.ENV_TEMPLATE, "off")
+    assert templates.ENV_TEMPLATE in templates.refused("qemu", {}, None)
+    assert templates.refused("qemu", {templates.ANN_TEMPLATE: "on"}, None) == ""
+    monkeypatch.delenv(templates.ENV_TEMPLATE)
+    assert (templates.refused("qemu", {}, None) == "") is templates.DEFAULT
+    assert templates.parse_switch("bogus") is None
+
+
+# ---- QMP -----------------------------------------------------------------------------
+
+
+def qmp_peer(script: Callable[[socket.socket], None]) -> Iterator[socket.socket]:
+    ours, theirs = socket.socketpair()
+    t = threading.Thread(target=script, args=(theirs,), daemon=True)
+    t.start()
+    yield ours
+    ours.close()
+    t.join(5)
+    theirs.close()
+
+
+def lines(s: socket.socket) -> Iterator[dict[str, object]]:
+    f = s.makefile("rb")
+    for line in f:
+        yield json.loads(line)
+
+
+def send(s: socket.socket, msg: object) -> None:
+    s.sendall(json.dumps(msg).encode() + b"\n")
+
+
+GREETING = {"QMP": {"version": {"qemu": {"major": 7}}, "capabilities": []}}
+
+
+def test_qmp_commands_events_errors_and_fds() -> None:
+    got_fd: list[bytes] = []
+
+    def qemu(s: socket.socket) -> None:
+        send(s, GREETING)
+        msgs = lines(s)
+        m = next(msgs)
+        assert m["execute"] == "qmp_capabilities"
+        send(s, {"return": {}, "id": m["id"]})
+        m = next(msgs)
+        send(s, {"event": "RESUME", "data": {}})
+        send(s, {"return": {"status": "completed"}, "id": m["id"]})
+        data, fds, _, _ = socket.recv_fds(s, 4096, 1)
+        with os.fdopen(fds[0], "rb") as f:
+            got_fd.append(f.read())
+        send(s, {"return": {}, "id": json.loads(data)["id"]})
+        m = next(msgs)
+        send(s, {"error": {"class": "GenericError", "desc": "no such thing"}, "id": m["id"]})
+
+    for sock in qmp_peer(qemu):
+        q = Qmp(sock, 5.0)
+        assert q.handshake() == GREETING
+        assert q.execute("query-migrate") == {"status": "completed"}
+        assert q.events == ["RESUME"]
+        r, w = os.pipe()
+        os.write(w, b"state")
+        os.close(w)
+        q.execute("getfd", {"fdname": "state"}, fds=[r])
+        os.close(r)
+        with pytest.raises(QmpError, match="GenericError: no such thing"):
+            q.execute("bogus")
+    assert got_fd == [b"state"]
+
+
+@pytest.mark.parametrize("reply, match", [
+    (b"", "closed the connection"),
+    (b"not json\n", "not JSON"),
+    (b"x" * (MAX_LINE + 10), "longer than"),
+    (b'{"return": {}, "id": 99}\n', "unexpected reply"),
+], ids=["closed", "garbage", "too-long", "wrong-id"])
+def test_qmp_refuses_what_is_not_qmp(reply: bytes, match: str) -> None:
+    def qemu(s: socket.socket) -> None:
+        send(s, GREETING)
+        next(lines(s))
+        with contextlib.suppress(OSError):
+            s.sendall(reply)
+            if not reply:
+                s.shutdown(socket.SHUT_WR)
+
+    for sock in qmp_peer(qemu):
+        with pytest.raises(QmpError, match=match):
+            Qmp(sock, 5.0).handshake()
+
+
+def test_qmp_gives_up_after_its_timeout() -> None:
+    def qemu(s: socket.socket) -> None:
+        time.sleep(1.0)
+
+    for sock in qmp_peer(qemu):
+        t0 = time.monotonic()
+        with pytest.raises(QmpError, match="no answer"):
+            Qmp(sock, 0.2).handshake()
+        assert time.monotonic() - t0 < 1.0
+
+
+# ---- the store -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def ram_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "shm"
+    monkeypatch.setattr(store, "RAM_ROOT", root)
+    return root
+
+
+def fake_make(calls: list[str], delay: float = 0.0) -> Callable[[Path], None]:
+    """What build.make leaves: a folder with a state file, a RAM file, meta.json."""
+    def make(final: Path) -> None:
+        calls.append(final.name)
+        time.sleep(delay)
+        build = final.with_name(f"{store.BUILD_PREFIX}{final.name}-x")
+        build.mkdir()
+        ram = store.ram_dir(final.parent) / f"{final.name}-x.ram"
+        ram.with_suffix(".owner").write_text(f"{build}\n{final}\n")
+        ram.write_bytes(b"\0" * 4096)
+        (build / store.STATE).write_bytes(b"state")
+        (build / shape.KERNEL_HEAD).write_bytes(b"kernel")
+        store.write_meta(build, final.name, ram, "vm", [])
+        os.rename(build, final)
+    return make
+
+
+def use_once(where: Path, key: str, make: Callable[[Path], None]) -> store.Template:
+    with store.use(where, key, make) as t:
+        return t
+
+
+def test_made_once_then_used(tmp_path: Path, ram_root: Path) -> None:
+    calls: list[str] = []
+    where = tmp_path / "store"
+    t = use_once(where, "k1", fake_make(calls))
+    assert use_once(where, "k1", fake_make(calls)) == t
+    assert calls == ["k1"]
+    assert t.ram.parent == ram_root and (ram_root.stat().st_mode & 0o777) == 0o700
+
+
+def test_concurrent_users_make_it_once(tmp_path: Path, ram_root: Path) -> None:
+    calls: list[str] = []
+    where = tmp_path / "store"
+    got: list[store.Template] = []
+    threads = [threading.Thread(target=lambda: got.append(
+        use_once(where, "k1", fake_make(calls, delay=0.3)))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert calls == ["k1"] and len(got) == 4 and len(set(got)) == 1
+
+
+@pytest.mark.parametrize("damage", ["state", "ram", "ram-gone", "meta"])
+def test_a_changed_template_is_refused_and_removed(tmp_path: Path, ram_root: Path,
+                                                   damage: str) -> None:
+    calls: list[str] = []
+    where = tmp_path / "store"
+    t = use_once(where, "k1", fake_make(calls))
+    if damage == "state":
+        with t.state.open("r+b") as f:
+            f.write(b"X")
+    elif damage == "ram":
+        os.truncate(t.ram, 8192)
+    elif damage == "ram-gone":
+        t.ram.unlink()
+    else:
+        (t.folder / store.META).write_text("{}")
+    with pytest.raises(store.Unavailable, match="template k1 is broken"):
+        use_once(where, "k1", fake_make(calls))
+    assert not t.folder.exists() and not t.ram.exists()
+    assert calls == ["k1"]  # that pod boots; the next one makes a new template
+    use_once(where, "k1", fake_make(calls))
+    assert calls == ["k1", "k1"]
+
+
+def test_a_failure_is_remembered_until_gc(tmp_path: Path, ram_root: Path) -> None:
+    where = tmp_path / "store"
+    calls: list[str] = []
+
+    def broken(final: Path) -> None:
+        calls.append(final.name)
+        raise store.Unavailable("cannot make template k1: QEMU said no")
+
+    for _ in range(2):
+        with pytest.raises(store.Unavailable, match="QEMU said no"):
+            use_once(where, "k1", broken)
+    assert calls == ["k1"]
+    store.gc(where, grace=3600)
+    use_once(where, "k1", fake_make(calls))
+    assert calls == ["k1", "k1"]
+
+
+def test_gc_keeps_what_is_used_and_removes_the_rest(tmp_path: Path, ram_root: Path) -> None:
+    where = tmp_path / "store"
+    calls: list[str] = []
+    fresh = use_once(where, "fresh", fake_make(calls))
+    idle = use_once(where, "idle", fake_make(calls))
+    old = time.time() - 7200
+    os.utime(idle.folder / store.META, (old, old))
+    held = use_once(where, "held", fake_make(calls))
+    os.utime(held.folder / store.META, (old, old))
+    # An orphan RAM file (its data dir removed), a build left by a killed `rkt run`.
+    orphan = ram_root / "gone-x.ram"
+    orphan.write_bytes(b"\0")
+    orphan.with_suffix(".owner").write_text(f"{tmp_path}/nowhere/.build-gone-x\n"
+                                            f"{tmp_path}/nowhere/gone\n")
+    left = where / f"{store.BUILD_PREFIX}dead-y"
+    left.mkdir()
+    with store.use(where, "held", fake_make(calls)):
+        os.utime(held.folder / store.META, (old, old))
+        removed = store.gc(where, grace=1800)
+    assert removed == ["idle"]
+    assert fresh.folder.exists() and fresh.ram.exists() and held.folder.exists()
+    assert not idle.folder.exists() and not idle.ram.exists()
+    assert not orphan.exists() and not left.exists()
+    assert not (where / "idle.lock").exists()
+    assert sorted(store.gc(where, grace=0)) == ["fresh", "held"]
+    assert sorted(p.name for p in ram_root.iterdir()) == []
+
+
+def test_the_ram_folder_must_be_ours(tmp_path: Path, ram_root: Path) -> None:
+    ram_root.mkdir(mode=0o777)
+    os.chmod(ram_root, 0o777)  # as a local user could have made it in /dev/shm
+    where = tmp_path / "store"
+    t = use_once(where, "k1", fake_make([]))
+    assert t.ram.parent == where
+    # gc removes nothing there either (what it holds is not ours to judge).
+    planted = ram_root / "x.ram"
+    planted.write_bytes(b"\0")
+    planted.with_suffix(".owner").write_text(f"{tmp_path}/gone\n")
+    store.gc(where, grace=0)
+    assert planted.exists() and not t.ram.exists()
