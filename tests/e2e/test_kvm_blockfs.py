@@ -66,15 +66,17 @@ def test_sockets_and_fifos_on_disks_as_in_a_container_pod(rkt: Rkt, image: Path)
     assert c.stdout.splitlines() == EXPECTED, c.stdout
 
 
-# What a local disk keeps: hard links (from the image and new), device nodes, owners,
-# modes with setuid, holes, FIFOs from the image; then the app's exit code.
+# What a local disk keeps: hard links (from the image and new), device nodes (made, kept,
+# not opened: the disk is nodev, the guest has no devices cgroup), owners, modes with
+# setuid, holes, FIFOs from the image; then the app's exit code.
 FILE_KINDS = r"""
 stat -c %h /img/h1
 [ "$(stat -c %i /img/h1)" = "$(stat -c %i /img/h2)" ] && echo image-hardlink-shared
 stat -c '%F %t:%T' /img/null-copy
 stat -c %F /img/fifo
 echo data > /srv/a && ln /srv/a /srv/b && echo more >> /srv/b && cat /srv/a
-mknod /srv/zero c 1 5 && head -c 4 /srv/zero | od -An -tx1
+mknod /srv/zero c 1 5 && stat -c '%F %t:%T' /srv/zero
+head -c 4 /srv/zero 2>/dev/null || echo "a node on the disk does not open (nodev)"
 chown 12:34 /srv/a && chmod 4750 /srv/a && stat -c '%u %g %a' /srv/a
 dd if=/dev/zero of=/srv/sparse bs=1 count=1 seek=1073741824 2>/dev/null
 echo "sparse $(stat -c %s /srv/sparse) $(du -k /srv/sparse | cut -f1)"
@@ -95,7 +97,8 @@ def test_a_disk_keeps_what_a_local_disk_keeps(rkt: Rkt, image_with_nodes: Path,
         "character special file 1:3",
         "fifo",
         "data", "more",
-        " 00 00 00 00",
+        "character special file 1:5",
+        "a node on the disk does not open (nodev)",
         "12 34 4750",
         "sparse 1073741825 4",
         "root on ext4",
@@ -222,6 +225,47 @@ def test_twenty_pods_on_disks_leave_nothing_after_gc(rkt: Rkt, image: Path,
     assert list((rkt.dir / "cas" / "trees").glob(f"*/{fsimage.NAME}"))
 
 
+def test_a_pod_restored_from_a_template_gets_its_disks_hot_plugged(rkt: Rkt, image: Path,
+                                                                   tmp_path: Path) -> None:
+    """A VM template and disks together (--kvm-template=on, rootfs=block): the pod's QEMU
+    is restored from a template that has no disk, with none on its command line; its
+    disks (the app's rootfs, an empty volume) are hot-plugged over QMP after the restore
+    and found by serial number: a unix socket and a FIFO work in /tmp and in the volume,
+    the exit code comes back, and after `rkt gc` no pod, disk layer, loop or nbd device,
+    mount, QEMU, template or template RAM file of it is left."""
+    from pyrkt.stage1.kvm.templates import store
+
+    uuid_file = tmp_path / "uuid"
+    places = ("/tmp", "/vol")
+    r = rkt.run(BLOCK, "--kvm-template=on", f"--uuid-file-save={uuid_file}",
+                "--volume=vol,kind=empty", str(image), "--mount=volume=vol,target=/vol",
+                "--exec", "/bin/sh", "--", "-c",
+                SOCKETS + "awk '$2 == \"/\" {print \"root on\", $3}' /proc/mounts; exit 9",
+                "sockets", *places)
+    assert r.returncode == 9, r.stderr + kh.all_diagnostics(rkt.dir)
+    assert r.stdout.splitlines() == [
+        *(line for d in places for line in
+          (f"reply hi-{d}", f"served {d}", f"fifo {d} through/fifo")),
+        "root on ext4",
+    ], r.stdout + kh.all_diagnostics(rkt.dir)
+    uuid = uuid_file.read_text().strip()
+    pod = next(d for d in kh.pod_dirs(rkt.dir) if d.name == uuid)
+    cmdline = (pod / "kvm" / "cmdline").read_text()
+    assert "-incoming defer" in cmdline, cmdline  # restored, not booted
+    assert "-blockdev" not in cmdline and "virtio-blk" not in cmdline, cmdline
+    assert sorted(p.name for p in pod.glob("kvm/disks/*.qcow2")) == [
+        "busybox.qcow2", "volume-vol.qcow2"]
+    assert "app-busybox=9" in rkt("status", uuid).stdout.splitlines()
+    g = rkt("gc", "--grace-period=0s", timeout=600)
+    assert g.returncode == 0, g.stderr
+    assert kh.pod_dirs(rkt.dir) == []
+    assert not _left_on_host(rkt.dir), _left_on_host(rkt.dir)
+    templates = rkt.dir / "cache" / store.STORE
+    assert not [p for p in templates.glob("*") if not p.name.endswith(".lock")]
+    ours = [o for o in store.RAM_ROOT.glob("*.owner") if str(rkt.dir) in o.read_text()]
+    assert not ours, ours
+
+
 def test_a_bad_rootfs_kind_is_refused(rkt: Rkt, image: Path) -> None:
     r = rkt.run("--kvm-rootfs=disk", str(image))
     assert r.returncode == 254
@@ -249,52 +293,19 @@ def test_a_disk_the_guest_cannot_mount_fails_the_pod(rkt: Rkt, image: Path,
     assert f"failure={said}" in st.stdout.splitlines(), st.stdout
 
 
-class LineQmp:
-    """Just enough QMP for a test (the stage1's own client is the templates' qmp.py)."""
-
-    def __init__(self, path: Path, timeout: float = 300) -> None:
-        import socket
-
-        deadline = time.monotonic() + timeout
-        d = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)  # a short socket path
-        try:
-            while True:
-                self.sock = socket.socket(socket.AF_UNIX)
-                try:
-                    self.sock.connect(f"/proc/self/fd/{d}/{path.name}")
-                    break
-                except OSError:
-                    self.sock.close()
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
-        finally:
-            os.close(d)
-        self.f = self.sock.makefile("rw")
-        assert "QMP" in json.loads(self.f.readline())
-        self.execute("qmp_capabilities")
-
-    def execute(self, command: str, args: dict[str, object] | None = None) -> object:
-        self.f.write(json.dumps({"execute": command, "arguments": args or {}}) + "\n")
-        self.f.flush()
-        while True:
-            reply = json.loads(self.f.readline())
-            if "event" not in reply:
-                assert "return" in reply, (command, args, reply)
-                return reply["return"]
-
-
 def test_a_disk_hot_plugged_after_boot_is_found_and_mounted(stage1: Path, accel_env: str,
                                                             tmp_path: Path) -> None:
     """What a pod restored from a VM template does: its VM booted without its disk,
     which is then attached over QMP (blockdev-add + device_add: ACPI PCI hot-plug on
     -M pc); the pod script waits for it by its serial number, mounts it, runs the app."""
+    import socket
     import subprocess
 
     from pyrkt.record import replace
     from pyrkt.stage1.kvm import disks, runner
     from pyrkt.stage1.kvm.disks import PodDisks
     from pyrkt.stage1.kvm.hypervisors.qemu import Qemu
+    from pyrkt.stage1.kvm.qmp import Qmp
     from pyrkt.stage1.kvm.vm import Disk
 
     with tarfile.open(stage1) as t:
@@ -314,15 +325,21 @@ def test_a_disk_hot_plugged_after_boot_is_found_and_mounted(stage1: Path, accel_
     runner.write_guest_files(pod, plan, opts, PodDisks({"a": disk}))
     vp, _ = runner.vm_plan(pod, plan, opts)  # no disk on the command line
     out = tmp_path / "out.txt"
-    vp = replace(vp, qmp_socket=Path("kvm/qmp.sock"), app_stdout=out, app_stderr=out,
-                 fd_sets=(), app_log_dir=None)
+    # QMP on a connected socket QEMU inherits (as a template restore has it).
+    ours, theirs = socket.socketpair()
+    vp = replace(vp, qmp_fd=theirs.fileno(), app_stdout=out, app_stderr=out, fd_sets=(),
+                 app_log_dir=None)
     argv = Qemu().argv(vp)
     assert "-blockdev" not in argv
-    p = subprocess.Popen(argv, cwd=pod, stdin=subprocess.DEVNULL)
+    p = subprocess.Popen(argv, cwd=pod, stdin=subprocess.DEVNULL, pass_fds=[theirs.fileno()])
+    theirs.close()
     try:
-        disks.attach_qmp(LineQmp(pod / "kvm" / "qmp.sock"), [disk])
+        q = Qmp(ours, 300.0)
+        q.handshake()
+        disks.attach_qmp(q, [disk])
         assert p.wait(timeout=600) == 0, kh.diagnostics(pod)
     finally:
+        ours.close()
         if p.poll() is None:
             p.kill()
             p.wait()

@@ -108,7 +108,7 @@ def test_pod_script_mounts_each_disk_by_serial() -> None:
     text = script.pod_script(plan("web", "db"), disks={"db": "rkt-d1"})
     assert "rkt-d1) rkt_disk_0=/dev/${b##*/} ;;" in text
     assert "rkt_disk_1" not in text  # web stays on the share
-    assert 'mount -t ext4 -o noatime "$rkt_disk_0" /stage1/opt/stage2/db/rootfs ||' in text
+    assert 'mount -t ext4 -o noatime,nodev "$rkt_disk_0" /stage1/opt/stage2/db/rootfs ||' in text
     assert text.index("mount -t ext4") < text.index("# app web")
 
 
@@ -119,7 +119,7 @@ def test_an_empty_volume_on_a_disk_is_mounted_once_and_bound_not_shared() -> Non
     assert script.mount_tags(p, ("tmp",)) == {}
     text = script.pod_script(p, disks={"a": "rkt-d0"}, volume_disks={"tmp": "rkt-d1"})
     assert "rkt-d1) rkt_disk_1=" in text
-    assert 'mount -t ext4 -o noatime "$rkt_disk_1" /run/rkt-volumes/tmp ||' in text
+    assert 'mount -t ext4 -o noatime,nodev "$rkt_disk_1" /run/rkt-volumes/tmp ||' in text
     assert "9p" not in text
     # rkt-exec binds it from there into the app's own mount namespace (read-only here).
     steps = script.app_mounts(p.apps[0], script.mount_tags(p, ("tmp",))).splitlines()

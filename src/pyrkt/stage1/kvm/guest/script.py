@@ -164,9 +164,16 @@ def _mount(source: str, target: str, fstype: str, options: str) -> str:
 def dev_steps(console: str | None = None) -> list[str]:
     """The app's minimal /dev (`stage1/devices.py`, what the container flavor gives) as
     mount plan steps; console: the guest's device (the app's terminal) bound as
-    /dev/console and under its own name (which `tty` shows, as before)."""
-    out = [_mount("tmpfs", "/dev", "tmpfs", f"nosuid,strictatime,{devices.DEV_DATA},mkdir")]
-    out += [f"mknod /dev/{n} 0666 {major} {minor}" for n, major, minor in devices.DEVICES]
+    /dev/console and under its own name (which `tty` shows, as before).
+
+    The guest kernel has no devices cgroup, so /dev is a `nodev` tmpfs and each device
+    is a bind of the init's node (devtmpfs): a node an app makes with rkt's CAP_MKNOD
+    (on /dev, or on its rootfs: the disks are `nodev` too) does not open, so it cannot
+    reach the other apps' disks or the pod's virtio-serial ports."""
+    out = [_mount("tmpfs", "/dev", "tmpfs",
+                  f"nosuid,nodev,strictatime,{devices.DEV_DATA},mkdir")]
+    out += [_mount(f"/dev/{n}", f"/dev/{n}", "none", "bind,mkfile")
+            for n, _, _ in devices.DEVICES]
     out += [f"symlink /dev/{n} {_field(t)}" for n, t in devices.LINKS]
     out += [
         "mkdir /dev/pts 0755",
@@ -301,7 +308,7 @@ def disk_lines(plan: PodPlan, disks: Mapping[str, str],
     if volume_disks:
         out.append("mkdir -p " + " ".join(q(volume_mount_point(v)) for v in volume_disks))
     for i, (_, target, what) in enumerate(targets):
-        out.append(f'mount -t ext4 -o noatime "$rkt_disk_{i}" {q(target)} || '
+        out.append(f'mount -t ext4 -o noatime,nodev "$rkt_disk_{i}" {q(target)} || '
                    + fail(f"cannot mount the disk of {what}"))
     return out
 

@@ -3,7 +3,8 @@
 The pod's QEMU starts with the template's devices and the pod's backends, its RAM
 mapped privately from the template's RAM file, `-incoming defer`, and two connected
 sockets: QMP and the rkt.go port. Over QMP: the `x-ignore-shared` capability,
-`migrate-incoming fd:N` on the template's state file (an fd it inherited), `cont`.
+`migrate-incoming fd:N` on the template's state file (an fd it inherited), `cont`, and
+the pod's disks hot-plugged (`blockdev-add` + `device_add`: a template has none).
 Then the guest gets "go" on the rkt.go port (clock, RNG seed, MACs: shape.go_line) and
 answers "ok" once it took them; from there on the pod is like a booted one. Any failure
 kills that QEMU and returns None: the runner boots the pod instead (said under
@@ -115,6 +116,10 @@ def _restore(req: Request, t: store.Template) -> Started | None:
         q.execute("migrate-incoming", {"uri": f"fd:{state}"})
         build.wait_migration(q, QMP_TIMEOUT_S)
         q.execute("cont")
+        if vp.disks:  # the guest's pod script waits for them by serial number
+            from pyrkt.stage1.kvm import disks
+
+            disks.attach_qmp(q, vp.disks)
         macs = [(shape.template_mac(i), tap.mac) for i, tap in enumerate(vp.taps)]
         go_host.sendall(shape.go_line(time.time_ns(), secrets.token_bytes(SEED_BYTES), macs))
         said = build.read_line(go_host, GO_TIMEOUT_S)
