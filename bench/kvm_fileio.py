@@ -9,10 +9,12 @@ pod on disks: <= 2x on every item), with QEMU's peak RSS during the work. The 9p
 runs --runs-9p times only: extracting the tarball over 9p takes minutes under TCG.
 
 Then the start: `rkt run /bin/true` (busybox image) on 9p vs on disks, alternating,
-and the first-use cost of an image's filesystem image (mkfs.ext4 -d of its tree), for
-the busybox image and the bench image.
+booted (`--kvm-template=off`) and restored from a VM template (`on`: the disks are
+hot-plugged after the restore), and the first-use cost of an image's filesystem image
+(mkfs.ext4 -d of its tree), for the busybox image and the bench image.
 
     sudo .venv/bin/python bench/kvm_fileio.py [--runs 3] [--runs-9p 1] [--start-runs 9]
+                                              [--start-only]
 """
 
 from __future__ import annotations
@@ -86,11 +88,11 @@ class Rkt:
     def __init__(self, d: Path, stage1: Path) -> None:
         self.dir, self.stage1 = d, stage1
 
-    def argv(self, kind: str, *args: str) -> list[str]:
+    def argv(self, kind: str, *args: str, template: str = "off") -> list[str]:
         a = [sys.executable, "-m", "pyrkt", f"--dir={self.dir}", "run",
              "--insecure-options=image", "--net=none"]
         if kind != "container":
-            a += [f"--stage1-path={self.stage1}",
+            a += [f"--stage1-path={self.stage1}", f"--kvm-template={template}",
                   f"--kvm-rootfs={'block' if kind == 'vm-block' else '9p'}"]
         return a + list(args)
 
@@ -135,14 +137,15 @@ def work_once(rkt: Rkt, kind: str, image: Path) -> tuple[dict[str, float], int]:
     return times, peak[0]
 
 
-def start_once(rkt: Rkt, kind: str, image: Path) -> tuple[float, float]:
+def start_once(rkt: Rkt, kind: str, image: Path, template: str) -> tuple[float, float]:
     """Wall time and CPU time (rkt, QEMU and all it waited for: less sensitive to the
     machine's load than the wall time) of `rkt run /bin/true`."""
     import resource
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(rkt.argv(kind, str(image), "--exec", "/bin/true"), check=True,
+    subprocess.run(rkt.argv(kind, str(image), "--exec", "/bin/true", template=template),
+                   check=True,
                    capture_output=True, stdin=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -162,56 +165,68 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--runs-9p", type=int, default=1)  # one takes 5-10 min under TCG
     ap.add_argument("--start-runs", type=int, default=7)
+    ap.add_argument("--start-only", action="store_true", help="no file I/O part")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pyrkt-fileio-") as tmp:
         base = Path(tmp)
         stage1 = build_stage1_aci(Flavor.KVM, base / "stage1", Hypervisor.QEMU)
-        image = bench_image(base / "img")
         rkt = Rkt(base / "rkt", stage1)
-        for kind in ("container", "vm-block"):  # warm: the render, the ext4 image, caches
-            work_once(rkt, kind, image)
-        results: dict[str, list[dict[str, float]]] = {k: [] for k in KINDS}
-        rss: dict[str, list[int]] = {k: [] for k in KINDS}
-        for n in range(max(args.runs, args.runs_9p)):
-            for kind in KINDS:
-                if n >= (args.runs_9p if kind == "vm-9p" else args.runs):
-                    continue
-                t, peak = work_once(rkt, kind, image)
-                results[kind].append(t)
-                rss[kind].append(peak)
-        med = {k: {i: statistics.median(r[i] for r in results[k]) for i in ITEMS}
-               for k in KINDS}
-        print(f"file I/O inside the pod, median of {args.runs} ({args.runs_9p} on 9p) "
-              "(seconds; ratio to container)")
-        print(f"{'item':8} " + " ".join(f"{k:>18}" for k in KINDS))
-        for i in ITEMS:
-            c = med["container"][i]
-            cells = [f"{med[k][i]:8.3f} ({med[k][i] / c:5.1f}x)" for k in KINDS]
-            print(f"{i:8} " + " ".join(f"{x:>18}" for x in cells))
-        for k in KINDS[1:]:
-            print(f"{k}: QEMU peak RSS during the work {statistics.median(rss[k])} MiB")
+        if not args.start_only:
+            file_io(rkt, bench_image(base / "img"), args.runs, args.runs_9p)
         busybox = kh.busybox_aci(base / "bb")
-        for kind in ("vm-9p", "vm-block"):
-            start_once(rkt, kind, busybox)  # warm
-        starts: dict[str, list[tuple[float, float]]] = {"vm-9p": [], "vm-block": []}
-        for _ in range(args.start_runs):
-            for kind in starts:
-                starts[kind].append(start_once(rkt, kind, busybox))
-            rkt.gc()
-        med_wall, med_cpu = {}, {}
-        for kind, s in starts.items():
-            med_wall[kind] = statistics.median(w for w, _ in s)
-            med_cpu[kind] = statistics.median(c for _, c in s)
-            print(f"rkt run /bin/true {kind}: wall median {med_wall[kind]:.2f}s  "
-                  f"runs {' '.join(f'{w:.2f}' for w, _ in s)}; "
-                  f"CPU median {med_cpu[kind]:.2f}s")
-        print(f"start ratio block/9p: wall {med_wall['vm-block'] / med_wall['vm-9p']:.2f}, "
-              f"CPU {med_cpu['vm-block'] / med_cpu['vm-9p']:.2f} (goal <= 1.10)")
+        for template in ("off", "on"):
+            starts(rkt, busybox, template, args.start_runs)
         for tree in sorted((rkt.dir / "cas" / "trees").iterdir()):
             size = sum(1 for _ in (tree / "rootfs").rglob("*"))
             print(f"first use: filesystem image of {tree.name[:19]} ({size} entries): "
                   f"{first_use(tree):.2f}s")
     return 0
+
+
+def file_io(rkt: Rkt, image: Path, runs: int, runs_9p: int) -> None:
+    for kind in ("container", "vm-block"):  # warm: the render, the ext4 image, caches
+        work_once(rkt, kind, image)
+    results: dict[str, list[dict[str, float]]] = {k: [] for k in KINDS}
+    rss: dict[str, list[int]] = {k: [] for k in KINDS}
+    for n in range(max(runs, runs_9p)):
+        for kind in KINDS:
+            if n >= (runs_9p if kind == "vm-9p" else runs):
+                continue
+            t, peak = work_once(rkt, kind, image)
+            results[kind].append(t)
+            rss[kind].append(peak)
+    med = {k: {i: statistics.median(r[i] for r in results[k]) for i in ITEMS}
+           for k in KINDS}
+    print(f"file I/O inside the pod, median of {runs} ({runs_9p} on 9p) "
+          "(seconds; ratio to container)")
+    print(f"{'item':8} " + " ".join(f"{k:>18}" for k in KINDS))
+    for i in ITEMS:
+        c = med["container"][i]
+        cells = [f"{med[k][i]:8.3f} ({med[k][i] / c:5.1f}x)" for k in KINDS]
+        print(f"{i:8} " + " ".join(f"{x:>18}" for x in cells))
+    for k in KINDS[1:]:
+        print(f"{k}: QEMU peak RSS during the work {statistics.median(rss[k])} MiB")
+
+
+def starts(rkt: Rkt, busybox: Path, template: str, runs: int) -> None:
+    """`rkt run /bin/true` on 9p and on disks, alternating, with --kvm-template=template."""
+    for kind in ("vm-9p", "vm-block"):
+        start_once(rkt, kind, busybox, template)  # warm (on: makes the template)
+    times: dict[str, list[tuple[float, float]]] = {"vm-9p": [], "vm-block": []}
+    for _ in range(runs):
+        for kind in times:
+            times[kind].append(start_once(rkt, kind, busybox, template))
+        rkt.gc()
+    med_wall, med_cpu = {}, {}
+    for kind, s in times.items():
+        med_wall[kind] = statistics.median(w for w, _ in s)
+        med_cpu[kind] = statistics.median(c for _, c in s)
+        print(f"rkt run /bin/true {kind}, template {template}: wall median "
+              f"{med_wall[kind]:.2f}s  runs {' '.join(f'{w:.2f}' for w, _ in s)}; "
+              f"CPU median {med_cpu[kind]:.2f}s")
+    print(f"start ratio block/9p, template {template}: wall "
+          f"{med_wall['vm-block'] / med_wall['vm-9p']:.2f}, "
+          f"CPU {med_cpu['vm-block'] / med_cpu['vm-9p']:.2f} (goal <= 1.10)")
 
 
 if __name__ == "__main__":

@@ -233,6 +233,28 @@ def test_hot_plugging_sends_each_node_base_first_then_the_device() -> None:
     assert [a["read-only"] for _, a in seen[1:5]] == [True, True, False, False]
 
 
+def test_disks_qemu_refuses_are_the_pod_s_matter_not_the_template_s() -> None:
+    """A blockdev-add QEMU refuses (a layer it cannot open) is DisksRefused, which
+    restore.py does not count against the template (it stays usable)."""
+    from pyrkt.stage1.kvm.templates import restore
+
+    def qemu(s: socket.socket) -> None:
+        send(s, GREETING)
+        for m in lines(s):
+            if m["execute"] == "blockdev-add":
+                send(s, {"error": {"class": "GenericError", "desc": "Could not open"},
+                         "id": m["id"]})
+            else:
+                send(s, {"return": {}, "id": m["id"]})
+
+    vp = pod_vm(disks=(Disk("rkt-d0", Path("/b.ext4"), (Path("/gone.qcow2"),)),))
+    for sock in qmp_peer(qemu):
+        q = Qmp(sock, 5.0)
+        q.handshake()
+        with pytest.raises(restore.DisksRefused, match="Could not open"):
+            restore._attach(q, vp)
+
+
 def test_qmp_commands_events_errors_and_fds() -> None:
     got_fd: list[bytes] = []
 
