@@ -73,6 +73,7 @@ def test_an_image_keeps_what_a_local_disk_keeps(tree: Path) -> None:
     assert "Type: directory" in stat_of(img, "/dev")
     assert "Type: symlink" in stat_of(img, "/proc")
     assert "Type: regular" in stat_of(img, "/etc/hosts")
+    assert 'Fast link dest: "../proc/self/mounts"' in stat_of(img, "/etc/mtab")  # as stage0
     assert fsimage.pod_paths(tree / "rootfs")[2:] == (["sys", "dev"], ["hostname", "hosts"])
     # Sparse: the image costs what the tree holds, not its 8 GiB.
     assert img.stat().st_blocks * 512 < 64 << 20 < img.stat().st_size

@@ -1,6 +1,6 @@
 """An image's rendered tree as a filesystem image: what a VM pod's app gets as its disk.
 
-`disk_image(tree)` is `tree/rootfs.1.ext4` (beside the tree's `rootfs/` in the store,
+`disk_image(tree)` is `tree/rootfs.2.ext4` (beside the tree's `rootfs/` in the store,
 `cas/trees/<id>/`), built on first use with `mkfs.ext4 -d` (e2fsprogs copies the tree
 without mounting anything: ownership, modes, hard links, device nodes, FIFOs, sockets,
 symlinks, xattrs and holes as they are) and shared read-only by every pod of that image
@@ -36,7 +36,7 @@ from pyrkt.errors import RktError
 
 # The version in the name changes with what an image holds (its build options, the
 # paths added: pod_paths), so that an image made by another version is never used.
-FORMAT = 1
+FORMAT = 2
 NAME = f"rootfs.{FORMAT}.ext4"
 # Free space every pod of the image can write into, on top of what the tree holds.
 FREE_BYTES = 8 << 30
@@ -73,6 +73,9 @@ def virtual_size(used: int) -> int:
 # pod has, so that the guest needs no `mkdir` or extra `mount` (a fork+exec each).
 POD_DIRS = ("proc", "sys", "dev")
 POD_FILES = ("hostname", "hosts")  # in /etc
+# The symlinks of /etc that stage0 gives every app (stage0/mounts.mount_pod, as rkt's
+# stage0): in a 9p pod's overlay, on a disk in its image.
+POD_LINKS = (("mtab", "../proc/self/mounts"),)  # in /etc
 
 
 def pod_paths(rootfs: Path) -> tuple[list[str], list[str], list[str], list[str]]:
@@ -85,6 +88,15 @@ def pod_paths(rootfs: Path) -> tuple[list[str], list[str], list[str], list[str]]
         return add_dirs, [], dirs, []
     add_files, files = _missing_or(etc, POD_FILES, stat.S_ISREG)
     return add_dirs, add_files, dirs, files
+
+
+def pod_links(rootfs: Path) -> list[tuple[str, str]]:
+    """The POD_LINKS a tree's rootfs lacks: none where /etc is not a plain folder or
+    already has the name (whatever it is), as stage0 leaves those alone."""
+    etc = rootfs / "etc"
+    if not etc.is_dir() or etc.is_symlink():
+        return []
+    return [(n, to) for n, to in POD_LINKS if not os.path.lexists(etc / n)]
 
 
 def _missing_or(folder: Path, names: tuple[str, ...],
@@ -170,6 +182,7 @@ def build(rootfs: Path, out: Path, *, pod: bool = False) -> None:
             add_dirs, add_files, _, _ = pod_paths(rootfs)
             edits += "".join(f"mkdir {d}\n" for d in add_dirs)
             edits += "".join(f"write {empty} etc/{n}\n" for n in add_files)
+            edits += "".join(f"symlink etc/{n} {to}\n" for n, to in pod_links(rootfs))
             empty.write_bytes(b"")
             empty.chmod(0o644)
         try:

@@ -177,14 +177,17 @@ def app_disks(pod: Path, plan: PodPlan, cache: Path) -> dict[str, Disk]:
 def volume_disks(pod: Path, plan: PodPlan, cache: Path, first: int) -> dict[str, Disk]:
     """Each `empty` volume's disk, by volume name (ids from disk_id(first) on): an empty
     ext4 whose root has the mode and owner stage0 gave the volume's folder (built once
-    per mode and owner into cache), under a new qcow2 layer in the pod folder."""
+    per mode and owner into cache), under a new qcow2 layer in the pod folder. Not the
+    implicit volumes of image mount points no volume covers: those stay folders on 9p,
+    as rkt has them (`POD/volumes/APP-POINT` on the host, a docker image's filled with
+    what the image has there: stage1/volumes.py)."""
     from pyrkt.image import fsimage
     from pyrkt.stage1.plan import VolumeKind
 
     out: dict[str, Disk] = {}
     for app in plan.apps:
         for m in app.mounts:
-            if m.kind is not VolumeKind.EMPTY or m.volume in out:
+            if m.kind is not VolumeKind.EMPTY or m.implicit or m.volume in out:
                 continue
             st = os.lstat(m.source)  # made by stage0; not shared with a guest on disks
             base = fsimage.empty_image(cache, st.st_mode, st.st_uid, st.st_gid)
