@@ -126,3 +126,19 @@ def kill_and_gc(rkt_dir: Path, env: dict[str, str], timeout: float = 300) -> Non
     subprocess.run([sys.executable, "-m", "pyrkt", f"--dir={rkt_dir}", "gc",
                     "--grace-period=0s"], capture_output=True, timeout=timeout, env=env,
                    check=False)
+
+
+def template_ram_of(rkt_dir: Path) -> set[Path]:
+    """The VM template RAM files (and their owner files) that rkt dir's templates or
+    builds own, in the host-wide folder other rkt dirs (other test sessions) share."""
+    from pyrkt.stage1.kvm.templates import store
+
+    out: set[Path] = set()
+    for owner in store.RAM_ROOT.glob("*.owner"):
+        try:
+            text = owner.read_text()
+        except OSError:  # removed meanwhile
+            continue
+        if str(rkt_dir) in text:
+            out |= {p for p in (owner, owner.with_suffix(".ram")) if p.exists()}
+    return out

@@ -2,8 +2,10 @@
 with rkt's default capabilities (CAP_SYS_CHROOT among them) runs the classic chroot
 escape (mkdir x; chroot x; chdir .. as often as it likes; chroot .) and then goes for
 the pod's control share, the stage1 share with the exit codes, and another app's rootfs:
-it finds nothing, and nothing it tried shows on the host. `rkt enter` lands in the app's
-own namespace (its /dev/shm, not the guest's)."""
+it finds nothing, and nothing it tried shows on the host; with rkt's CAP_MKNOD it makes
+nodes of the guest's disks (the other app's rootfs, with rootfs=block) and of the pod's
+virtio-serial ports and opens none. `rkt enter` lands in the app's own namespace (its
+/dev/shm, not the guest's). Both kinds of rootfs: 9p shares and disks."""
 
 from __future__ import annotations
 
@@ -57,9 +59,18 @@ try read-victim 'cat /stage1/opt/stage2/victim/rootfs/tmp/victim-file'
 try write-victim 'echo pwned > /stage1/opt/stage2/victim/rootfs/tmp/pwned'
 try init-root 'ls /proc/1/root/ctl'
 try initramfs 'ls /init.sh'
+# CAP_MKNOD: a node of every disk of the guest (the victim's rootfs among them) and of
+# every virtio-serial port, on /dev (a tmpfs) and on the rootfs; none may open.
+try raw-disk '(for b in /sys/block/vd*; do IFS=: read -r ma mi <"$b/dev" || exit 1
+  for d in /dev /tmp; do mknod "$d/x$mi" b "$ma" "$mi" && head -c 1 "$d/x$mi" && exit 0
+  done; done; exit 1)'
+try serial-port '(for p in /sys/class/virtio-ports/*; do IFS=: read -r ma mi <"$p/dev" || exit 1
+  for d in /dev /tmp; do mknod "$d/p$mi" c "$ma" "$mi" && (exec 7<>"$d/p$mi") && exit 0
+  done; done; exit 1)'
 """
 FOUND = ("read-pod-script", "write-pod-script", "list-status", "forge-status", "read-victim",
-         "write-victim", "init-root", "initramfs")
+         "write-victim", "init-root", "initramfs", "raw-disk", "serial-port")
+ROOTFS = pytest.mark.parametrize("kind", ["9p", "block"])
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +83,12 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return kh.pack_aci(work)
 
 
-def test_a_chroot_escape_finds_nothing_of_the_pod(rkt: Rkt, image: Path,
-                                                  tmp_path: Path) -> None:
+@ROOTFS
+def test_a_chroot_escape_finds_nothing_of_the_pod(rkt: Rkt, image: Path, tmp_path: Path,
+                                                  kind: str) -> None:
     uuid_file = tmp_path / "uuid"
     # The victim exits 7 first (the init records it), then the attacker goes.
-    r = rkt.run(f"--uuid-file-save={uuid_file}",
+    r = rkt.run(f"--kvm-rootfs={kind}", f"--uuid-file-save={uuid_file}",
                 str(image), "--name=victim", "--exec", "/bin/sh", "--", "-c",
                 "echo secret > /tmp/victim-file; exit 7", "---",
                 str(image), "--name=attacker", "--exec", "/bin/sh", "--", "-c",
@@ -97,20 +109,24 @@ def test_a_chroot_escape_finds_nothing_of_the_pod(rkt: Rkt, image: Path,
     assert not list(pod.rglob("pwned"))
 
 
-def test_enter_lands_in_the_apps_namespace(rkt: Rkt, image: Path, tmp_path: Path) -> None:
+@ROOTFS
+def test_enter_lands_in_the_apps_namespace(rkt: Rkt, image: Path, tmp_path: Path,
+                                           kind: str) -> None:
     uuid_file = tmp_path / "uuid"
-    rkt.start(f"--uuid-file-save={uuid_file}", str(image), "--exec", "/bin/sh", "--", "-c",
-              "echo from-app > /dev/shm/marker; echo on-9p > /tmp/marker; exec sleep 600")
+    rkt.start(f"--kvm-rootfs={kind}", f"--uuid-file-save={uuid_file}", str(image),
+              "--exec", "/bin/sh", "--", "-c",
+              "echo from-app > /dev/shm/marker; echo in-rootfs > /tmp/marker; exec sleep 600")
     uuid = rkt.wait_running(uuid_file)
     # /dev/shm is the app's own tmpfs: seen only from inside its namespace.
     e = rkt("enter", uuid, "/bin/sh", "-c",
-            "cat /tmp/marker /dev/shm/marker; ls /dev; "
+            "cat /tmp/marker /dev/shm/marker; ls /dev; awk '$2 == \"/\" {print $3}' /proc/mounts; "
             "app=$(busybox pidof sleep); "
             "[ $(busybox readlink /proc/$app/ns/mnt) = $(busybox readlink /proc/self/ns/mnt) ]"
             " && echo same-namespace")
     assert e.returncode == 0, e.stdout + e.stderr
     lines = e.stdout.splitlines()
-    assert lines[:2] == ["on-9p", "from-app"]
+    assert lines[:2] == ["in-rootfs", "from-app"]
+    assert ("ext4" if kind == "block" else "9p") in lines  # its root: the disk or the share
     assert "same-namespace" in lines
     assert not any(x.startswith("vport") for x in lines)  # the guest's ports: not in /dev
     # An entered command has the app's capabilities: its chroot escape finds nothing too.

@@ -195,7 +195,8 @@ def test_package_manager_file_operations_over_9p(rkt: Rkt, image: Path,
                                                 tmp_path: Path) -> None:
     host = tmp_path / "host"
     host.mkdir()
-    r = rkt.run("--volume=host,kind=host,source=" + str(host), "--volume=empty,kind=empty",
+    r = rkt.run("--kvm-rootfs=9p", "--volume=host,kind=host,source=" + str(host),
+                "--volume=empty,kind=empty",
                 str(image), "--mount=volume=host,target=/host",
                 "--mount=volume=empty,target=/empty", "--exec", "/bin/sh", "--", "-c",
                 'mkdir -p /var/tmp/ops; for d in /var/tmp/ops /host /empty; do '
@@ -239,8 +240,8 @@ def test_unix_sockets_and_fifos_in_run(rkt: Rkt, image: Path, image_empty_run: P
               "wait $! && echo served; mkfifo /run/fifo; "
               "timeout 60 sh -c 'echo through > /run/fifo' & "
               "echo \"fifo $(timeout 60 cat /run/fifo)/$(stat -c %F /run/fifo)\"; wait $!")
-    r = rkt.run(str(image_empty_run if empty else image), "--exec", "/bin/sh", "--", "-c",
-                script)
+    r = rkt.run("--kvm-rootfs=9p", str(image_empty_run if empty else image), "--exec",
+                "/bin/sh", "--", "-c", script)
     assert r.returncode == 0, r.stderr
     owner = "755 0 0" if empty else "750 12 12"
     assert r.stdout.splitlines() == [owner, "reply hello", "served",

@@ -52,29 +52,16 @@ def assert_all_restored(d: Path) -> None:
 @pytest.fixture(autouse=True)
 def templates_on(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Templates on for every `rkt` of the test; afterwards `rkt gc --grace-period=0s`
-    must leave no template and no RAM file."""
+    must leave no template and no RAM file of the test's (the RAM folder is the host's:
+    other rkt dirs, other test sessions, have theirs there)."""
     monkeypatch.setenv(templates.ENV_TEMPLATE, "on")
-    ram_before = set(store.RAM_ROOT.glob("*")) if store.RAM_ROOT.is_dir() else set()
     yield
     d = tmp_path / "rkt"
     if d.is_dir():
         kh.kill_and_gc(d, dict(os.environ))
         where = d / "cache" / store.STORE
         assert not [p for p in where.glob("*") if not p.name.endswith(".lock")]
-    ram_after = set(store.RAM_ROOT.glob("*")) if store.RAM_ROOT.is_dir() else set()
-    # the RAM folder is the host's: files whose owner names another data dir are not
-    # this test's leftovers (other data dirs on this host make RAM files too)
-    ours = [p for p in ram_after - ram_before if str(tmp_path) in owner_text(p)
-            or not p.with_suffix(".owner").exists()]
-    assert not ours, f"RAM files left behind: {ours}"
-
-
-def owner_text(ram_or_owner: Path) -> str:
-    """What a RAM file's owner file says (the folders that use it), or '' if none."""
-    try:
-        return ram_or_owner.with_suffix(".owner").read_text()
-    except OSError:
-        return ""
+    assert not kh.template_ram_of(tmp_path), "RAM files left behind"
 
 
 # The pod lifecycle tests of test_kvm_rkt and the interactive one of test_kvm_boot, run
@@ -259,7 +246,6 @@ def test_rkt_run_killed_then_gc_leaves_nothing(rkt: Rkt, image: Path, tmp_path: 
 
 def test_sigterm_while_making_a_template_leaves_no_template_behind(rkt: Rkt,
                                                                    image: Path) -> None:
-    ram_before = set(store.RAM_ROOT.glob("*"))
     p = rkt.start(str(image), "--exec", "/bin/true")
     where = rkt.dir / "cache" / store.STORE
     deadline = time.monotonic() + 300
@@ -274,7 +260,7 @@ def test_sigterm_while_making_a_template_leaves_no_template_behind(rkt: Rkt,
     # Before any `rkt gc`: no template QEMU, no build folder, no RAM file.
     assert not kh.qemu_pids_for(str(rkt.dir))
     assert not [x for x in where.iterdir() if not x.name.endswith(".lock")]
-    assert set(store.RAM_ROOT.glob("*")) == ram_before
+    assert not kh.template_ram_of(rkt.dir)
 
 
 def test_enter_while_the_template_is_made_waits_for_the_pod(rkt: Rkt, image: Path,

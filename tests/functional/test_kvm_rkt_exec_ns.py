@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pyrkt.linux.mount import umount
+from pyrkt.stage1 import devices
 from pyrkt.stage1.kvm.guest import script
 from pyrkt.stage1.kvm.guest.initramfs import build_rkt_exec
 from pyrkt.stage1.plan import AppPlan
@@ -134,7 +135,9 @@ def test_the_apps_namespace_holds_its_plan_and_nothing_of_the_init(app: App) -> 
             "fd"} <= set(out)
     assert "root-read-only" in out and "volume-read-only" in out
     points = out[out.index("volume-read-only") + 1:]
-    assert points == ["/", "/sys", "/dev", "/dev/pts", "/dev/shm",
+    # /dev: a nodev tmpfs, each device a bind of the init's node (here: the host's)
+    assert points == ["/", "/sys", "/dev", *(f"/dev/{n}" for n, _, _ in devices.DEVICES),
+                      "/dev/pts", "/dev/shm",
                       *(["/dev/mqueue"] if "/dev/mqueue" in points else []),
                       "/etc/hosts", "/run", "/my\\040volume", "/proc"]
     assert not (app.root / "etc" / "absent").stat().st_size  # made, left unbound

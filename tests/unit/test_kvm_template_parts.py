@@ -21,7 +21,7 @@ from pyrkt.stage1.kvm import templates
 from pyrkt.stage1.kvm.hypervisors.qemu import Qemu
 from pyrkt.stage1.kvm.qmp import MAX_LINE, Qmp, QmpError
 from pyrkt.stage1.kvm.templates import shape, store
-from pyrkt.stage1.kvm.vm import Accel, ConsoleMode, Share, Tap, VmPlan
+from pyrkt.stage1.kvm.vm import Accel, ConsoleMode, Disk, Share, Tap, VmPlan
 
 CMDLINE = ("console=ttyS0", "quiet", "rkt.template=1")
 
@@ -191,6 +191,68 @@ def send(s: socket.socket, msg: object) -> None:
 
 
 GREETING = {"QMP": {"version": {"qemu": {"major": 7}}, "capabilities": []}}
+
+
+def test_a_pod_s_disks_are_not_in_its_template_and_hot_plugged_after_the_restore() -> None:
+    """A template has no disks (one template for pods on 9p and on disks); the restore's
+    command line has none either (they are hot-plugged over QMP), but its plan keeps them
+    (QEMU's jail gives their files)."""
+    disk = Disk("rkt-d0", Path("/store/tree/rootfs.1.ext4"), (Path("/pod/kvm/disks/a.qcow2"),))
+    vp = pod_vm(disks=(disk,))
+    assert "-blockdev" in Qemu().argv(vp)  # a boot has them on its command line
+    tpl, restore = template_and_restore(vp)
+    assert "-blockdev" not in tpl + restore and not any("virtio-blk" in a for a in tpl + restore)
+    assert layout(tpl) == layout(restore)
+    assert key_of(vp) == key_of(pod_vm())
+    rplan = shape.restore_plan(vp, CMDLINE, Path("/r"), Path("/k"), go_fd=7, qmp_fd=8)
+    assert rplan.disks == (disk,) and rplan.disks_hotplugged
+    assert shape.template_plan(vp, CMDLINE).disks == ()
+
+
+def test_hot_plugging_sends_each_node_base_first_then_the_device() -> None:
+    from pyrkt.stage1.kvm import disks
+
+    seen: list[tuple[str, dict[str, object]]] = []
+
+    def qemu(s: socket.socket) -> None:
+        send(s, GREETING)
+        for m in lines(s):
+            seen.append((m["execute"], m.get("arguments", {})))
+            send(s, {"return": {}, "id": m["id"]})
+
+    disk = Disk("rkt-d1", Path("/b.ext4"), (Path("/l.qcow2"),))
+    for sock in qmp_peer(qemu):
+        q = Qmp(sock, 5.0)
+        q.handshake()
+        disks.attach_qmp(q, [disk])
+    assert [c for c, _ in seen] == ["qmp_capabilities", *["blockdev-add"] * 4, "device_add"]
+    assert seen[-1][1] == {"driver": "virtio-blk-pci", "id": "rkt-d1-dev", "drive": "rkt-d1",
+                           "serial": "rkt-d1"}
+    assert [a["node-name"] for _, a in seen[1:5]] == [
+        "rkt-d1-base-file", "rkt-d1-base", "rkt-d1-file", "rkt-d1"]
+    assert [a["read-only"] for _, a in seen[1:5]] == [True, True, False, False]
+
+
+def test_disks_qemu_refuses_are_the_pod_s_matter_not_the_template_s() -> None:
+    """A blockdev-add QEMU refuses (a layer it cannot open) is DisksRefused, which
+    restore.py does not count against the template (it stays usable)."""
+    from pyrkt.stage1.kvm.templates import restore
+
+    def qemu(s: socket.socket) -> None:
+        send(s, GREETING)
+        for m in lines(s):
+            if m["execute"] == "blockdev-add":
+                send(s, {"error": {"class": "GenericError", "desc": "Could not open"},
+                         "id": m["id"]})
+            else:
+                send(s, {"return": {}, "id": m["id"]})
+
+    vp = pod_vm(disks=(Disk("rkt-d0", Path("/b.ext4"), (Path("/gone.qcow2"),)),))
+    for sock in qmp_peer(qemu):
+        q = Qmp(sock, 5.0)
+        q.handshake()
+        with pytest.raises(restore.DisksRefused, match="Could not open"):
+            restore._attach(q, vp)
 
 
 def test_qmp_commands_events_errors_and_fds() -> None:

@@ -5,7 +5,8 @@ read-only overlay of the app's upper dir over the image tree (with --no-overlay:
 read-only bind of the app's copy, opened through `pyrkt.linux.beneath`), mounted in a
 private mount namespace of this (short-lived) process, then tarred with the image
 manifest. GNU tar archives symlinks, FIFOs and device nodes as such, never reading
-through them.
+through them. A VM pod whose apps' rootfs were disks is read back by a short VM
+(`stage1/kvm/diskexport.py`): the host never mounts what a guest wrote.
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ def export(g: GlobalOptions, pod: Pod, app: str, out: Path) -> None:
         raise RktError(f"pod {pod.uuid} has no app named {app!r}")
     d = pod.path
     manifest = json.loads((d / "appsinfo" / app / "manifest").read_text())
+    if (d / "kvm" / "disks.json").exists():  # a VM pod whose apps' rootfs were disks
+        from pyrkt.stage1.kvm import diskexport, disks
+
+        if app in disks.recorded(d):
+            with tempfile.TemporaryDirectory(prefix="rkt-export-", dir=g.dir) as tmp:
+                diskexport.export_aci(d, app, json.dumps(manifest).encode(), out, Path(tmp))
+            return
     with tempfile.TemporaryDirectory(prefix="rkt-export-", dir=g.dir) as tmp:
         t = Path(tmp)
         (t / "manifest").write_text(json.dumps(manifest))

@@ -33,7 +33,7 @@ def run_main(a: cargs.RunArgs) -> int:
         raise RktError(f"--{templates.FLAG_TEMPLATE}={flag}: expected on or off")
     opts = runner.RunOptions(
         debug=a.debug, accel=accel.parse_forced(a.extra.get("kvm-accel")), exec_waiter=True,
-        template=template,
+        rootfs=a.extra.get("kvm-rootfs"), template=template,
     )
     if a.disable_seccomp:  # --insecure-options=seccomp: no app's own filter either
         from pyrkt.record import replace

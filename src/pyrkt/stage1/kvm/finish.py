@@ -27,11 +27,30 @@ def agent_socket_rel() -> Path:
     return Path("kvm") / "agent.sock"
 
 
+# The guest's word that the pod could not start (guest/script.py GUEST_FAILED), in the
+# control share: hostile, so read bounded, without following links, and shown as
+# printable ASCII only.
+FAILED_REL = "failed"
+FAILED_MAX_BYTES = 256
+
+
+def guest_failure(pod: Path) -> str | None:
+    from pyrkt.linux import beneath
+
+    try:
+        raw = beneath.read_file(kvm_dir(pod) / "ctl", FAILED_REL, FAILED_MAX_BYTES)
+    except OSError:
+        return None
+    text = raw.decode("ascii", "replace").strip()
+    return "".join(c if " " <= c <= "~" else "?" for c in text) or None
+
+
 def finish_pod(pod: Path, apps: list[str], rc: int) -> int:
     """After the hypervisor exited with rc: the first failing app's code (in pod order).
 
     The VM ending before every app left its code (QEMU killed by a signal: the OOM
-    killer, `kill -9`, a crash; or failing) is rkt's own failure (254), and so is a
+    killer, `kill -9`, a crash; or failing; or the guest saying why the pod could not
+    start: guest_failure) is rkt's own failure (254), and so is a
     status file the guest replaced by something that is not one (a symlink, a FIFO, a
     huge file...): one line naming what happened, also recorded in the pod folder
     (`contract.write_failure`) for `rkt status`.
@@ -47,6 +66,8 @@ def finish_pod(pod: Path, apps: list[str], rc: int) -> int:
     elif missing and rc != 0:
         message = (f"the VM stopped ({describe_status(rc)}) before app(s) "
                    f"{', '.join(missing)} finished")
+    elif missing and (said := guest_failure(pod)) is not None:
+        message = f"the pod could not start: {said} (the guest said)"
     if message is not None:
         try:
             contract.write_failure(pod, message)

@@ -26,6 +26,8 @@ from pyrkt.errors import RktError
 from pyrkt.linux import beneath
 from pyrkt.stage1 import contract
 from pyrkt.stage1.kvm import accel, assets, hypervisors, launch
+from pyrkt.stage1.kvm.disks import PodDisks
+from pyrkt.stage1.kvm.finish import FAILED_REL
 from pyrkt.stage1.kvm.finish import agent_socket_rel as agent_socket_rel
 from pyrkt.stage1.kvm.finish import finish_pod as finish_pod
 from pyrkt.stage1.kvm.finish import kvm_dir as kvm_dir
@@ -66,6 +68,7 @@ class RunOptions:
     netns: Path | None = None  # run the hypervisor inside this netns (NET)
     guest_net_script: str = ""  # sh run in the guest before the apps (NET)
     etc_files: tuple[tuple[str, str], ...] = ()  # (name, content) for each app's /etc
+    rootfs: str | None = None  # --kvm-rootfs=block|9p (None: the pod annotation, default)
     template: bool | None = None  # --kvm-template=on|off (None: the annotation, env, default)
     # An interactive pod's console: INTERACTIVE (rkt run --interactive) or TERMINAL (the
     # OCI runtime: QEMU's stdio is a pty someone else holds; no escape, no monitor).
@@ -124,30 +127,39 @@ def host_cpus() -> int:
     return len(os.sched_getaffinity(0)) or os.cpu_count() or 1
 
 
-def kernel_cmdline(debug: bool, interactive: bool, net: bool = False) -> tuple[str, ...]:
+def kernel_cmdline(debug: bool, interactive: bool, net: bool = False,
+                   disks: bool = False) -> tuple[str, ...]:
     args = ["console=ttyS0", "panic=-1", "no_timer_check", "tsc=reliable", "noreplace-smp"]
     # PCI interrupts from the firmware's routing table: ACPI's interrupt links cost about
     # 0.15 s per virtio device under emulation. ACPI still enumerates the CPUs.
     args.append("acpi=noirq")
     if net:
         args.append("rkt.net=1")  # the guest loads its NIC drivers
+    if disks:
+        args.append("rkt.disks=1")  # the guest loads its disk drivers
     if not debug or interactive:
         args.append("quiet")
     args += shlex.split(os.environ.get(ENV_EXTRA_KERNEL_PARAMS, ""))
     return tuple(args)
 
 
-def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions) -> None:
+def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions,
+                      pod_disks: PodDisks | None = None) -> None:
     """The pod script, each app's mount plan and exec line, the /etc files and seccomp
     programs in the control share, and the apps' mount points in their rootfs: all
     through `beneath` (the image is hostile; a pod only runs once, so the guest has not
-    written these shares yet, but an image can hold any symlink)."""
+    written these shares yet, but an image can hold any symlink). An app on a disk
+    (pod_disks) has its mount points in its image's ext4 (fsimage.pod_paths), or
+    rkt-exec makes them there; it needs no tmpfs on /run (FIFOs and sockets work on a
+    disk)."""
+    pd = pod_disks or PodDisks()
     g = guest_dir(pod)
     g.mkdir(parents=True, exist_ok=True)
     with beneath.Root(g) as ctl, beneath.Root(contract.stage1_rootfs(pod)) as s1:
         for sub in ("apps", "enter", "mounts", "etc"):
             ctl.mkdir(sub, exist_ok=True)
         ctl.unlink("started")
+        ctl.unlink(FAILED_REL)
         s1.mkdir(contract.STATUS_REL, parents=True, exist_ok=True)
         for f in s1.listdir(contract.STATUS_REL):
             s1.rmtree(f"{contract.STATUS_REL}/{f}")
@@ -166,14 +178,18 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions) -> None:
         names = [n for n, _ in opts.etc_files]
         text = script.pod_script(
             plan, net_script=opts.guest_net_script, seccomp_apps=tuple(programs),
+            disks={a: d.id for a, d in pd.apps.items()},
+            volume_disks={v: d.id for v, d in pd.volumes.items()},
         )
         ctl.write("pod.sh", text)
-        tags = script.mount_tags(plan)
+        tags = script.mount_tags(plan, pd.volumes)
         console = "/dev/ttyS1" if plan.interactive else None
         for app in plan.apps:
-            with s1.open_dir(f"opt/stage2/{app.name}/rootfs") as rootfs:
-                _prepare_mount_points(rootfs, names)
-                run = None if app.readonly_rootfs else _run_dir(rootfs)
+            run = None
+            if app.name not in pd.apps:
+                with s1.open_dir(f"opt/stage2/{app.name}/rootfs") as rootfs:
+                    _prepare_mount_points(rootfs, names)
+                    run = None if app.readonly_rootfs else _run_dir(rootfs)
             ctl.write(f"mounts/{app.name}", script.app_mounts(app, tags, names, run, console))
             # `enter` appends the command to this prefix (rkt-exec --ns ... --).
             ctl.write(f"apps/{app.name}", script.exec_line(app, argv=()) + "\n")
@@ -235,7 +251,8 @@ def _stdio_target(fd: int, fdset: int) -> tuple[Path, tuple[int, int] | None]:
 
 
 def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions,
-            sandbox: bool = False) -> tuple[VmPlan, str]:
+            pod_disks: PodDisks | None = None, sandbox: bool = False,
+            ) -> tuple[VmPlan, str]:
     """The VM for this pod, and the accelerator decision's reason."""
     # From the stage1 image's own tree, not the pod's writable copy of it (the guest's).
     kernel, initrd = assets.asset_paths(contract.stage1_image_rootfs(pod))
@@ -244,7 +261,9 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions,
         log.debug(f"kvm: VM size set by pod annotation(s) {', '.join(size.overridden)}")
     decision = accel.decide(kernel, initrd, cache_dir_for(pod), opts.accel)
     shares = [Share(SHARE_STAGE1, contract.stage1_rootfs(pod)), Share(SHARE_CTL, guest_dir(pod))]
-    for m, tag in script.mount_tags(plan).items():
+    pd = pod_disks or PodDisks()
+    disks = pd.all()
+    for m, tag in script.mount_tags(plan, pd.volumes).items():
         if not m.source.is_dir():
             raise RktError(
                 f"volume {m.volume!r}: {m.source} is not a folder",
@@ -261,12 +280,14 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions,
     vp = VmPlan(
         kernel=kernel,
         initrd=initrd,
-        cmdline=kernel_cmdline(opts.debug, interactive, net=bool(opts.taps)),
+        cmdline=kernel_cmdline(opts.debug, interactive, net=bool(opts.taps),
+                               disks=bool(disks)),
         vcpus=size.vcpus,
         memory_mib=size.memory_mib,
         accel=decision.accel,
         machine=opts.machine,
         shares=tuple(shares),
+        disks=disks,
         taps=opts.taps,
         console=opts.console if interactive else ConsoleMode.STREAMS,
         serial_log=Path("kvm") / "serial.log",
@@ -301,8 +322,9 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
     kvm_dir(pod).mkdir(exist_ok=True)
     serial_log(pod).unlink(missing_ok=True)
     (pod / app_log_dir_rel()).mkdir(exist_ok=True)
-    write_guest_files(pod, plan, opts)
-    vp, reason = vm_plan(pod, plan, opts, sandbox=jailed)
+    on_disks = _disks(pod, plan, opts, name)
+    write_guest_files(pod, plan, opts, on_disks)
+    vp, reason = vm_plan(pod, plan, opts, on_disks, sandbox=jailed)
     if vp.accel is Accel.TCG and not reason.startswith("forced"):
         log.info("kvm: KVM is not usable here, using TCG (software emulation; --debug says why)")
     log.debug(f"kvm: accelerator {vp.accel}: {reason}")
@@ -348,6 +370,22 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
     return finish_pod(pod, [a.name for a in plan.apps], rc)
 
 
+def _disks(pod: Path, plan: PodPlan, opts: RunOptions, hypervisor: str) -> PodDisks:
+    """The pod's disks when its rootfs kind is block (disks.py), else none."""
+    from pyrkt.stage1.kvm import disks
+
+    kind = disks.rootfs_kind(plan.annotations, opts.rootfs)
+    if kind is None:
+        kind = disks.default_kind(pod, plan, hypervisor)
+    log.debug(f"kvm: the apps' rootfs: {kind}")
+    if kind is not disks.RootfsKind.BLOCK:
+        return PodDisks()
+    if hypervisor != hypervisors.HypervisorName.QEMU:
+        raise RktError(f"rootfs={kind}: not supported with the {hypervisor} hypervisor",
+                       f"use --{disks.FLAG_ROOTFS}=9p, or a qemu stage1")  # fmt: skip
+    return disks.pod_disks(pod, plan, cache_dir_for(pod) / "kvm-disks")
+
+
 def template_cmdline(vp: VmPlan) -> tuple[str, ...]:
     """The kernel command line a template boots with: one for every pod of its shape
     (--debug or not, interactive or not), `rkt.template=1` for the guest init. Its
@@ -355,8 +393,11 @@ def template_cmdline(vp: VmPlan) -> tuple[str, ...]:
     shows the kernel's messages, keeps the kernel's notices and warnings (its version,
     its command line: `loglevel=6`, ~1 KB) rather than all of them (`quiet` keeps none;
     without either, 14 KB through the emulated serial port: +0.4 s for the first pod of
-    a shape under TCG)."""
-    args = kernel_cmdline(False, False, net=bool(vp.taps))
+    a shape under TCG). It loads the disk drivers (`rkt.disks=1`) whether the pod has
+    disks or not: a pod's disks are hot-plugged after the restore (restore.py), so one
+    template serves pods on 9p and on disks (the tailored kernel has the drivers built
+    in: nothing to load)."""
+    args = kernel_cmdline(False, False, net=bool(vp.taps), disks=True)
     return (*("loglevel=6" if a == "quiet" else a for a in args), "rkt.template=1")
 
 

@@ -52,6 +52,21 @@ class Share:
 
 
 @dataclass(frozen=True)
+class Disk:
+    """A virtio-blk disk (docs/kvm.md "Root filesystems on disks"): a raw base image,
+    opened read-only (shared by every pod of an image), under a chain of qcow2 layers
+    each backed by the one before; QEMU writes only to the last layer (none: the base
+    alone, read-only, unless `scratch`: a raw disk the guest writes, as `rkt export`'s
+    VM its output). `id` is its node name and its virtio serial number: the guest finds
+    the disk by it (/sys/block/vd*/serial), at a boot or after a hot-plug."""
+
+    id: str
+    base: Path
+    layers: tuple[Path, ...] = ()
+    scratch: bool = False
+
+
+@dataclass(frozen=True)
 class Tap:
     """A tap device (created by NET inside the pod netns) given to the guest as a NIC."""
 
@@ -79,6 +94,11 @@ class VmPlan:
     accel: Accel
     machine: Machine = Machine.PC
     shares: tuple[Share, ...] = ()
+    disks: tuple[Disk, ...] = ()
+    # The disks are hot-plugged over QMP once QEMU runs (a pod restored from a template,
+    # whose devices have none: templates/restore.py), not on the command line; its jail
+    # still holds their files.
+    disks_hotplugged: bool = False
     taps: tuple[Tap, ...] = ()
     console: ConsoleMode = ConsoleMode.STREAMS
     serial_log: Path | None = None  # kernel + init messages always land here

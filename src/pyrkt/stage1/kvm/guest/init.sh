@@ -23,18 +23,41 @@ rkt_say() { echo "rkt-init: $*" >/dev/console; }
 rkt_pro=/sys/module/page_reporting/parameters/page_reporting_order
 [ -w $rkt_pro ] && echo 6 >$rkt_pro
 # QEMU runs with -no-reboot: a reboot ends it (works with and without ACPI). No `sync`
-# (a fork+exec): the only writable shares are 9p without a cache, written through. An
-# exec, no fork: were it to fail, PID 1 ending panics the kernel, which reboots too.
+# (a fork+exec): busybox's `reboot -f` syncs the disks (rootfs=block) itself; the 9p
+# shares have no cache, they are written through. An exec, no fork: were it to fail,
+# PID 1 ending panics the kernel, which reboots too.
 rkt_halt() { exec reboot -f; }
 rkt_modules=/etc/rkt-modules
 case $rkt_cmdline in
 *" rkt.net=1 "*) rkt_modules="$rkt_modules /etc/rkt-modules-net" ;;
+esac
+case $rkt_cmdline in
+*" rkt.disks=1 "*) rkt_modules="$rkt_modules /etc/rkt-modules-disk" ;;
 esac
 for f in $rkt_modules; do
 	while read -r m; do
 		insmod "/lib/modules/$m" 2>/dev/null || rkt_say "cannot load $m"
 	done <"$f"
 done
+# `rkt export` of a pod whose apps' rootfs are disks (rkt.export=1: stage1/kvm/
+# diskexport.py): the disk with serial rkt-src (the pod's layer under a throwaway one,
+# where its journal is replayed) tarred onto the raw disk with serial rkt-out. The host
+# reads the tar only after "export done" (and checks every member).
+case $rkt_cmdline in
+*" rkt.export=1 "*)
+	for b in /sys/block/vd*; do
+		s=
+		read -r s <"$b/serial" # no newline at the end: read says 1
+		case $s in
+		rkt-src) rkt_src=/dev/${b##*/} ;;
+		rkt-out) rkt_out=/dev/${b##*/} ;;
+		esac
+	done
+	mkdir -p /mnt/x/rootfs && mount -t ext4 "$rkt_src" /mnt/x/rootfs &&
+		tar -cf "$rkt_out" -C /mnt/x rootfs && sync && rkt_say "export done"
+	rkt_halt
+	;;
+esac
 # $rkt_port_<name>: the device of the virtio-serial port the host named rkt.<name>
 # (variables, not /dev symlinks: an `ln` per port is a fork+exec).
 for p in /sys/class/virtio-ports/*; do

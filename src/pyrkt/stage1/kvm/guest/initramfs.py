@@ -25,6 +25,8 @@ BUSYBOX = Path("/bin/busybox")
 MODULES = ("virtio_pci", "virtio_console", "9pnet_virtio", "9p")
 # Loaded only when the pod has NICs (`rkt.net=1` on the kernel command line).
 NET_MODULES = ("virtio_net",)
+# Loaded only when the apps' rootfs are disks (`rkt.disks=1`).
+DISK_MODULES = ("virtio_blk", "ext4")
 
 
 # What the init mounts once the modules are loaded, in one `mount -a` (a fork+exec
@@ -119,9 +121,11 @@ def build(out: Path, *, kver: str) -> None:
                 entries.append(_Entry(f"bin/{applet}", stat.S_IFLNK | 0o777, b"busybox"))
         mods = module_paths(kver)
         net_mods = [m for m in module_paths(kver, NET_MODULES) if m not in mods]
-        for m in mods + net_mods:
+        disk_mods = [m for m in module_paths(kver, DISK_MODULES) if m not in mods + net_mods]
+        for m in mods + net_mods + disk_mods:
             entries.append(_Entry(f"lib/modules/{m.name}", stat.S_IFREG | 0o644, m.read_bytes()))
-        for name, group in (("rkt-modules", mods), ("rkt-modules-net", net_mods)):
+        for name, group in (("rkt-modules", mods), ("rkt-modules-net", net_mods),
+                            ("rkt-modules-disk", disk_mods)):
             order = "".join(f"{m.name}\n" for m in group).encode()
             entries.append(_Entry(f"etc/{name}", stat.S_IFREG | 0o644, order))
         data = gzip.compress(_newc(entries), compresslevel=6, mtime=0)
@@ -136,7 +140,7 @@ def content_key(kver: str) -> str:
     for name in ("init.sh", "rkt-exec.c"):
         h.update(guest_file(name))
     h.update(str(BUSYBOX.stat().st_size).encode() if BUSYBOX.exists() else b"")
-    h.update(",".join(MODULES + NET_MODULES).encode())
+    h.update(",".join(MODULES + NET_MODULES + DISK_MODULES).encode())
     h.update(FSTAB.encode())
     return h.hexdigest()[:16]
 

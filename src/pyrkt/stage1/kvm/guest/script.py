@@ -9,6 +9,10 @@ Each app is started by `rkt-exec --ns FILE --mounts PLAN`: a mount namespace who
 is the app's rootfs (pivot_root), holding the mounts of its plan (`app_mounts`: /sys, a
 minimal /dev, the pod's /etc files, /run, its volumes, /proc) and none of the init's (the
 pod shares, the other apps' roots, the initramfs); `rkt enter` joins it (`--ns FILE`).
+An app whose rootfs is a disk (rootfs=block) has it mounted at that same path by the pod
+script first (`disk_lines`, found by serial number), so its namespace's root is the
+disk's; an `empty` volume on a disk is mounted once at volume_mount_point and bound
+from there into each app's namespace.
 The host has made /stage1/rkt/status and, where it could, each app's /proc, /sys, /dev
 mount points (APP_MOUNT_POINTS): under emulation each guest fork+exec costs tens of
 milliseconds, each 9p round trip about one.
@@ -17,7 +21,7 @@ milliseconds, each 9p round trip about one.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from pyrkt.stage1 import devices
@@ -160,9 +164,16 @@ def _mount(source: str, target: str, fstype: str, options: str) -> str:
 def dev_steps(console: str | None = None) -> list[str]:
     """The app's minimal /dev (`stage1/devices.py`, what the container flavor gives) as
     mount plan steps; console: the guest's device (the app's terminal) bound as
-    /dev/console and under its own name (which `tty` shows, as before)."""
-    out = [_mount("tmpfs", "/dev", "tmpfs", f"nosuid,strictatime,{devices.DEV_DATA},mkdir")]
-    out += [f"mknod /dev/{n} 0666 {major} {minor}" for n, major, minor in devices.DEVICES]
+    /dev/console and under its own name (which `tty` shows, as before).
+
+    The guest kernel has no devices cgroup, so /dev is a `nodev` tmpfs and each device
+    is a bind of the init's node (devtmpfs): a node an app makes with rkt's CAP_MKNOD
+    (on /dev, or on its rootfs: the disks are `nodev` too) does not open, so it cannot
+    reach the other apps' disks or the pod's virtio-serial ports."""
+    out = [_mount("tmpfs", "/dev", "tmpfs",
+                  f"nosuid,nodev,strictatime,{devices.DEV_DATA},mkdir")]
+    out += [_mount(f"/dev/{n}", f"/dev/{n}", "none", "bind,mkfile")
+            for n, _, _ in devices.DEVICES]
     out += [f"symlink /dev/{n} {_field(t)}" for n, t in devices.LINKS]
     out += [
         "mkdir /dev/pts 0755",
@@ -202,6 +213,11 @@ def app_mounts(
         copy = "" if run_dir.empty else ",copyup"
         lines.append(_mount("tmpfs", "/run", "tmpfs", run_dir.options() + copy))
     for m in app.mounts:
+        if m not in tags:  # on a disk: mounted by the pod script (disk_lines), bound
+            ro = ",ro" if m.read_only else ""
+            lines.append(_mount(volume_mount_point(m.volume), m.target, "none",
+                                f"bind{ro},mkdir"))
+            continue
         # A writable volume gets cache=mmap: a writable MAP_SHARED mmap (databases, apt's
         # cache) fails on 9p without it; reads and writes still go to the host (rkt #1917).
         ro = ",ro" if m.read_only else ""
@@ -228,23 +244,86 @@ def _cgroup_lines(app: AppPlan) -> list[str]:
     return lines
 
 
-def mount_tags(plan: PodPlan) -> dict[MountPlan, str]:
-    """One 9p tag per distinct volume mount (by plan order)."""
+def mount_tags(plan: PodPlan, on_disks: Collection[str] = ()) -> dict[MountPlan, str]:
+    """One 9p tag per distinct volume mount (by plan order), but for the volumes on disks
+    (on_disks: their names)."""
     tags: dict[MountPlan, str] = {}
     for app in plan.apps:
         for m in app.mounts:
-            if m not in tags:
+            if m not in tags and m.volume not in on_disks:
                 tags[m] = volume_tag(len(tags))
     return tags
+
+
+# How long the guest waits for its disks (a hot-plugged one appears after the restore).
+DISK_WAIT_STEPS = 1200
+DISK_WAIT_STEP_S = "0.05"
+
+
+GUEST_VOLUMES = "/run/rkt-volumes"
+# What the pod script says when the pod cannot start (a disk missing), before it powers
+# the VM off: the host reports it (finish.py) instead of a clean end without exit codes.
+GUEST_FAILED = f"{GUEST_CTL}/failed"
+
+
+def fail(message: str) -> str:
+    """Say why the pod cannot start, in the console log and to the host, and halt."""
+    return f"{{ rkt_say {q(message)}; echo {q(message)} > {GUEST_FAILED}; rkt_halt; }}"
+
+
+def volume_mount_point(volume: str) -> str:
+    """Where an `empty` volume on a disk is mounted in the init's view (apps bind it)."""
+    return f"{GUEST_VOLUMES}/{volume}"
+
+
+def disk_lines(plan: PodPlan, disks: Mapping[str, str],
+               volume_disks: Mapping[str, str] | None = None) -> list[str]:
+    """Mount each app's disk (disks: app name -> the disk's serial number) at the app's
+    rootfs path and each volume's disk (volume_disks: volume name -> serial number) at
+    volume_mount_point, found by serial number in /sys/block/vd*/serial (builtins
+    only); waits for disks still being hot-plugged; without them the pod cannot run."""
+    targets = [(disks[a.name], guest_rootfs(a), f"app {a.name}")
+               for a in plan.apps if a.name in disks]
+    targets += [(sn, volume_mount_point(v), f"volume {v}")
+                for v, sn in (volume_disks or {}).items()]
+    if not targets:
+        return []
+    cases = "".join(f"\t{q(sn)}) rkt_disk_{i}=/dev/${{b##*/}} ;;\n"
+                    for i, (sn, _, _) in enumerate(targets))
+    have = " && ".join(f'[ -n "$rkt_disk_{i}" ]' for i in range(len(targets)))
+    out = [
+        "rkt_n=0",
+        "while :; do",
+        "for b in /sys/block/vd*; do",
+        # no newline at the end of a serial: `read` sets s and returns 1
+        '[ -r "$b/serial" ] || continue; s=; read -r s <"$b/serial"',
+        "case $s in\n" + cases + "esac",
+        "done",
+        f"{have} && break",
+        f"rkt_n=$((rkt_n + 1)); [ $rkt_n -lt {DISK_WAIT_STEPS} ] || "
+        + fail("the pod's disks did not appear"),
+        f"sleep {DISK_WAIT_STEP_S}",
+        "done",
+    ]
+    if volume_disks:
+        out.append("mkdir -p " + " ".join(q(volume_mount_point(v)) for v in volume_disks))
+    for i, (_, target, what) in enumerate(targets):
+        out.append(f'mount -t ext4 -o noatime,nodev "$rkt_disk_{i}" {q(target)} || '
+                   + fail(f"cannot mount the disk of {what}"))
+    return out
 
 
 def pod_script(
     plan: PodPlan, *, net_script: str = "", stop_grace_s: int = 10,
     seccomp_apps: Sequence[str] = (),
+    disks: Mapping[str, str] | None = None,
+    volume_disks: Mapping[str, str] | None = None,
 ) -> str:
     """The script for plan; net_script: sh that configures the guest NICs (from NET);
-    seccomp_apps: apps whose seccomp filter the host wrote (seccomp_file). Each app's
-    mount plan (app_mounts) is the host's to write, at mounts_file."""
+    seccomp_apps: apps whose seccomp filter the host wrote (seccomp_file); disks: per
+    app, the serial number of its rootfs disk (disk_lines); volume_disks: the same per
+    `empty` volume on a disk. Each app's mount plan (app_mounts) is the host's to write,
+    at mounts_file."""
     out = [
         f"# pod {plan.uuid}: written by pyrkt's kvm stage1 on the host",
         f"echo {q(plan.hostname)} > /proc/sys/kernel/hostname",
@@ -261,6 +340,7 @@ def pod_script(
             f"mkdir -p {CGROUP_ROOT}",
             f"echo {enable} > {CGROUP_ROOT}/cgroup.subtree_control",
         ]
+    out += disk_lines(plan, disks or {}, volume_disks)
     if not plan.interactive:
         # A virtio port opens once: the init holds it and every app inherits it.
         out.append('exec 4>"$rkt_port_out" 5>"$rkt_port_err"')
@@ -292,5 +372,7 @@ def pod_script(
     for i, app in enumerate(plan.apps):
         st = q(f"{GUEST_STAGE1}/rkt/status/{app.name}")
         out.append(f"wait $rkt_pid_{i}; echo $? > {st}")
-    out += ["kill $rkt_agent_pid 2>/dev/null", ""]  # the init syncs and powers off
+    # The init powers off with busybox's `reboot -f`, which syncs first (no -n): the
+    # disks' writes reach QEMU without a `sync` (a fork+exec).
+    out += ["kill $rkt_agent_pid 2>/dev/null", ""]
     return "\n".join(out)

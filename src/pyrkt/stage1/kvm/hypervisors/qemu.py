@@ -4,11 +4,15 @@ Devices: one virtio-serial bus whose port numbers are fixed (vm.PORT_*): app std
 app stderr, the enter/stop agent, the terminal port, a template's go port. ISA serial
 ttyS0 carries the firmware and kernel console (to a log file, and to stderr under
 --debug); interactively, ttyS1 is the app's terminal on QEMU's stdio with the mux
-escape (Ctrl-a x). Each share is a virtio-9p device. A NIC carries no option ROM (no
-PXE: SeaBIOS would run iPXE at every boot).
+escape (Ctrl-a x). Each share is a virtio-9p device, each disk a virtio-blk one (its
+nodes and device as JSON: `blockdev_nodes`, `disk_device`, what a hot-plug over QMP
+sends too; a plan whose disks are `hotplugged` has none on its command line). A NIC
+carries no option ROM (no PXE: SeaBIOS would run iPXE at every boot).
 """
 
 from __future__ import annotations
+
+import json
 
 from pyrkt.stage1.kvm.vm import (
     PORT_AGENT,
@@ -18,6 +22,7 @@ from pyrkt.stage1.kvm.vm import (
     PORT_TTY,
     Accel,
     ConsoleMode,
+    Disk,
     Machine,
     VmPlan,
 )
@@ -27,9 +32,58 @@ from pyrkt.stage1.kvm.vm import (
 # priority changes (docs/security.md).
 SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 def _opt(*parts: str) -> str:
     return ",".join(p for p in parts if p)
+
+
+def blockdev_nodes(disk: Disk) -> list[dict[str, Any]]:
+    """The disk's block nodes, base first, as `-blockdev` JSON and QMP `blockdev-add`
+    arguments alike (one description for a cold boot and a hot-plug): the base image
+    read-only, each qcow2 layer backed by the node before it, every layer but the last
+    read-only (a scratch disk: the base alone, writable).
+
+    A writable node has `cache.no-flush`: the guest's flushes write QEMU's qcow2
+    metadata out to the host's page cache but skip the fdatasync. The layer only lives
+    as long as the pod (and its export): a completed write is in the host's page cache,
+    where a `kill -9` of QEMU leaves it, so ext4's journal, which orders its commits by
+    completions, still finds a consistent filesystem after one; only a host crash, which
+    ends the pod anyway, could lose the order. It halves the cost of an fsync in the
+    guest (BENCHMARKS.md); Firecracker's default drive cache is the same trade."""
+    base = f"{disk.id}-base"
+    ro = not (disk.scratch and not disk.layers)
+    nodes: list[dict[str, Any]] = [
+        _node(f"{base}-file", ro, driver="file", filename=str(disk.base)),
+        _node(base if disk.layers else disk.id, ro, driver="raw", file=f"{base}-file"),
+    ]
+    below = base
+    for i, layer in enumerate(disk.layers):
+        last = i == len(disk.layers) - 1
+        name = disk.id if last else f"{disk.id}-l{i}"
+        nodes += [
+            _node(f"{name}-file", not last, driver="file", filename=str(layer)),
+            _node(name, not last, driver="qcow2", file=f"{name}-file", backing=below),
+        ]
+        below = name
+    return nodes
+
+
+def _node(name: str, read_only: bool, **options: str) -> dict[str, Any]:
+    node: dict[str, Any] = {"node-name": name, **options, "read-only": read_only}
+    if not read_only:
+        node["cache"] = {"no-flush": True}
+    return node
+
+
+def disk_device(disk: Disk) -> dict[str, Any]:
+    """The disk's virtio-blk device (`-device` JSON, QMP `device_add`); the serial
+    number is the disk's id (the guest finds its disks by it)."""
+    return {"driver": "virtio-blk-pci", "id": f"{disk.id}-dev", "drive": disk.id,
+            "serial": disk.id}
 
 
 class Qemu:
@@ -90,6 +144,10 @@ class Qemu:
                 "-device",
                 f"virtio-9p-pci,fsdev=fs{i},mount_tag={share.tag}",
             ]
+        for disk in () if plan.disks_hotplugged else plan.disks:
+            for node in blockdev_nodes(disk):
+                a += ["-blockdev", json.dumps(node, separators=(",", ":"))]
+            a += ["-device", json.dumps(disk_device(disk), separators=(",", ":"))]
         if plan.balloon:
             a += ["-device", "virtio-balloon-pci,free-page-reporting=on"]
         for i, tap in enumerate(plan.taps):

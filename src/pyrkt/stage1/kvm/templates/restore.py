@@ -3,13 +3,15 @@
 The pod's QEMU starts with the template's devices and the pod's backends, its RAM
 mapped privately from the template's RAM file, `-incoming defer`, and two connected
 sockets: QMP and the rkt.go port. Over QMP: the `x-ignore-shared` capability,
-`migrate-incoming fd:N` on the template's state file (an fd it inherited), `cont`.
+`migrate-incoming fd:N` on the template's state file (an fd it inherited), `cont`, and
+the pod's disks hot-plugged (`blockdev-add` + `device_add`: a template has none).
 Then the guest gets "go" on the rkt.go port (clock, RNG seed, MACs: shape.go_line) and
 answers "ok" once it took them; from there on the pod is like a booted one. Any failure
 kills that QEMU and returns None: the runner boots the pod instead (said under
 --debug), and a template that failed to restore is marked failed (store.mark_failed).
 A QEMU stopped from outside meanwhile (killed, or SIGTERM) is returned as it is: the
-pod ends, as one whose VM is killed while it boots.
+pod ends, as one whose VM is killed while it boots. QEMU refusing the pod's disks does
+not mark the template failed (the boot that follows says why).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pyrkt.errors import RktError
 from pyrkt.stage1 import contract
 from pyrkt.stage1.kvm import launch
 from pyrkt.stage1.kvm.hypervisors.base import Hypervisor
-from pyrkt.stage1.kvm.qmp import Qmp
+from pyrkt.stage1.kvm.qmp import Qmp, QmpError
 from pyrkt.stage1.kvm.templates import build, shape, store
 from pyrkt.stage1.kvm.vm import VmPlan
 
@@ -115,6 +117,8 @@ def _restore(req: Request, t: store.Template) -> Started | None:
         q.execute("migrate-incoming", {"uri": f"fd:{state}"})
         build.wait_migration(q, QMP_TIMEOUT_S)
         q.execute("cont")
+        if vp.disks:  # the guest's pod script waits for them by serial number
+            _attach(q, vp)
         macs = [(shape.template_mac(i), tap.mac) for i, tap in enumerate(vp.taps)]
         go_host.sendall(shape.go_line(time.time_ns(), secrets.token_bytes(SEED_BYTES), macs))
         said = build.read_line(go_host, GO_TIMEOUT_S)
@@ -128,7 +132,7 @@ def _restore(req: Request, t: store.Template) -> Started | None:
         if p is not None:
             _kill(p)
         launch.remove_groups(groups)
-        if started:
+        if started and not isinstance(e, DisksRefused):
             store.mark_failed(t.folder.parent, t.key, f"a restore failed: {e}")
         if serial is not None:
             serial.unlink(missing_ok=True)
@@ -151,6 +155,20 @@ def _copy_to_stderr(path: Path) -> None:
 
 class RestoreFailed(RktError):
     """The restored guest refused its go."""
+
+
+class DisksRefused(RktError):
+    """QEMU refused the pod's disks: the pod's matter (its files), not the template's,
+    which stays usable; the boot that follows says what is wrong with them."""
+
+
+def _attach(q: Qmp, vp: VmPlan) -> None:
+    from pyrkt.stage1.kvm import disks
+
+    try:
+        disks.attach_qmp(q, vp.disks)
+    except QmpError as e:
+        raise DisksRefused(f"hot-plugging the pod's disks: {e}") from e
 
 
 def _stopped_from_outside(p: subprocess.Popen[bytes]) -> bool:

@@ -2,14 +2,16 @@
 
 A pod restores into its template only if QEMU's device layout is the same on both
 sides; what differs is only backends, which are not migrated: the shares' folders, the
-taps, the sockets and files of the serial ports, the fds. So the template's plan is the
-pod's plan with the template's own backends (`template_plan`), the restore's plan is
-the pod's plan with the template's RAM file and `-incoming` (`restore_plan`), and the
-key hashes the template's command line with placeholders for its files (`key`): any
-change of machine, accelerator, vCPUs, memory, devices or kernel command line, in the
-pod or in the driver's code, gives another key, as do other kernel, initramfs or QEMU
-files. Every console mode has the same devices (`uniform_devices`) and there is no
-balloon (see `restore_plan`), so one template serves interactive and --debug pods too.
+taps, the sockets and files of the serial ports, the fds. The pod's disks are no part of
+it: a restore hot-plugs them. So the template's plan is the pod's plan without disks and
+with the template's own backends (`template_plan`), the restore's plan is the pod's plan
+with the template's RAM file and `-incoming` (`restore_plan`), and the key hashes the
+template's command line with placeholders for its files (`key`): any change of machine,
+accelerator, vCPUs, memory, devices or kernel command line, in the pod or in the
+driver's code, gives another key, as do other kernel, initramfs or QEMU files. Every
+console mode has the same devices (`uniform_devices`) and there is no balloon (see
+`restore_plan`), so one template serves interactive and --debug pods too, on 9p or on
+disks.
 """
 
 from __future__ import annotations
@@ -44,11 +46,14 @@ def template_mac(index: int) -> str:
 
 
 def template_plan(vp: VmPlan, cmdline: Sequence[str]) -> VmPlan:
-    """The template for vp's shape: vp's devices, the template's own backends (files in
-    its folder, NICs without a backend), its RAM in a shared file, booted with cmdline.
-    RAM file and fds are placeholders until the build sets them."""
+    """The template for vp's shape: vp's devices but its disks, the template's own
+    backends (files in its folder, NICs without a backend), its RAM in a shared file,
+    booted with cmdline. RAM file and fds are placeholders until the build sets them.
+    No disks: they are the pod's own (its layers), hot-plugged after the restore
+    (`restore_plan`), so pods on 9p and on disks share one template."""
     return _templated(
         vp, cmdline, MemoryFile(_RAM, shared=True), go_fd=_FD, qmp_fd=_FD, incoming=False,
+        disks=(),
         shares=tuple(Share(s.tag, Path(SHARE), read_only=True) for s in vp.shares),
         taps=tuple(Tap("", template_mac(i)) for i in range(len(vp.taps))),
         console=ConsoleMode.STREAMS,
@@ -70,13 +75,15 @@ def restore_plan(vp: VmPlan, cmdline: Sequence[str], ram: Path, kernel: Path, go
     """The pod's VM restored from a template: vp with the template's devices (and its
     kernel command line: the guest booted with it; QEMU only keeps it for a reboot, which
     ends a pod), its RAM mapped privately from ram, its state to come over QMP, and as
-    its kernel only the template kernel's head (`kernel_head`), no initramfs.
+    its kernel only the template kernel's head (`kernel_head`), no initramfs. Its disks
+    are not on its command line (the template has none): the restore hot-plugs them over
+    QMP once the VM runs (`disks_hotplugged`).
 
     No balloon: QEMU 7.2 gives the pages a balloon reports free back by punching holes
     in the RAM file (`ram_block_discard_range`), which would zero them in the template
     under every other pod; QEMU 8.2 only drops the pod's private copies."""
     return _templated(vp, cmdline, MemoryFile(ram, shared=False), go_fd=go_fd, qmp_fd=qmp_fd,
-                      incoming=True, kernel=kernel, initrd=None)
+                      incoming=True, kernel=kernel, initrd=None, disks_hotplugged=True)
 
 
 def _templated(vp: VmPlan, cmdline: Sequence[str], ram: MemoryFile, *, go_fd: int,

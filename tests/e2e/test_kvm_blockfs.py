@@ -1,0 +1,346 @@
+"""VM pods whose apps' rootfs are disks (`--kvm-rootfs=block`, docs/kvm.md "Root
+filesystems on disks"), end to end under QEMU: unix sockets and FIFOs in /tmp, /var/run
+and an empty volume (as in a container pod, unlike 9p), what a local disk keeps (hard
+links, device nodes, owners, modes, holes), exit codes, `rkt enter`, `rkt status`,
+`rkt export` of what the pod wrote, and nothing left on the host after `rkt gc`, also
+when the VM was killed."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import tarfile
+import time
+from pathlib import Path
+
+import kvm_helpers as kh
+import pytest
+import test_kvm_gaps as gaps
+import test_kvm_rkt as base
+from test_kvm_rkt import Rkt
+
+from pyrkt.image import fsimage
+
+pytestmark = [pytest.mark.qemu, pytest.mark.root]
+
+stage1 = base.stage1  # the module fixtures of test_kvm_rkt and test_kvm_gaps
+accel_env = base.accel_env
+rkt = base.rkt
+image = gaps.image  # busybox with every applet, usock (a unix socket server and client)
+
+BLOCK = "--kvm-rootfs=block"
+ANN_ROOTFS = "--annotation=coreos.com/rkt/stage1/kvm/rootfs=block"
+
+# A server on a unix socket and a FIFO carrying a line, in each folder given.
+SOCKETS = r"""
+for d in "$@"; do
+  mkdir -p "$d"
+  usock serve "$d/sock" &
+  timeout 60 sh -c "until [ -S $d/sock ]; do sleep 0.1; done"
+  usock send "$d/sock" "hi-$d"
+  wait $! && echo "served $d"
+  mkfifo "$d/fifo" || continue
+  timeout 60 sh -c "echo through > $d/fifo" &
+  echo "fifo $d $(timeout 60 cat $d/fifo)/$(stat -c %F $d/fifo)"
+  wait $!
+done
+"""
+PLACES = ("/tmp", "/var/run/x", "/vol")
+EXPECTED = [line for d in PLACES for line in
+            (f"reply hi-{d}", f"served {d}", f"fifo {d} through/fifo")]
+
+
+def test_sockets_and_fifos_on_disks_as_in_a_container_pod(rkt: Rkt, image: Path) -> None:
+    """The same program under the container stage1 and in a VM pod on disks: a server
+    answers on its unix socket, and a FIFO carries a line, in /tmp, /var/run/x and an
+    empty volume."""
+    args = ["--volume=vol,kind=empty", str(image), "--mount=volume=vol,target=/vol",
+            "--exec", "/bin/sh", "--", "-c", SOCKETS, "sockets", *PLACES]
+    r = rkt.run(BLOCK, *args)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == EXPECTED, r.stdout + r.stderr
+    c = rkt("run", "--insecure-options=image", "--net=none", *args)
+    assert c.returncode == 0, c.stderr
+    assert c.stdout.splitlines() == EXPECTED, c.stdout
+
+
+# What a local disk keeps: hard links (from the image and new), device nodes (made, kept,
+# not opened: the disk is nodev, the guest has no devices cgroup), owners, modes with
+# setuid, holes, FIFOs from the image; then the app's exit code.
+FILE_KINDS = r"""
+stat -c %h /img/h1
+[ "$(stat -c %i /img/h1)" = "$(stat -c %i /img/h2)" ] && echo image-hardlink-shared
+stat -c '%F %t:%T' /img/null-copy
+stat -c %F /img/fifo
+echo data > /srv/a && ln /srv/a /srv/b && echo more >> /srv/b && cat /srv/a
+mknod /srv/zero c 1 5 && stat -c '%F %t:%T' /srv/zero
+head -c 4 /srv/zero 2>/dev/null || echo "a node on the disk does not open (nodev)"
+chown 12:34 /srv/a && chmod 4750 /srv/a && stat -c '%u %g %a' /srv/a
+dd if=/dev/zero of=/srv/sparse bs=1 count=1 seek=1073741824 2>/dev/null
+echo "sparse $(stat -c %s /srv/sparse) $(du -k /srv/sparse | cut -f1)"
+awk '$2 == "/" {print "root on", $3}' /proc/mounts
+exit 7
+"""
+
+
+def test_a_disk_keeps_what_a_local_disk_keeps(rkt: Rkt, image_with_nodes: Path,
+                                              tmp_path: Path) -> None:
+    uuid_file = tmp_path / "uuid"
+    r = rkt.run(BLOCK, f"--uuid-file-save={uuid_file}", str(image_with_nodes), "--exec",
+                "/bin/sh", "--", "-c", FILE_KINDS)
+    assert r.returncode == 7, r.stderr
+    assert r.stdout.splitlines() == [
+        "2",
+        "image-hardlink-shared",
+        "character special file 1:3",
+        "fifo",
+        "data", "more",
+        "character special file 1:5",
+        "a node on the disk does not open (nodev)",
+        "12 34 4750",
+        "sparse 1073741825 4",
+        "root on ext4",
+    ], r.stdout
+    st = rkt("status", uuid_file.read_text().strip())
+    assert "app-busybox=7" in st.stdout.splitlines(), st.stdout
+
+
+@pytest.fixture(scope="module")
+def image_with_nodes(image: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The image plus /img with a hard-linked pair, a device node and a FIFO, and /srv."""
+    out = tmp_path_factory.mktemp("aci-nodes") / "nodes.aci"
+    with tarfile.open(image) as src, tarfile.open(out, "w") as dst:
+        for m in src.getmembers():
+            dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+        for name in ("rootfs/img", "rootfs/srv"):
+            d = tarfile.TarInfo(name)
+            d.type, d.mode = tarfile.DIRTYPE, 0o755
+            dst.addfile(d)
+        f = tarfile.TarInfo("rootfs/img/h1")
+        f.size = 3
+        dst.addfile(f, io.BytesIO(b"hl\n"))
+        h = tarfile.TarInfo("rootfs/img/h2")
+        h.type, h.linkname = tarfile.LNKTYPE, "rootfs/img/h1"
+        dst.addfile(h)
+        n = tarfile.TarInfo("rootfs/img/null-copy")
+        n.type, n.mode, n.devmajor, n.devminor = tarfile.CHRTYPE, 0o666, 1, 3
+        dst.addfile(n)
+        fifo = tarfile.TarInfo("rootfs/img/fifo")
+        fifo.type, fifo.mode = tarfile.FIFOTYPE, 0o644
+        dst.addfile(fifo)
+    return out
+
+
+def test_enter_and_export_of_a_pod_on_disks(rkt: Rkt, image: Path, tmp_path: Path) -> None:
+    """`rkt enter` sees the disk; `rkt export` of the exited pod has what it wrote (and
+    not what it removed), read back by a VM, never mounted on the host."""
+    uuid_file = tmp_path / "uuid"
+    # /etc/last is written an instant before the VM powers off: the guest's page cache
+    # must reach the disk without a sync of ours (busybox's `reboot -f` syncs).
+    script = ("trap 'echo bye > /etc/last; exit 3' TERM; echo written > /etc/written; "
+              "mkfifo /etc/fifo; "
+              "ln /etc/written /etc/link; rm /bin/awk; echo ready; "
+              "while :; do sleep 0.2; done")
+    p = rkt.start(ANN_ROOTFS, f"--uuid-file-save={uuid_file}", str(image), "--exec",
+                  "/bin/sh", "--", "-c", script)
+    uuid = rkt.wait_running(uuid_file)
+    assert p.stdout is not None and p.stdout.readline() == "ready\n"
+    e = rkt("enter", uuid, "/bin/sh", "-c", "cat /etc/written; touch /tmp/go")
+    assert (e.returncode, e.stdout) == (0, "written\n"), e.stderr
+    s = rkt("stop", uuid)
+    assert s.returncode == 0, s.stderr
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 3, err
+    out = tmp_path / "out.aci"
+    x = rkt("--debug", "export", uuid, str(out), timeout=900)
+    assert x.returncode == 0, x.stderr + kh.all_diagnostics(rkt.dir)
+    assert "rkt-jail" in x.stderr  # the export VM's QEMU is confined as a pod's
+    with tarfile.open(out) as t:
+        names = t.getnames()
+        assert names[0] == "manifest"
+        assert json.loads(t.extractfile("manifest").read())["name"] == "example.com/busybox"  # type: ignore[union-attr]
+        f = t.extractfile("rootfs/etc/written")
+        assert f is not None and f.read() == b"written\n"
+        assert t.getmember("rootfs/etc/fifo").isfifo()
+        last = t.extractfile("rootfs/etc/last")
+        assert last is not None and last.read() == b"bye\n"
+        link = t.getmember("rootfs/etc/link")
+        assert (link.islnk() and link.linkname == "rootfs/etc/written") or \
+            t.getmember("rootfs/etc/written").islnk()
+        assert "rootfs/bin/sh" in names and "rootfs/bin/awk" not in names
+        assert "rootfs/tmp/go" in names
+        assert not [n for n in names if n != "manifest" and not n.startswith("rootfs")]
+    # The pod's layer stays with the pod (until gc); the export left nothing.
+    pod = next(d for d in kh.pod_dirs(rkt.dir) if d.name == uuid)
+    assert _left_on_host(rkt.dir) == [f"layer {pod}/kvm/disks/busybox.qcow2"]
+    assert not list(rkt.dir.glob("rkt-export-*"))
+
+
+def _left_on_host(d: Path) -> list[str]:
+    """Loop or nbd devices, mounts, QEMUs and pods' disk layers of rkt dir d (the empty
+    layers and filesystem images kept per image in the cache and the store are not)."""
+    left = []
+    for b in Path("/sys/block").glob("loop*"):
+        bf = b / "loop" / "backing_file"
+        if bf.exists() and str(d) in bf.read_text():
+            left.append(f"loop {b.name}: {bf.read_text().strip()}")
+    for b in Path("/sys/block").glob("nbd*"):
+        if (b / "pid").exists():
+            left.append(f"nbd {b.name} connected")
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        if str(d) in line.split()[4] or str(d) in line:
+            left.append(f"mount {line}")
+    left += [f"qemu {pid}" for pid in kh.qemu_pids_for(str(d))]
+    left += [f"layer {p}" for p in (d / "pods").rglob("*.qcow2")]
+    return left
+
+
+def test_twenty_pods_on_disks_leave_nothing_after_gc(rkt: Rkt, image: Path,
+                                                     tmp_path: Path) -> None:
+    """20 pods in a row, and one whose VM and `rkt run` are killed with SIGKILL while it
+    runs: after `rkt gc` no pod, disk layer, loop or nbd device, mount or QEMU is left."""
+    for i in range(20):
+        r = rkt.run(BLOCK, str(image), "--exec", "/bin/sh", "--", "-c", f"echo {i} > /tmp/n")
+        assert r.returncode == 0, f"pod {i}: {r.stderr}"
+    uuid_file = tmp_path / "uuid"
+    p = rkt.start(BLOCK, f"--uuid-file-save={uuid_file}", str(image), "--exec",
+                  "/bin/sleep", "--", "600")
+    uuid = rkt.wait_running(uuid_file)
+    pod = next(d for d in kh.pod_dirs(rkt.dir) if d.name == uuid)
+    assert list(pod.glob("kvm/disks/*.qcow2")), kh.all_diagnostics(rkt.dir)
+    for pid in kh.qemu_pids_for(str(pod)):
+        os.kill(pid, signal.SIGKILL)
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=60)
+    deadline = time.monotonic() + 120
+    while kh.qemu_pids_for(str(pod)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    g = rkt("gc", "--grace-period=0s", timeout=600)
+    assert g.returncode == 0, g.stderr
+    assert kh.pod_dirs(rkt.dir) == []
+    assert not _left_on_host(rkt.dir), _left_on_host(rkt.dir)
+    # The image's filesystem image stays in the store (it is the image's, not a pod's).
+    assert list((rkt.dir / "cas" / "trees").glob(f"*/{fsimage.NAME}"))
+
+
+def test_a_pod_restored_from_a_template_gets_its_disks_hot_plugged(rkt: Rkt, image: Path,
+                                                                   tmp_path: Path) -> None:
+    """A VM template and disks together (--kvm-template=on, rootfs=block): the pod's QEMU
+    is restored from a template that has no disk, with none on its command line; its
+    disks (the app's rootfs, an empty volume) are hot-plugged over QMP after the restore
+    and found by serial number: a unix socket and a FIFO work in /tmp and in the volume,
+    the exit code comes back, and after `rkt gc` no pod, disk layer, loop or nbd device,
+    mount, QEMU, template or template RAM file of it is left."""
+    from pyrkt.stage1.kvm.templates import store
+
+    uuid_file = tmp_path / "uuid"
+    places = ("/tmp", "/vol")
+    r = rkt.run(BLOCK, "--kvm-template=on", f"--uuid-file-save={uuid_file}",
+                "--volume=vol,kind=empty", str(image), "--mount=volume=vol,target=/vol",
+                "--exec", "/bin/sh", "--", "-c",
+                SOCKETS + "awk '$2 == \"/\" {print \"root on\", $3}' /proc/mounts; exit 9",
+                "sockets", *places)
+    assert r.returncode == 9, r.stderr + kh.all_diagnostics(rkt.dir)
+    assert r.stdout.splitlines() == [
+        *(line for d in places for line in
+          (f"reply hi-{d}", f"served {d}", f"fifo {d} through/fifo")),
+        "root on ext4",
+    ], r.stdout + kh.all_diagnostics(rkt.dir)
+    uuid = uuid_file.read_text().strip()
+    pod = next(d for d in kh.pod_dirs(rkt.dir) if d.name == uuid)
+    cmdline = (pod / "kvm" / "cmdline").read_text()
+    assert "-incoming defer" in cmdline, cmdline  # restored, not booted
+    assert "-blockdev" not in cmdline and "virtio-blk" not in cmdline, cmdline
+    assert sorted(p.name for p in pod.glob("kvm/disks/*.qcow2")) == [
+        "busybox.qcow2", "volume-vol.qcow2"]
+    assert "app-busybox=9" in rkt("status", uuid).stdout.splitlines()
+    g = rkt("gc", "--grace-period=0s", timeout=600)
+    assert g.returncode == 0, g.stderr
+    assert kh.pod_dirs(rkt.dir) == []
+    assert not _left_on_host(rkt.dir), _left_on_host(rkt.dir)
+    templates = rkt.dir / "cache" / store.STORE
+    assert not [p for p in templates.glob("*") if not p.name.endswith(".lock")]
+    assert not kh.template_ram_of(rkt.dir)
+
+
+def test_a_bad_rootfs_kind_is_refused(rkt: Rkt, image: Path) -> None:
+    r = rkt.run("--kvm-rootfs=disk", str(image))
+    assert r.returncode == 254
+    assert "--kvm-rootfs='disk': not a rootfs kind" in r.stderr
+
+
+def test_a_disk_the_guest_cannot_mount_fails_the_pod(rkt: Rkt, image: Path,
+                                                     tmp_path: Path) -> None:
+    """The image's filesystem image broken in the store: the guest cannot mount the app's
+    disk, says so, and `rkt run` fails (254) with its word instead of a clean exit 0."""
+    r = rkt.run(BLOCK, str(image), "--exec", "/bin/true")
+    assert r.returncode == 0, r.stderr
+    (fs,) = (rkt.dir / "cas" / "trees").glob(f"*/{fsimage.NAME}")
+    size = fs.stat().st_size
+    fs.chmod(0o644)
+    with open(fs, "r+b") as f:  # the superblock (at 1024) gone
+        f.write(b"\0" * 65536)
+        f.truncate(size)
+    uuid_file = tmp_path / "uuid"
+    r = rkt.run(BLOCK, f"--uuid-file-save={uuid_file}", str(image), "--exec", "/bin/true")
+    assert r.returncode == 254, r.stderr + kh.all_diagnostics(rkt.dir)
+    said = "the pod could not start: cannot mount the disk of app busybox (the guest said)"
+    assert said in r.stderr, r.stderr
+    st = rkt("status", uuid_file.read_text().strip())
+    assert f"failure={said}" in st.stdout.splitlines(), st.stdout
+
+
+def test_a_disk_hot_plugged_after_boot_is_found_and_mounted(stage1: Path, accel_env: str,
+                                                            tmp_path: Path) -> None:
+    """What a pod restored from a VM template does: its VM booted without its disk,
+    which is then attached over QMP (blockdev-add + device_add: ACPI PCI hot-plug on
+    -M pc); the pod script waits for it by its serial number, mounts it, runs the app."""
+    import socket
+    import subprocess
+
+    from pyrkt.record import replace
+    from pyrkt.stage1.kvm import disks, runner
+    from pyrkt.stage1.kvm.disks import PodDisks
+    from pyrkt.stage1.kvm.hypervisors.qemu import Qemu
+    from pyrkt.stage1.kvm.qmp import Qmp
+    from pyrkt.stage1.kvm.vm import Disk
+
+    with tarfile.open(stage1) as t:
+        for n in ("rootfs/kvm/vmlinuz", "rootfs/kvm/initrd.img"):
+            t.extract(n, tmp_path / "assets", filter="data")
+    pod, plan = kh.make_pod(tmp_path, tmp_path / "assets" / "rootfs",
+                            [kh.app("a", "/bin/sh", "-c", "cat /hello; exit 5")])
+    tree = tmp_path / "tree"
+    kh.busybox_rootfs(tree / "rootfs")
+    (tree / "rootfs" / "hello").write_text("from the hot-plugged disk\n")
+    disks.disks_dir(pod).mkdir(parents=True)
+    layer = disks.layer_path(pod, "a")
+    disks.make_layer(layer, fsimage.disk_image(tree))
+    disk = Disk(disks.disk_id(0), fsimage.disk_image(tree), (layer,))
+    opts = runner.RunOptions()
+    runner.kvm_dir(pod).mkdir(exist_ok=True)
+    runner.write_guest_files(pod, plan, opts, PodDisks({"a": disk}))
+    vp, _ = runner.vm_plan(pod, plan, opts)  # no disk on the command line
+    out = tmp_path / "out.txt"
+    # QMP on a connected socket QEMU inherits (as a template restore has it).
+    ours, theirs = socket.socketpair()
+    vp = replace(vp, qmp_fd=theirs.fileno(), app_stdout=out, app_stderr=out, fd_sets=(),
+                 app_log_dir=None)
+    argv = Qemu().argv(vp)
+    assert "-blockdev" not in argv
+    p = subprocess.Popen(argv, cwd=pod, stdin=subprocess.DEVNULL, pass_fds=[theirs.fileno()])
+    theirs.close()
+    try:
+        q = Qmp(ours, 300.0)
+        q.handshake()
+        disks.attach_qmp(q, [disk])
+        assert p.wait(timeout=600) == 0, kh.diagnostics(pod)
+    finally:
+        ours.close()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert out.read_text() == "from the hot-plugged disk\n", kh.diagnostics(pod)
+    assert (pod / "stage1/rootfs/rkt/status/a").read_text().strip() == "5"
