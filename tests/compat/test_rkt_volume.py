@@ -143,8 +143,9 @@ def test_pod_level_mount(flavor: str, rkt: Rkt, make_image: ImageMaker,
                          host_dir: Path) -> None:
     """`--mount` before the first image is every app's (rkt's MergeMounts); an app's own
     mount of the same target wins."""
-    one = image(make_image, "cat /shared/file; echo", name="example.com/one")
-    two = image(make_image, "cat /shared/file; echo", name="example.com/two")
+    # one write per app: both apps share the console, two writes could interleave
+    one = image(make_image, "echo \"$(cat /shared/file)\"", name="example.com/one")
+    two = image(make_image, "echo \"$(cat /shared/file)\"", name="example.com/two")
     other = host_dir.parent / "other"
     other.mkdir()
     (other / "file").write_text("other")

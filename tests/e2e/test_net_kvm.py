@@ -41,12 +41,17 @@ def http_get(ip: str, port: int = 80) -> str:
     return net.http_get(ip, port, tries=100, pause=0.2)  # a VM pod's server starts late
 
 
-def leftovers(uuids: list[str]) -> list[str]:
+def pod_links() -> set[str]:
+    """The host's links that lead into a pod's network namespace."""
+    return {f"link {ln.split(':')[1]}" for ln in sh("ip -o link").splitlines() if "rkt-" in ln}
+
+
+def leftovers(uuids: list[str], links_before: set[str] = frozenset()) -> list[str]:
+    """What still names these pods, and the pod links that were not there before the test
+    (another pod on this host, e.g. a killed earlier run's, is not this test's leftover)."""
     found = host_leftovers(uuids)
     found += [f"process {pid}" for u in uuids for pid in kh.qemu_pids_for(u)]
-    links = sh("ip -o link")
-    found += [f"link {ln.split(':')[1]}" for ln in links.splitlines() if "rkt-" in ln]
-    return found
+    return found + sorted(pod_links() - links_before)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +77,7 @@ class Rkt:
         self.stage1 = stage1
         self.procs: list[subprocess.Popen[str]] = []
         self.n = 0
+        self.links_before = pod_links()  # another pod's links are not this test's leftovers
 
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "pyrkt", f"--dir={self.dir}",
@@ -136,7 +142,7 @@ def rkt(tmp_path: Path, stage1: Path) -> Iterator[Rkt]:
         for u in r.uuids():
             for pid in kh.qemu_pids_for(u):
                 os.kill(pid, 9)
-    left = leftovers(r.uuids() + [p.name for p in (r.dir / "pods").glob("*/*")])
+    left = leftovers(r.uuids() + [p.name for p in (r.dir / "pods").glob("*/*")], r.links_before)
     assert left == [], f"left behind after gc: {left}"
 
 
@@ -219,4 +225,4 @@ def test_vm_pod_cycles_then_gc_leave_nothing(rkt: Rkt, web_aci: Path) -> None:
         os.kill(pid, 9)
     rkt.procs[-1].wait(timeout=60)
     assert rkt("gc", "--grace-period=0s").returncode == 0
-    assert leftovers(rkt.uuids()) == []
+    assert leftovers(rkt.uuids(), rkt.links_before) == []
