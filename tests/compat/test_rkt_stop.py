@@ -40,9 +40,7 @@ def wait_exited(rkt: Rkt, uuid: str, timeout: float = 120) -> None:
 
 @pytest.mark.parametrize(("flavor", "how"), [
     *[on("coreos", how) for how in ("stop", "force", "uuid-file")],
-    on("kvm", "stop"), on("kvm", "uuid-file"),
-    on("kvm", "force", side="runner",
-       pending="rkt stop --force: rkt run exits 0 (rkt-wait), rkt's was killed by SIGKILL"),
+    on("kvm", "stop"), on("kvm", "uuid-file"), on("kvm", "force"),
 ])  # fmt: skip
 def test_stop(flavor: str, rkt: Rkt, make_image: ImageMaker, tmp_path: Path,
               how: str) -> None:

@@ -321,6 +321,8 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
         for fd in fds:
             os.close(fd)
     p, groups = started
+    # The process `rkt run` became (the waiter keeps this pid): `stop --force` kills it.
+    contract.ppid_file(pod).write_text(f"{os.getpid()}\n")
     if opts.exec_waiter:
         _exec_waiter(pod, plan, p.pid, opts, groups)
 
