@@ -307,6 +307,9 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
         log.info("kvm: KVM is not usable here, using TCG (software emulation; --debug says why)")
     log.debug(f"kvm: accelerator {vp.accel}: {reason}")
     log.debug(f"kvm: VM size {vp.vcpus} vCPU(s), {vp.memory_mib} MiB")
+    if not jailed and any(not s.recursive for s in vp.shares):
+        log.warn("kvm: recursive=false volumes show what is mounted below their source: "
+                 "only the VM jail (off here) binds them without it")
     confinement = launch.Confinement(pod, plan.uuid, Path(os.path.abspath(found)),
                                      cache_dir_for(pod)) if jailed else None
     fds = [fd for fd, _ in vp.fd_sets]

@@ -49,6 +49,7 @@ class Share:
     tag: str
     path: Path
     read_only: bool = False
+    recursive: bool = True  # False: without what is mounted below path (needs the jail)
 
 
 @dataclass(frozen=True)
