@@ -43,7 +43,7 @@ from pyrkt.stage1.kvm.vm import (
     Tap,
     VmPlan,
 )
-from pyrkt.stage1.plan import PodPlan
+from pyrkt.stage1.plan import MountPlan, PodPlan
 
 ENV_EXTRA_KERNEL_PARAMS = "RKT_HYPERVISOR_EXTRA_KERNEL_PARAMS"
 # rkt-wait's fast path (rkt-wait.c); the old name, which a rkt-wait of an older stage1
@@ -66,6 +66,8 @@ class RunOptions:
     netns: Path | None = None  # run the hypervisor inside this netns (NET)
     guest_net_script: str = ""  # sh run in the guest before the apps (NET)
     etc_files: tuple[tuple[str, str], ...] = ()  # (name, content) for each app's /etc
+    protect_paths: bool = True  # /sys/firmware hidden (not with --insecure-options=paths)
+    escape_key: bool = False  # a non-interactive pod on a terminal: Ctrl-a x leaves it
     template: bool | None = None  # --kvm-template=on|off (None: the annotation, env, default)
     # An interactive pod's console: INTERACTIVE (rkt run --interactive) or TERMINAL (the
     # OCI runtime: QEMU's stdio is a pty someone else holds; no escape, no monitor).
@@ -170,13 +172,66 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions) -> None:
         ctl.write("pod.sh", text)
         tags = script.mount_tags(plan)
         console = "/dev/ttyS1" if plan.interactive else None
+        fallback = _fallback_etc_names(plan)
+        single = _link_file_volumes(pod, tags)
         for app in plan.apps:
             with s1.open_dir(f"opt/stage2/{app.name}/rootfs") as rootfs:
-                _prepare_mount_points(rootfs, names)
+                app_names = [n for n in names if n not in fallback or not _has_etc(rootfs, n)]
+                _prepare_mount_points(rootfs, app_names)
                 run = None if app.readonly_rootfs else _run_dir(rootfs)
-            ctl.write(f"mounts/{app.name}", script.app_mounts(app, tags, names, run, console))
+            ctl.write(f"mounts/{app.name}", script.app_mounts(
+                app, script.app_tags(tags, app), app_names, run, console,
+                protect_paths=opts.protect_paths, single_files=single))
             # `enter` appends the command to this prefix (rkt-exec --ns ... --).
             ctl.write(f"apps/{app.name}", script.exec_line(app, argv=()) + "\n")
+
+
+def file_share_dir(pod: Path, tag: str) -> Path:
+    """The folder shared as a single-file volume's tag: it holds the file, hard-linked
+    (script.FILE_SHARE_NAME); 9p exports folders only."""
+    return pod / "kvm-volumes" / tag
+
+
+def _link_file_volumes(pod: Path, tags: dict[tuple[str, MountPlan], str]) -> set[MountPlan]:
+    """The volumes whose source is a single file, each hard-linked into its shares'
+    folders (the user's file itself: what the app writes lands in it, as with a bind)."""
+    single = {m for _, m in tags if not m.source.is_dir()}
+    for (_, m), tag in tags.items():
+        if m not in single:
+            continue
+        d = file_share_dir(pod, tag)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / script.FILE_SHARE_NAME).unlink(missing_ok=True)
+        try:
+            os.link(m.source, d / script.FILE_SHARE_NAME)
+        except OSError as e:
+            raise RktError(
+                f"volume {m.volume!r}: cannot share the file {m.source} with the VM: "
+                f"{e.strerror}",
+                "the kvm flavor shares a single file through a hard link in the pod "
+                "folder: keep it on the same file system as rkt's data folder, or use a "
+                "volume of its folder",
+            ) from e
+    return single
+
+
+def _fallback_etc_names(plan: PodPlan) -> frozenset[str]:
+    """The pod's /etc files an app gets only where its image has none (rkt's
+    hosts-fallback: /etc/hosts without --hosts-entry)."""
+    from pyrkt.net.dns import hosts_is_fallback
+
+    return frozenset({"hosts"}) if hosts_is_fallback(plan.dns) else frozenset()
+
+
+def _has_etc(rootfs: beneath.Root, name: str) -> bool:
+    """Whether the image has /etc/<name> (whatever it is: a symlink counts)."""
+    try:
+        rootfs.lstat(f"etc/{name}")
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True  # /etc itself is a link: the image has its own arrangement
+    return True
 
 
 def _prepare_mount_points(rootfs: beneath.Root, etc_names: list[str]) -> None:
@@ -244,13 +299,9 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions,
         log.debug(f"kvm: VM size set by pod annotation(s) {', '.join(size.overridden)}")
     decision = accel.decide(kernel, initrd, cache_dir_for(pod), opts.accel)
     shares = [Share(SHARE_STAGE1, contract.stage1_rootfs(pod)), Share(SHARE_CTL, guest_dir(pod))]
-    for m, tag in script.mount_tags(plan).items():
-        if not m.source.is_dir():
-            raise RktError(
-                f"volume {m.volume!r}: {m.source} is not a folder",
-                "the kvm flavor shares folders with the VM, not single files",
-            )
-        shares.append(Share(tag, m.source, read_only=m.read_only))
+    for (_, m), tag in script.mount_tags(plan).items():
+        source = m.source if m.source.is_dir() else file_share_dir(pod, tag)
+        shares.append(Share(tag, source, read_only=m.read_only, recursive=m.recursive))
     interactive = plan.interactive
     fd_sets: list[tuple[int, int]] = []
     out = err = None
@@ -269,6 +320,7 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions,
         shares=tuple(shares),
         taps=opts.taps,
         console=opts.console if interactive else ConsoleMode.STREAMS,
+        escape_key=opts.escape_key and not interactive,
         serial_log=Path("kvm") / "serial.log",
         serial_to_stderr=opts.debug and not interactive,
         app_stdout=out,
@@ -400,10 +452,18 @@ def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions,
         "debug": opts.debug,
         "cgroups": [str(d) for d in groups],
     })
-    # Blocked until the waiter takes them (the mask survives exec); SIGINT stays
-    # ignored (QEMU gets it too).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP})
+    # Blocked until the waiter takes them (the mask survives exec). SIGINT (Ctrl-C on
+    # our terminal; QEMU, in a session of its own, does not get it) stops the pod too,
+    # the apps getting SIGINT, as the container flavor's; it stays ignored for an
+    # interactive pod (Ctrl-C is the guest's there) or when we were started with it
+    # ignored (a background job of a shell).
+    stopping = {signal.SIGTERM, signal.SIGHUP}
+    if plan.interactive or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        stopping.add(signal.SIGINT)
+    signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
     sys.stdout.flush()
     sys.stderr.flush()
     py = [sys.executable, "-I", "-S", str(waiter.__file__)]

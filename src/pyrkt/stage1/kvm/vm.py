@@ -82,6 +82,9 @@ class VmPlan:
     shares: tuple[Share, ...] = ()
     taps: tuple[Tap, ...] = ()
     console: ConsoleMode = ConsoleMode.STREAMS
+    # STREAMS with our stdin a terminal: QEMU reads it for its escape key (Ctrl-a x
+    # leaves the pod, as the seed says), on a ttyS1 no app uses; Ctrl-C stays a signal.
+    escape_key: bool = False
     serial_log: Path | None = None  # kernel + init messages always land here
     serial_to_stderr: bool = False  # --debug: also show them on stderr
     app_stdout: Path | None = None  # a file, /proc/self/fd/1 or /dev/fdset/N
