@@ -164,6 +164,34 @@ def test_volumes_get_their_own_tags_and_read_only() -> None:
     assert "rkt.v" not in script.pod_script(p)  # mounted by rkt-exec, not the init
 
 
+def test_a_single_file_volume_is_shared_as_a_folder_holding_the_file(tmp_path: Path) -> None:
+    from pyrkt.stage1.kvm import runner
+
+    hosts = tmp_path / "hosts"
+    hosts.write_text("mine\n")
+    m = MountPlan("h", VolumeKind.HOST, hosts, "/etc/hosts", read_only=True)
+    d = MountPlan("d", VolumeKind.HOST, tmp_path, "/data")
+    p = pod(app("a", mounts=(m, d)), app("b", mounts=(m,)))
+    tags = script.mount_tags(p)
+    pod_dir = tmp_path / "pod"
+    assert runner._link_file_volumes(pod_dir, tags) == {m}
+    for tag in ("rkt.v0", "rkt.v2"):  # each app's own share of it: the file itself
+        linked = runner.file_share_dir(pod_dir, tag) / script.FILE_SHARE_NAME
+        assert linked.samefile(hosts) and linked.read_text() == "mine\n"
+    assert not runner.file_share_dir(pod_dir, "rkt.v1").exists()  # a folder: itself
+    steps = script.app_mounts(p.apps[0], script.app_tags(tags, p.apps[0]), single_files={m})
+    assert ("mount rkt.v0 /etc/hosts 9p trans=virtio,version=9p2000.L,access=any,ro,"
+            "file=file") in steps.splitlines()
+    shm = Path("/dev/shm")
+    if shm.is_dir() and shm.stat().st_dev != tmp_path.stat().st_dev:
+        elsewhere = shm / f"pyrkt-test-{tmp_path.name}"
+        try:
+            with pytest.raises(RktError, match="cannot share the file"):  # no link across
+                runner._link_file_volumes(elsewhere, tags)
+        finally:
+            shutil.rmtree(elsewhere, ignore_errors=True)
+
+
 def test_script_interactive_gives_the_app_the_serial_terminal() -> None:
     text = script.pod_script(pod(app("sh", argv=("/bin/sh",)), interactive=True))
     assert "setsid -c env -i" in text and "</dev/ttyS1 >/dev/ttyS1 2>&1 &" in text
