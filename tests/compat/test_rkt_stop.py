@@ -69,6 +69,24 @@ def test_stop(flavor: str, rkt: Rkt, make_image: ImageMaker, tmp_path: Path,
         0, f'pod "{uuid}" is already stopped\n', "")
 
 
+@pytest.mark.parametrize("flavor", [on("coreos"), on("kvm")])
+def test_stop_during_a_pre_start_handler(flavor: str, rkt: Rkt, make_image: ImageMaker) -> None:
+    """(pyrkt) `rkt stop` while a pre-start handler still runs stops it too (systemd
+    stopped a unit in its ExecStartPre): the app never starts, `rkt run` ends."""
+    handlers = [{"name": "pre-start", "exec": ["/bin/sh", "-c", "echo pre; exec sleep 600"]}]
+    image = make_image(app={"exec": ["/bin/echo", "app"], "eventHandlers": handlers})
+    uuid = rkt.prepare(str(image)).stdout.strip()
+    child = rkt.start(uuid, net="none", verb="run-prepared")
+    assert child.stdout is not None and child.stdout.readline() == "pre\n"
+    wait_running(rkt, uuid)
+    cp = rkt("stop", uuid)
+    assert (cp.returncode, cp.stdout) == (0, f'"{uuid}"\n'), cp.stderr
+    out, _ = child.communicate(timeout=300)
+    assert (child.returncode, out) == (143, ""), out  # SIGTERM's, the handler's code
+    wait_exited(rkt, uuid)
+    assert rkt.status(uuid)["app-busybox"] == "143"
+
+
 def test_stop_errors(rkt: Rkt, make_image: ImageMaker) -> None:
     prep = rkt.prepare(str(make_image(app={"exec": ["/bin/true"]})))
     uuid = prep.stdout.strip()

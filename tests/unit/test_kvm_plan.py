@@ -143,7 +143,7 @@ def test_script_runs_each_app_with_its_identity_and_records_status() -> None:
     assert ("/bin/rkt-exec --ns /run/rkt/web --mounts /ctl/mounts/web "
             "/stage1/opt/stage2/web/rootfs /srv 1000 100 5,6 0,10 1") in line
     assert line.endswith("/bin/sh -c 'echo '\"'\"'hi there'\"'\"'; exit 3' </dev/null >&4 2>&5 "
-                         "4>&- 5>&- &")
+                         "4>&- 5>&- & rkt_track /run/rkt/web.pid $!; }")
     assert f"echo {64 * MIB} > /sys/fs/cgroup/rkt/web/memory.max" in text
     assert "echo 50000 100000 > /sys/fs/cgroup/rkt/web/cpu.max" in text
     assert "rkt_wait_watcher $rkt_w_0 /stage1/rkt/status/web" in text

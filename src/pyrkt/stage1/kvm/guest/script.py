@@ -280,9 +280,11 @@ def status_file(app: AppPlan) -> str:
 
 
 # Functions of the pod script. The apps' pids come from the pid files their watchers
-# write; rkt_stop_apps (a failing app, the agent's stop) marks the pod as going down
-# first, so that an app whose watcher starts it meanwhile stops too (its watcher checks
-# the mark after writing the pid file: one of the two sees the other).
+# write (rkt_track: an app, or a pre-start handler, while it runs; emptied after, so
+# that no pid reused later is killed); rkt_stop_apps (a failing app, the agent's stop)
+# marks the pod as going down first, so that an app whose watcher starts it meanwhile
+# stops too (its watcher checks the mark after writing the pid file: one of the two
+# sees the other).
 LIFECYCLE_FUNCTIONS = f"""\
 rkt_app_pids() {{
 	rkt_pids=
@@ -295,6 +297,13 @@ rkt_stop_apps() {{
 	rkt_app_pids
 	kill -"${{1:-TERM}}" $rkt_pids 2>/dev/null
 	(sleep "${{rkt_stop_grace:-10}}"; rkt_app_pids; kill -KILL $rkt_pids 2>/dev/null) &
+}}
+rkt_track() {{
+	echo "$2" >"$1"
+	[ -e {GUEST_NS_DIR}/down ] && kill -TERM "$2"
+	wait "$2"
+	rkt_rc=$?
+	: >"$1"
 }}
 rkt_failed() {{
 	[ -n "$rkt_down" ] && return
@@ -322,8 +331,8 @@ def _app_io(plan: PodPlan) -> str:
 def watcher_lines(plan: PodPlan, app: AppPlan, seccomp: bool) -> list[str]:
     """The app's watcher, a subshell of the init (rkt's app unit): its pre-start
     handlers as root, one after the other (the first one makes the app's namespace; a
-    failing one is the app's exit code, and the app does not run), the app (its pid in
-    pid_file while it runs), its exit code in its status file, rkt_failed in the init
+    failing one is the app's exit code, and the app does not run), the app (each pid in
+    pid_file while it runs: rkt_track), its exit code in its status file, rkt_failed in the init
     (SIGUSR1) when that is not 0 (rkt's OnFailure=halt: the pod stops), then its
     post-stop handlers as root (also after a failed start, as systemd's ExecStopPost)."""
     io = _app_io(plan)
@@ -333,20 +342,17 @@ def watcher_lines(plan: PodPlan, app: AppPlan, seccomp: bool) -> list[str]:
     out = ["(", "rkt_rc=0"]
     if app.oom_score_adj is not None:  # the watcher's, inherited by the app
         out.append(f"echo {app.oom_score_adj} > /proc/self/oom_score_adj")
-    for i, argv in enumerate(app.pre_start):
+    for i, argv in enumerate(app.pre_start):  # each only while all before succeeded
         line = exec_line(root, argv, seccomp=seccomp, start=i == 0)
-        out.append(f'{"" if i == 0 else "[ $rkt_rc != 0 ] || "}{line} {io} || rkt_rc=$?')
+        out.append(f'{"" if i == 0 else "[ $rkt_rc != 0 ] || "}'
+                   f'{{ {line} {io} & rkt_track {pids} $!; }}')
     line = exec_line(app, seccomp=seccomp, start=not app.pre_start,
                      keep_tty=plan.interactive, diagnose=True)
     if plan.interactive:
         line = f"setsid -c {line}"
     out += [
-        "if [ $rkt_rc = 0 ]; then" if app.pre_start else "",
-        f"{line} {io} &",
-        f"rkt_p=$!; echo $rkt_p > {pids}",
-        f"[ -e {GUEST_NS_DIR}/down ] && kill -TERM $rkt_p",
-        f"wait $rkt_p; rkt_rc=$?; : > {pids}",  # emptied: no pid reused later is killed
-        "fi" if app.pre_start else "",
+        f'{"[ $rkt_rc != 0 ] || " if app.pre_start else ""}'
+        f'{{ {line} {io} & rkt_track {pids} $!; }}',
         f"echo $rkt_rc > {st}",
         "[ $rkt_rc = 0 ] || kill -USR1 $$",
     ]
