@@ -14,10 +14,9 @@ READ = ("cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.
 ISOLATORS = [{"name": "resource/memory", "value": {"limit": "25Mi"}},
              {"name": "resource/cpu", "value": {"limit": "800m"}},
              {"name": "os/linux/cpu-shares", "value": 1024}]  # fmt: skip
-GUEST = "the app's cgroup (limits, CFS quota) seen and enforced in the guest"
 
 
-@pytest.mark.parametrize("flavor", [on("coreos"), on("kvm", pending=GUEST)])
+@pytest.mark.parametrize("flavor", [on("coreos"), on("kvm")])
 def test_app_isolators(flavor: str, rkt: Rkt, make_image: ImageMaker) -> None:
     image = str(make_image(app={"exec": ["/bin/sh", "-c", READ], "isolators": ISOLATORS}))
     cp = rkt.run(image)

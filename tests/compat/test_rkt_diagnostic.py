@@ -10,7 +10,6 @@ import os
 import pytest
 from rktcompat import ImageMaker, Rkt, on
 
-PENDING = "the guest's rkt-exec says '<path>: No such file or directory', exit 127"
 CASES = [
     (["--exec=/foo-not-there"], '"/foo-not-there"'),
     (["--exec=/foo-not-there", "--", "arg1", "arg2"], '"/foo-not-there"'),
@@ -20,7 +19,7 @@ CASES = [
 
 @pytest.mark.parametrize(("flavor", "case"), [
     *[on("coreos", i) for i in range(len(CASES))],
-    *[on("kvm", i, pending=PENDING) for i in range(len(CASES))],
+    *[on("kvm", i) for i in range(len(CASES))],
 ])  # fmt: skip
 def test_missing_program(flavor: str, case: int, rkt: Rkt, make_image: ImageMaker) -> None:
     flags, name = CASES[case]
@@ -29,7 +28,7 @@ def test_missing_program(flavor: str, case: int, rkt: Rkt, make_image: ImageMake
     assert f"Error: Unable to open {name}: No such file or directory\n" in cp.stderr
 
 
-@pytest.mark.parametrize("flavor", [on("coreos"), on("kvm", pending=PENDING)])
+@pytest.mark.parametrize("flavor", [on("coreos"), on("kvm")])
 def test_missing_elf_interpreter(flavor: str, rkt: Rkt, make_image: ImageMaker) -> None:
     """The host's (dynamic) /bin/ls in a static busybox image: its interpreter is absent.
     (/bin's real path: pyrkt refuses a volume source through a symbolic link.)"""

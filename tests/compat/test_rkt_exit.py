@@ -9,8 +9,6 @@ from __future__ import annotations
 import pytest
 from rktcompat import ImageMaker, Rkt, on
 
-GUEST = "apps of a VM pod run on when one fails (the guest init)"
-
 
 @pytest.mark.parametrize("flavor", [on("coreos"), on("kvm")])
 def test_exit_code_simple(flavor: str, rkt: Rkt, make_image: ImageMaker) -> None:
@@ -24,7 +22,7 @@ def test_exit_code_simple(flavor: str, rkt: Rkt, make_image: ImageMaker) -> None
         rkt("rm", uuid)
 
 
-@pytest.mark.parametrize("flavor", [on("coreos"), on("kvm", pending=GUEST)])
+@pytest.mark.parametrize("flavor", [on("coreos"), on("kvm")])
 def test_exit_code_with_several_apps(flavor: str, rkt: Rkt, make_image: ImageMaker) -> None:
     def app(name: str, code: int, wait: int) -> str:
         return str(make_image(name=f"example.com/{name}", app={
@@ -40,7 +38,7 @@ def test_exit_code_with_several_apps(flavor: str, rkt: Rkt, make_image: ImageMak
         ("0", "5", "143")
 
 
-@pytest.mark.parametrize("flavor", [on("coreos"), on("kvm", pending=GUEST)])
+@pytest.mark.parametrize("flavor", [on("coreos"), on("kvm")])
 def test_failing_pre_start_fails_the_app(flavor: str, rkt: Rkt, make_image: ImageMaker) -> None:
     handlers = [{"name": "pre-start", "exec": ["/bin/sh", "-c", "echo pre; exit 7"]}]
     image = make_image(app={"exec": ["/bin/echo", "app"], "eventHandlers": handlers})

@@ -17,8 +17,6 @@ from pathlib import Path
 import pytest
 from rktcompat import ImageMaker, Rkt, on
 
-GUEST_ETC = "the guest binds the pod's /etc files over the image's own"
-
 
 def sh(rkt: Rkt, make_image: ImageMaker, script: str, *flags: str,
        files: dict[str, str | None] | None = None, pre: tuple[str, ...] = ()) -> str:
@@ -53,14 +51,14 @@ def test_etc_hosts(flavor: str, rkt: Rkt, make_image: ImageMaker) -> None:
     assert FALLBACK.search(out)
 
 
-@pytest.mark.parametrize("flavor", [on("coreos"), on("kvm", pending=GUEST_ETC)])
+@pytest.mark.parametrize("flavor", [on("coreos"), on("kvm")])
 def test_etc_hosts_of_the_image_is_kept(flavor: str, rkt: Rkt, make_image: ImageMaker) -> None:
     assert sh(rkt, make_image, "cat /etc/hosts", files={"/etc/hosts": "<<<mine>>>\n"}) == \
         "<<<mine>>>\n"
 
 
 @pytest.mark.parametrize("flavor", [
-    on("coreos"), on("kvm", pending="a single-file host volume in the guest")])
+    on("coreos"), on("kvm")])
 def test_etc_hosts_from_a_host_volume(flavor: str, rkt: Rkt, make_image: ImageMaker,
                                      tmp_path: Path) -> None:
     (tmp_path / "hosts").write_text("<<<preexisting etc>>>")
@@ -88,7 +86,7 @@ KCORE = first_of("/proc/kcore", "/proc/kallsyms")
 
 @pytest.mark.parametrize(("flavor", "path", "mode"), [
     on("coreos", "/sys/firmware", "d---------"), on("coreos", KCORE, "----------"),
-    on("kvm", "/sys/firmware", "d---------", pending="/sys/firmware in the guest"),
+    on("kvm", "/sys/firmware", "d---------"),
 ])  # fmt: skip
 def test_proc_paths_stat(flavor: str, path: str, mode: str, rkt: Rkt,
                          make_image: ImageMaker) -> None:

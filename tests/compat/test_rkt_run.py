@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rktcompat import COREOS, ImageMaker, Rkt, kvm_pending
+from rktcompat import COREOS, KVM, ImageMaker, Rkt
 
 CONFLICT = "conflicting flags set with --pod-manifest (see --help)"
 POD_FLAGS = [
@@ -55,7 +55,7 @@ PRE_START = {"name": "pre-start", "exec": ["/bin/sh", "-c", "echo pre-start: $(i
 POST_STOP = {"name": "post-stop", "exec": ["/bin/sh", "-c", "echo post-stop: $(id -u) >&2"]}
 
 
-@pytest.mark.parametrize("flavor", [COREOS, kvm_pending("pre-start handlers in the guest")])
+@pytest.mark.parametrize("flavor", [COREOS, KVM])
 def test_pre_start_runs_as_root_before_the_app(flavor: str, rkt: Rkt,
                                                make_image: ImageMaker) -> None:
     """TestPreStart: the handler runs as root, before the app (user 1000), on the

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from rktcompat import ImageMaker, Rkt, on
 
-SINGLE_FILE = "a single-file host volume in the guest"
 FILES: dict[str, str | None] = {"/dir1/file": "dir1", "/dir2/file": "dir2"}
 LINKS = {"/dir1/link_abs_dir2": "/dir2", "/dir1/link_rel_dir2": "../dir2",
          "/dir1/link_abs_dotdot_dir2": "/../dir2", "/dir1/link_abs_root": "/",
@@ -171,7 +170,7 @@ MOUNT_SYMLINK = [  # TestMountSymlink: (mount target, where the app finds the fi
 
 @pytest.mark.parametrize(("flavor", "source"), [
     on("coreos", "file"), on("coreos", "folder"), on("kvm", "folder"),
-    on("kvm", "file", pending=SINGLE_FILE),
+    on("kvm", "file"),
 ])  # fmt: skip
 def test_mount_symlink(flavor: str, source: str, rkt: Rkt, make_image: ImageMaker,
                        tmp_path: Path) -> None:
@@ -207,7 +206,7 @@ def nested_mounts(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.mark.parametrize(("flavor", "recursive"), [
     on("coreos", True), on("coreos", False), on("kvm", True),
-    on("kvm", False, pending="recursive=false in the guest"),
+    on("kvm", False),
 ])  # fmt: skip
 def test_volume_mount_recursive(flavor: str, recursive: bool, rkt: Rkt,
                                 make_image: ImageMaker, nested_mounts: Path) -> None:

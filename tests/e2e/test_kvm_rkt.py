@@ -144,18 +144,24 @@ def test_exit_code_env_args_output_and_size_with_no_limits(rkt: Rkt, image: Path
 
 def test_multi_app_first_failure_and_size_with_one_unlimited(rkt: Rkt, image: Path,
                                                              tmp_path: Path) -> None:
+    """The first app that fails stops the pod (rkt's OnFailure=halt): `ok` (which would
+    sleep for ten minutes once it printed what it sees) gets SIGTERM when `fails` exits
+    5 (only once `ok` said it printed: a file in a volume they share), and `rkt run`
+    exits 5, not `ok`'s 143, though `ok` comes first in the pod."""
     uuid_file = tmp_path / "uuid"
-    r = rkt.run(f"--uuid-file-save={uuid_file}",
+    r = rkt.run(f"--uuid-file-save={uuid_file}", "--volume=sync,kind=empty",
+                "--mount=volume=sync,target=/sync",
                 str(image), "--name=ok", "--memory=128Mi", "--cpu=1", "--exec", "/bin/sh", "--",
-                "-c", f"{SIZE_PROBE}; cat /proc/self/cgroup; exit 0", "---",
-                str(image), "--name=fails", "--exec", "/bin/sh", "--", "-c", "exit 5")
+                "-c", f"{SIZE_PROBE}; cat /proc/self/cgroup; : > /sync/done; exec sleep 600",
+                "---", str(image), "--name=fails", "--exec", "/bin/sh", "--", "-c",
+                "until [ -e /sync/done ]; do sleep 0.1; done; exit 5")
     assert r.returncode == 5, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == str(HOST_CPUS)  # one app has no CPU limit
     assert_memory(meminfo_kb(r.stdout), 128 + 128 + 128)
     assert "0::/rkt/ok" in lines  # the limited app runs in its own cgroup in the guest
     st = rkt("status", uuid_file.read_text().strip())
-    assert "app-ok=0" in st.stdout and "app-fails=5" in st.stdout, st.stdout
+    assert "app-ok=143" in st.stdout and "app-fails=5" in st.stdout, st.stdout
 
 
 def test_debug_size_all_limited_and_volumes(rkt: Rkt, image: Path,
@@ -246,6 +252,45 @@ def test_sigterm_to_rkt_run_stops_the_pod_gracefully(rkt: Rkt, image: Path,
     assert p.returncode == 43, err
     assert "got-term" in out
     assert not kh.qemu_pids_for(uuid)
+
+
+# A non-interactive pod whose `rkt run` is on a terminal (pexpect's pty): what the user
+# types, the app, `rkt run`'s exit status, a line of `rkt status`.
+KEYS = [
+    # Ctrl-C: SIGINT to the terminal's foreground group; the pod stops as the container
+    # flavor's, its apps getting SIGINT (not QEMU, whose end lost their codes: exit 0)
+    ("\x03", "trap 'echo got-int; exit 44' INT; echo ready; while :; do sleep 1; done",
+     44, "app-busybox=44"),
+    # QEMU's escape, Ctrl-a x: the seed's "You can exit pressing <Ctrl-a x>" (not only
+    # with --interactive)
+    ("\x01x", "echo ready; exec sleep 600", 0, "state=exited"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("keys", "script", "code", "status"), KEYS, ids=["ctrl-c", "ctrl-a-x"])
+def test_keys_on_the_terminal_of_a_non_interactive_pod(rkt: Rkt, image: Path, tmp_path: Path,
+                                                       keys: str, script: str, code: int,
+                                                       status: str) -> None:
+    import pexpect
+
+    uuid_file = tmp_path / "uuid"
+    argv = rkt.argv(*rkt.run_args(f"--uuid-file-save={uuid_file}", str(image), "--exec",
+                                  "/bin/sh", "--", "-c", script))
+    p = pexpect.spawn(argv[0], argv[1:], encoding="utf-8", timeout=300)
+    try:
+        p.expect("ready")
+        p.send(keys)
+        p.expect(pexpect.EOF)
+        p.close()
+        assert p.exitstatus == code, p.before
+        if code:
+            assert "got-int" in (p.before or "")
+        uuid = uuid_file.read_text().strip()
+        assert not kh.qemu_pids_for(uuid)
+        assert status in rkt("status", uuid).stdout.splitlines()
+    finally:
+        if p.isalive():
+            p.terminate(force=True)
 
 
 def _pod_dir(rkt: Rkt, uuid: str) -> Path:

@@ -189,10 +189,10 @@ CASES: list[tuple[str, Callable[[Lab], list[str]], str]] = [
     ("volume-source-relative", lambda x: [
         "prepare", "--volume=data,kind=host,source=files/folder", str(x.app)],
      "is not an absolute path"),
-    ("volume-source-file-kvm", lambda x: [
+    ("volume-source-device-kvm", lambda x: [
         "run", "--net=none", f"--stage1-path={x.kvm_stage1}",
-        f"--volume=data,kind=host,source={x.files}/file", str(x.app)],
-     "is not a folder"),
+        "--volume=data,kind=host,source=/dev/null", str(x.app)],
+     "is neither a folder nor a regular file"),
     ("mount-target-empty", lambda x: [
         "run", "--net=none", f"--volume=v,kind=host,source={x.files}/folder", str(x.app),
         "--mount", "volume=v,target="],

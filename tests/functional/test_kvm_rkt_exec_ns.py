@@ -136,8 +136,8 @@ def test_the_apps_namespace_holds_its_plan_and_nothing_of_the_init(app: App) -> 
     assert "root-read-only" in out and "volume-read-only" in out
     points = out[out.index("volume-read-only") + 1:]
     # /dev: a nodev tmpfs, each device a bind of the init's node (here: the host's)
-    assert points == ["/", "/sys", "/dev", *(f"/dev/{n}" for n, _, _ in devices.DEVICES),
-                      "/dev/pts", "/dev/shm",
+    assert points == ["/", "/sys", "/sys/firmware", "/dev",
+                      *(f"/dev/{n}" for n, _, _ in devices.DEVICES), "/dev/pts", "/dev/shm",
                       *(["/dev/mqueue"] if "/dev/mqueue" in points else []),
                       "/etc/hosts", "/run", "/my\\040volume", "/proc"]
     assert not (app.root / "etc" / "absent").stat().st_size  # made, left unbound

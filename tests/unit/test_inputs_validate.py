@@ -215,8 +215,9 @@ def test_host_source_links_are_refused(tmp_path: Path) -> None:
         with pytest.raises(PlanError, match=message):
             check_host_source(appc.Volume("v", "host", str(src)))
     assert check_host_source(appc.Volume("v", "host", str(tmp_path / "file")))
-    with pytest.raises(PlanError, match="is not a folder"):
-        check_host_source(appc.Volume("v", "host", str(tmp_path / "file")), folders_only=True)
+    assert check_host_source(appc.Volume("v", "host", str(tmp_path / "file")), for_vm=True)
+    with pytest.raises(PlanError, match="is neither a folder nor a regular file"):
+        check_host_source(appc.Volume("v", "host", "/dev/null"), for_vm=True)
 
 
 KVM_STAGE1 = {"annotations": [{"name": "coreos.com/rkt/stage1/flavor", "value": "kvm"}]}
@@ -239,8 +240,8 @@ def test_check_pod_before_the_pod_exists(tmp_path: Path) -> None:
     cases: list[tuple[appc.PodManifest, Mapping[str, Any], str]] = [
         (pm(mounts=(appc.Mount("nope", "/x"),)), {}, "no volume named 'nope'"),
         (pm(ports=(appc.ExposedPort("db", 1),)), {}, "port name 'db' is not defined"),
-        (pm(volumes=(appc.Volume("data", "host", str(tmp_path / "file")),)), KVM_STAGE1,
-         "is not a folder"),
+        (pm(volumes=(appc.Volume("data", "host", "/dev/null"),)), KVM_STAGE1,
+         "is neither a folder nor a regular file"),
     ]  # fmt: skip
     for manifest, stage1, message in cases:
         with pytest.raises(RktError, match=message):

@@ -72,6 +72,18 @@ def test_a_bind_above_grants_what_it_covers_and_hides_the_links_below(tree: Path
     ]
 
 
+def test_a_flat_path_gets_a_non_recursive_bind_of_its_own(tree: Path) -> None:
+    """A recursive=false volume's share: bound without the host's mounts below it, even
+    inside a bind that already grants it."""
+    real = tree / "real"
+    files = ((real, Access.RW), (real / "data", Access.RO), (real / "bin", Access.RW))
+    assert pairs(jail.view_args(files, flat=(real / "data", real / "bin"))) == [
+        ("--rw", str(real)),
+        ("--rw-flat", str(real / "bin")),
+        ("--ro-flat", str(real / "data")),
+    ]
+
+
 def test_the_same_path_asked_twice_keeps_the_wider_access(tree: Path) -> None:
     f = tree / "real/data/f"
     assert pairs(jail.view_args(((f, Access.RO), (f, Access.RW)))) == [("--rw", str(f))]

@@ -143,10 +143,10 @@ def test_script_runs_each_app_with_its_identity_and_records_status() -> None:
     assert ("/bin/rkt-exec --ns /run/rkt/web --mounts /ctl/mounts/web "
             "/stage1/opt/stage2/web/rootfs /srv 1000 100 5,6 0,10 1") in line
     assert line.endswith("/bin/sh -c 'echo '\"'\"'hi there'\"'\"'; exit 3' </dev/null >&4 2>&5 "
-                         "4>&- 5>&- &")
+                         "4>&- 5>&- & rkt_track /run/rkt/web.pid $!; }")
     assert f"echo {64 * MIB} > /sys/fs/cgroup/rkt/web/memory.max" in text
     assert "echo 50000 100000 > /sys/fs/cgroup/rkt/web/cpu.max" in text
-    assert "wait $rkt_pid_0; echo $? > /stage1/rkt/status/web" in text
+    assert "rkt_wait_watcher $rkt_w_0 /stage1/rkt/status/web" in text
 
 
 def test_volumes_get_their_own_tags_and_read_only() -> None:
@@ -154,13 +154,42 @@ def test_volumes_get_their_own_tags_and_read_only() -> None:
     rw = MountPlan("cache", VolumeKind.EMPTY, Path("/pod/v/cache"), "/my cache")
     p = pod(app("a", mounts=(ro, rw)), app("b", mounts=(ro,)))
     tags = script.mount_tags(p)
-    assert tags == {ro: "rkt.v0", rw: "rkt.v1"}
-    b = script.app_mounts(p.apps[1], tags).splitlines()
-    assert "mount rkt.v0 /data 9p trans=virtio,version=9p2000.L,access=any,ro,mkdir" in b
-    a = script.app_mounts(p.apps[0], tags).splitlines()
+    # each app its own tag, even for the same mount (a 9p device mounts once at a time)
+    assert tags == {("a", ro): "rkt.v0", ("a", rw): "rkt.v1", ("b", ro): "rkt.v2"}
+    b = script.app_mounts(p.apps[1], script.app_tags(tags, p.apps[1])).splitlines()
+    assert "mount rkt.v2 /data 9p trans=virtio,version=9p2000.L,access=any,ro,mkdir" in b
+    a = script.app_mounts(p.apps[0], script.app_tags(tags, p.apps[0])).splitlines()
     assert ("mount rkt.v1 /my\\040cache 9p trans=virtio,version=9p2000.L,cache=mmap,"
             "access=any,mkdir") in a  # fstab's escape for the space
     assert "rkt.v" not in script.pod_script(p)  # mounted by rkt-exec, not the init
+
+
+def test_a_single_file_volume_is_shared_as_a_folder_holding_the_file(tmp_path: Path) -> None:
+    from pyrkt.stage1.kvm import runner
+
+    hosts = tmp_path / "hosts"
+    hosts.write_text("mine\n")
+    m = MountPlan("h", VolumeKind.HOST, hosts, "/etc/hosts", read_only=True)
+    d = MountPlan("d", VolumeKind.HOST, tmp_path, "/data")
+    p = pod(app("a", mounts=(m, d)), app("b", mounts=(m,)))
+    tags = script.mount_tags(p)
+    pod_dir = tmp_path / "pod"
+    assert runner._link_file_volumes(pod_dir, tags) == {m}
+    for tag in ("rkt.v0", "rkt.v2"):  # each app's own share of it: the file itself
+        linked = runner.file_share_dir(pod_dir, tag) / script.FILE_SHARE_NAME
+        assert linked.samefile(hosts) and linked.read_text() == "mine\n"
+    assert not runner.file_share_dir(pod_dir, "rkt.v1").exists()  # a folder: itself
+    steps = script.app_mounts(p.apps[0], script.app_tags(tags, p.apps[0]), single_files={m})
+    assert ("mount rkt.v0 /etc/hosts 9p trans=virtio,version=9p2000.L,access=any,ro,"
+            "file=file") in steps.splitlines()
+    shm = Path("/dev/shm")
+    if shm.is_dir() and shm.stat().st_dev != tmp_path.stat().st_dev:
+        elsewhere = shm / f"pyrkt-test-{tmp_path.name}"
+        try:
+            with pytest.raises(RktError, match="cannot share the file"):  # no link across
+                runner._link_file_volumes(elsewhere, tags)
+        finally:
+            shutil.rmtree(elsewhere, ignore_errors=True)
 
 
 def test_script_interactive_gives_the_app_the_serial_terminal() -> None:
@@ -173,7 +202,8 @@ def test_script_interactive_gives_the_app_the_serial_terminal() -> None:
 
 
 def test_cap_arg() -> None:
-    assert script.cap_arg(()) == "all"
+    assert script.cap_arg(()) == "-"  # no capability at all
+    assert script.cap_arg(script.ALL_CAPS) == "all"
     assert script.cap_arg(("CAP_SYS_ADMIN", "kill")) == "5,21"
 
 
@@ -286,10 +316,13 @@ def test_each_app_runs_in_its_own_namespace_made_from_its_mount_plan() -> None:
 def test_app_mounts_sys_ro_a_minimal_dev_and_proc_last() -> None:
     m = MountPlan("data", VolumeKind.HOST, Path("/srv"), "/data")
     steps = script.app_mounts(app("web", mounts=(m,)), {m: "rkt.v0"}, ["hosts"]).splitlines()
-    assert steps[1:3] == [
+    assert steps[1:4] == [
         "mount sysfs /sys sysfs ro,nosuid,nodev,noexec,mkdir",
+        "mount tmpfs /sys/firmware tmpfs ro,nosuid,nodev,noexec,mode=000",  # as rkt
         "mount tmpfs /dev tmpfs nosuid,nodev,strictatime,mode=755,size=65536k,mkdir",
     ]
+    open_sys = script.app_mounts(app("web"), {}, protect_paths=False)  # insecure paths
+    assert "/sys/firmware" not in open_sys
     # no /proc/PID/root in the app's root while rkt-exec follows the image's symlinks
     assert steps[-1] == "mount proc /proc proc nosuid,nodev,noexec,mkdir"
     assert "mount /dev/null /dev/null none bind,mkfile" in steps

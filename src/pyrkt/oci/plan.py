@@ -19,8 +19,8 @@ from pyrkt.stage1 import contract
 from pyrkt.stage1.plan import AppPlan, MountPlan, PodPlan, Rlimit, VolumeKind
 from pyrkt.stage1.planner import normalize_cap, resolve_in_rootfs
 
-# rkt-exec's CAPS argument is "all" (leave the caps alone) for an empty list: a process
-# with no capabilities at all gets this name, which maps to none (script.cap_arg).
+# A process with no capabilities at all (script.cap_arg maps it to none, as it does an
+# empty list).
 NO_CAPS = ("none",)
 MAX_ETC_FILE = 64 * 1024
 

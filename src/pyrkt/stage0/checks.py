@@ -110,7 +110,7 @@ def check_pod(pm: appc.PodManifest, images: Mapping[str, Mapping[str, Any]],
         if ep.name not in ports:
             raise ManifestError(f"port name {ep.name!r} is not defined by any app",
                                       "known: " + (", ".join(sorted(ports)) or "none"))
-    folders_only = is_kvm(stage1_manifest)
+    for_vm = is_kvm(stage1_manifest)
     for v in pm.volumes:
         if v.kind == "host":
-            check_host_source(v, folders_only=folders_only)
+            check_host_source(v, for_vm=for_vm)

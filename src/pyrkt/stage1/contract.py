@@ -53,6 +53,18 @@ def ppid_file(pod: Path) -> Path:
     return pod / "ppid"
 
 
+def stage1_process(pod: Path) -> int | None:
+    """The pid in ppid_file if that process is still the pod's stage1 (its working
+    folder is the pod folder), not a pid the kernel gave to someone else since."""
+    import os
+
+    try:
+        pid = int(ppid_file(pod).read_text().strip())
+        return pid if os.readlink(f"/proc/{pid}/cwd") == str(pod.resolve()) else None
+    except (OSError, ValueError):
+        return None
+
+
 def stage1_rootfs(pod: Path) -> Path:
     return pod / "stage1" / "rootfs"
 

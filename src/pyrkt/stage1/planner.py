@@ -52,9 +52,10 @@ def empty_volume_dir(pod_dir: Path, volume: str) -> Path:
     return pod_dir / "volumes" / volume
 
 
-def check_host_source(vol: appc.Volume, *, folders_only: bool = False) -> Path:
+def check_host_source(vol: appc.Volume, *, for_vm: bool = False) -> Path:
     """A host volume's source, refused when missing, reached through a symbolic link,
-    or (for the kvm flavor, which shares folders with the VM) not a folder.
+    or (for_vm: the kvm flavor, which shares folders and regular files with the VM)
+    neither a folder nor a regular file.
 
     rkt resolved links in the source (`filepath.EvalSymlinks`) and mounted their target;
     pyrkt refuses them, since a link can be planted by whoever writes its folder (a pod
@@ -73,9 +74,9 @@ def check_host_source(vol: appc.Volume, *, folders_only: bool = False) -> Path:
     if real != given:
         raise PlanError(f"{where} goes through a symbolic link (to {real})",
                         "give the real path: links in volume sources are not followed")
-    if folders_only and not stat.S_ISDIR(st.st_mode):
-        raise PlanError(f"{where} is not a folder",
-                        "the kvm flavor shares folders with the VM, not single files")
+    if for_vm and not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        raise PlanError(f"{where} is neither a folder nor a regular file",
+                        "the kvm flavor shares folders and files with the VM, not devices")
     return Path(real)
 
 

@@ -31,21 +31,12 @@ def stop(args: StopArgs, pod: Path | None = None) -> int:
         return 0
     targets = [pid]
     if args.force:
-        runner = _pid(contract.ppid_file(pod))
-        targets += [runner] if runner is not None and _is_stage1(runner, pod) else []
+        runner = contract.stage1_process(pod)
+        targets += [runner] if runner is not None else []
     for p in targets:
         with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGKILL if args.force else signal.SIGTERM)
     return 0
-
-
-def _is_stage1(pid: int, pod: Path) -> bool:
-    """Whether pid is still the pod's stage1 (its cwd is the pod folder), not a pid the
-    kernel gave to someone else since."""
-    try:
-        return os.readlink(f"/proc/{pid}/cwd") == str(pod.resolve())
-    except OSError:
-        return False
 
 
 def gc(uuid: str, pod: Path | None = None) -> int:

@@ -7,6 +7,7 @@ our extension `--kvm-accel=kvm|tcg` forces the accelerator. cwd = the pod folder
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,11 +35,18 @@ def run_main(a: cargs.RunArgs) -> int:
     opts = runner.RunOptions(
         debug=a.debug, accel=accel.parse_forced(a.extra.get("kvm-accel")), exec_waiter=True,
         rootfs=a.extra.get("kvm-rootfs"), template=template,
+        protect_paths=not a.disable_paths, escape_key=os.isatty(0),
     )
     if a.disable_seccomp:  # --insecure-options=seccomp: no app's own filter either
         from pyrkt.record import replace
 
         plan = replace(plan, apps=tuple(replace(app, seccomp=None) for app in plan.apps))
+    if a.disable_capabilities:  # --insecure-options=capabilities: the full bounding set
+        from pyrkt.record import replace
+        from pyrkt.stage1.kvm.guest.script import ALL_CAPS
+
+        plan = replace(plan, apps=tuple(replace(app, capabilities=ALL_CAPS)
+                                        for app in plan.apps))
     if plan.net == "host":
         raise RktError(
             "--net=host is not supported by the kvm stage1",

@@ -16,6 +16,7 @@ import fcntl
 import os
 import secrets
 import shlex
+import signal
 import socket
 import sys
 import time
@@ -117,9 +118,10 @@ def _request(pod: Path, line: str, timeout: float | None) -> str:
     return buf.decode(errors="replace").strip()
 
 
-def stop(pod: Path, timeout: float = 30.0) -> None:
-    """Ask the guest to SIGTERM its apps (the VM powers off once they exited)."""
-    answer = _request(pod, "stop", timeout)
+def stop(pod: Path, timeout: float = 30.0, sig: int = signal.SIGTERM) -> None:
+    """Ask the guest to stop its apps: sig (SIGTERM, or SIGINT: a Ctrl-C on `rkt run`),
+    SIGKILL after the grace time (the VM powers off once they exited)."""
+    answer = _request(pod, "stop" if sig == signal.SIGTERM else f"stop {int(sig)}", timeout)
     if answer != "ok":
         raise RktError(f"the pod's VM agent refused to stop: {answer}")
 
@@ -140,10 +142,11 @@ def start_exec(pod: Path, rid: str, timeout: float = 30.0) -> None:
         raise RktError(f"unexpected answer from the pod's VM agent: {answer!r}")
 
 
-def stop_or_say(pod: Path, timeout: float, fallback: str) -> bool:
+def stop_or_say(pod: Path, timeout: float, fallback: str,
+                sig: int = signal.SIGTERM) -> bool:
     """`stop`; False, with a warning naming the fallback the caller takes, if it failed."""
     try:
-        stop(pod, timeout)
+        stop(pod, timeout, sig)
         return True
     except RktError as e:
         log.warn(f"graceful stop failed ({e}); {fallback}")

@@ -46,7 +46,7 @@ def guest_failure(pod: Path) -> str | None:
 
 
 def finish_pod(pod: Path, apps: list[str], rc: int) -> int:
-    """After the hypervisor exited with rc: the first failing app's code (in pod order).
+    """After the hypervisor exited with rc: the first failing app's code (first_failure).
 
     The VM ending before every app left its code (QEMU killed by a signal: the OOM
     killer, `kill -9`, a crash; or failing; or the guest saying why the pod could not
@@ -74,8 +74,11 @@ def finish_pod(pod: Path, apps: list[str], rc: int) -> int:
         except OSError as e:
             log.warn(f"cannot record the pod's failure: {e}")
         raise RktError(message, f"serial console log: {serial_log(pod)}")
-    for a in apps:
-        c = codes.get(a, 0)
-        if c != 0:
-            return c
-    return 0
+    return first_failure(found, apps)
+
+
+def first_failure(found: dict[str, contract.ExitStatus], apps: list[str]) -> int:
+    """The code of the app that failed first (its status file written first: the guest
+    stops the other apps only after it wrote it), pod order between equals; 0 if none."""
+    failed = [(s.mtime, apps.index(a), s.code) for a, s in found.items() if s.code != 0]
+    return min(failed)[2] if failed else 0

@@ -92,6 +92,9 @@ class Jail:
 
     files: tuple[tuple[Path, Access], ...]
     chdir: Path
+    # folders of files shown without what is mounted below them on the host (the
+    # shares of recursive=false volumes): a bind of their own, not a recursive one
+    flat: tuple[Path, ...] = ()
     netns: Path | None = None  # None: a new, empty network namespace
     cgroups: tuple[Path, ...] = ()  # group files (v1 tasks, v2 cgroup.procs) to join
     caps: tuple[str, ...] = KEEP_CAPS
@@ -128,7 +131,8 @@ def for_pod(pod: Path, vp: VmPlan, hypervisor: tuple[tuple[Path, Access], ...],
         files.append((KVM_DEVICE, Access.DEV))
     if vp.taps:
         files.append((TUN_DEVICE, Access.DEV))
-    return Jail(files=tuple(files), chdir=pod, netns=netns, cgroups=cgroups)
+    flat = tuple(s.path for s in vp.shares if not s.recursive)
+    return Jail(files=tuple(files), chdir=pod, flat=flat, netns=netns, cgroups=cgroups)
 
 
 def memory_limit(vp: VmPlan) -> int:
@@ -164,16 +168,17 @@ def launcher_argv(launcher: Path, jail: Jail, argv: list[str],
         a += ["--netns", str(jail.netns)]
     for f in jail.cgroups:
         a += ["--cgroup", str(f)]
-    a += ["--root", str(jail.chdir), *view_args(jail.files), "--proc",
+    a += ["--root", str(jail.chdir), *view_args(jail.files, jail.flat), "--proc",
           "--chdir", str(jail.chdir), "--caps", f"{mask_of(jail.caps):x}", "--", *argv]
     return a
 
 
-def view_args(files: tuple[tuple[Path, Access], ...]) -> list[str]:
+def view_args(files: tuple[tuple[Path, Access], ...], flat: tuple[Path, ...] = ()) -> list[str]:
     """rkt-jail's options for the file view: the symlinks met on the way to each file
     (recreated in the jail's root), then one bind per real path, parents first, none
-    for a path a bind above it already grants. (Plain strings: this runs on every pod
-    start, for some hundred paths.)"""
+    for a path a bind above it already grants, but for a flat one (a path of files,
+    shown without the host's mounts below it: `--ro-flat`, `--rw-flat`). (Plain
+    strings: this runs on every pod start, for some hundred paths.)"""
     links: dict[str, str] = {}
     want: dict[str, Access] = {}
     for path, access in files:
@@ -187,17 +192,19 @@ def view_args(files: tuple[tuple[Path, Access], ...]) -> list[str]:
     if "/" in want:
         raise RktError("the VM jail cannot show the host's root folder /",
                        "share a folder below / instead")
+    flat_real = {_resolve(str(p), links) for p in flat}
     binds: dict[str, Access] = {}
     for real in sorted(want, key=_parts):
         above = _closest(real, binds)
-        if above is None or want[real] not in _COVERS[binds[above]]:
+        if above is None or want[real] not in _COVERS[binds[above]] or real in flat_real:
             binds[real] = want[real]
     out: list[str] = []
     for link in sorted(links, key=_parts):
         if _closest(link, binds) is None:  # else the bind shows the host's own link
             out += ["--symlink", link, links[link]]
     for real, access in binds.items():
-        out += [f"--{access}", real]
+        flat_bind = real in flat_real and access in (Access.RO, Access.RW)
+        out += [f"--{access}-flat" if flat_bind else f"--{access}", real]
     return out
 
 

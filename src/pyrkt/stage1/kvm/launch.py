@@ -113,7 +113,8 @@ def spawn(cwd: Path, vp: VmPlan, argv: list[str], *, confinement: Confinement | 
         _no_huge_pages()
         if output is not None:
             out = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        p = start(argv, cwd, env, interactive, fds, confinement is not None, out, die_with_us)
+        p = start(argv, cwd, env, interactive, fds, confinement is not None, out, die_with_us,
+                  escape_key=vp.escape_key)
     except FileNotFoundError as e:
         remove_groups(groups)
         raise RktError(f"{argv[0]}: command not found", install_hint) from e
@@ -132,8 +133,11 @@ def spawn(cwd: Path, vp: VmPlan, argv: list[str], *, confinement: Confinement | 
 
 def start(argv: list[str], pod: Path, env: dict[str, str], interactive: bool,
           fds: list[int], jailed: bool, output: int | None = None,
-          die_with_us: bool = False) -> subprocess.Popen[bytes]:
-    """Start the hypervisor (jailed: as the init of a new PID namespace)."""
+          die_with_us: bool = False, *, escape_key: bool = False) -> subprocess.Popen[bytes]:
+    """Start the hypervisor (jailed: as the init of a new PID namespace). Interactive or
+    escape_key: it reads our stdin. But for an interactive pod (whose Ctrl-C is a byte
+    for the guest) it runs in a session of its own: a Ctrl-C on our terminal is for
+    `rkt run` (which stops the pod), not a signal that ends QEMU."""
     from pyrkt.linux import ns
 
     with ns.children_in_new_pid_namespace() if jailed else contextlib.nullcontext():
@@ -141,7 +145,8 @@ def start(argv: list[str], pod: Path, env: dict[str, str], interactive: bool,
             argv,
             cwd=pod,
             env=env,
-            stdin=None if interactive else subprocess.DEVNULL,
+            stdin=None if interactive or escape_key else subprocess.DEVNULL,
+            start_new_session=not interactive,
             stdout=output,
             stderr=output,
             pass_fds=fds,

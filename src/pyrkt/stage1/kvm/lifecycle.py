@@ -43,15 +43,20 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 
 def stop(pod: Path, *, force: bool) -> int:
-    """Graceful: the agent SIGTERMs the apps and the VM powers off; --force kills QEMU."""
+    """Graceful: the agent SIGTERMs the apps and the VM powers off; --force kills QEMU
+    and the stage1 process `rkt run` became (its waiter), as rkt's stop killed its ppid's
+    tree: `rkt run` dies of SIGKILL, as with the container flavor (`rkt gc` cleans up)."""
     pid = hypervisor_pid(pod)
     if pid is None:
         log.debug("kvm: the pod's hypervisor is not running")
         return 0
     if not force and agent.stop_or_say(pod, 30.0, "killing the VM"):
         return 0
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    waiter = contract.stage1_process(pod) if force else None
+    for p in (waiter, pid):
+        if p is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
     _wait_gone(pid, 5.0)
     return 0
 

@@ -22,6 +22,8 @@
  *   --ro PATH              bind the host's PATH at the same place: read-only, noexec
  *   --exec PATH            the same, executable (the hypervisor, its libraries)
  *   --rw PATH              read-write, noexec
+ *   --ro-flat PATH, --rw-flat PATH   as --ro and --rw, without what is mounted below
+ *                          PATH on the host (a non-recursive bind: recursive=false)
  *   --dev PATH             a device node: a read-only, noexec mount (the node itself
  *                          still opens read-write)
  *   --proc                 procfs of the new PID namespace on /proc (read-only, only
@@ -109,8 +111,9 @@ static void mkdir_parent(const char *path) {
 	}
 }
 
-/* Bind the host's path (under OLD) at the same place, with the mount flags attr. */
-static void bind(const char *path, uint64_t attr) {
+/* Bind the host's path (under OLD) at the same place, with the mount flags attr, and
+ * what is mounted below it on the host too unless flat. */
+static void bind(const char *path, uint64_t attr, int flat) {
 	char src[4096];
 	struct stat st;
 	if (snprintf(src, sizeof src, OLD "%s", path) >= (int)sizeof src)
@@ -122,7 +125,7 @@ static void bind(const char *path, uint64_t attr) {
 		if (S_ISDIR(st.st_mode) ? mkdir(path, 0755) : mknod(path, S_IFREG | 0644, 0))
 			die("mount point", path);
 	}
-	if (mount(src, path, NULL, MS_BIND | MS_REC, NULL) != 0)
+	if (mount(src, path, NULL, flat ? MS_BIND : MS_BIND | MS_REC, NULL) != 0)
 		die("bind", path);
 	struct attr a = {.set = attr};
 	if (syscall(NR_MOUNT_SETATTR, AT_FDCWD, path, AT_RECURSIVE, &a, sizeof a) == 0)
@@ -211,7 +214,8 @@ int main(int argc, char **argv) {
 		} else if (!strcmp(o, "--caps")) {
 			caps = strtoull(argv[i + 1], NULL, 16);
 		} else if (strcmp(o, "--symlink") && strcmp(o, "--ro") && strcmp(o, "--exec") &&
-			   strcmp(o, "--rw") && strcmp(o, "--dev") && strcmp(o, "--proc")) {
+			   strcmp(o, "--rw") && strcmp(o, "--dev") && strcmp(o, "--proc") &&
+			   strcmp(o, "--ro-flat") && strcmp(o, "--rw-flat")) {
 			usage("unknown option");
 		}
 		i += nargs;
@@ -246,14 +250,14 @@ int main(int argc, char **argv) {
 			if (symlink(argv[i + 2], p) != 0)
 				die("symlink", p);
 			i++;
-		} else if (!strcmp(o, "--ro")) {
-			bind(p, ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC);
+		} else if (!strcmp(o, "--ro") || !strcmp(o, "--ro-flat")) {
+			bind(p, ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC, o[4] == '-');
 		} else if (!strcmp(o, "--exec")) {
-			bind(p, ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV);
-		} else if (!strcmp(o, "--rw")) {
-			bind(p, ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC);
+			bind(p, ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV, 0);
+		} else if (!strcmp(o, "--rw") || !strcmp(o, "--rw-flat")) {
+			bind(p, ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC, o[4] == '-');
 		} else if (!strcmp(o, "--dev")) {
-			bind(p, ATTR_RDONLY | ATTR_NOSUID | ATTR_NOEXEC);
+			bind(p, ATTR_RDONLY | ATTR_NOSUID | ATTR_NOEXEC, 0);
 		}
 		i++;
 	}

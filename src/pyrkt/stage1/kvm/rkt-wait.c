@@ -7,9 +7,9 @@
  * same pid, so the hypervisor PID stays our child and the pod lock fd stays open,
  * at a few hundred KiB of RSS for the pod's whole life. It has one job: wait.
  * Every decision stays in Python (waiter.py), started only when there is work:
- *   - the first SIGTERM/SIGHUP: a child runs `PYTHON -I -S WAITER_PY --stop SPEC_JSON`
- *     (graceful stop through the agent; it kills the hypervisor if that fails);
- *     a second one: SIGTERM to the hypervisor;
+ *   - the first SIGTERM/SIGHUP/SIGINT: a child runs
+ *     `PYTHON -I -S WAITER_PY --stop SPEC_JSON SIGNUM` (graceful stop through the agent;
+ *     it kills the hypervisor if that fails); a second one: SIGTERM to the hypervisor;
  *   - the hypervisor exited with RC: exec `PYTHON -I -S WAITER_PY --finish RC SPEC_JSON`
  *     (exit codes, network teardown), whose exit status is the pod's.
  * The fast path, when the runner set
@@ -17,7 +17,8 @@
  * down, no --debug; an environment variable so that an older rkt-wait ignores it): the
  * hypervisor exited with 0 (never after a death by signal) and every app left its exit
  * code in STAGE1_ROOTFS/rkt/status/APP; then rkt-wait removes AGENT_SOCKET and exits
- * with the first non-zero code in app order, as finish.finish_pod would, without
+ * with the code of the app that failed first (the oldest non-zero status file; app
+ * order between equals), as finish.finish_pod would, without
  * starting Python (~0.05 s). Anything else (a missing or unreadable code, a hypervisor
  * failure or death) goes to Python.
  * The status files are the guest's to write, so each is opened as pyrkt.linux.beneath
@@ -28,9 +29,9 @@
  * Python, which refuses it with a message.
  * RKT_WAIT_RMDIR="DIR\n..." (the hypervisor's cgroups, leaf first): removed once the
  * hypervisor exited, before anything else (a busy one stays for `rkt gc`).
- * The runner blocks SIGTERM and SIGHUP before the exec (the mask survives it), so no
- * signal is lost in between; here they are taken synchronously with sigwaitinfo.
- * SIGINT stays ignored, as the runner left it (the hypervisor gets it too).
+ * The runner blocks SIGTERM and SIGHUP (and SIGINT, unless it left it ignored: an
+ * interactive pod's) before the exec (the mask survives it), so no signal is lost in
+ * between; here they are taken synchronously with sigwaitinfo.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -94,8 +95,8 @@ static int open_beneath(int root, const char *rel) {
 }
 
 /* The exit code in ROOT/rkt/status/APP ("N\n"), or -1 when missing, not a regular
- * file, larger than CODE_MAX or not a number 0-255. */
-static int read_code(int root, const char *app) {
+ * file, larger than CODE_MAX or not a number 0-255; when it was written in *when. */
+static int read_code(int root, const char *app, struct timespec *when) {
 	char rel[4096], buf[CODE_MAX + 1];
 	if (!*app || strchr(app, '/') || !strcmp(app, "..") || !strcmp(app, "."))
 		return -1;
@@ -109,6 +110,7 @@ static int read_code(int root, const char *app) {
 		close(pfd);
 		return -1;
 	}
+	*when = st.st_mtim;
 	char proc[64];
 	snprintf(proc, sizeof proc, "/proc/self/fd/%d", pfd);
 	int fd = open(proc, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
@@ -157,15 +159,22 @@ static int fast_finish(int status) {
 	int root = open(rootfs, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (root < 0)
 		return -1;
+	/* The app that failed first (finish.first_failure): the guest stops the others
+	 * only after it wrote that app's code; app order between equal times. */
 	int first = 0;
+	struct timespec first_at = {0, 0};
 	for (char *app; (app = strtok_r(NULL, "\n", &save));) {
-		int c = read_code(root, app);
+		struct timespec at;
+		int c = read_code(root, app, &at);
 		if (c < 0) {
 			close(root);
 			return -1;
 		}
-		if (c && !first)
+		if (c && (!first || at.tv_sec < first_at.tv_sec ||
+			  (at.tv_sec == first_at.tv_sec && at.tv_nsec < first_at.tv_nsec))) {
 			first = c;
+			first_at = at;
+		}
 	}
 	close(root);
 	unlink(sock);
@@ -183,6 +192,7 @@ int main(int argc, char **argv) {
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGINT); /* never pending when ignored */
 	sigaddset(&set, SIGCHLD);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
 		die("rkt-wait: sigprocmask");
@@ -208,12 +218,14 @@ int main(int argc, char **argv) {
 			kill(hv, SIGTERM);
 			continue;
 		}
+		char signum[16];
+		snprintf(signum, sizeof signum, "%d", sig);
 		pid_t c = fork();
 		if (c < 0) {
 			kill(hv, SIGTERM);
 		} else if (c == 0) {
 			sigprocmask(SIG_UNBLOCK, &set, NULL);
-			execl(python, python, "-I", "-S", waiter, "--stop", spec, (char *)NULL);
+			execl(python, python, "-I", "-S", waiter, "--stop", spec, signum, (char *)NULL);
 			perror("rkt-wait: exec");
 			kill(hv, SIGTERM);
 			_exit(254);

@@ -26,7 +26,7 @@ from pyrkt.errors import RktError
 from pyrkt.linux import beneath
 from pyrkt.stage1 import contract
 from pyrkt.stage1.kvm import accel, assets, hypervisors, launch
-from pyrkt.stage1.kvm.disks import PodDisks
+from pyrkt.stage1.kvm.disks import PodDisks, app_tree
 from pyrkt.stage1.kvm.finish import FAILED_REL
 from pyrkt.stage1.kvm.finish import agent_socket_rel as agent_socket_rel
 from pyrkt.stage1.kvm.finish import finish_pod as finish_pod
@@ -45,7 +45,7 @@ from pyrkt.stage1.kvm.vm import (
     Tap,
     VmPlan,
 )
-from pyrkt.stage1.plan import PodPlan
+from pyrkt.stage1.plan import MountPlan, PodPlan
 
 ENV_EXTRA_KERNEL_PARAMS = "RKT_HYPERVISOR_EXTRA_KERNEL_PARAMS"
 # rkt-wait's fast path (rkt-wait.c); the old name, which a rkt-wait of an older stage1
@@ -69,6 +69,8 @@ class RunOptions:
     guest_net_script: str = ""  # sh run in the guest before the apps (NET)
     etc_files: tuple[tuple[str, str], ...] = ()  # (name, content) for each app's /etc
     rootfs: str | None = None  # --kvm-rootfs=block|9p (None: the pod annotation, default)
+    protect_paths: bool = True  # /sys/firmware hidden (not with --insecure-options=paths)
+    escape_key: bool = False  # a non-interactive pod on a terminal: Ctrl-a x leaves it
     template: bool | None = None  # --kvm-template=on|off (None: the annotation, env, default)
     # An interactive pod's console: INTERACTIVE (rkt run --interactive) or TERMINAL (the
     # OCI runtime: QEMU's stdio is a pty someone else holds; no escape, no monitor).
@@ -184,15 +186,74 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions,
         ctl.write("pod.sh", text)
         tags = script.mount_tags(plan, pd.volumes)
         console = "/dev/ttyS1" if plan.interactive else None
+        fallback = _fallback_etc_names(plan)
+        single = _link_file_volumes(pod, tags)
         for app in plan.apps:
             run = None
-            if app.name not in pd.apps:
+            app_names = names
+            if app.name in pd.apps:  # on a disk: its image's ext4 has the mount points
+                if fallback:  # the image's own tree says whether it has the file
+                    with beneath.Root(app_tree(pod, app.name) / "rootfs") as image:
+                        app_names = [n for n in names
+                                     if n not in fallback or not _has_etc(image, n)]
+            else:
                 with s1.open_dir(f"opt/stage2/{app.name}/rootfs") as rootfs:
-                    _prepare_mount_points(rootfs, names)
+                    app_names = [n for n in names if n not in fallback or not _has_etc(rootfs, n)]
+                    _prepare_mount_points(rootfs, app_names)
                     run = None if app.readonly_rootfs else _run_dir(rootfs)
-            ctl.write(f"mounts/{app.name}", script.app_mounts(app, tags, names, run, console))
+            ctl.write(f"mounts/{app.name}", script.app_mounts(
+                app, script.app_tags(tags, app), app_names, run, console,
+                protect_paths=opts.protect_paths, single_files=single))
             # `enter` appends the command to this prefix (rkt-exec --ns ... --).
             ctl.write(f"apps/{app.name}", script.exec_line(app, argv=()) + "\n")
+
+
+def file_share_dir(pod: Path, tag: str) -> Path:
+    """The folder shared as a single-file volume's tag: it holds the file, hard-linked
+    (script.FILE_SHARE_NAME); 9p exports folders only."""
+    return pod / "kvm-volumes" / tag
+
+
+def _link_file_volumes(pod: Path, tags: dict[tuple[str, MountPlan], str]) -> set[MountPlan]:
+    """The volumes whose source is a single file, each hard-linked into its shares'
+    folders (the user's file itself: what the app writes lands in it, as with a bind)."""
+    single = {m for _, m in tags if not m.source.is_dir()}
+    for (_, m), tag in tags.items():
+        if m not in single:
+            continue
+        d = file_share_dir(pod, tag)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / script.FILE_SHARE_NAME).unlink(missing_ok=True)
+        try:
+            os.link(m.source, d / script.FILE_SHARE_NAME)
+        except OSError as e:
+            raise RktError(
+                f"volume {m.volume!r}: cannot share the file {m.source} with the VM: "
+                f"{e.strerror}",
+                "the kvm flavor shares a single file through a hard link in the pod "
+                "folder: keep it on the same file system as rkt's data folder, or use a "
+                "volume of its folder",
+            ) from e
+    return single
+
+
+def _fallback_etc_names(plan: PodPlan) -> frozenset[str]:
+    """The pod's /etc files an app gets only where its image has none (rkt's
+    hosts-fallback: /etc/hosts without --hosts-entry)."""
+    from pyrkt.net.dns import hosts_is_fallback
+
+    return frozenset({"hosts"}) if hosts_is_fallback(plan.dns) else frozenset()
+
+
+def _has_etc(rootfs: beneath.Root, name: str) -> bool:
+    """Whether the image has /etc/<name> (whatever it is: a symlink counts)."""
+    try:
+        rootfs.lstat(f"etc/{name}")
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True  # /etc itself is a link: the image has its own arrangement
+    return True
 
 
 def _prepare_mount_points(rootfs: beneath.Root, etc_names: list[str]) -> None:
@@ -263,13 +324,9 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions,
     shares = [Share(SHARE_STAGE1, contract.stage1_rootfs(pod)), Share(SHARE_CTL, guest_dir(pod))]
     pd = pod_disks or PodDisks()
     disks = pd.all()
-    for m, tag in script.mount_tags(plan, pd.volumes).items():
-        if not m.source.is_dir():
-            raise RktError(
-                f"volume {m.volume!r}: {m.source} is not a folder",
-                "the kvm flavor shares folders with the VM, not single files",
-            )
-        shares.append(Share(tag, m.source, read_only=m.read_only))
+    for (_, m), tag in script.mount_tags(plan, pd.volumes).items():
+        source = m.source if m.source.is_dir() else file_share_dir(pod, tag)
+        shares.append(Share(tag, source, read_only=m.read_only, recursive=m.recursive))
     interactive = plan.interactive
     fd_sets: list[tuple[int, int]] = []
     out = err = None
@@ -290,6 +347,7 @@ def vm_plan(pod: Path, plan: PodPlan, opts: RunOptions,
         disks=disks,
         taps=opts.taps,
         console=opts.console if interactive else ConsoleMode.STREAMS,
+        escape_key=opts.escape_key and not interactive,
         serial_log=Path("kvm") / "serial.log",
         serial_to_stderr=opts.debug and not interactive,
         app_stdout=out,
@@ -329,6 +387,9 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
         log.info("kvm: KVM is not usable here, using TCG (software emulation; --debug says why)")
     log.debug(f"kvm: accelerator {vp.accel}: {reason}")
     log.debug(f"kvm: VM size {vp.vcpus} vCPU(s), {vp.memory_mib} MiB")
+    if not jailed and any(not s.recursive for s in vp.shares):
+        log.warn("kvm: recursive=false volumes show what is mounted below their source: "
+                 "only the VM jail (off here) binds them without it")
     confinement = launch.Confinement(pod, plan.uuid, Path(os.path.abspath(found)),
                                      cache_dir_for(pod)) if jailed else None
     fds = [fd for fd, _ in vp.fd_sets]
@@ -343,6 +404,8 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
         for fd in fds:
             os.close(fd)
     p, groups = started
+    # The process `rkt run` became (the waiter keeps this pid): `stop --force` kills it.
+    contract.ppid_file(pod).write_text(f"{os.getpid()}\n")
     if opts.exec_waiter:
         _exec_waiter(pod, plan, p.pid, opts, groups)
 
@@ -436,10 +499,18 @@ def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions,
         "debug": opts.debug,
         "cgroups": [str(d) for d in groups],
     })
-    # Blocked until the waiter takes them (the mask survives exec); SIGINT stays
-    # ignored (QEMU gets it too).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP})
+    # Blocked until the waiter takes them (the mask survives exec). SIGINT (Ctrl-C on
+    # our terminal; QEMU, in a session of its own, does not get it) stops the pod too,
+    # the apps getting SIGINT, as the container flavor's; it stays ignored for an
+    # interactive pod (Ctrl-C is the guest's there) or when we were started with it
+    # ignored (a background job of a shell).
+    stopping = {signal.SIGTERM, signal.SIGHUP}
+    if plan.interactive or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        stopping.add(signal.SIGINT)
+    signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
     sys.stdout.flush()
     sys.stderr.flush()
     py = [sys.executable, "-I", "-S", str(waiter.__file__)]

@@ -49,6 +49,7 @@ class Share:
     tag: str
     path: Path
     read_only: bool = False
+    recursive: bool = True  # False: without what is mounted below path (needs the jail)
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,9 @@ class VmPlan:
     disks_hotplugged: bool = False
     taps: tuple[Tap, ...] = ()
     console: ConsoleMode = ConsoleMode.STREAMS
+    # STREAMS with our stdin a terminal: QEMU reads it for its escape key (Ctrl-a x
+    # leaves the pod, as the seed says), on a ttyS1 no app uses; Ctrl-C stays a signal.
+    escape_key: bool = False
     serial_log: Path | None = None  # kernel + init messages always land here
     serial_to_stderr: bool = False  # --debug: also show them on stderr
     app_stdout: Path | None = None  # a file, /proc/self/fd/1 or /dev/fdset/N

@@ -8,8 +8,9 @@ stays its child, the pod lock fd stays open).
 
 The waiter is `rkt-wait` (rkt-wait.c, a static program of a few hundred KiB in the
 stage1 image's /kvm/) when the stage1 carries it; it starts this file only when there is
-Python work: `--stop SPEC` on the first SIGTERM/SIGHUP (graceful stop through the agent,
-else kill the hypervisor), and `--finish RC SPEC` by exec once the hypervisor exited
+Python work: `--stop SPEC SIGNUM` on the first SIGTERM/SIGHUP/SIGINT (graceful stop
+through the agent, the apps getting SIGINT for a SIGINT, else SIGTERM; else kill the
+hypervisor), and `--finish RC SPEC` by exec once the hypervisor exited
 with RC (exit codes, network teardown, errors; its exit status is the pod's).
 
 Without rkt-wait (an older stage1 image), this file is the waiter itself: `waiter.py
@@ -43,15 +44,17 @@ def _import_pyrkt() -> None:
         sys.path.insert(0, src)
 
 
-def stop(spec: dict[str, Any]) -> None:
-    """Stop the apps gracefully (as `rkt stop`); kill the hypervisor if that fails."""
+def stop(spec: dict[str, Any], signum: int = signal.SIGTERM) -> None:
+    """Stop the apps gracefully (as `rkt stop`; with SIGINT for a SIGINT: Ctrl-C); kill
+    the hypervisor if that fails."""
     if spec["apps"]:
         _import_pyrkt()
         from pathlib import Path
 
         from pyrkt.stage1.kvm import agent
 
-        if agent.stop_or_say(Path(spec["pod"]), 10.0, "stopping the VM"):
+        sig = signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM
+        if agent.stop_or_say(Path(spec["pod"]), 10.0, "stopping the VM", sig):
             return
     with contextlib.suppress(ProcessLookupError):
         os.kill(spec["pid"], signal.SIGTERM)
@@ -87,30 +90,33 @@ def wait(spec: dict[str, Any]) -> int:
     asked: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
-        """First SIGTERM/SIGHUP: stop the apps gracefully; then: kill."""
+        """First SIGTERM/SIGHUP/SIGINT: stop the apps gracefully; then: kill."""
         if not asked:
             asked.append(signum)
-            stop(spec)
+            stop(spec, signum)
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
 
-    for s in (signal.SIGTERM, signal.SIGHUP):
+    handled = [signal.SIGTERM, signal.SIGHUP]
+    if signal.getsignal(signal.SIGINT) != signal.SIG_IGN:  # the runner's choice
+        handled.append(signal.SIGINT)
+    for s in handled:
         signal.signal(s, forward)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGHUP})
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, set(handled))
     _, status = os.waitpid(pid, 0)  # retried on EINTR (PEP 475); handlers run meanwhile
     rc = os.waitstatus_to_exitcode(status)
     for d in spec.get("cgroups") or []:
         with contextlib.suppress(OSError):
             os.rmdir(d)
-    for s in (signal.SIGTERM, signal.SIGHUP):
+    for s in handled:
         signal.signal(s, signal.SIG_DFL)
     return finish(spec, rc)
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) == 3 and argv[1] == "--stop":
-        stop(json.loads(argv[2]))
+    if len(argv) in (3, 4) and argv[1] == "--stop":
+        stop(json.loads(argv[2]), *(int(a) for a in argv[3:]))
         return 0
     if len(argv) == 4 and argv[1] == "--finish":
         return finish(json.loads(argv[3]), int(argv[2]))

@@ -99,7 +99,9 @@ fi
 #   enter ID -> runs /ctl/enter/ID/cmd.sh, replies "done ID RC"
 #   tty ID   -> starts /ctl/enter/ID/cmd.sh (rkt-exec --tty: a pty relayed on the rkt.tty
 #               port) in the background, replies "started ID"
-#   stop     -> replies "ok", sends SIGTERM to the apps (SIGKILL after the grace time)
+#   stop [SIG] -> replies "ok", sends SIGTERM (or signal number SIG) to the apps (SIGKILL
+#               after the grace time)
+#               (rkt_stop_apps and rkt_app_pids: functions of the pod script)
 #   exec ID  -> starts /ctl/enter/ID/cmd.sh in the background, its output in files there
 #               and its exit code in /ctl/enter/ID/rc when it ends; replies "started ID"
 #               (the OCI runtime's `exec`: the agent stays free for other requests)
@@ -126,8 +128,10 @@ rkt_agent() {
 			;;
 		stop)
 			echo "ok" >&3
-			kill -TERM $rkt_pids 2>/dev/null
-			(sleep "${rkt_stop_grace:-10}"; kill -KILL $rkt_pids 2>/dev/null) &
+			case $rkt_arg in
+			'' | *[!0-9]*) rkt_stop_apps TERM ;;
+			*) rkt_stop_apps "$rkt_arg" ;;
+			esac
 			;;
 		exec)
 			d=/ctl/enter/$rkt_arg
@@ -137,6 +141,7 @@ rkt_agent() {
 			;;
 		kill)
 			set -- $rkt_arg
+			rkt_app_pids
 			rkt_sig=$1
 			shift
 			case $1 in

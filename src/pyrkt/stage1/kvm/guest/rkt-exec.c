@@ -15,6 +15,8 @@
  * changes (RES: the RLIMIT_* number; a value of 18446744073709551615 is unlimited);
  * RKT_UMASK=OCTAL: the app's umask (the OCI runtime's process.rlimits and user.umask).
  * RKT_TTY_KEEPER=1: the app is on the pod's terminal (keep_tty below).
+ * RKT_DIAGNOSE=1 (taken out too): an app's start; when ARGV[0], an absolute path, cannot
+ * be executed, one line says why as rkt's stage1 did (diagnose) and the exit status is 203.
  * Every file descriptor above 2 is closed first: nothing of the init's reaches the app.
  *
  * Where ARGV runs:
@@ -596,8 +598,41 @@ static void copy_tree(int from, int to, int depth) {
  *   mkfile    make the target file when it is missing; skip the step when that fails
  *   copyup    copy what the target folder held into the new filesystem
  *   optional  skip the step when the kernel lacks the filesystem (ENODEV)
+ *   file=NAME the filesystem (a share holding one file: a single-file volume) is only
+ *             a way to NAME, which is bound onto the target (see mount_file)
  * anything else is the filesystem's data. A bind's SOURCE is resolved under the old root
  * (our working folder): the init's view. */
+/* A single-file volume: the share holding the file is mounted on the old root's /mnt
+ * (the initramfs's, whose mounts in this namespace are the app's own and go with the old
+ * root), the file NAME in it bound onto the target (made, with its folders, when
+ * missing), then the share is let go. */
+static void mount_file(const char *source, const char *target, const char *type,
+                       unsigned long flags, const char *data, const char *name) {
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "mnt/%s", name) >= (int)sizeof path || strchr(name, '/')) {
+        errno = EINVAL;
+        die("file= of", target);
+    }
+    if (mount(source, "mnt", type, flags, data) < 0) die("mount", target);
+    int r = mount(path, target, NULL, MS_BIND, NULL);
+    if (r < 0 && errno == ENOENT) {
+        char *dir = strdup(target), *slash = dir ? strrchr(dir, '/') : NULL;
+        if (slash && slash != dir) {
+            *slash = 0;
+            mkdir_p(dir, 0755);
+        }
+        free(dir);
+        int fd = open(target, O_WRONLY | O_CREAT | O_NOCTTY | O_CLOEXEC, 0644);
+        if (fd >= 0) close(fd);
+        r = mount(path, target, NULL, MS_BIND, NULL);
+    }
+    if (r < 0) die("mount", target);
+    if ((flags & MS_RDONLY) &&
+        mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | (flags & (MS_NOSUID | MS_NODEV)), NULL) < 0)
+        die("remount", target);
+    if (umount2("mnt", MNT_DETACH) < 0) die("umount2", "mnt");
+}
+
 static void mount_step(const char *src, const char *target, const char *fstype, char *opts) {
     static const struct { const char *name; unsigned long flag; } known[] = {
         {"ro", MS_RDONLY}, {"nosuid", MS_NOSUID}, {"nodev", MS_NODEV}, {"noexec", MS_NOEXEC},
@@ -606,6 +641,7 @@ static void mount_step(const char *src, const char *target, const char *fstype, 
     };
     unsigned long flags = 0;
     int want_dir = 0, want_file = 0, copyup = 0, optional = 0;
+    const char *file = NULL;
     char data[1024] = "";
     size_t dlen = 0;
     for (char *o = strcmp(opts, "-") == 0 ? NULL : strtok(opts, ","); o; o = strtok(NULL, ",")) {
@@ -616,11 +652,17 @@ static void mount_step(const char *src, const char *target, const char *fstype, 
         else if (strcmp(o, "mkfile") == 0) want_file = 1;
         else if (strcmp(o, "copyup") == 0) copyup = 1;
         else if (strcmp(o, "optional") == 0) optional = 1;
+        else if (strncmp(o, "file=", 5) == 0) file = o + 5;
         else dlen += (size_t)snprintf(data + dlen, sizeof data - dlen, "%s%s", dlen ? "," : "", o);
         if (dlen >= sizeof data) {
             errno = E2BIG;
             die("mount options for", target);
         }
+    }
+    if (file) {
+        mount_file(src, target, strcmp(fstype, "none") == 0 ? NULL : fstype, flags,
+                   dlen ? data : NULL, file);
+        return;
     }
     int bind = (flags & MS_BIND) && !(flags & MS_REMOUNT);
     if (bind) {
@@ -888,6 +930,98 @@ static void join_cgroup(int fd, const char *cgroup) {
     close(fd);
 }
 
+static unsigned long long diag_uint(const unsigned char *p, int off, int size, int big) {
+    unsigned long long v = 0;
+    for (int i = 0; i < size; i++) v |= (unsigned long long)p[off + (big ? size - 1 - i : i)] << (8 * i);
+    return v;
+}
+
+/* ---- the diagnostic of an app that cannot be executed ---- */
+
+#define EXIT_EXEC 203 /* rkt's (systemd's) exit status for it */
+#define DIAG_DEPTH 10 /* interpreters of interpreters */
+
+/* One step of the diagnostic (stage1/container/diagnose.py says the same): PATH's
+ * interpreter (its #! line or its ELF PT_INTERP) into next and 1, or what is wrong
+ * with PATH into msg and 0. */
+static int diag_step(const char *path, char *next, size_t nlen, char *msg, size_t mlen) {
+    unsigned char head[4096];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0) {
+        snprintf(msg, mlen, "Unable to open \"%s\": %s", path, strerror(errno));
+        return 0;
+    }
+    ssize_t n = fstat(fd, &st) < 0 ? -1 : pread(fd, head, sizeof head, 0);
+    next[0] = 0;
+    if (n < 0) snprintf(msg, mlen, "Unable to read \"%s\": %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode)) snprintf(msg, mlen, "\"%s\" is not a regular file", path);
+    else if (!(st.st_mode & 0111)) snprintf(msg, mlen, "\"%s\" is not executable", path);
+    else if (n >= 2 && head[0] == '#' && head[1] == '!') {
+        unsigned char *end = memchr(head, '\n', (size_t)n);
+        if (!end) snprintf(msg, mlen, "Shebang line too long");
+        else {
+            unsigned char *w = head + 2;
+            while (w < end && (*w == ' ' || *w == '\t')) w++;
+            size_t k = 0;
+            while (w + k < end && w[k] != ' ' && w[k] != '\t' && w[k] != '\r') k++;
+            snprintf(next, nlen, "%.*s", (int)k, (const char *)w);
+        }
+    } else if (n >= 4 && memcmp(head, "\x7f" "ELF", 4) == 0) {
+        int bits = n > 4 ? head[4] : 0, big = n > 5 && head[5] == 2;
+        if (n < 64 || head[6] != 1) snprintf(msg, mlen, "Unsupported ELF version: %x", n > 6 ? head[6] : 0);
+        else if ((bits != 1 && bits != 2) || (head[5] != 1 && head[5] != 2))
+            snprintf(msg, mlen, "Unsupported ELF format");
+        else {
+#define DIAG_U(off, size) diag_uint(head, (off), (size), big)
+            unsigned long long phoff = bits == 2 ? DIAG_U(0x20, 8) : DIAG_U(0x1c, 4);
+            unsigned phentsize = (unsigned)(bits == 2 ? DIAG_U(0x36, 2) : DIAG_U(0x2a, 2));
+            unsigned phnum = (unsigned)(bits == 2 ? DIAG_U(0x38, 2) : DIAG_U(0x2c, 2));
+            unsigned char ph[64];
+            for (unsigned i = 0; phoff && phentsize >= (bits == 2 ? 56u : 32u) && i < phnum && i < 256; i++) {
+                if (pread(fd, ph, bits == 2 ? 56 : 32, (off_t)(phoff + (unsigned long long)i * phentsize)) <= 0) break;
+                if (diag_uint(ph, 0, 4, big) != 3) continue; /* PT_INTERP */
+                unsigned long long off = bits == 2 ? diag_uint(ph, 8, 8, big) : diag_uint(ph, 4, 4, big);
+                unsigned long long size = bits == 2 ? diag_uint(ph, 32, 8, big) : diag_uint(ph, 16, 4, big);
+                if (size >= nlen) size = nlen - 1;
+                ssize_t got = pread(fd, next, (size_t)size, (off_t)off);
+                next[got > 0 ? got : 0] = 0;
+                break;
+            }
+#undef DIAG_U
+        }
+    } else snprintf(msg, mlen, "Unsupported file type");
+    close(fd);
+    if (msg[0]) return 0;
+    if (!next[0]) {
+        snprintf(msg, mlen, "Unable to determine interpreter for \"%s\"", path);
+        return 0;
+    }
+    if (next[0] != '/') {
+        snprintf(msg, mlen, "Path must be absolute: \"%s\"", next);
+        return 0;
+    }
+    return 1;
+}
+
+/* An app whose exec failed (RKT_DIAGNOSE=1: an app's start, not a handler or `rkt
+ * enter`): one line naming the first file on the way that cannot be run, as rkt's
+ * stage1 printed it, and its exit status. */
+static int diagnose(const char *path) {
+    char cur[PATH_MAX], next[PATH_MAX], msg[PATH_MAX + 64];
+    snprintf(cur, sizeof cur, "%s", path);
+    for (int depth = 0; depth <= DIAG_DEPTH; depth++) {
+        msg[0] = 0;
+        if (!diag_step(cur, next, sizeof next, msg, sizeof msg)) {
+            fprintf(stderr, "Error: %s\n", msg);
+            return EXIT_EXEC;
+        }
+        memcpy(cur, next, sizeof cur);
+    }
+    fprintf(stderr, "Error: Excessive interpreter recursion, giving up\n");
+    return EXIT_EXEC;
+}
+
 int main(int argc, char **argv) {
     if (getpid() == 1) boot(argc, argv);
     if (argc > 1 && strcmp(argv[1], "--restore") == 0)
@@ -980,7 +1114,10 @@ int main(int argc, char **argv) {
     keep_tty(); /* returns in the app's process */
     default_signals(); /* before the app's filter, which may forbid rt_sigaction */
     load_seccomp();
+    const char *diag = getenv("RKT_DIAGNOSE");
+    if (diag) unsetenv("RKT_DIAGNOSE");
     execvp(argv[10], &argv[10]);
+    if (diag && argv[10][0] == '/') return diagnose(argv[10]);
     int code = errno == ENOENT ? 127 : 126;
     fprintf(stderr, "rkt-exec: exec %s: %s\n", argv[10], strerror(errno));
     return code;

@@ -24,6 +24,7 @@ import shlex
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from pyrkt.record import replace
 from pyrkt.stage1 import devices
 from pyrkt.stage1.plan import AppPlan, MountPlan, PodPlan
 
@@ -73,6 +74,10 @@ class RunDir:
         return f"nosuid,nodev,mode={self.mode & 0o7777:04o},uid={self.uid},gid={self.gid}"
 
 
+# A single-file volume is shared as a folder holding the file under this name.
+FILE_SHARE_NAME = "file"
+
+
 def volume_tag(index: int) -> str:
     return f"rkt.v{index}"
 
@@ -81,9 +86,14 @@ def guest_rootfs(app: AppPlan) -> str:
     return f"{GUEST_STAGE1}/opt/stage2/{app.name}/rootfs"
 
 
+# Every capability (--insecure-options=capabilities): rkt-exec leaves the init's alone.
+ALL_CAPS = tuple(f"CAP_{name}" for name in _CAP_NAMES)
+
+
 def cap_arg(caps: Sequence[str]) -> str:
-    """rkt-exec's CAPS argument: "all" (leave alone) when the plan names none."""
-    if not caps:
+    """rkt-exec's CAPS argument: the numbers of the retained set, "-" for none (an
+    empty set is no capability at all, as rkt), "all" for ALL_CAPS."""
+    if set(caps) >= set(ALL_CAPS):
         return "all"
     nums = []
     for c in caps:
@@ -120,14 +130,18 @@ def ns_file(app: AppPlan) -> str:
 
 
 def exec_line(app: AppPlan, argv: Sequence[str] | None = None, *,
-              seccomp: bool = False, start: bool = False, keep_tty: bool = False) -> str:
+              seccomp: bool = False, start: bool = False, keep_tty: bool = False,
+              diagnose: bool = False) -> str:
     """`env -i ... rkt-exec ...` running argv (default: the app's) as the app would run,
     in the app's mount namespace: made from its mount plan (start: the app's own start),
     else joined (`rkt enter`); seccomp: rkt-exec loads the app's filter (seccomp_file)
     just before the exec; keep_tty: the app is on the pod's terminal and rkt-exec stays
     its session leader (its last output is not lost to the hangup when it exits:
-    rkt-exec.c keep_tty)."""
+    rkt-exec.c keep_tty); diagnose: an app's own start, which says as rkt why its program
+    cannot be executed (rkt-exec.c diagnose)."""
     env = " ".join(q(f"{k}={v}") for k, v in app.env)
+    if diagnose:
+        env = f"RKT_DIAGNOSE=1 {env}"
     if keep_tty:
         env = f"RKT_TTY_KEEPER=1 {env}"
     if seccomp:
@@ -191,21 +205,31 @@ def dev_steps(console: str | None = None) -> list[str]:
 
 def app_mounts(
     app: AppPlan, tags: Mapping[MountPlan, str], etc_files: Sequence[str] = (),
-    run_dir: RunDir | None = None, console: str | None = None,
+    run_dir: RunDir | None = None, console: str | None = None, *,
+    protect_paths: bool = True, single_files: Collection[MountPlan] = (),
 ) -> str:
     """The app's mount plan (`rkt-exec --mounts`; the host writes it to mounts_file):
-    its /sys (read-only), a minimal /dev (console: the guest's device for
-    /dev/console), the pod's /etc files (etc_files: names under /ctl/etc, bound where
-    the app has an /etc), the tmpfs over its /run (run_dir), its volumes (tags: their
-    9p tags), its /proc, and a read-only root (`--readonly-rootfs`). Targets are resolved
-    inside the app's root, bind sources in the init's view. /proc comes last but the
-    remount: while rkt-exec, with every capability, follows the image's symlinks to the
-    targets, there is no /proc/PID/root in the app's root to lead it out."""
+    its /sys (read-only; its own cgroup at /sys/fs/cgroup when it has limits;
+    protect_paths: /sys/firmware inaccessible, as rkt: an empty read-only tmpfs of mode
+    0), a minimal /dev (console: the guest's device for /dev/console), the pod's /etc
+    files (etc_files: names under /ctl/etc, bound where the app has an /etc), the tmpfs
+    over its /run (run_dir), its volumes (tags: their 9p tags; single_files: those whose
+    source is a file, which their share holds as FILE_SHARE_NAME), its /proc, and a
+    read-only root (`--readonly-rootfs`). Targets are resolved inside the app's root,
+    bind sources in the init's view. /proc comes last but the remount: while rkt-exec,
+    with every capability, follows the image's symlinks to the targets, there is no
+    /proc/PID/root in the app's root to lead it out."""
     lines = [
         f"# app {app.name}: made by rkt-exec in the app's mount namespace",
         _mount("sysfs", "/sys", "sysfs", "ro,nosuid,nodev,noexec,mkdir"),
-        *dev_steps(console),
     ]
+    if protect_paths:
+        lines.append(_mount("tmpfs", "/sys/firmware", "tmpfs",
+                            "ro,nosuid,nodev,noexec,mode=000"))
+    if controllers(app):  # its own cgroup (the init's view), read-only, as rkt's apps see it
+        lines.append(_mount(f"{CGROUP_ROOT}/{app.name}", "/sys/fs/cgroup", "none",
+                            "bind,ro,nosuid,nodev,noexec"))
+    lines += dev_steps(console)
     for name in etc_files:
         lines.append(_mount(f"{GUEST_CTL}/etc/{name}", f"/etc/{name}", "none", "bind,mkfile"))
     if run_dir is not None:
@@ -222,7 +246,8 @@ def app_mounts(
         # cache) fails on 9p without it; reads and writes still go to the host (rkt #1917).
         ro = ",ro" if m.read_only else ""
         cache = "" if m.read_only else ",cache=mmap"
-        opts = f"trans=virtio,version=9p2000.L{cache},access=any{ro},mkdir"
+        where = f"file={FILE_SHARE_NAME}" if m in single_files else "mkdir"
+        opts = f"trans=virtio,version=9p2000.L{cache},access=any{ro},{where}"
         lines.append(_mount(tags[m], m.target, "9p", opts))
     lines.append(_mount("proc", "/proc", "proc", "nosuid,nodev,noexec,mkdir"))
     if app.readonly_rootfs:
@@ -244,15 +269,114 @@ def _cgroup_lines(app: AppPlan) -> list[str]:
     return lines
 
 
-def mount_tags(plan: PodPlan, on_disks: Collection[str] = ()) -> dict[MountPlan, str]:
-    """One 9p tag per distinct volume mount (by plan order), but for the volumes on disks
-    (on_disks: their names)."""
-    tags: dict[MountPlan, str] = {}
+def mount_tags(plan: PodPlan, on_disks: Collection[str] = ()) -> dict[tuple[str, MountPlan], str]:
+    """One 9p tag per app and mount (by plan order), but for the volumes on disks
+    (on_disks: their names): a 9p device mounts once at a time in the guest, and each app
+    mounts its own in its own namespace (two apps with the same volume at the same place
+    would get EBUSY from one tag)."""
+    tags: dict[tuple[str, MountPlan], str] = {}
     for app in plan.apps:
         for m in app.mounts:
-            if m not in tags and m.volume not in on_disks:
-                tags[m] = volume_tag(len(tags))
+            if m.volume not in on_disks:
+                tags.setdefault((app.name, m), volume_tag(len(tags)))
     return tags
+
+
+def app_tags(tags: Mapping[tuple[str, MountPlan], str], app: AppPlan) -> dict[MountPlan, str]:
+    """The app's own mounts' tags (mount_tags), for app_mounts."""
+    return {m: t for (name, m), t in tags.items() if name == app.name}
+
+
+def pid_file(app: AppPlan) -> str:
+    """Where the app's watcher writes the app's pid (an app name has no dot: no clash
+    with the namespace files beside it)."""
+    return f"{GUEST_NS_DIR}/{app.name}.pid"
+
+
+def status_file(app: AppPlan) -> str:
+    return f"{GUEST_STAGE1}/rkt/status/{app.name}"
+
+
+# Functions of the pod script. The apps' pids come from the pid files their watchers
+# write (rkt_track: an app, or a pre-start handler, while it runs; emptied after, so
+# that no pid reused later is killed); rkt_stop_apps (a failing app, the agent's stop)
+# marks the pod as going down first, so that an app whose watcher starts it meanwhile
+# stops too (its watcher checks the mark after writing the pid file: one of the two
+# sees the other).
+LIFECYCLE_FUNCTIONS = f"""\
+rkt_app_pids() {{
+	rkt_pids=
+	for rkt_f in {GUEST_NS_DIR}/*.pid; do
+		[ -r "$rkt_f" ] && read -r rkt_p <"$rkt_f" && rkt_pids="$rkt_pids $rkt_p"
+	done
+}}
+rkt_stop_apps() {{
+	: >{GUEST_NS_DIR}/down
+	rkt_app_pids
+	kill -"${{1:-TERM}}" $rkt_pids 2>/dev/null
+	(sleep "${{rkt_stop_grace:-10}}"; rkt_app_pids; kill -KILL $rkt_pids 2>/dev/null) &
+}}
+rkt_track() {{
+	echo "$2" >"$1"
+	[ -e {GUEST_NS_DIR}/down ] && kill -TERM "$2"
+	wait "$2"
+	rkt_rc=$?
+	: >"$1"
+}}
+rkt_failed() {{
+	[ -n "$rkt_down" ] && return
+	rkt_down=1
+	rkt_stop_apps
+}}
+rkt_wait_watcher() {{
+	while :; do
+		wait "$1"
+		rkt_rc=$?
+		[ "$rkt_rc" -gt 128 ] && kill -0 "$1" 2>/dev/null || break
+	done
+	[ "$rkt_rc" = 0 ] || [ -e "$2" ] || echo "$rkt_rc" >"$2"
+}}
+"""
+
+
+def _app_io(plan: PodPlan) -> str:
+    """The redirections of an app (and its handlers): the pod's terminal or its ports."""
+    if plan.interactive:
+        return "</dev/ttyS1 >/dev/ttyS1 2>&1"
+    return "</dev/null >&4 2>&5 4>&- 5>&-"
+
+
+def watcher_lines(plan: PodPlan, app: AppPlan, seccomp: bool) -> list[str]:
+    """The app's watcher, a subshell of the init (rkt's app unit): its pre-start
+    handlers as root, one after the other (the first one makes the app's namespace; a
+    failing one is the app's exit code, and the app does not run), the app (each pid in
+    pid_file while it runs: rkt_track), its exit code in its status file, rkt_failed in the init
+    (SIGUSR1) when that is not 0 (rkt's OnFailure=halt: the pod stops), then its
+    post-stop handlers as root (also after a failed start, as systemd's ExecStopPost)."""
+    io = _app_io(plan)
+    st = q(status_file(app))
+    pids = q(pid_file(app))
+    root = replace(app, uid=0, gid=0, supplementary_gids=())
+    out = ["(", "rkt_rc=0"]
+    if app.oom_score_adj is not None:  # the watcher's, inherited by the app
+        out.append(f"echo {app.oom_score_adj} > /proc/self/oom_score_adj")
+    for i, argv in enumerate(app.pre_start):  # each only while all before succeeded
+        line = exec_line(root, argv, seccomp=seccomp, start=i == 0)
+        out.append(f'{"" if i == 0 else "[ $rkt_rc != 0 ] || "}'
+                   f'{{ {line} {io} & rkt_track {pids} $!; }}')
+    line = exec_line(app, seccomp=seccomp, start=not app.pre_start,
+                     keep_tty=plan.interactive, diagnose=True)
+    if plan.interactive:
+        line = f"setsid -c {line}"
+    out += [
+        f'{"[ $rkt_rc != 0 ] || " if app.pre_start else ""}'
+        f'{{ {line} {io} & rkt_track {pids} $!; }}',
+        f"echo $rkt_rc > {st}",
+        "[ $rkt_rc = 0 ] || kill -USR1 $$",
+    ]
+    out += [f"{exec_line(root, argv, seccomp=seccomp)} {io}" for argv in app.post_stop]
+    out += ["exit 0", ") &"]
+    return [x for x in out if x]
 
 
 # How long the guest waits for its disks (a hot-plugged one appears after the restore).
@@ -329,7 +453,8 @@ def pod_script(
         f"echo {q(plan.hostname)} > /proc/sys/kernel/hostname",
         net_script,  # the init brought the loopback interface up
         f"rkt_stop_grace={stop_grace_s}",
-        "rkt_pids=",
+        LIFECYCLE_FUNCTIONS,
+        "trap rkt_failed USR1",
     ]
     needed = sorted({c for app in plan.apps for c in controllers(app)})
     if needed:
@@ -352,26 +477,15 @@ def pod_script(
         if controllers(app):
             out.append(f"mkdir -p {q(f'{CGROUP_ROOT}/{app.name}')}")
         out += _cgroup_lines(app)
-        if app.oom_score_adj is not None:  # inherited by the app's fork; reset after it
-            out.append(f"echo {app.oom_score_adj} > /proc/self/oom_score_adj")
-        line = exec_line(app, seccomp=app.name in seccomp_apps, start=True)
-        if plan.interactive:
-            line = exec_line(app, seccomp=app.name in seccomp_apps, start=True,
-                             keep_tty=True)
-            out.append(f"setsid -c {line} </dev/ttyS1 >/dev/ttyS1 2>&1 &")
-        else:
-            out.append(f"{line} </dev/null >&4 2>&5 4>&- 5>&- &")
-        out.append(f'rkt_pid_{i}=$!; rkt_pids="$rkt_pids $!"')
-        if app.oom_score_adj is not None:
-            out.append("echo 0 > /proc/self/oom_score_adj")
+        out += watcher_lines(plan, app, app.name in seccomp_apps)
+        out.append(f"rkt_w_{i}=$!")
     out += [
         "rkt_agent &",
         "rkt_agent_pid=$!",
         f": > {GUEST_CTL}/started",
     ]
     for i, app in enumerate(plan.apps):
-        st = q(f"{GUEST_STAGE1}/rkt/status/{app.name}")
-        out.append(f"wait $rkt_pid_{i}; echo $? > {st}")
+        out.append(f"rkt_wait_watcher $rkt_w_{i} {q(status_file(app))}")
     # The init powers off with busybox's `reboot -f`, which syncs first (no -n): the
     # disks' writes reach QEMU without a `sync` (a fork+exec).
     out += ["kill $rkt_agent_pid 2>/dev/null", ""]

@@ -200,7 +200,9 @@ class Qemu:
         else:
             a = ["-chardev", "null,id=con"]
         a += ["-serial", "chardev:con"]
-        if plan.uniform_devices:  # the interactive layout's ttyS1, unused
+        if plan.escape_key:  # our terminal, read for Ctrl-a x only (mux), on ttyS1
+            a += ["-chardev", "stdio,id=con1,mux=on,signal=on", "-serial", "chardev:con1"]
+        elif plan.uniform_devices:  # the interactive layout's ttyS1, unused
             a += ["-chardev", "null,id=con1", "-serial", "chardev:con1"]
         return a
 
