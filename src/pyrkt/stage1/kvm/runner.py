@@ -26,7 +26,7 @@ from pyrkt.errors import RktError
 from pyrkt.linux import beneath
 from pyrkt.stage1 import contract
 from pyrkt.stage1.kvm import accel, assets, hypervisors, launch
-from pyrkt.stage1.kvm.disks import PodDisks, app_tree
+from pyrkt.stage1.kvm.disks import PodDisks
 from pyrkt.stage1.kvm.finish import FAILED_REL
 from pyrkt.stage1.kvm.finish import agent_socket_rel as agent_socket_rel
 from pyrkt.stage1.kvm.finish import finish_pod as finish_pod
@@ -192,8 +192,8 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions,
             run = None
             app_names = names
             if app.name in pd.apps:  # on a disk: its image's ext4 has the mount points
-                if fallback:  # the image's own tree says whether it has the file
-                    with beneath.Root(app_tree(pod, app.name) / "rootfs") as image:
+                if fallback:  # the image's tree (its ext4's folder) says if it has it
+                    with beneath.Root(pd.apps[app.name].base.parent / "rootfs") as image:
                         app_names = [n for n in names
                                      if n not in fallback or not _has_etc(image, n)]
             else:
