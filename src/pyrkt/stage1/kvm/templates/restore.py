@@ -40,6 +40,7 @@ from pyrkt.stage1.kvm.vm import VmPlan
 QMP_TIMEOUT_S = 60.0
 GO_TIMEOUT_S = 60.0
 SEED_BYTES = 64
+STOPPED_WAIT_S = 10.0  # _stopped_from_outside
 
 
 @dataclass(frozen=True)
@@ -122,11 +123,12 @@ def _restore(req: Request, t: store.Template) -> Started | None:
         macs = [(shape.template_mac(i), tap.mac) for i, tap in enumerate(vp.taps)]
         go_host.sendall(shape.go_line(time.time_ns(), secrets.token_bytes(SEED_BYTES), macs))
         said = build.read_line(go_host, GO_TIMEOUT_S)
+        if not said:
+            raise VmEnded("the VM ended before it took its go")
         if said != b"ok":
-            raise RestoreFailed(f"the guest answered {said[:80]!r} to go" if said
-                                else "the VM ended before it took its go")
+            raise RestoreFailed(f"the guest answered {said[:80]!r} to go")
     except (OSError, RktError) as e:
-        if p is not None and not isinstance(e, RestoreFailed) and _stopped_from_outside(p):
+        if p is not None and _ended_from_outside(p, e):
             log.debug(f"kvm: the VM was stopped while it was restored ({e})")
             return p, groups  # the pod's end, as for a VM killed while it boots
         if p is not None:
@@ -157,6 +159,11 @@ class RestoreFailed(RktError):
     """The restored guest refused its go."""
 
 
+class VmEnded(RestoreFailed):
+    """QEMU ended before the guest took its go: a guest that failed (it powers off: QEMU
+    exits 0) or a QEMU killed from outside (_killed), which is the pod's end."""
+
+
 class DisksRefused(RktError):
     """QEMU refused the pod's disks: the pod's matter (its files), not the template's,
     which stays usable; the boot that follows says what is wrong with them."""
@@ -175,11 +182,32 @@ def _stopped_from_outside(p: subprocess.Popen[bytes]) -> bool:
     """Whether QEMU ended by itself, by a signal or cleanly (as QEMU does on SIGTERM),
     rather than failing (it exits 1 when it cannot load the state): someone stopped the
     pod (`rkt stop --force`, a kill) before it took its go."""
-    try:  # its sockets close as it exits, an instant before it can be waited for
-        rc = p.wait(0.5)
+    try:  # its sockets close as it exits, before it can be waited for: as the init of
+        # its PID namespace it is reaped only once the namespace is torn down, and its
+        # memory unmapped, which takes seconds on a loaded host (0.5 s was too short: a
+        # pod whose QEMU was SIGKILLed then booted again, and its template was marked
+        # failed). A QEMU still alive after a failure costs this wait once.
+        rc = p.wait(STOPPED_WAIT_S)
     except subprocess.TimeoutExpired:
         return False
     return rc <= 0
+
+
+def _ended_from_outside(p: subprocess.Popen[bytes], e: Exception) -> bool:
+    """Whether the restore failed because someone ended the pod's QEMU (its end, not
+    the template's fault: no boot follows, the template stays usable)."""
+    if isinstance(e, VmEnded):
+        return _killed(p)
+    return not isinstance(e, RestoreFailed) and _stopped_from_outside(p)
+
+
+def _killed(p: subprocess.Popen[bytes]) -> bool:
+    """Whether QEMU, whose go port closed, died of a signal (kill -9 of the pod's QEMU,
+    the OOM killer) rather than exiting (a guest that panicked or powered off)."""
+    try:
+        return p.wait(STOPPED_WAIT_S) < 0
+    except subprocess.TimeoutExpired:
+        return False
 
 
 def _kill(p: subprocess.Popen[bytes]) -> None:
