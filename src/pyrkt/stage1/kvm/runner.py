@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
+import resource
 import shlex
 import shutil
 import signal
@@ -182,6 +183,7 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions,
             plan, net_script=opts.guest_net_script, seccomp_apps=tuple(programs),
             disks={a: d.id for a, d in pd.apps.items()},
             volume_disks={v: d.id for v, d in pd.volumes.items()},
+            nofile=resource.getrlimit(resource.RLIMIT_NOFILE),
         )
         ctl.write("pod.sh", text)
         tags = script.mount_tags(plan, pd.volumes)

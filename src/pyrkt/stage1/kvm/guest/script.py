@@ -437,17 +437,32 @@ def disk_lines(plan: PodPlan, disks: Mapping[str, str],
     return out
 
 
+# The guest kernel's fs.nr_open: no open-files limit can be above it.
+GUEST_NR_OPEN = 1 << 20
+
+
+def nofile_lines(nofile: tuple[int, int] | None) -> list[str]:
+    """Set the init's open-files limits (soft, hard), inherited by every app and `enter`
+    (the guest kernel's default, 1024/4096, is below what apps such as redis raise to)."""
+    if nofile is None:
+        return []
+    soft, hard = (GUEST_NR_OPEN if n < 0 or n > GUEST_NR_OPEN else n for n in nofile)
+    return [f"ulimit -H -n {hard}", f"ulimit -S -n {min(soft, hard)}"]
+
+
 def pod_script(
     plan: PodPlan, *, net_script: str = "", stop_grace_s: int = 10,
     seccomp_apps: Sequence[str] = (),
     disks: Mapping[str, str] | None = None,
     volume_disks: Mapping[str, str] | None = None,
+    nofile: tuple[int, int] | None = None,
 ) -> str:
     """The script for plan; net_script: sh that configures the guest NICs (from NET);
     seccomp_apps: apps whose seccomp filter the host wrote (seccomp_file); disks: per
     app, the serial number of its rootfs disk (disk_lines); volume_disks: the same per
-    `empty` volume on a disk. Each app's mount plan (app_mounts) is the host's to write,
-    at mounts_file."""
+    `empty` volume on a disk; nofile: the (soft, hard) open-files limits the apps get,
+    as `rkt run`'s own (what a container app inherits). Each app's mount plan
+    (app_mounts) is the host's to write, at mounts_file."""
     out = [
         f"# pod {plan.uuid}: written by pyrkt's kvm stage1 on the host",
         f"echo {q(plan.hostname)} > /proc/sys/kernel/hostname",
@@ -455,6 +470,7 @@ def pod_script(
         f"rkt_stop_grace={stop_grace_s}",
         LIFECYCLE_FUNCTIONS,
         "trap rkt_failed USR1",
+        *nofile_lines(nofile),
     ]
     needed = sorted({c for app in plan.apps for c in controllers(app)})
     if needed:
