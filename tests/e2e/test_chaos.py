@@ -154,6 +154,12 @@ class Chaos:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         self("gc", "--grace-period=0s")
+        # host-local keeps a folder per network name, and each run's network has its own
+        # name: the folder is this test's to remove once it holds no lease
+        ipam = Path("/var/lib/cni/networks") / self.net
+        if ipam.is_dir() and all(f.name == "lock" or f.name.startswith("last_reserved_ip")
+                                 for f in ipam.iterdir()):
+            shutil.rmtree(ipam)
 
 
 def cni_add(uuid: str) -> tuple[int, str] | None:
