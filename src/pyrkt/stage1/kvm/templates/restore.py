@@ -40,7 +40,7 @@ from pyrkt.stage1.kvm.vm import VmPlan
 QMP_TIMEOUT_S = 60.0
 GO_TIMEOUT_S = 60.0
 SEED_BYTES = 64
-STOPPED_WAIT_S = 10.0  # _stopped_from_outside
+STOPPED_WAIT_S = 10.0  # _ended_from_outside
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ class RestoreFailed(RktError):
 
 class VmEnded(RestoreFailed):
     """QEMU ended before the guest took its go: a guest that failed (it powers off: QEMU
-    exits 0) or a QEMU killed from outside (_killed), which is the pod's end."""
+    exits 0) or a QEMU killed from outside (_ended_from_outside), the pod's end."""
 
 
 class DisksRefused(RktError):
@@ -178,36 +178,20 @@ def _attach(q: Qmp, vp: VmPlan) -> None:
         raise DisksRefused(f"hot-plugging the pod's disks: {e}") from e
 
 
-def _stopped_from_outside(p: subprocess.Popen[bytes]) -> bool:
-    """Whether QEMU ended by itself, by a signal or cleanly (as QEMU does on SIGTERM),
-    rather than failing (it exits 1 when it cannot load the state): someone stopped the
-    pod (`rkt stop --force`, a kill) before it took its go."""
-    try:  # its sockets close as it exits, before it can be waited for: as the init of
-        # its PID namespace it is reaped only once the namespace is torn down, and its
-        # memory unmapped, which takes seconds on a loaded host (0.5 s was too short: a
-        # pod whose QEMU was SIGKILLed then booted again, and its template was marked
-        # failed). A QEMU still alive after a failure costs this wait once.
+def _ended_from_outside(p: subprocess.Popen[bytes], e: Exception) -> bool:
+    """Whether the restore failed because someone ended the pod's QEMU (`rkt stop
+    --force`, kill -9, the OOM killer) before the guest took its go: the pod's end, not
+    the template's fault (no boot follows, the template stays usable). QEMU exits 1 when
+    it cannot load the state, 0 on SIGTERM; a guest that powered off before its go
+    (VmEnded) also exits 0, so there only a death by signal counts."""
+    if isinstance(e, RestoreFailed) and not isinstance(e, VmEnded):
+        return False  # the guest answered: QEMU runs on
+    try:  # its sockets close as it exits, before it can be waited for (the init of its
+        # PID namespace is reaped once that namespace is torn down and its memory freed)
         rc = p.wait(STOPPED_WAIT_S)
     except subprocess.TimeoutExpired:
         return False
-    return rc <= 0
-
-
-def _ended_from_outside(p: subprocess.Popen[bytes], e: Exception) -> bool:
-    """Whether the restore failed because someone ended the pod's QEMU (its end, not
-    the template's fault: no boot follows, the template stays usable)."""
-    if isinstance(e, VmEnded):
-        return _killed(p)
-    return not isinstance(e, RestoreFailed) and _stopped_from_outside(p)
-
-
-def _killed(p: subprocess.Popen[bytes]) -> bool:
-    """Whether QEMU, whose go port closed, died of a signal (kill -9 of the pod's QEMU,
-    the OOM killer) rather than exiting (a guest that panicked or powered off)."""
-    try:
-        return p.wait(STOPPED_WAIT_S) < 0
-    except subprocess.TimeoutExpired:
-        return False
+    return rc < 0 if isinstance(e, VmEnded) else rc <= 0
 
 
 def _kill(p: subprocess.Popen[bytes]) -> None:
