@@ -11,12 +11,13 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from pyrkt import log
 from pyrkt.appc.image import ImageManifest, load_image_manifest
 from pyrkt.errors import NotFound, RktError
+from pyrkt.image import localaci
 from pyrkt.image.limits import Budget, require_space
+from pyrkt.image.localaci import IMAGE, is_url, local_path
 from pyrkt.image.signature import Keystore, SignatureError, verify
 from pyrkt.image.store import Store, read_aci_manifest
 from pyrkt.image.streams import decompressed_chunks
@@ -24,15 +25,6 @@ from pyrkt.options import GlobalOptions, Insecure
 
 Progress = Callable[[str, int, int], None]
 _CHUNK = 1 << 20
-IMAGE = "image"  # the prefix of rkt's image fetching messages
-
-
-def is_url(ref: str) -> bool:
-    return ref.startswith(("http://", "https://"))
-
-
-def local_path(ref: str) -> Path:
-    return Path(unquote(urlparse(ref).path)) if ref.startswith("file://") else Path(ref)
 
 
 def _download(g: GlobalOptions, url: str, dest: Path, progress: Progress | None,
@@ -90,6 +82,7 @@ def fetch_aci(g: GlobalOptions, store: Store, ref: str, *, progress: Progress | 
             src = local_path(ref)
             if not src.is_file():
                 raise NotFound(f"{ref}: no such file")
+            src_st = os.stat(src)
             shutil.copyfile(src, aci)
         have_sig = False
         if not g.allows(Insecure.IMAGE):
@@ -125,4 +118,7 @@ def fetch_aci(g: GlobalOptions, store: Store, ref: str, *, progress: Progress | 
                     f"open {os.path.abspath(local_path(where))}: no such file or directory")
             fpr = verify(Keystore(g), name, aci, sig)
             log.debug(f"{ref}: signed by trusted key {fpr}")
-        return store.import_aci(aci, what=ref)
+        image_id = store.import_aci(aci, what=ref)
+        if not is_url(ref) and g.allows(Insecure.IMAGE):  # nothing to verify next time
+            localaci.remember(store, src, src_st, image_id)
+        return image_id

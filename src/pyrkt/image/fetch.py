@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING
 
 from pyrkt import log
 from pyrkt.errors import NotFound, RktError, UsageError, go_quote
-from pyrkt.image.aci_fetch import IMAGE
+from pyrkt.image import localaci
 from pyrkt.image.layers import ByteStream
+from pyrkt.image.localaci import IMAGE
 from pyrkt.image.policy import PullPolicy as PullPolicy
 from pyrkt.image.policy import parse_pull_policy as parse_pull_policy
 from pyrkt.image.store import ID_PREFIX, Store
@@ -75,7 +76,7 @@ def _fetch(g: GlobalOptions, store: Store, ref: str, policy: PullPolicy,
         return fetch_oci_layout(store, ref)
     from pyrkt.image import aci_fetch
 
-    if aci_fetch.is_url(ref):
+    if localaci.is_url(ref):
         if policy is not PullPolicy.UPDATE:
             cached = store.remote_get(ref)
             if cached is not None:
@@ -87,7 +88,7 @@ def _fetch(g: GlobalOptions, store: Store, ref: str, policy: PullPolicy,
         image_id = aci_fetch.fetch_aci(g, store, ref, progress=progress, signature=signature)
         store.remote_put(ref, image_id)
         return image_id
-    if ref.startswith("file://") or ref.endswith(".aci") or ("/" in ref and Path(ref).exists()):
+    if localaci.is_file_ref(ref):
         log.debug(f"using image from file {ref}", IMAGE)
         return aci_fetch.fetch_aci(g, store, ref, progress=progress, signature=signature)
     return _fetch_by_name(g, store, ref, policy, progress, signature)

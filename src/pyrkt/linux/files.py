@@ -3,7 +3,8 @@
 `fsync_dir(path)` commits a rename (or a new entry) in a folder; `try_flock(fd)` takes an
 exclusive flock without waiting and says whether it got it; `read_regular(path, limit)`
 reads a file a user named, refusing anything but a regular file of at most `limit` bytes
-(`/dev/zero`, a FIFO or a huge file never reach memory).
+(`/dev/zero`, a FIFO or a huge file never reach memory); `identity(st)` and
+`settled(st)` tell when a file's stat may stand for its content (caches of digests).
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ import errno
 import fcntl
 import os
 import stat
+import time
 from pathlib import Path
+
+# A file changed within this many nanoseconds of a stat may change again within the same
+# tick of the file system's clock without its ctime changing (ctime is coarse: jiffies,
+# or seconds on some file systems): its identity does not yet stand for its content.
+SETTLE_NS = 2_000_000_000
 
 
 def fsync_dir(path: Path) -> None:
@@ -58,3 +65,17 @@ def read_regular(path: Path | str, limit: int) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def identity(st: os.stat_result) -> list[int]:
+    """What tells a file is the very one seen before, unchanged: its device, inode,
+    size, mtime and ctime (a write, a truncation, a chmod or a rename over it changes
+    one of them; ctime cannot be set by anyone but the clock)."""
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def settled(st: os.stat_result) -> bool:
+    """Whether the file's last change is SETTLE_NS old: only then may a cache record
+    its identity as standing for what was read (a write in the same clock tick as the
+    stat would leave the identity as it was)."""
+    return time.time_ns() - st.st_ctime_ns > SETTLE_NS

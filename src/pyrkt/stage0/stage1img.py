@@ -66,27 +66,20 @@ def stage1_images_dir(g: GlobalOptions) -> Path:
 
 
 def _import_cached(g: GlobalOptions, store: Any, aci: Path) -> str:
-    """Import an ACI file, skipping the re-hash when this exact file was imported before."""
+    """Import an ACI file, skipping the re-hash when this exact file was imported before
+    and is unchanged since (`image.localaci`)."""
+    from pyrkt.image import localaci
+
     try:
         st = aci.stat()
     except OSError as e:
         raise RktError(f"stage1 image {aci}: {e.strerror}") from e
-    key = f"{aci.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-    cache = g.dir / "cache" / "stage1-ids.json"
-    try:
-        known: dict[str, str] = json.loads(cache.read_text())
-    except (OSError, ValueError):
-        known = {}
-    image_id = known.get(key)
-    if image_id and store.get(image_id) is not None:
+    image_id = localaci.known(store, aci)
+    if image_id is not None:
         return image_id
     log.debug(f"importing stage1 image {aci}")
     image_id = str(store.import_aci(aci))
-    known[key] = image_id
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}")
-    tmp.write_text(json.dumps(known))
-    os.replace(tmp, cache)
+    localaci.remember(store, aci, st, image_id)
     return image_id
 
 

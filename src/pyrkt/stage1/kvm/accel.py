@@ -9,17 +9,15 @@ hash. `RKT_KVM_ACCEL=kvm|tcg` (or the stage1 flag `--kvm-accel=`) skips the prob
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import subprocess
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from pyrkt import log
 from pyrkt.errors import RktError
+from pyrkt.record import record
 from pyrkt.stage1.kvm.vm import Accel
 
 ENV_FORCE = "RKT_KVM_ACCEL"
@@ -28,7 +26,7 @@ CACHE_FILE = "accel.json"
 _ESCAPES = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|.)")
 
 
-@dataclass(frozen=True)
+@record
 class Decision:
     accel: Accel
     reason: str
@@ -43,12 +41,12 @@ def parse_forced(value: str | None) -> Accel | None:
         raise RktError(f"invalid accelerator {value!r}", "use kvm or tcg") from None
 
 
-def cache_key(kernel: Path) -> str:
-    h = hashlib.sha256()
-    with kernel.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return f"{os.uname().release}/{h.hexdigest()[:16]}"
+def cache_key(kernel: Path, cache_dir: Path | None = None) -> str:
+    """The host kernel and the guest kernel's content (its digest remembered in
+    cache_dir: digests.py)."""
+    from pyrkt.stage1.kvm import digests
+
+    return f"{os.uname().release}/{digests.sha256(kernel, cache_dir)[:16]}"
 
 
 def probe_argv(qemu: str, kernel: Path, initrd: Path, serial: Path) -> list[str]:
@@ -67,6 +65,8 @@ def probe(kernel: Path, initrd: Path, qemu: str = "qemu-system-x86_64") -> Decis
         return Decision(Accel.TCG, "/dev/kvm does not exist")
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return Decision(Accel.TCG, "/dev/kvm is not accessible")
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="rkt-accel-") as td:
         serial = Path(td) / "serial.log"
         argv = probe_argv(qemu, kernel, initrd, serial)
@@ -104,7 +104,7 @@ def decide(
     if forced is not None:
         return Decision(forced, f"forced by {ENV_FORCE} or --kvm-accel")
     cache = cache_dir / CACHE_FILE
-    key = cache_key(kernel)
+    key = cache_key(kernel, cache_dir)
     try:
         entries: dict[str, dict[str, str]] = json.loads(cache.read_text())
     except (OSError, ValueError):

@@ -8,16 +8,10 @@ time the runner reads them from `contract.stage1_rootfs(pod)/kvm/`.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import tempfile
-from importlib import resources
 from pathlib import Path
 
-from pyrkt import proc
 from pyrkt.errors import RktError
-from pyrkt.stage1.kvm.guest import initramfs
 
 ASSET_DIR = "kvm"
 KERNEL = "vmlinuz"
@@ -55,6 +49,10 @@ def default_kernel() -> Path:
 
 def populate_stage1_rootfs(rootfs: Path, *, kernel: Path | None = None) -> None:
     """Write the guest kernel and initramfs into a stage1 rootfs (under /kvm/)."""
+    import shutil
+
+    from pyrkt.stage1.kvm.guest import initramfs
+
     kernel = kernel or default_kernel()
     if not os.access(kernel, os.R_OK):
         raise RktError(f"cannot read guest kernel {kernel}")
@@ -74,10 +72,16 @@ def cached_program(name: str, cache: Path) -> Path:
 
 
 def _cached_build(name: str, cache: Path, *, build: bool) -> Path:
-    src = resources.files("pyrkt.stage1.kvm").joinpath(f"{name}.c").read_bytes()
+    import hashlib
+
+    src = _source(name)
     out = cache / f"{name}-{hashlib.sha256(src).hexdigest()[:16]}"
     if out.exists() or not build:
         return out
+    import tempfile
+
+    from pyrkt import proc
+
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as td:
         c = Path(td) / f"{name}.c"
@@ -85,6 +89,17 @@ def _cached_build(name: str, cache: Path, *, build: bool) -> Path:
         proc.run(["gcc", "-static", "-Os", "-s", "-o", Path(td) / name, c])
         os.replace(Path(td) / name, out)  # concurrent builders: same content
     return out
+
+
+def _source(name: str) -> bytes:
+    """NAME.c, a file of this package: beside this module (`importlib.resources`, which
+    costs ~2 ms of imports on every pod start, only for a package that is not)."""
+    try:
+        return Path(__file__).with_name(f"{name}.c").read_bytes()
+    except FileNotFoundError:
+        from importlib import resources
+
+        return resources.files("pyrkt.stage1.kvm").joinpath(f"{name}.c").read_bytes()
 
 
 def cached_waiter(cache: Path) -> Path:

@@ -24,11 +24,11 @@ import enum
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyrkt import log, proc
 from pyrkt.errors import RktError
+from pyrkt.record import field, record
 from pyrkt.stage1.kvm.finish import kvm_dir
 from pyrkt.stage1.kvm.vm import Disk
 from pyrkt.stage1.plan import PodPlan
@@ -118,7 +118,7 @@ def make_layer(layer: Path, backing: Path, backing_format: str = "raw") -> None:
         raise RktError(f"{QEMU_IMG} not found", "install qemu-utils") from e
 
 
-@dataclass(frozen=True)
+@record
 class PodDisks:
     apps: dict[str, Disk] = field(default_factory=dict)  # by app name
     volumes: dict[str, Disk] = field(default_factory=dict)  # by volume name

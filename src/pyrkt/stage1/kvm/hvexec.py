@@ -14,17 +14,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from pyrkt.errors import RktError
+from pyrkt.record import record
 from pyrkt.stage1.kvm.jail import Access
 
 CACHE_FILE = "kvm-hypervisor-files.json"
 LD_CACHE = Path("/etc/ld.so.cache")  # spares the loader a search of every library folder
 
 
-@dataclass(frozen=True)
+@record
 class HypervisorExec:
     argv0: tuple[str, ...]  # replaces argv[0] of the hypervisor's command line
     env: tuple[tuple[str, str], ...] = ()

@@ -20,7 +20,7 @@ jailer and Kata):
 - is killed (SIGKILL) when its parent, the runner or rkt-wait, dies.
 
 `for_pod` gives the jail of one pod's VM (pure); a caller may extend `files` (a VM
-template's RAM file, say) with `dataclasses.replace`. `launcher_argv` turns it into
+template's RAM file, say) with `pyrkt.record.replace`. `launcher_argv` turns it into
 the rkt-jail command line; it reads the file system only to follow the symlinks on the
 way to each file (the jail recreates them).
 """
@@ -31,10 +31,10 @@ import enum
 import errno
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from pyrkt.errors import RktError
+from pyrkt.record import record
 from pyrkt.stage1.kvm.vm import Accel, VmPlan
 
 
@@ -85,7 +85,7 @@ FCHMODAT2_NR = 452  # Linux 6.6: newer than the syscall table (Debian 12's heade
 UNSEEN_MODE = ("io_uring_setup", "io_uring_enter", "io_uring_register", "openat2")
 
 
-@dataclass(frozen=True)
+@record
 class Jail:
     """What the hypervisor may see and do. `chdir` (its working folder) is also where
     the jail's root is mounted before pivot_root: an existing folder, not /."""

@@ -20,12 +20,12 @@ import shlex
 import signal
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from pyrkt import log
 from pyrkt.errors import RktError
 from pyrkt.linux import prctl
+from pyrkt.record import record
 from pyrkt.stage1 import contract
 from pyrkt.stage1.kvm import assets, hypervisors
 from pyrkt.stage1.kvm.vm import VmPlan
@@ -71,7 +71,7 @@ def confine(pod: Path, uuid: str, vp: VmPlan, found: Path, argv: list[str],
     return jail.launcher_argv(launcher, j, [*exe.argv0, *argv[1:]], fd), groups
 
 
-@dataclass(frozen=True)
+@record
 class Confinement:
     """What confining a pod's hypervisor takes besides its plan."""
 

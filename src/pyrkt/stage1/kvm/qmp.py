@@ -35,28 +35,44 @@ class QmpError(RktError):
 
 
 class Qmp:
-    """One QMP session: `handshake()` once, then `execute()` commands in turn.
+    """One QMP session: `handshake()` once, then `execute()` commands in turn; or
+    `send()` several at once and collect each `reply()` in order (a pipeline: one round
+    trip for all, and commands sent before QEMU is up are answered as soon as it is).
 
-    Events QEMU sends meanwhile are kept, in order, in `events` (their names)."""
+    Events QEMU sends meanwhile are kept, in order, in `events` (their names);
+    `wait_event()` waits for one."""
 
     def __init__(self, sock: socket.socket, timeout: float) -> None:
         self.sock = sock
         self.timeout = timeout
         self.events: list[str] = []
+        self._unseen: list[dict[str, Any]] = []  # events no wait_event took yet
         self._buf = b""
         self._id = 0
+        self._sent: dict[int, str] = {}  # id -> command, of the replies not read yet
 
     def handshake(self) -> dict[str, Any]:
         """Read QEMU's greeting and leave capabilities negotiation mode; the greeting."""
+        greeting = self.greeting()
+        self.execute("qmp_capabilities")
+        return greeting
+
+    def greeting(self) -> dict[str, Any]:
+        """QEMU's greeting (the first message; commands may have been sent before it:
+        the first of them must be `qmp_capabilities`)."""
         greeting = self._read()
         if not isinstance(greeting.get("QMP"), dict):
             raise QmpError(f"not a QMP greeting: {_short(greeting)}")
-        self.execute("qmp_capabilities")
         return greeting
 
     def execute(self, command: str, args: dict[str, Any] | None = None,
                 fds: Sequence[int] = ()) -> Any:
         """Run command; its "return" value. fds go along (SCM_RIGHTS), as `getfd` needs."""
+        return self.reply(self.send(command, args, fds))
+
+    def send(self, command: str, args: dict[str, Any] | None = None,
+             fds: Sequence[int] = ()) -> int:
+        """Send command without waiting for its reply; its id, for `reply()`."""
         self._id += 1
         msg: dict[str, Any] = {"execute": command, "id": self._id}
         if args:
@@ -69,13 +85,22 @@ class Qmp:
                 self.sock.sendall(data)
         except OSError as e:
             raise QmpError(f"QMP {command}: cannot send: {e}") from e
+        self._sent[self._id] = command
+        return self._id
+
+    def reply(self, sent: int) -> Any:
+        """The "return" value of the command `send()` gave that id; the replies of the
+        commands sent before it must have been read (QEMU answers in order)."""
+        command = self._sent.pop(sent, "?")
+        if self._sent and min(self._sent) < sent:
+            raise QmpError(f"QMP {command}: the replies before it were not read")
         deadline = time.monotonic() + self.timeout
         while True:
             reply = self._read(deadline)
             if "event" in reply:
-                self.events.append(str(reply["event"]))
+                self._event(reply)
                 continue
-            if reply.get("id") != self._id:
+            if reply.get("id") != sent:
                 raise QmpError(f"QMP {command}: unexpected reply {_short(reply)}")
             if "error" in reply:
                 err = reply["error"] if isinstance(reply["error"], dict) else {}
@@ -85,15 +110,38 @@ class Qmp:
                 raise QmpError(f"QMP {command}: unexpected reply {_short(reply)}")
             return reply["return"]
 
-    def _read(self, deadline: float | None = None) -> dict[str, Any]:
-        """The next message (one JSON object on one line)."""
+    def wait_event(self, name: str, timeout: float) -> dict[str, Any]:
+        """The data of the next event `name` (one that came meanwhile counts), within
+        timeout; QmpError when none came (or a reply came instead: nothing is pending
+        while one waits)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, ev in enumerate(self._unseen):
+                if ev.get("event") == name:
+                    del self._unseen[: i + 1]
+                    data = ev.get("data")
+                    return data if isinstance(data, dict) else {}
+            self._unseen.clear()
+            msg = self._read(deadline, f"no {name} event from QEMU within {timeout:.0f}s")
+            if "event" not in msg:
+                raise QmpError(f"QMP: unexpected reply {_short(msg)} while waiting for {name}")
+            self._event(msg)
+
+    def _event(self, msg: dict[str, Any]) -> None:
+        self.events.append(str(msg["event"]))
+        self._unseen.append(msg)
+
+    def _read(self, deadline: float | None = None, late: str = "") -> dict[str, Any]:
+        """The next message (one JSON object on one line); late: the error's words when
+        none came by the deadline."""
         deadline = deadline if deadline is not None else time.monotonic() + self.timeout
         while b"\n" not in self._buf:
             if len(self._buf) > MAX_LINE:
                 raise QmpError(f"QMP: a line longer than {MAX_LINE} bytes")
             left = deadline - time.monotonic()
             if left <= 0:
-                raise QmpError(f"QMP: no answer from QEMU within {self.timeout:.0f}s")
+                raise QmpError("QMP: " + (late or f"no answer from QEMU within "
+                                                     f"{self.timeout:.0f}s"))
             self.sock.settimeout(left)
             try:
                 chunk = self.sock.recv(65536)

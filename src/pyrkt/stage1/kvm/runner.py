@@ -18,13 +18,13 @@ import signal
 import stat
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 from pyrkt import log
 from pyrkt.errors import RktError
 from pyrkt.linux import beneath
+from pyrkt.record import record
 from pyrkt.stage1 import contract
 from pyrkt.stage1.kvm import accel, assets, hypervisors, launch
 from pyrkt.stage1.kvm.disks import PodDisks
@@ -59,7 +59,7 @@ ENV_WAIT_FAST_OLD = "RKT_WAIT_FAST"
 TCG_TB_MIB = 16
 
 
-@dataclass(frozen=True)
+@record
 class RunOptions:
     debug: bool = False
     accel: Accel | None = None  # None: probe (cached)
@@ -491,8 +491,6 @@ def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions,
     """Replace this process (same pid: the hypervisor stays our child) with the waiter:
     the stage1's static rkt-wait (~0.3 MiB) when it has one, else waiter.py (a Python
     that holds ~10 MiB instead of the planner's ~25 MiB while the VM runs)."""
-    from pyrkt.stage1.kvm import waiter
-
     spec = json.dumps({
         "pid": pid,
         "pod": str(pod),
@@ -515,7 +513,7 @@ def _exec_waiter(pod: Path, plan: PodPlan, pid: int, opts: RunOptions,
     signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
     sys.stdout.flush()
     sys.stderr.flush()
-    py = [sys.executable, "-I", "-S", str(waiter.__file__)]
+    py = [sys.executable, "-I", "-S", str(Path(__file__).with_name("waiter.py"))]
     wait_bin = assets.waiter_path(contract.stage1_image_rootfs(pod))
     argv = [*py, spec] if wait_bin is None else [str(wait_bin), str(pid), py[0], py[3], spec]
     env = dict(os.environ)

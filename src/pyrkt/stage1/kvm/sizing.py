@@ -16,11 +16,11 @@ manifest does.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from pyrkt.appc.pod import ManifestError, parse_quantity
 from pyrkt.errors import RktError
+from pyrkt.record import record
 from pyrkt.stage1.plan import AppPlan
 
 MIB = 1024 * 1024
@@ -31,7 +31,7 @@ ANN_MEMORY = "coreos.com/rkt/stage1/kvm/memory"
 ANN_CPUS = "coreos.com/rkt/stage1/kvm/cpus"
 
 
-@dataclass(frozen=True)
+@record
 class VmSize:
     memory_mib: int
     vcpus: int

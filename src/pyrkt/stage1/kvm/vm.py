@@ -8,8 +8,9 @@ its addresses through the pod script.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from pyrkt.record import record
 
 
 class Accel(enum.StrEnum):
@@ -42,7 +43,7 @@ SHARE_STAGE1 = "rkt.stage1"
 SHARE_CTL = "rkt.ctl"
 
 
-@dataclass(frozen=True)
+@record
 class Share:
     """A host folder exported to the guest over virtio-9p."""
 
@@ -52,7 +53,7 @@ class Share:
     recursive: bool = True  # False: without what is mounted below path (needs the jail)
 
 
-@dataclass(frozen=True)
+@record
 class Disk:
     """A virtio-blk disk (docs/kvm.md "Root filesystems on disks"): a raw base image,
     opened read-only (shared by every pod of an image), under a chain of qcow2 layers
@@ -67,7 +68,7 @@ class Disk:
     scratch: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class Tap:
     """A tap device (created by NET inside the pod netns) given to the guest as a NIC."""
 
@@ -75,7 +76,7 @@ class Tap:
     mac: str
 
 
-@dataclass(frozen=True)
+@record
 class MemoryFile:
     """Guest RAM in a file (templates/): a template maps it shared (its boot fills the
     file), a pod restored from it privately (copy-on-write: the pod's writes never reach
@@ -85,7 +86,7 @@ class MemoryFile:
     shared: bool
 
 
-@dataclass(frozen=True)
+@record
 class VmPlan:
     kernel: Path
     initrd: Path | None  # None: a restore, whose guest has its kernel and files already
@@ -135,4 +136,4 @@ class VmPlan:
     # The hypervisor's own syscall filter (QEMU's -sandbox: no obsolete calls, no
     # privilege changes, no new processes, no scheduler changes), part of its jail.
     sandbox: bool = False
-    extra_args: tuple[str, ...] = field(default=())
+    extra_args: tuple[str, ...] = ()

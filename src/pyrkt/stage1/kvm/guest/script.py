@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 
-from pyrkt.record import replace
+from pyrkt.record import record, replace
 from pyrkt.stage1 import devices
 from pyrkt.stage1.plan import AppPlan, MountPlan, PodPlan
 
@@ -56,7 +55,7 @@ def q(s: str) -> str:
     return shlex.quote(s)
 
 
-@dataclass(frozen=True)
+@record
 class RunDir:
     """An app's /run folder (a plain folder in a writable rootfs), as the host found it.
 

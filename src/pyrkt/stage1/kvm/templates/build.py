@@ -5,7 +5,8 @@ folder of its own that is renamed into place when complete. The template QEMU st
 the way every QEMU of the stage1 starts (the runner's `launch`), in that folder, its
 output in qemu.log there (not on the user's terminal). Its RAM is a shared file
 mapping, so its boot fills the RAM file; once the guest waits on the rkt.go port,
-QMP stops it and migrates its state (`x-ignore-shared`: the RAM stays in the file) into
+QMP migrates its state (QEMU stops the VM to save the devices; the state says it ran, so
+a restored VM runs once loaded) (`x-ignore-shared`: the RAM stays in the file) into
 `state` through a file descriptor (`getfd` + `fd:`; no `exec:` migration, which a
 QEMU confined with `-sandbox spawn=deny` could not run), then quits it. That QEMU runs
 outside the pods' jail (launch.py says why).
@@ -15,17 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import signal
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pyrkt import log
 from pyrkt.errors import RktError
+from pyrkt.record import record, replace
 from pyrkt.stage1.kvm import launch
 from pyrkt.stage1.kvm.hypervisors.base import Hypervisor
 from pyrkt.stage1.kvm.qmp import Qmp, QmpError
@@ -37,7 +37,7 @@ BOOT_TIMEOUT_S = 300.0
 QMP_TIMEOUT_S = 60.0
 
 
-@dataclass(frozen=True)
+@record
 class Recipe:
     """What a template is made from: its plan (shape.template_plan, the real kernel and
     initramfs), the driver, and what the key recorded of QEMU (for gc)."""
@@ -50,6 +50,8 @@ class Recipe:
 def make(final: Path, recipe: Recipe) -> None:
     """Make the template final (store/KEY); store.Unavailable on failure, with nothing
     left behind, also when `rkt run` is asked to stop meanwhile (RktError then)."""
+    import secrets
+
     t0 = time.monotonic()
     key = final.name
     token = f"{key}-{secrets.token_hex(4)}"
@@ -127,7 +129,9 @@ def _boot_and_save(build: Path, ram: Path, recipe: Recipe) -> None:
         said = read_line(go_host, BOOT_TIMEOUT_S)
         if said != b"ready":
             raise store.Unavailable(f"the template's init said {said[:80]!r}, not ready")
-        q.execute("stop")
+        # Saved running (no `stop` first: the guest waits on rkt.go, idle; QEMU stops
+        # it to save the devices): a restored VM then starts as soon as its state is
+        # loaded, without a `cont` (restore.py).
         q.execute("migrate-set-capabilities", {"capabilities": [
             {"capability": "x-ignore-shared", "state": True}]})
         q.execute("getfd", {"fdname": "state"}, fds=[state])

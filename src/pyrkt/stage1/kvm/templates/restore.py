@@ -2,9 +2,11 @@
 
 The pod's QEMU starts with the template's devices and the pod's backends, its RAM
 mapped privately from the template's RAM file, `-incoming defer`, and two connected
-sockets: QMP and the rkt.go port. Over QMP: the `x-ignore-shared` capability,
-`migrate-incoming fd:N` on the template's state file (an fd it inherited), `cont`, and
-the pod's disks hot-plugged (`blockdev-add` + `device_add`: a template has none).
+sockets: QMP and the rkt.go port. Over QMP, sent at once as QEMU starts: the
+`x-ignore-shared` and `events` capabilities, `migrate-incoming fd:N` on the template's
+state file (an fd it inherited); then, once the MIGRATION event says it is loaded, `cont`
+(for a template saved stopped; one saved running runs at once), and the pod's disks
+hot-plugged (`blockdev-add` + `device_add`: a template has none).
 Then the guest gets "go" on the rkt.go port (clock, RNG seed, MACs: shape.go_line) and
 answers "ok" once it took them; from there on the pod is like a booted one. Any failure
 kills that QEMU and returns None: the runner boots the pod instead (said under
@@ -18,19 +20,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from pyrkt import log
 from pyrkt.errors import RktError
+from pyrkt.record import record
 from pyrkt.stage1 import contract
-from pyrkt.stage1.kvm import launch
+from pyrkt.stage1.kvm import digests, launch
 from pyrkt.stage1.kvm.hypervisors.base import Hypervisor
 from pyrkt.stage1.kvm.qmp import Qmp, QmpError
 from pyrkt.stage1.kvm.templates import build, shape, store
@@ -43,7 +44,7 @@ SEED_BYTES = 64
 STOPPED_WAIT_S = 10.0  # _ended_from_outside
 
 
-@dataclass(frozen=True)
+@record
 class Request:
     pod: Path
     vm: VmPlan  # the pod's VM as it would boot
@@ -67,7 +68,7 @@ def restore_pod(req: Request) -> Started | None:
     try:
         qemu_files = shape.qemu_files(req.hypervisor.binary(), req.qemu, req.pod)
         files: list[list[object]] = [
-            [role, shape.digest(path)] for role, path in
+            [role, digests.sha256(path, req.cache_dir)] for role, path in
             (("kernel", req.vm.kernel), ("initrd", req.vm.initrd)) if path is not None]
         key = shape.key(req.hypervisor.argv(shape.keyed_plan(tplan)), files + qemu_files)
     except OSError as e:
@@ -111,17 +112,17 @@ def _restore(req: Request, t: store.Template) -> Started | None:
             go_qemu.close()
             qmp_qemu.close()
         q = Qmp(qmp_host, QMP_TIMEOUT_S)
-        q.handshake()
+        sent = _send_restore(q, state)
+        q.greeting()
+        q.reply(sent[0])
         started = True  # from here on a failure is the template's
-        q.execute("migrate-set-capabilities", {"capabilities": [
-            {"capability": "x-ignore-shared", "state": True}]})
-        q.execute("migrate-incoming", {"uri": f"fd:{state}"})
-        build.wait_migration(q, QMP_TIMEOUT_S)
-        q.execute("cont")
+        for i in sent[1:]:
+            q.reply(i)
+        _wait_restored(q)
         if vp.disks:  # the guest's pod script waits for them by serial number
             _attach(q, vp)
         macs = [(shape.template_mac(i), tap.mac) for i, tap in enumerate(vp.taps)]
-        go_host.sendall(shape.go_line(time.time_ns(), secrets.token_bytes(SEED_BYTES), macs))
+        go_host.sendall(shape.go_line(time.time_ns(), os.urandom(SEED_BYTES), macs))
         said = build.read_line(go_host, GO_TIMEOUT_S)
         if not said:
             raise VmEnded("the VM ended before it took its go")
@@ -146,6 +147,31 @@ def _restore(req: Request, t: store.Template) -> Started | None:
         qmp_host.close()
     log.debug(f"kvm: restored from template {t.key} in {(time.monotonic() - t0) * 1000:.0f} ms")
     return p, groups
+
+
+def _send_restore(q: Qmp, state: int) -> list[int]:
+    """The restore's commands, sent at once while QEMU starts (it answers them as soon
+    as its main loop runs: no round trip each): leave capabilities negotiation, keep
+    the RAM out of the stream (it is the template's file), migration events on (no
+    polling), load the state from the fd QEMU inherited."""
+    caps = [{"capability": c, "state": True} for c in ("x-ignore-shared", "events")]
+    return [q.send("qmp_capabilities"),
+            q.send("migrate-set-capabilities", {"capabilities": caps}),
+            q.send("migrate-incoming", {"uri": f"fd:{state}"})]
+
+
+def _wait_restored(q: Qmp) -> None:
+    """Until the state is loaded and the VM runs: a template saved running (build.py)
+    runs at once (QEMU's autostart, a RESUME event), an older one saved stopped needs
+    `cont`. QEMU exits when it cannot load the state (QmpError: the connection closed)."""
+    while True:
+        st = q.wait_event("MIGRATION", QMP_TIMEOUT_S).get("status")
+        if st == "completed":
+            break
+        if st in ("failed", "cancelled"):
+            raise QmpError(f"loading the template's state: {st}")
+    if "RESUME" not in q.events:
+        q.execute("cont")
 
 
 def _copy_to_stderr(path: Path) -> None:

@@ -20,9 +20,9 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
+from pyrkt.record import replace
 from pyrkt.stage1.kvm.vm import ConsoleMode, MemoryFile, Share, Tap, VmPlan
 
 # The guest side of the handshake (the init's "ready"/"go", rkt-exec --restore): bump
@@ -92,7 +92,7 @@ def _templated(vp: VmPlan, cmdline: Sequence[str], ram: MemoryFile, *, go_fd: in
     balloon, RAM in a file, the go and QMP sockets; other: the rest that differs."""
     return replace(vp, cmdline=tuple(cmdline), balloon=False, uniform_devices=True,
                    memory_file=ram, go_fd=go_fd, qmp_fd=qmp_fd, incoming=incoming,
-                   **other)  # type: ignore[arg-type]
+                   **other)
 
 
 def kernel_head(kernel: bytes) -> bytes:
@@ -119,15 +119,6 @@ def keyed_plan(tplan: VmPlan) -> VmPlan:
     """tplan with its kernel and initramfs named by role (their content is in `key`'s
     files, their paths differ per pod)."""
     return replace(tplan, kernel=Path("KERNEL"), initrd=Path("INITRD"))
-
-
-def digest(path: Path) -> str:
-    """sha256 of a file (the guest kernel or initramfs: a few MB, ~3 ms)."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def qemu_files(binary: str, found: Path, pod: Path) -> list[list[object]]:

@@ -34,10 +34,10 @@ import signal
 import stat
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from pyrkt import log
+from pyrkt.record import record
 from pyrkt.stage1.kvm.templates.shape import KERNEL_HEAD, PROTOCOL, SERIAL_LOG
 
 STORE = "kvm-templates"
@@ -52,7 +52,7 @@ class Unavailable(Exception):
     """No template for this pod: the one-line reason (said under --debug)."""
 
 
-@dataclass(frozen=True)
+@record
 class Template:
     key: str
     folder: Path
