@@ -190,6 +190,35 @@ def test_env_flags_reach_the_app(rkt: Rkt, acis: dict[str, Path], tmp_path: Path
     assert dup.returncode == 254 and "more than once" in dup.stderr
 
 
+def test_an_aci_file_rewritten_in_place_runs_what_it_holds_now(
+        rkt: Rkt, acis: dict[str, Path], tmp_path: Path) -> None:
+    """`rkt run FILE.aci` takes an unchanged file's image from the store without reading
+    the file again (image.localaci); a file rewritten since with other content of the
+    same size under its old mtime (only its ctime differs) runs its new app."""
+    app = tmp_path / "app"
+    shutil.copytree(acis["app"].parent / "busybox", app, symlinks=True)  # acis' tree
+
+    def aci(code: int) -> bytes:
+        m = json.loads((app / "manifest").read_text())
+        m["app"]["exec"] = ["/bin/sh", "-c", f"exit {code}"]
+        (app / "manifest").write_text(json.dumps(m))
+        os.utime(app / "manifest", ns=(0, 0))
+        return tar_aci(app, tmp_path / f"{code}.aci").read_bytes()
+
+    first, second = aci(5), aci(6)
+    assert len(first) == len(second)
+    path = tmp_path / "app.aci"
+    path.write_bytes(first)
+    time.sleep(2.1)  # older than linux.files.SETTLE_NS: its identity is recorded
+    for _ in range(2):  # the second run takes it from the store's index
+        assert rkt.run(str(path)).returncode == 5
+    st = path.stat()
+    path.write_bytes(second)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    assert rkt.run(str(path)).returncode == 6
+
+
 def test_rm_of_unknown_uuid(rkt: Rkt) -> None:
     cp = rkt("rm", "deadbeef")
     assert cp.returncode == 254

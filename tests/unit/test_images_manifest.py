@@ -1,7 +1,9 @@
-"""The appc image manifest schema, docker2aci conversion, store IDs and name resolution."""
+"""The appc image manifest schema, docker2aci conversion, store IDs and name resolution,
+and the IDs of ACI files imported before (image.localaci)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from pyrkt.appc.image import ManifestError, parse_image_manifest
 from pyrkt.errors import Ambiguous, NotFound
 from pyrkt.image.docker2aci import config_to_manifest
 from pyrkt.image.store import Store, split_name_version, tree_image_id
+from support.acis import aci_manifest, tar_aci
 
 REDIS_CONFIG = {
     "architecture": "amd64",
@@ -122,4 +125,50 @@ def test_store_resolves_prefixes_and_names(tmp_path: Path) -> None:
             store.resolve(ids[0][: 7 + common])
     with pytest.raises(NotFound):
         store.resolve("h.io/team/app:3")
+    store.close()
+
+
+def _aci(tmp: Path, out: Path, code: str) -> Path:
+    """A one-file ACI whose app exits with code (same length, same size: only content
+    differs between two of them)."""
+    src = tmp / f"aci-{code}"
+    (src / "rootfs").mkdir(parents=True, exist_ok=True)
+    (src / "manifest").write_text(aci_manifest("example.com/app", {
+        "app": {"exec": ["/bin/sh", "-c", f"exit {code}"], "user": "0", "group": "0"}}))
+    for p in (src, src / "manifest", src / "rootfs"):
+        os.utime(p, ns=(0, 0))  # the same tar headers for both
+    return tar_aci(src, out)
+
+
+def test_an_aci_file_is_known_only_while_it_is_the_very_file_imported(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rkt run FILE.aci` takes the ID of a file imported before from the store's index
+    (no re-read) only while the file is unchanged: new content of the same size under
+    the old mtime (only its ctime tells) is read again, as is a file changed within the
+    last seconds (not recorded yet) and one whose image is gone."""
+    from pyrkt.image import localaci
+    from pyrkt.linux import files
+
+    store = Store(tmp_path / "data")
+    aci = _aci(tmp_path, tmp_path / "app.aci", "5")
+    st = os.stat(aci)
+    image_id = store.import_aci(aci)
+    localaci.remember(store, aci, st, image_id)
+    assert localaci.known(store, aci) is None  # written just now: not recorded
+    monkeypatch.setattr(files, "SETTLE_NS", -1)  # as if it were written long ago
+    localaci.remember(store, aci, st, image_id)
+    assert localaci.known(store, aci) == image_id
+    assert localaci.known(store, tmp_path / "elsewhere.aci") is None
+
+    other = _aci(tmp_path, tmp_path / "other.aci", "6")
+    assert other.stat().st_size == st.st_size
+    aci.write_bytes(other.read_bytes())  # in place: the same inode, size and mtime
+    os.utime(aci, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert localaci.known(store, aci) is None
+    new_id = store.import_aci(aci)
+    assert new_id != image_id
+    localaci.remember(store, aci, os.stat(aci), new_id)
+    assert localaci.known(store, aci) == new_id
+    store.remove(new_id)
+    assert localaci.known(store, aci) is None
     store.close()

@@ -289,6 +289,97 @@ def test_qmp_commands_events_errors_and_fds() -> None:
     assert got_fd == [b"state"]
 
 
+def restore_peer(seen: list[dict[str, object]], events: list[dict[str, object]],
+                 ) -> Callable[[socket.socket], None]:
+    """A restoring QEMU: it reads the three restore commands before it greets (they were
+    sent at once, before the greeting), answers them, sends `events` as its state
+    loads, then answers whatever comes next (`cont`)."""
+    def qemu(s: socket.socket) -> None:
+        msgs = lines(s)
+        first = [next(msgs) for _ in range(3)]
+        seen.extend(first)
+        send(s, GREETING)
+        for m in first:
+            send(s, {"return": {}, "id": m["id"]})
+        for ev in events:
+            send(s, ev)
+        for m in msgs:
+            seen.append(m)
+            send(s, {"return": {}, "id": m["id"]})
+    return qemu
+
+
+def migration(status: str) -> dict[str, object]:
+    return {"event": "MIGRATION", "data": {"status": status}}
+
+
+@pytest.mark.parametrize("saved_running", [True, False], ids=["saved-running", "saved-stopped"])
+def test_a_restore_sends_its_commands_at_once_and_waits_for_the_state_loaded(
+        saved_running: bool) -> None:
+    """The restore's QMP commands go out before QEMU's greeting is read (one round trip
+    for all, answered once QEMU's main loop runs); the MIGRATION event says the state is
+    loaded (no polling); a template saved running resumes by itself (RESUME: no `cont`),
+    one saved stopped (made by an older pyrkt) gets `cont`."""
+    from pyrkt.stage1.kvm.templates import restore
+
+    seen: list[dict[str, object]] = []
+    events = [migration("setup"), migration("active")]
+    events += [{"event": "RESUME", "data": {}}] if saved_running else []
+    events += [migration("completed")]
+    for sock in qmp_peer(restore_peer(seen, events)):
+        q = Qmp(sock, 5.0)
+        sent = restore._send_restore(q, 17)
+        assert q.greeting() == GREETING
+        for i in sent:
+            assert q.reply(i) == {}
+        restore._wait_restored(q)
+        q.execute("query-status")  # the peer has seen all that came before
+    assert [m["execute"] for m in seen] == [
+        "qmp_capabilities", "migrate-set-capabilities", "migrate-incoming",
+        *([] if saved_running else ["cont"]), "query-status"]
+    caps = seen[1]["arguments"]["capabilities"]  # type: ignore[index]
+    assert {c["capability"] for c in caps if c["state"]} == {"x-ignore-shared", "events"}
+    assert seen[2]["arguments"] == {"uri": "fd:17"}
+
+
+def test_a_restore_whose_state_fails_to_load_is_an_error() -> None:
+    from pyrkt.stage1.kvm.templates import restore
+
+    for sock in qmp_peer(restore_peer([], [migration("active"), migration("failed")])):
+        q = Qmp(sock, 5.0)
+        sent = restore._send_restore(q, 17)
+        q.greeting()
+        for i in sent:
+            q.reply(i)
+        with pytest.raises(QmpError, match="failed"):
+            restore._wait_restored(q)
+
+
+def test_qmp_replies_are_read_in_the_order_sent_and_events_waited_for() -> None:
+    def qemu(s: socket.socket) -> None:
+        send(s, GREETING)
+        msgs = lines(s)
+        a, b = next(msgs), next(msgs)
+        send(s, {"event": "STOP", "data": {}})
+        send(s, {"return": "a", "id": a["id"]})
+        send(s, {"event": "MIGRATION", "data": {"status": "completed"}})
+        send(s, {"return": "b", "id": b["id"]})
+        time.sleep(1.0)  # then nothing: a wait for another event gives up
+
+    for sock in qmp_peer(qemu):
+        q = Qmp(sock, 5.0)
+        q.greeting()
+        a, b = q.send("a"), q.send("b")
+        with pytest.raises(QmpError, match="before it were not read"):
+            q.reply(b)
+        assert q.reply(a) == "a"
+        assert q.reply(b) == "b"
+        assert q.events == ["STOP", "MIGRATION"]
+        assert q.wait_event("MIGRATION", 5.0) == {"status": "completed"}  # came already
+        with pytest.raises(QmpError, match="no RESUME event from QEMU within"):
+            q.wait_event("RESUME", 0.2)
+
+
 @pytest.mark.parametrize("reply, match", [
     (b"", "closed the connection"),
     (b"not json\n", "not JSON"),

@@ -91,9 +91,10 @@ class Qmp:
     def reply(self, sent: int) -> Any:
         """The "return" value of the command `send()` gave that id; the replies of the
         commands sent before it must have been read (QEMU answers in order)."""
-        command = self._sent.pop(sent, "?")
         if self._sent and min(self._sent) < sent:
-            raise QmpError(f"QMP {command}: the replies before it were not read")
+            raise QmpError(f"QMP {self._sent.get(sent, '?')}: the replies before it were "
+                           "not read")
+        command = self._sent.pop(sent, "?")
         deadline = time.monotonic() + self.timeout
         while True:
             reply = self._read(deadline)
