@@ -2,11 +2,9 @@
 
 The pod's QEMU starts with the template's devices and the pod's backends, its RAM
 mapped privately from the template's RAM file, `-incoming defer`, and two connected
-sockets: QMP and the rkt.go port. Over QMP, sent at once as QEMU starts: the
-`x-ignore-shared` and `events` capabilities, `migrate-incoming fd:N` on the template's
-state file (an fd it inherited); then, once the MIGRATION event says it is loaded, `cont`
-(for a template saved stopped; one saved running runs at once), and the pod's disks
-hot-plugged (`blockdev-add` + `device_add`: a template has none).
+sockets: QMP and the rkt.go port. Over QMP: the `x-ignore-shared` capability,
+`migrate-incoming fd:N` on the template's state file (an fd it inherited), `cont`, and
+the pod's disks hot-plugged (`blockdev-add` + `device_add`: a template has none).
 Then the guest gets "go" on the rkt.go port (clock, RNG seed, MACs: shape.go_line) and
 answers "ok" once it took them; from there on the pod is like a booted one. Any failure
 kills that QEMU and returns None: the runner boots the pod instead (said under
@@ -20,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -119,10 +118,11 @@ def _restore(req: Request, t: store.Template) -> Started | None:
         for i in sent[1:]:
             q.reply(i)
         _wait_restored(q)
+        q.execute("cont")
         if vp.disks:  # the guest's pod script waits for them by serial number
             _attach(q, vp)
         macs = [(shape.template_mac(i), tap.mac) for i, tap in enumerate(vp.taps)]
-        go_host.sendall(shape.go_line(time.time_ns(), os.urandom(SEED_BYTES), macs))
+        go_host.sendall(shape.go_line(time.time_ns(), secrets.token_bytes(SEED_BYTES), macs))
         said = build.read_line(go_host, GO_TIMEOUT_S)
         if not said:
             raise VmEnded("the VM ended before it took its go")
@@ -150,10 +150,11 @@ def _restore(req: Request, t: store.Template) -> Started | None:
 
 
 def _send_restore(q: Qmp, state: int) -> list[int]:
-    """The restore's commands, sent at once while QEMU starts (it answers them as soon
-    as its main loop runs: no round trip each): leave capabilities negotiation, keep
-    the RAM out of the stream (it is the template's file), migration events on (no
-    polling), load the state from the fd QEMU inherited."""
+    """The restore's first commands, sent at once as QEMU starts, before its greeting
+    (it answers them as soon as its main loop runs: one round trip for all, none spent
+    after QEMU is up): leave capabilities negotiation, keep the RAM out of the stream
+    (it is the template's file), migration events on (no polling: `_wait_restored`),
+    load the state from the fd QEMU inherited. Their ids, to read the replies."""
     caps = [{"capability": c, "state": True} for c in ("x-ignore-shared", "events")]
     return [q.send("qmp_capabilities"),
             q.send("migrate-set-capabilities", {"capabilities": caps}),
@@ -161,17 +162,16 @@ def _send_restore(q: Qmp, state: int) -> list[int]:
 
 
 def _wait_restored(q: Qmp) -> None:
-    """Until the state is loaded and the VM runs: a template saved running (build.py)
-    runs at once (QEMU's autostart, a RESUME event), an older one saved stopped needs
-    `cont`. QEMU exits when it cannot load the state (QmpError: the connection closed)."""
+    """Until the MIGRATION event says the state is loaded. A template saved running
+    (build.py) runs from then on by itself (QEMU's autostart; the `cont` that follows
+    changes nothing), one saved stopped by an older pyrkt waits for that `cont`. QEMU
+    exits when it cannot load the state (QmpError: the connection closed)."""
     while True:
         st = q.wait_event("MIGRATION", QMP_TIMEOUT_S).get("status")
         if st == "completed":
-            break
+            return
         if st in ("failed", "cancelled"):
             raise QmpError(f"loading the template's state: {st}")
-    if "RESUME" not in q.events:
-        q.execute("cont")
 
 
 def _copy_to_stderr(path: Path) -> None:
