@@ -26,10 +26,12 @@ and the launcher alone (rkt-jail with a pod's file view starting `qemu -version`
 `qemu -version`, 20 each, interleaved).
 
 --peer SRC times a booted pod of this tree against the same pod with the pyrkt whose
-sources are at SRC (its own stage1 image and code, e.g. an older tree's `src` for the
-before of a change), run by run, alternating which goes first, so that both see the
-same minutes of a shared machine. --app-uptime adds the guest's uptime when the app
-starts (the app: `cat /proc/uptime`), which leaves out the host's share of a pod start.
+sources are at SRC (its own stage1 image, code and data dir, e.g. an older tree's `src`
+for the before of a change), then a restored pod of each (each from its own template),
+run by run, alternating which goes first, so that both see the same minutes of a shared
+machine. --pods 0 leaves out the idle pods' memory. --app-uptime adds the guest's uptime
+when the app starts (the app: `cat /proc/uptime`), which leaves out the host's share of
+a pod start.
 """
 
 from __future__ import annotations
@@ -153,8 +155,8 @@ def bench(work: Path, a: argparse.Namespace) -> int:
     if a.jail:
         jail_cost([*run, *true], env, a.runs, work / "rkt")
     if a.peer or a.app_uptime:
-        peer_cost(work, [*run, "--kvm-template=off", *true], env, image, a)
-    for mode in ("on", "off"):
+        peer_cost(work, run, true, env, a)
+    for mode in ("on", "off") if a.pods > 0 else ():
         memory(work, rkt, stage1, image, dict(env, **{templates.ENV_TEMPLATE: mode}), a, mode)
     return 0
 
@@ -167,9 +169,9 @@ def app_uptime(run: list[str], env: dict[str, str]) -> float:
     return float(out.split()[0])
 
 
-def peer_pod(work: Path, src: Path, image: Path,
-             env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-    """`rkt run /bin/true` with the pyrkt at src: its stage1 image, its code; warmed."""
+def peer_pod(work: Path, src: Path, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """`rkt run` (to be followed by flags and the image) with the pyrkt at src: its
+    stage1 image, its code, its own data dir."""
     peer_env = dict(env, PYTHONPATH=str(src))
     build = ("import sys; from pathlib import Path; from pyrkt.stage1.build.aci import "
              "Flavor, Hypervisor, build_stage1_aci; print(build_stage1_aci(Flavor.KVM, "
@@ -177,42 +179,44 @@ def peer_pod(work: Path, src: Path, image: Path,
     stage1 = subprocess.run([sys.executable, "-c", build, str(work / "s1-peer")], env=peer_env,
                             check=True, capture_output=True, text=True).stdout.strip()
     run = [sys.executable, "-m", "pyrkt", f"--dir={work / 'rkt-peer'}", "run",
-           "--insecure-options=image", "--net=none", f"--stage1-path={stage1}", str(image),
-           "--exec", "/bin/true"]
-    timed(run, peer_env)
+           "--insecure-options=image", "--net=none", f"--stage1-path={stage1}"]
     return run, peer_env
 
 
-def peer_cost(work: Path, booted: list[str], env: dict[str, str], image: Path,
+def peer_cost(work: Path, run: list[str], true: list[str], env: dict[str, str],
               a: argparse.Namespace) -> None:
-    """--peer and --app-uptime: booted (this tree's booted pod) against the peer's, run by
-    run, alternating which goes first."""
-    peer = peer_pod(work, a.peer, image, env) if a.peer else None
+    """--peer and --app-uptime: this tree's pods against the peer's, booted and then
+    restored (each tree from a template of its own, made by a first run), run by run,
+    alternating which goes first."""
+    peer = peer_pod(work, a.peer, env) if a.peer else None
+    booted = [*run, "--kvm-template=off", *true]
     if peer is not None:
-        mine, theirs = [], []
-        for i in range(a.runs):
-            for which in ((0, 1) if i % 2 == 0 else (1, 0)):
-                if which == 0:
-                    mine.append(timed(booted, env))
-                else:
-                    theirs.append(timed(*peer))
-        paired = [t / p for t, p in zip(mine, theirs, strict=True)]
-        print(f"booted pod, this tree: {statistics.median(mine):.2f} s  {_r(mine)}; "
-              f"peer {a.peer}: {statistics.median(theirs):.2f} s  {_r(theirs)}")
-        print(f"this / peer, run by run: median {statistics.median(paired):.3f}  "
-              f"{[round(r, 3) for r in paired]}")
+        for what, flags in (("booted", ["--kvm-template=off"]), ("restored", [])):
+            pods = ([*run, *flags, *true], env), ([*peer[0], *flags, *true], peer[1])
+            for argv, e in pods:  # warm: the image imported, the template made
+                timed(argv, e)
+            mine, theirs = [], []
+            for i in range(a.runs):
+                for which in ((0, 1) if i % 2 == 0 else (1, 0)):
+                    (mine if which == 0 else theirs).append(timed(*pods[which]))
+            paired = [t / p for t, p in zip(mine, theirs, strict=True)]
+            print(f"{what} pod, this tree: {statistics.median(mine):.2f} s  {_r(mine)}; "
+                  f"peer {a.peer}: {statistics.median(theirs):.2f} s  {_r(theirs)}")
+            print(f"  this / peer, run by run: median {statistics.median(paired):.3f}  "
+                  f"{[round(r, 3) for r in paired]}")
     if a.app_uptime:
+        peer_booted = [*peer[0], "--kvm-template=off", *true] if peer is not None else []
         ups, peer_ups = [], []
         for i in range(a.runs):
             if peer is not None and i % 2:
-                peer_ups.append(app_uptime(*peer))
+                peer_ups.append(app_uptime(peer_booted, peer[1]))
             ups.append(app_uptime(booted, env))
             if peer is not None and not i % 2:
-                peer_ups.append(app_uptime(*peer))
+                peer_ups.append(app_uptime(peer_booted, peer[1]))
         print(f"guest uptime when the app starts: {statistics.median(ups):.2f} s  {ups}")
         if peer is not None:
             print(f"  peer: {statistics.median(peer_ups):.2f} s  {peer_ups}")
-    if peer is not None:  # its exited pods
+    if peer is not None:  # its exited pods and its template
         subprocess.run([*peer[0][:4], "gc", "--grace-period=0s"], env=peer[1], check=False,
                        capture_output=True)
 
