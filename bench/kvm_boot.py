@@ -114,6 +114,10 @@ def bench(work: Path, a: argparse.Namespace) -> int:
     decision = accel.decide(kernel, initrd, work / "cache")
     env = dict(os.environ, **{accel.ENV_FORCE: decision.accel.value,
                               templates.ENV_TEMPLATE: "on"})
+    # Each tree's modules compiled once (__pycache__), as an installed rkt's are: with
+    # PYTHONDONTWRITEBYTECODE (set in some shells here) a tree edited since it was last
+    # compiled recompiles the changed modules on every `rkt run` (tens of ms).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     rkt = [sys.executable, "-m", "pyrkt", f"--dir={work / 'rkt'}"]
     run = [*rkt, "run", "--insecure-options=image", "--net=none", f"--stage1-path={stage1}"]
     true = [str(image), "--exec", "/bin/true"]
