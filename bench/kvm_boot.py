@@ -162,6 +162,7 @@ def bench(work: Path, a: argparse.Namespace) -> int:
         peer_cost(work, run, true, env, a)
     for mode in ("on", "off") if a.pods > 0 else ():
         memory(work, rkt, stage1, image, dict(env, **{templates.ENV_TEMPLATE: mode}), a, mode)
+    subprocess.run(gc, env=env, check=False, capture_output=True)  # the template's RAM file
     return 0
 
 
