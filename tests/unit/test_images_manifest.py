@@ -149,26 +149,26 @@ def test_an_aci_file_is_known_only_while_it_is_the_very_file_imported(
     from pyrkt.image import localaci
     from pyrkt.linux import files
 
-    store = Store(tmp_path / "data")
+    store, cache = Store(tmp_path / "data"), tmp_path / "data" / "cache"
     aci = _aci(tmp_path, tmp_path / "app.aci", "5")
     st = os.stat(aci)
     image_id = store.import_aci(aci)
-    localaci.remember(store, aci, st, image_id)
-    assert localaci.known(store, aci) is None  # written just now: not recorded
+    localaci.remember(cache, aci, st, image_id)
+    assert localaci.known(store, cache, aci) is None  # written just now: not recorded
     monkeypatch.setattr(files, "SETTLE_NS", -1)  # as if it were written long ago
-    localaci.remember(store, aci, st, image_id)
-    assert localaci.known(store, aci) == image_id
-    assert localaci.known(store, tmp_path / "elsewhere.aci") is None
+    localaci.remember(cache, aci, st, image_id)
+    assert localaci.known(store, cache, aci) == image_id
+    assert localaci.known(store, cache, tmp_path / "elsewhere.aci") is None
 
     other = _aci(tmp_path, tmp_path / "other.aci", "6")
     assert other.stat().st_size == st.st_size
     aci.write_bytes(other.read_bytes())  # in place: the same inode, size and mtime
     os.utime(aci, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert localaci.known(store, aci) is None
+    assert localaci.known(store, cache, aci) is None
     new_id = store.import_aci(aci)
     assert new_id != image_id
-    localaci.remember(store, aci, os.stat(aci), new_id)
-    assert localaci.known(store, aci) == new_id
+    localaci.remember(cache, aci, os.stat(aci), new_id)
+    assert localaci.known(store, cache, aci) == new_id
     store.remove(new_id)
-    assert localaci.known(store, aci) is None
+    assert localaci.known(store, cache, aci) is None
     store.close()

@@ -120,5 +120,5 @@ def fetch_aci(g: GlobalOptions, store: Store, ref: str, *, progress: Progress | 
             log.debug(f"{ref}: signed by trusted key {fpr}")
         image_id = store.import_aci(aci, what=ref)
         if not is_url(ref) and g.allows(Insecure.IMAGE):  # nothing to verify next time
-            localaci.remember(store, src, src_st, image_id)
+            localaci.remember(g.dir / "cache", src, src_st, image_id)
         return image_id

@@ -22,7 +22,7 @@ def fetch(
         # with the caller's open store instead of importing the fetch machinery.
         return str(store.resolve(ref).id)
     if g.allows(Insecure.IMAGE):
-        image_id = _known_file(store, ref)
+        image_id = _known_file(g, store, ref)
         if image_id is not None:
             return image_id
     from pyrkt.image.fetch import fetch_image
@@ -31,7 +31,7 @@ def fetch(
     return str(fetch_image(g, ref, pull_policy=pull_policy, signature=sig))
 
 
-def _known_file(store: Any, ref: str) -> str | None:
+def _known_file(g: GlobalOptions, store: Any, ref: str) -> str | None:
     """An ACI file imported before and unchanged since (`image.localaci`), with nothing
     to verify: its ID, said as a fetch of it says it, without reading it again."""
     from pyrkt.image import localaci
@@ -39,7 +39,7 @@ def _known_file(store: Any, ref: str) -> str | None:
     if ref.startswith(("docker://", "oci:")) or localaci.is_url(ref) \
             or not localaci.is_file_ref(ref):  # fmt: skip
         return None
-    image_id = localaci.known(store, localaci.local_path(ref))
+    image_id = localaci.known(store, g.dir / "cache", localaci.local_path(ref))
     if image_id is not None:
         from pyrkt import log
         from pyrkt.image.store import short_id

@@ -74,12 +74,12 @@ def _import_cached(g: GlobalOptions, store: Any, aci: Path) -> str:
         st = aci.stat()
     except OSError as e:
         raise RktError(f"stage1 image {aci}: {e.strerror}") from e
-    image_id = localaci.known(store, aci)
+    image_id = localaci.known(store, g.dir / "cache", aci)
     if image_id is not None:
         return image_id
     log.debug(f"importing stage1 image {aci}")
     image_id = str(store.import_aci(aci))
-    localaci.remember(store, aci, st, image_id)
+    localaci.remember(g.dir / "cache", aci, st, image_id)
     return image_id
 
 
