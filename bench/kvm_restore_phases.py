@@ -4,7 +4,8 @@ phase by phase, this tree against a peer tree run by run (the host side of issue
 Each run is the real CLI (`python -m pyrkt run --net=none --stage1-path=... busybox.aci
 --exec /bin/true`, TCG) started through a small driver that wraps a few functions both
 trees have and notes the wall time since the command started and the CPU time of the
-`rkt` process (stage0 and the stage1 runner, which runs in the same process) at:
+`rkt` process (stage0 and the stage1 runner, which runs in the same process) at
+(each function wrapped as its module is first imported):
 
     prepare   stage0's `prepare` begins (after Python's start and the CLI's imports)
     stage1    the kvm stage1's `run_main` begins (stage0 done, its mounts made)
@@ -44,26 +45,42 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 
 # Runs `rkt` (sys.argv[1:]) with the phases noted on stderr as `@phase WALL_MS CPU_MS`.
 DRIVER = r"""
-import importlib, os, resource, sys, time
+import importlib.machinery, os, resource, sys, time
 T0 = int(os.environ["PHASES_T0_NS"]) / 1e9
 def note(what):
     r = resource.getrusage(resource.RUSAGE_SELF)
     sys.stderr.write(f"@{what} {1000 * (time.perf_counter() - T0):.1f} "
                      f"{1000 * (r.ru_utime + r.ru_stime):.1f}\n")
-def wrap(module, name, before=None, after=None):
-    mod = importlib.import_module(module)
-    real = getattr(mod, name)
+def wrapped(real, before, after):
     def w(*a, **k):
         if before: note(before)
         try:
             return real(*a, **k)
         finally:
             if after: note(after)
-    setattr(mod, name, w)
-wrap("pyrkt.stage0.prepare", "prepare", before="prepare")
-wrap("pyrkt.stage1.kvm.__main__", "run_main", before="stage1")
-wrap("pyrkt.stage1.kvm.launch", "spawn", after="spawn")
-wrap("pyrkt.stage1.kvm.templates.build", "read_line", before="go", after="ok")
+    return w
+# module -> (function, note before, note after); wrapped as the module is first imported,
+# so that the driver imports nothing the command would not
+TARGETS = {
+    "pyrkt.stage0.prepare": ("prepare", "prepare", None),
+    "pyrkt.stage1.kvm.__main__": ("run_main", "stage1", None),
+    "pyrkt.stage1.kvm.launch": ("spawn", None, "spawn"),
+    "pyrkt.stage1.kvm.templates.build": ("read_line", "go", "ok"),
+}
+class Hook:
+    @staticmethod
+    def find_spec(name, path, target=None):
+        if name not in TARGETS:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        real = spec.loader.exec_module
+        def exec_module(module):
+            real(module)
+            fn, before, after = TARGETS[name]
+            setattr(module, fn, wrapped(getattr(module, fn), before, after))
+        spec.loader.exec_module = exec_module
+        return spec
+sys.meta_path.insert(0, Hook)
 real_execve = os.execve
 def execve(*a):
     note("exec")
