@@ -318,8 +318,8 @@ def test_a_restore_sends_its_commands_at_once_and_waits_for_the_state_loaded(
         saved_running: bool) -> None:
     """The restore's QMP commands go out before QEMU's greeting is read (one round trip
     for all, answered once QEMU's main loop runs); the MIGRATION event, not polling,
-    says the state is loaded, whether the template was saved running (it resumes by
-    itself) or stopped (by an older pyrkt)."""
+    says the state is loaded, whether the template was saved stopped (build.py) or
+    running (QEMU resumes it by itself)."""
     from pyrkt.stage1.kvm.templates import restore
 
     seen: list[dict[str, object]] = []

@@ -5,11 +5,10 @@ folder of its own that is renamed into place when complete. The template QEMU st
 the way every QEMU of the stage1 starts (the runner's `launch`), in that folder, its
 output in qemu.log there (not on the user's terminal). Its RAM is a shared file
 mapping, so its boot fills the RAM file; once the guest waits on the rkt.go port,
-QMP migrates its state into `state` (`x-ignore-shared`: the RAM stays in the file; QEMU
-stops the VM to save its devices, and the state says it was running, so a VM restored
-from it runs as soon as it is loaded) through a file descriptor (`getfd` + `fd:`; no
-`exec:` migration, which a QEMU confined with `-sandbox spawn=deny` could not run), then
-quits it. That QEMU runs outside the pods' jail (launch.py says why).
+QMP stops it and migrates its state (`x-ignore-shared`: the RAM stays in the file) into
+`state` through a file descriptor (`getfd` + `fd:`; no `exec:` migration, which a
+QEMU confined with `-sandbox spawn=deny` could not run), then quits it. That QEMU runs
+outside the pods' jail (launch.py says why).
 """
 
 from __future__ import annotations
@@ -129,9 +128,7 @@ def _boot_and_save(build: Path, ram: Path, recipe: Recipe) -> None:
         said = read_line(go_host, BOOT_TIMEOUT_S)
         if said != b"ready":
             raise store.Unavailable(f"the template's init said {said[:80]!r}, not ready")
-        # Saved running (no `stop` first: the guest waits on rkt.go, idle; QEMU stops
-        # it to save the devices): a restored VM then starts as soon as its state is
-        # loaded (restore.py's `cont` changes nothing then).
+        q.execute("stop")
         q.execute("migrate-set-capabilities", {"capabilities": [
             {"capability": "x-ignore-shared", "state": True}]})
         q.execute("getfd", {"fdname": "state"}, fds=[state])

@@ -162,10 +162,9 @@ def _send_restore(q: Qmp, state: int) -> list[int]:
 
 
 def _wait_restored(q: Qmp) -> None:
-    """Until the MIGRATION event says the state is loaded. A template saved running
-    (build.py) runs from then on by itself (QEMU's autostart; the `cont` that follows
-    changes nothing), one saved stopped by an older pyrkt waits for that `cont`. QEMU
-    exits when it cannot load the state (QmpError: the connection closed)."""
+    """Until the MIGRATION event says the state is loaded (then `cont` runs the VM;
+    one saved running would already run). QEMU exits when it cannot load the state
+    (QmpError: the connection closed)."""
     while True:
         st = q.wait_event("MIGRATION", QMP_TIMEOUT_S).get("status")
         if st == "completed":
