@@ -545,3 +545,26 @@ def test_the_ram_folder_must_be_ours(tmp_path: Path, ram_root: Path) -> None:
     planted.with_suffix(".owner").write_text(f"{tmp_path}/gone\n")
     store.gc(where, grace=0)
     assert planted.exists() and not t.ram.exists()
+
+
+def test_the_guest_files_digests_are_remembered_only_while_the_files_are_unchanged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The template key's kernel and initramfs digests (digests.py) come from the cache
+    while the file is the very one hashed: rewritten in place with the same size and
+    mtime (only its ctime differs), it is hashed again."""
+    import hashlib
+
+    from pyrkt.linux import files
+    from pyrkt.stage1.kvm import digests
+
+    kernel, cache = tmp_path / "vmlinuz", tmp_path / "cache"
+    kernel.write_bytes(b"A" * 4096)
+    monkeypatch.setattr(files, "SETTLE_NS", -1)  # as if written long ago
+    assert digests.sha256(kernel, cache) == hashlib.sha256(b"A" * 4096).hexdigest()
+    recorded = json.loads((cache / digests.CACHE_FILE).read_text())
+    assert recorded[str(kernel)][-1] == hashlib.sha256(b"A" * 4096).hexdigest()
+    st = kernel.stat()
+    kernel.write_bytes(b"B" * 4096)
+    os.utime(kernel, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert digests.sha256(kernel, cache) == hashlib.sha256(b"B" * 4096).hexdigest()
+    assert digests.sha256(kernel, None) == hashlib.sha256(b"B" * 4096).hexdigest()
