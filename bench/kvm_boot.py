@@ -154,7 +154,7 @@ def bench(work: Path, a: argparse.Namespace) -> int:
         jail_cost([*run, *true], env, a.runs, work / "rkt")
     if a.peer or a.app_uptime:
         peer_cost(work, [*run, "--kvm-template=off", *true], env, image, a)
-    for mode in ("on", "off"):
+    for mode in ("on", "off") if a.pods else ():  # --pods 0: start-up only
         memory(work, rkt, stage1, image, dict(env, **{templates.ENV_TEMPLATE: mode}), a, mode)
     return 0
 
