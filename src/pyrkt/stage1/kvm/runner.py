@@ -448,7 +448,7 @@ def _disks(pod: Path, plan: PodPlan, opts: RunOptions, hypervisor: str) -> PodDi
     if hypervisor != hypervisors.HypervisorName.QEMU:
         raise RktError(f"rootfs={kind}: not supported with the {hypervisor} hypervisor",
                        f"use --{disks.FLAG_ROOTFS}=9p, or a qemu stage1")  # fmt: skip
-    return disks.pod_disks(pod, plan, cache_dir_for(pod) / "kvm-disks")
+    return disks.pod_disks(pod, plan, cache_dir_for(pod) / disks.CACHE_DIR)
 
 
 def template_cmdline(vp: VmPlan) -> tuple[str, ...]:
