@@ -201,3 +201,16 @@ def test_qemus_jail_sees_the_disks_files_only_the_last_layer_writable() -> None:
     assert files[Path("/pod/kvm/disks/a.qcow2")] is jail.Access.RO
     assert files[Path("/tmp/x/top.qcow2")] is jail.Access.RW
     assert files[Path("/tmp/x/rootfs.tar")] is jail.Access.RW
+
+
+def test_qemus_jail_sees_the_files_of_disks_in_a_template_s_slots() -> None:
+    """A restored pod's disks in its template's slots are files QEMU opens at its
+    start: its jail holds them as for a boot (the empty slots have no file)."""
+    from pyrkt.stage1.kvm import jail
+
+    d = Disk("rkt-d0", Path("/store/t/rootfs.ext4"), (Path("/pod/kvm/disks/a.qcow2"),))
+    vp = VmPlan(kernel=Path("/k"), initrd=Path("/i"), cmdline=(), vcpus=1, memory_mib=256,
+                accel=Accel.TCG, disk_slots=(d, None))
+    files = dict(jail.for_pod(Path("/pod"), vp, ()).files)
+    assert files[Path("/store/t/rootfs.ext4")] is jail.Access.RO
+    assert files[Path("/pod/kvm/disks/a.qcow2")] is jail.Access.RW

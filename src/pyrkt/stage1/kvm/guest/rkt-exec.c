@@ -56,8 +56,12 @@
  * runs first in a pod restored from a template (the init's "go"): sets the wall clock to
  * the host's, mixes SEED (hex, up to 256 random bytes from the host) into the kernel's
  * entropy pool, credited, and reseeds its RNG at once (every clone of a template starts
- * with the template's RNG state), and gives the NIC whose MAC is OLDMAC (the template's)
- * the pod's NEWMAC. One process for all of it: each fork+exec costs milliseconds.
+ * with the template's RNG state), gives the NIC whose MAC is OLDMAC (the template's)
+ * the pod's NEWMAC, and drops what the guest's page cache holds of each virtio-blk disk
+ * (BLKFLSBUF): the template probed its disk slots with empty placeholders behind them,
+ * the pod has its own disks there (templates/shape.py), and a mount must read those,
+ * not the zeros the template's partition scan cached. One process for all of it: each
+ * fork+exec costs milliseconds.
  *
  * As PID 1 (the kernel starts it as /init): makes the init's root a mount (see boot) and
  * execs the init script, /init.sh.
@@ -877,6 +881,26 @@ static void set_mac(int sock, const unsigned char *mac, const unsigned char *new
     die("no NIC for", arg);
 }
 
+/* Drop the page cache of every virtio-blk disk (/dev/vd*): what the template read of
+ * its empty slots. A disk being hot-plugged may have no node yet: nothing cached. */
+static void flush_disks(void) {
+    DIR *d = opendir("/sys/block");
+    if (!d) die("opendir", "/sys/block");
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strncmp(e->d_name, "vd", 2) != 0) continue;
+        char dev[sizeof e->d_name + 5];
+        snprintf(dev, sizeof dev, "/dev/%s", e->d_name);
+        int fd = open(dev, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0) {
+            if (errno == ENOENT || errno == ENXIO || errno == ENODEV) continue;
+            die("open", dev);
+        }
+        if (ioctl(fd, BLKFLSBUF, 0) < 0) die("BLKFLSBUF", dev);
+        close(fd);
+    }
+    closedir(d);
+}
+
 static int restore_main(int argc, char **argv) {
     if (argc < 5) {
         fprintf(stderr, "usage: rkt-exec --restore SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...]\n");
@@ -919,6 +943,7 @@ static int restore_main(int argc, char **argv) {
         }
         set_mac(sock, macs, macs + 6, argv[i]);
     }
+    flush_disks();
     return 0;
 }
 

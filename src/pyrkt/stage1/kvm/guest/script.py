@@ -405,7 +405,9 @@ def disk_lines(plan: PodPlan, disks: Mapping[str, str],
     """Mount each app's disk (disks: app name -> the disk's serial number) at the app's
     rootfs path and each volume's disk (volume_disks: volume name -> serial number) at
     volume_mount_point, found by serial number in /sys/block/vd*/serial (builtins
-    only); waits for disks still being hot-plugged; without them the pod cannot run."""
+    only; each read asks the device: the scan stops once all are found, before a
+    template's empty disk slots); waits for disks still being hot-plugged; without them
+    the pod cannot run."""
     targets = [(disks[a.name], guest_rootfs(a), f"app {a.name}")
                for a in plan.apps if a.name in disks]
     targets += [(sn, volume_mount_point(v), f"volume {v}")
@@ -422,6 +424,7 @@ def disk_lines(plan: PodPlan, disks: Mapping[str, str],
         # no newline at the end of a serial: `read` sets s and returns 1
         '[ -r "$b/serial" ] || continue; s=; read -r s <"$b/serial"',
         "case $s in\n" + cases + "esac",
+        f"{have} && break",
         "done",
         f"{have} && break",
         f"rkt_n=$((rkt_n + 1)); [ $rkt_n -lt {DISK_WAIT_STEPS} ] || "
