@@ -51,7 +51,7 @@
  *   host -> guest: 'W' rows cols (2 bytes each, the first frame), 'D' input
  * The host closing the port hangs the session up.
  *
- *   rkt-exec --restore SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...]   (restore_pod)
+ *   rkt-exec --restore SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...] [disk=SERIAL...]
  *
  * runs first in a pod restored from a template (the init's "go"): sets the wall clock to
  * the host's, mixes SEED (hex, up to 256 random bytes from the host) into the kernel's
@@ -61,7 +61,12 @@
  * (BLKFLSBUF): the template probed its disk slots with empty placeholders behind them,
  * the pod has its own disks there (templates/shape.py), and a mount must read those,
  * not the zeros the template's partition scan cached. One process for all of it: each
- * fork+exec costs milliseconds.
+ * fork+exec costs milliseconds. With disk=SERIAL words (the pod's disks), a child of it
+ * mounts them in the background (mount_disks), while the init mounts its shares: each
+ * disk, found by its serial number, at DISKS_DIR/SERIAL (ext4, noatime, nodev); then
+ * it writes one line to the FIFO DISKS_DIR/ready, made before the child starts: "ok",
+ * or "missing SERIAL" / "mount SERIAL" (the first that failed). The pod script reads
+ * that line and moves each mount where it belongs (guest/script.py disk_lines).
  *
  * As PID 1 (the kernel starts it as /init): makes the init's root a mount (see boot) and
  * execs the init script, /init.sh.
@@ -901,6 +906,65 @@ static void flush_disks(void) {
     closedir(d);
 }
 
+#define DISKS_DIR "/run/rkt-disks"
+#define DISK_WAIT_NS 10000000L /* 10 ms between looks for a disk being hot-plugged */
+#define DISK_WAIT_STEPS 6000   /* a minute */
+
+/* The device (/dev/vdX) of the virtio-blk disk whose serial number is serial, in dev;
+ * 0 when found. */
+static int find_disk(const char *serial, char *dev, size_t size) {
+    DIR *d = opendir("/sys/block");
+    if (!d) return -1;
+    int found = -1;
+    for (struct dirent *e; found < 0 && (e = readdir(d));) {
+        if (strncmp(e->d_name, "vd", 2) != 0 || strlen(e->d_name) > 16) continue;
+        char path[sizeof e->d_name + 20], sn[64];
+        snprintf(path, sizeof path, "/sys/block/%s/serial", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, sn, sizeof sn - 1);
+        close(fd);
+        if (n <= 0) continue;
+        sn[n] = 0;
+        sn[strcspn(sn, "\n")] = 0;
+        if (strcmp(sn, serial) == 0) {
+            snprintf(dev, size, "/dev/%.16s", e->d_name);
+            found = 0;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+/* The background child of --restore: mount each disk (serials) at DISKS_DIR/SERIAL and
+ * say how it went on the FIFO DISKS_DIR/ready (its open waits for the pod script). */
+static void mount_disks(char **serials, int n) {
+    char result[96] = "ok";
+    for (int i = 0; i < n && strcmp(result, "ok") == 0; i++) {
+        char dev[32], dir[96];
+        int step = 0;
+        while (find_disk(serials[i], dev, sizeof dev) < 0) {
+            if (++step >= DISK_WAIT_STEPS) break;
+            struct timespec ts = {0, DISK_WAIT_NS};
+            nanosleep(&ts, NULL);
+        }
+        if (step >= DISK_WAIT_STEPS) {
+            snprintf(result, sizeof result, "missing %s", serials[i]);
+            break;
+        }
+        snprintf(dir, sizeof dir, "%s/%s", DISKS_DIR, serials[i]);
+        if ((mkdir(dir, 0700) < 0 && errno != EEXIST) ||
+            mount(dev, dir, "ext4", MS_NOATIME | MS_NODEV, NULL) < 0) {
+            warn("mount", dev);
+            snprintf(result, sizeof result, "mount %s", serials[i]);
+        }
+    }
+    int fd = open(DISKS_DIR "/ready", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) die("open", DISKS_DIR "/ready");
+    dprintf(fd, "%s\n", result);
+    close(fd);
+}
+
 static int restore_main(int argc, char **argv) {
     if (argc < 5) {
         fprintf(stderr, "usage: rkt-exec --restore SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...]\n");
@@ -925,9 +989,21 @@ static int restore_main(int argc, char **argv) {
     /* ENODATA: the RNG was not initialized yet; the credited seed just initialized it. */
     if (ioctl(rnd, RNDRESEEDCRNG) < 0 && errno != ENODATA) die("RNDRESEEDCRNG", "/dev/urandom");
     close(rnd);
-    int sock = argc > 5 ? socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0) : -1;
-    if (argc > 5 && sock < 0) die("socket", "AF_INET");
+    char *serials[argc];
+    int disks = 0, sock = -1;
     for (int i = 5; i < argc; i++) {
+        if (strncmp(argv[i], "disk=", 5) == 0) {
+            const char *sn = argv[i] + 5;
+            if (!*sn || strlen(sn) > 20 || strspn(sn, "abcdefghijklmnopqrstuvwxyz0123456789-")
+                                            != strlen(sn)) {
+                errno = EINVAL;
+                die("disk", argv[i]);
+            }
+            serials[disks++] = argv[i] + 5;
+            continue;
+        }
+        if (sock < 0 && (sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+            die("socket", "AF_INET");
         unsigned char macs[12];
         const char *eq = strchr(argv[i], '=');
         char old[18];
@@ -944,6 +1020,18 @@ static int restore_main(int argc, char **argv) {
         set_mac(sock, macs, macs + 6, argv[i]);
     }
     flush_disks();
+    if (disks == 0) return 0;
+    if ((mkdir(DISKS_DIR, 0700) < 0 && errno != EEXIST) ||
+        mkfifo(DISKS_DIR "/ready", 0600) < 0)
+        die("mkfifo", DISKS_DIR "/ready");
+    pid_t pid = fork();
+    if (pid < 0) die("fork", "");
+    if (pid == 0) { /* the init's fds (its ports) are not the child's business */
+        for (int fd = 0; fd < 256; fd++)
+            if (fd != 2) close(fd);
+        mount_disks(serials, disks);
+        _exit(0);
+    }
     return 0;
 }
 

@@ -6,8 +6,9 @@ sockets: QMP and the rkt.go port. Over QMP: the `x-ignore-shared` capability,
 `migrate-incoming fd:N` on the template's state file (an fd it inherited), `cont`, and
 the pod's disks that are not in the template's disk slots (shape.slotted: more than it
 has, or too big) hot-plugged (`blockdev-add` + `device_add`).
-Then the guest gets "go" on the rkt.go port (clock, RNG seed, MACs: shape.go_line) and
-answers "ok" once it took them; from there on the pod is like a booted one. Any failure
+Then the guest gets "go" on the rkt.go port (clock, RNG seed, MACs, the disks to mount:
+shape.go_line) and answers "ok" once it took them; from there on the pod is like a
+booted one (but for its disks, mounted in the background meanwhile). Any failure
 kills that QEMU and returns None: the runner boots the pod instead (said under
 --debug), and a template that failed to restore is marked failed (store.mark_failed).
 A QEMU stopped from outside meanwhile (killed, or SIGTERM) is returned as it is: the
@@ -124,7 +125,8 @@ def _restore(req: Request, t: store.Template, sizes: dict[str, int]) -> Started 
         if vp.disks:  # not in a slot: the guest's pod script waits for them by serial
             _attach(q, vp)
         macs = [(shape.template_mac(i), tap.mac) for i, tap in enumerate(vp.taps)]
-        go_host.sendall(shape.go_line(time.time_ns(), secrets.token_bytes(SEED_BYTES), macs))
+        go_host.sendall(shape.go_line(time.time_ns(), secrets.token_bytes(SEED_BYTES), macs,
+                                      [d.id for d in vp.all_disks()]))
         said = build.read_line(go_host, GO_TIMEOUT_S)
         if not said:
             raise VmEnded("the VM ended before it took its go")

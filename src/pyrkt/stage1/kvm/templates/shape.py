@@ -177,9 +177,13 @@ def qemu_files(binary: str, found: Path, pod: Path) -> list[list[object]]:
     return out
 
 
-def go_line(now_ns: int, seed: bytes, macs: Sequence[tuple[str, str]]) -> bytes:
-    """The "go" a restored guest gets: the time, seed bytes for its RNG, and per NIC the
-    template's MAC and the pod's (init.sh, rkt-exec --restore)."""
+def go_line(now_ns: int, seed: bytes, macs: Sequence[tuple[str, str]],
+            disks: Sequence[str] = ()) -> bytes:
+    """The "go" a restored guest gets: the time, seed bytes for its RNG, per NIC the
+    template's MAC and the pod's, and the serial numbers of the pod's disks, which
+    rkt-exec --restore mounts in the background while the init mounts its shares (the
+    pod script moves them into place: guest/script.py disk_lines)."""
     words = ["go", str(now_ns // 1_000_000_000), str(now_ns % 1_000_000_000), seed.hex()]
     words += [f"{old}={new}" for old, new in macs]
+    words += [f"disk={sn}" for sn in disks]
     return (" ".join(words) + "\n").encode()
