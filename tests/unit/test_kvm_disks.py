@@ -109,6 +109,20 @@ def test_pod_script_mounts_each_disk_by_serial() -> None:
     assert "rkt-d1) rkt_disk_0=/dev/${b##*/} ;;" in text
     assert "rkt_disk_1" not in text  # web stays on the share
     assert 'mount -t ext4 -o noatime,nodev "$rkt_disk_0" /stage1/opt/stage2/db/rootfs ||' in text
+
+
+def test_a_restored_pod_s_script_moves_the_disks_rkt_exec_mounted() -> None:
+    """After a restore (rkt-exec --restore made the FIFO and mounts in the background)
+    the script waits for its word, names the disk that failed, and moves each mount into
+    place; after a boot it mounts them itself (the same script serves both)."""
+    text = script.pod_script(plan("web", "db"), disks={"db": "rkt-d0"})
+    restored, booted = text.split("if [ -p /run/rkt-disks/ready ]; then\n", 1)[1].split(
+        "\nelse\n", 1)
+    assert "read -t 300 -r rkt_res <&8" in restored
+    assert "'mount rkt-d0') { rkt_say 'cannot mount the disk of app db'" in restored
+    assert "*) { rkt_say 'the pod'\"'\"'s disks did not appear'" in restored
+    assert "mount --move /run/rkt-disks/rkt-d0 /stage1/opt/stage2/db/rootfs ||" in restored
+    assert "mount -t ext4" not in restored and "mount -t ext4" in booted
     assert text.index("mount -t ext4") < text.index("# app web")
 
 

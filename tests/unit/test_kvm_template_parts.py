@@ -152,6 +152,9 @@ def test_the_go_line() -> None:
     line = shape.go_line(1_700_000_000_123_456_789, b"\x01\xab",
                          [(shape.template_mac(0), "aa:bb:cc:dd:ee:01")])
     assert line == b"go 1700000000 123456789 01ab 02:72:6b:74:00:00=aa:bb:cc:dd:ee:01\n"
+    # The pod's disks, which rkt-exec --restore mounts in the background.
+    line = shape.go_line(5_000_000_000, b"\xff", [], ["rkt-d0", "rkt-d1"])
+    assert line == b"go 5 0 ff disk=rkt-d0 disk=rkt-d1\n"
 
 
 def test_the_switch_flag_then_annotation_then_environment(
