@@ -359,7 +359,8 @@ def test_a_disk_bigger_than_a_slot_is_hot_plugged(rkt: Rkt, tmp_path: Path) -> N
     assert r.returncode == 0, r.stderr + kh.all_diagnostics(rkt.dir)
     assert r.stdout.splitlines() == ["from the big disk", "new", "root on ext4"], r.stdout
     cmdline = _restored_cmdline(rkt, uuid_file.read_text().strip())
-    assert str(fs) not in cmdline, cmdline
+    assert f'"filename":"{fs}"' not in cmdline, cmdline  # not on QEMU's command line
+    assert f"--ro {fs} " in cmdline, cmdline  # but in its jail, for the hot-plug
     from pyrkt.stage1.kvm.templates import shape
 
     assert _slots(cmdline) == [f"rkt-slot{i}" for i in range(shape.SLOTS)], cmdline
