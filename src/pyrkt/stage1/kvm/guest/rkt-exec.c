@@ -296,6 +296,35 @@ static void send_frame(int port, char type, const void *data, size_t n) {
     if (n) write_all(port, data, n);
 }
 
+/* The entry of the sysfs folder dir whose name starts with prefix and whose attribute
+ * attr (one line) reads value, in entry (at most 32 bytes); 0 when found. */
+static int sysfs_find(const char *dir, const char *prefix, const char *attr,
+                      const char *value, char entry[32]) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int found = -1;
+    for (struct dirent *e; found < 0 && (e = readdir(d));) {
+        if (e->d_name[0] == '.' || strncmp(e->d_name, prefix, strlen(prefix)) != 0 ||
+            strlen(e->d_name) >= 32)
+            continue;
+        char path[128], buf[128];
+        snprintf(path, sizeof path, "%.40s/%.31s/%.40s", dir, e->d_name, attr);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0) continue;
+        buf[n] = 0;
+        buf[strcspn(buf, "\n")] = 0;
+        if (strcmp(buf, value) == 0) {
+            snprintf(entry, 32, "%.31s", e->d_name);
+            found = 0;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
 /* The device (/dev/vportNpM) of the virtio-serial port whose name is `name`; "fd:N" is
  * the inherited fd N instead (tests on the host, over a socketpair). */
 static int open_port(const char *name) {
@@ -304,31 +333,15 @@ static int open_port(const char *name) {
         if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) die("port", name);
         return fd;
     }
-    DIR *d = opendir("/sys/class/virtio-ports");
-    if (!d) die("opendir", "/sys/class/virtio-ports");
-    struct dirent *e;
-    char path[512], buf[128];
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(path, sizeof path, "/sys/class/virtio-ports/%s/name", e->d_name);
-        int fd = open(path, O_RDONLY);
-        if (fd < 0) continue;
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n <= 0) continue;
-        buf[n] = 0;
-        buf[strcspn(buf, "\n")] = 0;
-        if (strcmp(buf, name) != 0) continue;
-        snprintf(path, sizeof path, "/dev/%s", e->d_name);
-        closedir(d);
-        int p = open(path, O_RDWR | O_CLOEXEC);
-        if (p < 0) die("open", path);
-        return p;
+    char entry[32], path[48];
+    if (sysfs_find("/sys/class/virtio-ports", "", "name", name, entry) < 0) {
+        errno = ENOENT;
+        die("virtio port", name);
     }
-    closedir(d);
-    errno = ENOENT;
-    die("virtio port", name);
-    return -1;
+    snprintf(path, sizeof path, "/dev/%s", entry);
+    int p = open(path, O_RDWR | O_CLOEXEC);
+    if (p < 0) die("open", path);
+    return p;
 }
 
 static void set_winsize(int master, const unsigned char *p) {
@@ -910,30 +923,13 @@ static void flush_disks(void) {
 #define DISK_WAIT_NS 10000000L /* 10 ms between looks for a disk being hot-plugged */
 #define DISK_WAIT_STEPS 6000   /* a minute */
 
-/* The device (/dev/vdX) of the virtio-blk disk whose serial number is serial, in dev;
- * 0 when found. */
-static int find_disk(const char *serial, char *dev, size_t size) {
-    DIR *d = opendir("/sys/block");
-    if (!d) return -1;
-    int found = -1;
-    for (struct dirent *e; found < 0 && (e = readdir(d));) {
-        if (strncmp(e->d_name, "vd", 2) != 0 || strlen(e->d_name) > 16) continue;
-        char path[sizeof e->d_name + 20], sn[64];
-        snprintf(path, sizeof path, "/sys/block/%s/serial", e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;
-        ssize_t n = read(fd, sn, sizeof sn - 1);
-        close(fd);
-        if (n <= 0) continue;
-        sn[n] = 0;
-        sn[strcspn(sn, "\n")] = 0;
-        if (strcmp(sn, serial) == 0) {
-            snprintf(dev, size, "/dev/%.16s", e->d_name);
-            found = 0;
-        }
-    }
-    closedir(d);
-    return found;
+/* The device (/dev/vdX) of the virtio-blk disk whose serial number is serial, in dev
+ * (48 bytes); 0 when found. */
+static int find_disk(const char *serial, char *dev) {
+    char entry[32];
+    if (sysfs_find("/sys/block", "vd", "serial", serial, entry) < 0) return -1;
+    snprintf(dev, 48, "/dev/%s", entry);
+    return 0;
 }
 
 /* The background child of --restore: mount each disk (serials) at DISKS_DIR/SERIAL and
@@ -941,9 +937,9 @@ static int find_disk(const char *serial, char *dev, size_t size) {
 static void mount_disks(char **serials, int n) {
     char result[96] = "ok";
     for (int i = 0; i < n && strcmp(result, "ok") == 0; i++) {
-        char dev[32], dir[96];
+        char dev[48], dir[96];
         int step = 0;
-        while (find_disk(serials[i], dev, sizeof dev) < 0) {
+        while (find_disk(serials[i], dev) < 0) {
             if (++step >= DISK_WAIT_STEPS) break;
             struct timespec ts = {0, DISK_WAIT_NS};
             nanosleep(&ts, NULL);
