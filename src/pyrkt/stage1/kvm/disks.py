@@ -13,9 +13,10 @@ mount it; `host` volumes stay 9p shares (the host's data is seen both ways). Not
 attached or mounted on the host: QEMU opens the files, and the layers go with the pod
 folder at `rkt gc`.
 
-`attach_qmp` hot-plugs the same disks into a running VM (QMP `blockdev-add` +
-`device_add`, ACPI PCI hot-plug on `-M pc`): what a pod restored from a VM template
-does; the guest's pod script waits for each disk by its serial number either way.
+A pod restored from a VM template has its disks behind the template's disk slots
+(templates/shape.py); `attach_qmp` hot-plugs those that do not fit into the running VM
+(QMP `blockdev-add` + `device_add`, ACPI PCI hot-plug on `-M pc`). The guest finds each
+disk by its serial number either way.
 """
 
 from __future__ import annotations
