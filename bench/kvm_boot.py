@@ -160,7 +160,7 @@ def bench(work: Path, a: argparse.Namespace) -> int:
         jail_cost([*run, *true], env, a.runs, work / "rkt")
     if a.peer or a.app_uptime:
         peer_cost(work, run, true, env, a)
-    for mode in ("on", "off") if a.pods > 0 else ():
+    for mode in ("on", "off") if a.pods else ():  # --pods 0: start-up only
         memory(work, rkt, stage1, image, dict(env, **{templates.ENV_TEMPLATE: mode}), a, mode)
     subprocess.run(gc, env=env, check=False, capture_output=True)  # the template's RAM file
     return 0

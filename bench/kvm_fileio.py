@@ -9,8 +9,8 @@ pod on disks: <= 2x on every item), with QEMU's peak RSS during the work. The 9p
 runs --runs-9p times only: extracting the tarball over 9p takes minutes under TCG.
 
 Then the start: `rkt run /bin/true` (busybox image) on 9p vs on disks, alternating,
-booted (`--kvm-template=off`) and restored from a VM template (`on`: the disks are
-hot-plugged after the restore), and the first-use cost of an image's filesystem image
+booted (`--kvm-template=off`) and restored from a VM template (`on`: the disks behind
+the template's disk slots), and the first-use cost of an image's filesystem image
 (mkfs.ext4 -d of its tree), for the busybox image and the bench image.
 
     sudo .venv/bin/python bench/kvm_fileio.py [--runs 3] [--runs-9p 1] [--start-runs 9]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import tarfile
 import time
@@ -225,15 +226,28 @@ def test_twenty_pods_on_disks_leave_nothing_after_gc(rkt: Rkt, image: Path,
     assert list((rkt.dir / "cas" / "trees").glob(f"*/{fsimage.NAME}"))
 
 
-def test_a_pod_restored_from_a_template_gets_its_disks_hot_plugged(rkt: Rkt, image: Path,
-                                                                   tmp_path: Path) -> None:
+def _restored_cmdline(rkt: Rkt, uuid: str) -> str:
+    pod = next(d for d in kh.pod_dirs(rkt.dir) if d.name == uuid)
+    cmdline = (pod / "kvm" / "cmdline").read_text()
+    assert "-incoming defer" in cmdline, cmdline  # restored, not booted
+    return cmdline
+
+
+def _slots(cmdline: str) -> list[str]:
+    """The serial numbers of the template's disk slots, in order, on a QEMU command line
+    (rkt-slotN: an empty one)."""
+    return re.findall(r'"id":"rkt-slot\d+","drive":"[^"]+","serial":"([^"]+)"', cmdline)
+
+
+def test_a_pod_restored_from_a_template_has_its_disks_in_the_template_s_slots(
+        rkt: Rkt, image: Path, tmp_path: Path) -> None:
     """A VM template and disks together (--kvm-template=on, rootfs=block): the pod's QEMU
-    is restored from a template that has no disk, with none on its command line; its
-    disks (the app's rootfs, an empty volume) are hot-plugged over QMP after the restore
-    and found by serial number: a unix socket and a FIFO work in /tmp and in the volume,
-    the exit code comes back, and after `rkt gc` no pod, disk layer, loop or nbd device,
-    mount, QEMU, template or template RAM file of it is left."""
-    from pyrkt.stage1.kvm.templates import store
+    is restored from a template whose disk slots were probed empty at its boot; the
+    pod's disks (the app's rootfs, an empty volume) are behind its first slots, on its
+    command line (no hot-plug): a unix socket and a FIFO work in /tmp and in the
+    volume, the exit code comes back, and after `rkt gc` no pod, disk layer, loop or nbd
+    device, mount, QEMU, template or template RAM file of it is left."""
+    from pyrkt.stage1.kvm.templates import shape, store
 
     uuid_file = tmp_path / "uuid"
     places = ("/tmp", "/vol")
@@ -249,10 +263,10 @@ def test_a_pod_restored_from_a_template_gets_its_disks_hot_plugged(rkt: Rkt, ima
         "root on ext4",
     ], r.stdout + kh.all_diagnostics(rkt.dir)
     uuid = uuid_file.read_text().strip()
+    cmdline = _restored_cmdline(rkt, uuid)
+    assert _slots(cmdline) == ["rkt-d0", "rkt-d1"] + [
+        f"rkt-slot{i}" for i in range(2, shape.SLOTS)], cmdline
     pod = next(d for d in kh.pod_dirs(rkt.dir) if d.name == uuid)
-    cmdline = (pod / "kvm" / "cmdline").read_text()
-    assert "-incoming defer" in cmdline, cmdline  # restored, not booted
-    assert "-blockdev" not in cmdline and "virtio-blk" not in cmdline, cmdline
     assert sorted(p.name for p in pod.glob("kvm/disks/*.qcow2")) == [
         "busybox.qcow2", "volume-vol.qcow2"]
     assert "app-busybox=9" in rkt("status", uuid).stdout.splitlines()
@@ -263,6 +277,93 @@ def test_a_pod_restored_from_a_template_gets_its_disks_hot_plugged(rkt: Rkt, ima
     templates = rkt.dir / "cache" / store.STORE
     assert not [p for p in templates.glob("*") if not p.name.endswith(".lock")]
     assert not kh.template_ram_of(rkt.dir)
+
+
+def test_pods_restored_from_one_template_each_see_only_their_own_disk(
+        rkt: Rkt, image: Path, tmp_path: Path) -> None:
+    """Two pods restored one after the other from the same template (the same RAM file,
+    the same empty slots) each write a file on their rootfs: each sees its own and not
+    the other's, while it runs and in `rkt export` of it afterwards."""
+    seen: dict[str, str] = {}
+    for name in ("first", "second"):
+        uuid_file = tmp_path / f"uuid-{name}"
+        r = rkt.run(BLOCK, "--kvm-template=on", f"--uuid-file-save={uuid_file}", str(image),
+                    "--exec", "/bin/sh", "--", "-c",
+                    f"mkdir -p /mine; ls /mine; echo {name} > /mine/{name}; ls /mine",
+                    debug=True)
+        assert r.returncode == 0, r.stderr + kh.all_diagnostics(rkt.dir)
+        assert r.stdout.split() == [name], r.stdout + kh.all_diagnostics(rkt.dir)
+        found = re.search(r"restored from template (\w+) in \d+ ms", r.stderr)
+        assert found, r.stderr
+        seen[name] = found.group(1)
+        uuid = uuid_file.read_text().strip()
+        assert _slots(_restored_cmdline(rkt, uuid))[0] == "rkt-d0"
+        out = tmp_path / f"{name}.aci"
+        x = rkt("export", uuid, str(out), timeout=900)
+        assert x.returncode == 0, x.stderr + kh.all_diagnostics(rkt.dir)
+        with tarfile.open(out) as t:
+            mine = sorted(n for n in t.getnames() if n.startswith("rootfs/mine/"))
+            f = t.extractfile(f"rootfs/mine/{name}")
+            assert f is not None and f.read() == f"{name}\n".encode()
+        assert mine == [f"rootfs/mine/{name}"], mine
+    assert seen["first"] == seen["second"], seen
+
+
+def test_a_pod_with_more_disks_than_slots_gets_the_others_hot_plugged(
+        rkt: Rkt, image: Path, tmp_path: Path) -> None:
+    """An app and as many `empty` volumes as a template has disk slots: the last disk has
+    no slot and is hot-plugged after the restore; every disk is mounted and works."""
+    from pyrkt.stage1.kvm.templates import shape
+
+    vols = [f"v{i}" for i in range(shape.SLOTS)]
+    args = [a for v in vols for a in (f"--volume={v},kind=empty",)]
+    mounts = [f"--mount=volume={v},target=/{v}" for v in vols]
+    places = [f"/{v}" for v in vols]
+    uuid_file = tmp_path / "uuid"
+    r = rkt.run(BLOCK, "--kvm-template=on", f"--uuid-file-save={uuid_file}", *args,
+                str(image), *mounts, "--exec", "/bin/sh", "--", "-c",
+                SOCKETS + "awk '$2 ~ \"^/v\" {print $2, $3}' /proc/mounts | sort",
+                "sockets", *places)
+    assert r.returncode == 0, r.stderr + kh.all_diagnostics(rkt.dir)
+    assert r.stdout.splitlines() == [
+        *(line for d in places for line in
+          (f"reply hi-{d}", f"served {d}", f"fifo {d} through/fifo")),
+        *(f"{d} ext4" for d in places),
+    ], r.stdout + kh.all_diagnostics(rkt.dir)
+    cmdline = _restored_cmdline(rkt, uuid_file.read_text().strip())
+    assert _slots(cmdline) == [f"rkt-d{i}" for i in range(shape.SLOTS)], cmdline
+    assert f"rkt-d{shape.SLOTS}" not in cmdline  # hot-plugged over QMP
+
+
+def test_a_disk_bigger_than_a_slot_is_hot_plugged(rkt: Rkt, tmp_path: Path) -> None:
+    """An image whose filesystem image is bigger than a slot's capacity (the guest read
+    the slot's size at the template's boot and keeps it): its disk is hot-plugged after
+    the restore instead, the slots stay empty, and the pod reads and writes its disk."""
+    from pyrkt.stage1.kvm.vm import DISK_SLOT_BYTES
+
+    work = tmp_path / "img"
+    kh.busybox_rootfs(work / "rootfs")
+    (work / "rootfs" / "marker").write_text("from the big disk\n")
+    aci = kh.pack_aci(work, "big.aci")
+    r = rkt.run(BLOCK, str(aci), "--exec", "/bin/true")
+    assert r.returncode == 0, r.stderr + kh.all_diagnostics(rkt.dir)
+    (fs,) = (p for p in (rkt.dir / "cas" / "trees").glob(f"*/{fsimage.NAME}")
+             if (p.parent / "rootfs" / "marker").exists())
+    fs.chmod(0o644)
+    os.truncate(fs, DISK_SLOT_BYTES + (1 << 20))  # sparse: its ext4 stays as it was
+    uuid_file = tmp_path / "uuid"
+    r = rkt.run(BLOCK, "--kvm-template=on", f"--uuid-file-save={uuid_file}", str(aci),
+                "--exec", "/bin/sh", "--", "-c",
+                "cat /marker; echo new > /new; cat /new; "
+                "awk '$2 == \"/\" {print \"root on\", $3}' /proc/mounts")
+    assert r.returncode == 0, r.stderr + kh.all_diagnostics(rkt.dir)
+    assert r.stdout.splitlines() == ["from the big disk", "new", "root on ext4"], r.stdout
+    cmdline = _restored_cmdline(rkt, uuid_file.read_text().strip())
+    assert f'"filename":"{fs}"' not in cmdline, cmdline  # not on QEMU's command line
+    assert f"--ro {fs} " in cmdline, cmdline  # but in its jail, for the hot-plug
+    from pyrkt.stage1.kvm.templates import shape
+
+    assert _slots(cmdline) == [f"rkt-slot{i}" for i in range(shape.SLOTS)], cmdline
 
 
 def test_a_bad_rootfs_kind_is_refused(rkt: Rkt, image: Path) -> None:

@@ -247,6 +247,15 @@ def test_prepare_run_prepared_rm(rkt: Rkt, acis: dict[str, Path], tmp_path: Path
     assert not any((rkt.dir / "pods").glob(f"*/{uuid}"))
 
 
+def test_prepare_quiet_prints_only_the_uuid(rkt: Rkt, acis: dict[str, Path]) -> None:
+    cp = rkt("prepare", "--quiet", *rkt.s1(), str(acis["app"]))
+    assert cp.returncode == 0, cp.stderr
+    uuid = cp.stdout.strip()
+    assert cp.stdout == uuid + "\n"
+    assert rkt.status(uuid)["state"] == "prepared"
+    assert rkt("rm", uuid).returncode == 0
+
+
 def _wait_running(rkt: Rkt, uuid_file: Path) -> str:
     for _ in range(400):
         if uuid_file.exists() and uuid_file.read_text().strip():

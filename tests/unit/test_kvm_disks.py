@@ -109,6 +109,20 @@ def test_pod_script_mounts_each_disk_by_serial() -> None:
     assert "rkt-d1) rkt_disk_0=/dev/${b##*/} ;;" in text
     assert "rkt_disk_1" not in text  # web stays on the share
     assert 'mount -t ext4 -o noatime,nodev "$rkt_disk_0" /stage1/opt/stage2/db/rootfs ||' in text
+
+
+def test_a_restored_pod_s_script_moves_the_disks_rkt_exec_mounted() -> None:
+    """After a restore (rkt-exec --restore made the FIFO and mounts in the background)
+    the script waits for its word, names the disk that failed, and moves each mount into
+    place; after a boot it mounts them itself (the same script serves both)."""
+    text = script.pod_script(plan("web", "db"), disks={"db": "rkt-d0"})
+    restored, booted = text.split("if [ -p /run/rkt-disks/ready ]; then\n", 1)[1].split(
+        "\nelse\n", 1)
+    assert "read -t 300 -r rkt_res <&8" in restored
+    assert "'mount rkt-d0') { rkt_say 'cannot mount the disk of app db'" in restored
+    assert "*) { rkt_say 'the pod'\"'\"'s disks did not appear'" in restored
+    assert "mount --move /run/rkt-disks/rkt-d0 /stage1/opt/stage2/db/rootfs ||" in restored
+    assert "mount -t ext4" not in restored and "mount -t ext4" in booted
     assert text.index("mount -t ext4") < text.index("# app web")
 
 
@@ -201,3 +215,16 @@ def test_qemus_jail_sees_the_disks_files_only_the_last_layer_writable() -> None:
     assert files[Path("/pod/kvm/disks/a.qcow2")] is jail.Access.RO
     assert files[Path("/tmp/x/top.qcow2")] is jail.Access.RW
     assert files[Path("/tmp/x/rootfs.tar")] is jail.Access.RW
+
+
+def test_qemus_jail_sees_the_files_of_disks_in_a_template_s_slots() -> None:
+    """A restored pod's disks in its template's slots are files QEMU opens at its
+    start: its jail holds them as for a boot (the empty slots have no file)."""
+    from pyrkt.stage1.kvm import jail
+
+    d = Disk("rkt-d0", Path("/store/t/rootfs.ext4"), (Path("/pod/kvm/disks/a.qcow2"),))
+    vp = VmPlan(kernel=Path("/k"), initrd=Path("/i"), cmdline=(), vcpus=1, memory_mib=256,
+                accel=Accel.TCG, disk_slots=(d, None))
+    files = dict(jail.for_pod(Path("/pod"), vp, ()).files)
+    assert files[Path("/store/t/rootfs.ext4")] is jail.Access.RO
+    assert files[Path("/pod/kvm/disks/a.qcow2")] is jail.Access.RW

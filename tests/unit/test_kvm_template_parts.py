@@ -21,7 +21,7 @@ from pyrkt.stage1.kvm import templates
 from pyrkt.stage1.kvm.hypervisors.qemu import Qemu
 from pyrkt.stage1.kvm.qmp import MAX_LINE, Qmp, QmpError
 from pyrkt.stage1.kvm.templates import shape, store
-from pyrkt.stage1.kvm.vm import Accel, ConsoleMode, Disk, Share, Tap, VmPlan
+from pyrkt.stage1.kvm.vm import DISK_SLOT_BYTES, Accel, ConsoleMode, Disk, Share, Tap, VmPlan
 
 CMDLINE = ("console=ttyS0", "quiet", "rkt.template=1")
 
@@ -53,16 +53,20 @@ def layout(argv: list[str]) -> list[str]:
         elif opt == "-object":
             out.append(",".join(p for p in val.split(",")
                                 if not p.startswith(("mem-path=", "share="))))
+        elif opt == "-device" and val.startswith("{"):  # a disk: its backend and serial
+            dev = json.loads(val)
+            out.append(json.dumps({k: v for k, v in dev.items() if k not in ("drive", "serial")}))
         elif opt == "-device":
             out.append(",".join(p for p in val.split(",")
                                 if not p.startswith(("netdev=", "mac="))))
     return out
 
 
-def template_and_restore(vp: VmPlan) -> tuple[list[str], list[str]]:
+def template_and_restore(vp: VmPlan, sizes: dict[str, int] | None = None,
+                         ) -> tuple[list[str], list[str]]:
     tplan = shape.template_plan(vp, CMDLINE)
     restore = shape.restore_plan(vp, CMDLINE, Path("/dev/shm/x.ram"), Path("/t/kernel-head"),
-                                 go_fd=7, qmp_fd=8)
+                                 go_fd=7, qmp_fd=8, sizes=sizes or {})
     return Qemu().argv(tplan), Qemu().argv(restore)
 
 
@@ -148,6 +152,9 @@ def test_the_go_line() -> None:
     line = shape.go_line(1_700_000_000_123_456_789, b"\x01\xab",
                          [(shape.template_mac(0), "aa:bb:cc:dd:ee:01")])
     assert line == b"go 1700000000 123456789 01ab 02:72:6b:74:00:00=aa:bb:cc:dd:ee:01\n"
+    # The pod's disks, which rkt-exec --restore mounts in the background.
+    line = shape.go_line(5_000_000_000, b"\xff", [], ["rkt-d0", "rkt-d1"])
+    assert line == b"go 5 0 ff disk=rkt-d0 disk=rkt-d1\n"
 
 
 def test_the_switch_flag_then_annotation_then_environment(
@@ -193,20 +200,65 @@ def send(s: socket.socket, msg: object) -> None:
 GREETING = {"QMP": {"version": {"qemu": {"major": 7}}, "capabilities": []}}
 
 
-def test_a_pod_s_disks_are_not_in_its_template_and_hot_plugged_after_the_restore() -> None:
-    """A template has no disks (one template for pods on 9p and on disks); the restore's
-    command line has none either (they are hot-plugged over QMP), but its plan keeps them
-    (QEMU's jail gives their files)."""
-    disk = Disk("rkt-d0", Path("/store/tree/rootfs.1.ext4"), (Path("/pod/kvm/disks/a.qcow2"),))
+def blockdevs(argv: list[str]) -> list[dict[str, object]]:
+    return [json.loads(v) for o, v in itertools.pairwise(argv) if o == "-blockdev"]
+
+
+def disk_devices(argv: list[str]) -> list[dict[str, object]]:
+    return [json.loads(v) for o, v in itertools.pairwise(argv)
+            if o == "-device" and v.startswith("{")]
+
+
+def test_a_template_has_empty_disk_slots_and_a_pod_s_disks_restore_into_them() -> None:
+    """A template has SLOTS virtio-blk devices behind empty placeholders (no file: zeros,
+    writes dropped); the restored pod has the same devices, its own disk in the first
+    one and placeholders in the others, no hot-plug; pods on 9p and on disks have one
+    template (one key), whose layout both restore into."""
+    disk = Disk("rkt-d0", Path("/store/tree/rootfs.2.ext4"), (Path("/pod/kvm/disks/a.qcow2"),))
     vp = pod_vm(disks=(disk,))
-    assert "-blockdev" in Qemu().argv(vp)  # a boot has them on its command line
-    tpl, restore = template_and_restore(vp)
-    assert "-blockdev" not in tpl + restore and not any("virtio-blk" in a for a in tpl + restore)
-    assert layout(tpl) == layout(restore)
+    tpl, restore = template_and_restore(vp, {"rkt-d0": 8 << 30})
+    _, restore_9p = template_and_restore(pod_vm())
+    assert layout(tpl) == layout(restore) == layout(restore_9p)
     assert key_of(vp) == key_of(pod_vm())
-    rplan = shape.restore_plan(vp, CMDLINE, Path("/r"), Path("/k"), go_fd=7, qmp_fd=8)
-    assert rplan.disks == (disk,) and rplan.disks_hotplugged
-    assert shape.template_plan(vp, CMDLINE).disks == ()
+    empty = blockdevs(tpl)
+    assert len(empty) == shape.SLOTS
+    for n in empty:  # no file behind a slot of the template
+        assert n["driver"] == "null-co" and n["read-zeroes"] is True
+        assert n["size"] == DISK_SLOT_BYTES and n["read-only"] is False
+        assert "filename" not in n
+    ids = [d["id"] for d in disk_devices(tpl)]
+    assert ids == [d["id"] for d in disk_devices(restore)] == [f"rkt-slot{i}" for i in
+                                                                range(shape.SLOTS)]
+    first, *others = disk_devices(restore)
+    assert first["drive"] == first["serial"] == "rkt-d0"  # the guest finds it by serial
+    assert [d["serial"] for d in others] == [f"rkt-slot{i}" for i in range(1, shape.SLOTS)]
+    files = {n.get("filename") for n in blockdevs(restore)} - {None}
+    assert files == {"/store/tree/rootfs.2.ext4", "/pod/kvm/disks/a.qcow2"}
+    assert not any(n.get("filename") for n in blockdevs(restore_9p))
+    rplan = shape.restore_plan(vp, CMDLINE, Path("/r"), Path("/k"), go_fd=7, qmp_fd=8,
+                               sizes={"rkt-d0": 8 << 30})
+    assert rplan.disks == () and rplan.all_disks() == (disk,)  # nothing to hot-plug
+    assert shape.template_plan(vp, CMDLINE).all_disks() == ()
+    assert "-blockdev" in Qemu().argv(vp) and "rkt-slot0" not in " ".join(Qemu().argv(vp))
+
+
+def test_disks_that_do_not_fit_a_slot_are_hot_plugged() -> None:
+    """More disks than slots, a disk bigger than a slot's capacity (the guest read the
+    slot's size at the template's boot), or one of unknown size: hot-plugged."""
+    ds = [Disk(f"rkt-d{i}", Path(f"/b{i}"), (Path(f"/l{i}"),)) for i in range(shape.SLOTS + 2)]
+    sizes = {d.id: 1 << 30 for d in ds}
+    sizes["rkt-d1"] = DISK_SLOT_BYTES + 1
+    slots, rest = shape.slotted(ds, sizes)
+    assert [d.id if d else None for d in slots] == ["rkt-d0", "rkt-d2", "rkt-d3", "rkt-d4"]
+    assert [d.id for d in rest] == ["rkt-d1", "rkt-d5"]
+    assert shape.slotted(ds[:1], {}) == ((None,) * shape.SLOTS, (ds[0],))
+    assert shape.slotted(ds[:1], {"rkt-d0": DISK_SLOT_BYTES})[0][0] == ds[0]
+    rplan = shape.restore_plan(pod_vm(disks=tuple(ds)), CMDLINE, Path("/r"), Path("/k"),
+                               go_fd=7, qmp_fd=8, sizes=sizes)
+    assert rplan.disks == tuple(rest) and rplan.disks_hotplugged
+    argv = Qemu().argv(rplan)
+    assert {d["serial"] for d in disk_devices(argv)} == {"rkt-d0", "rkt-d2", "rkt-d3", "rkt-d4"}
+    assert set(rplan.all_disks()) == set(ds)  # QEMU's jail gives every disk's files
 
 
 def test_hot_plugging_sends_each_node_base_first_then_the_device() -> None:

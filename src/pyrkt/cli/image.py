@@ -207,6 +207,10 @@ def cmd_gc(args: list[str], g: GlobalOptions, store: Store) -> int:
         removed += 1
     if removed:
         print(f"{removed} image(s) successfully removed")
+    from pyrkt.stage1.kvm import disks  # VM disk layers over the ext4 images just removed
+
+    for layer in disks.sweep_layers(g.dir / "cache" / disks.CACHE_DIR):
+        print(f'removed unreferenced store data "{layer}"')
     return 0
 
 

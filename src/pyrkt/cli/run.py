@@ -156,8 +156,9 @@ def main(argv: list[str], g: GlobalOptions) -> int:
     save_uuid(a.last("--uuid-file-save"), pod.uuid)
     if verb == "prepare":
         pod.close()
-        if not a.flag("--quiet"):
-            print(pod.uuid)
+        # --quiet as rkt's: only the UUID on stdout (progress and messages go to stderr
+        # here either way)
+        print(pod.uuid)
         return 0
     from pyrkt.stage0.run import exec_stage1
 

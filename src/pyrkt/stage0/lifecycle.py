@@ -237,7 +237,18 @@ def gc(
 
     Store(g.dir).sweep_staging()  # what killed `rkt run`s and `fetch`es left in staging
     _gc_vm_templates(g, grace)
+    _gc_disk_layers(g)
 
+
+def _gc_disk_layers(g: GlobalOptions) -> None:
+    """The kvm stage1's cached empty disk layers whose image is gone (disks.sweep_layers)."""
+    from pyrkt.stage1.kvm import disks
+
+    try:
+        for layer in disks.sweep_layers(g.dir / "cache" / disks.CACHE_DIR):
+            log.debug(f"gc: removed the disk layer {layer.name}: its image is gone")
+    except OSError as e:
+        log.warn(f"cannot collect the VM disk layers: {e}")
 
 def _gc_vm_templates(g: GlobalOptions, grace: float) -> None:
     """The kvm stage1's VM templates that no pod can use any more, or that none used for

@@ -13,9 +13,10 @@ mount it; `host` volumes stay 9p shares (the host's data is seen both ways). Not
 attached or mounted on the host: QEMU opens the files, and the layers go with the pod
 folder at `rkt gc`.
 
-`attach_qmp` hot-plugs the same disks into a running VM (QMP `blockdev-add` +
-`device_add`, ACPI PCI hot-plug on `-M pc`): what a pod restored from a VM template
-does; the guest's pod script waits for each disk by its serial number either way.
+A pod restored from a VM template has its disks behind the template's disk slots
+(templates/shape.py); `attach_qmp` hot-plugs those that do not fit into the running VM
+(QMP `blockdev-add` + `device_add`, ACPI PCI hot-plug on `-M pc`). The guest finds each
+disk by its serial number either way.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ ANN_ROOTFS = "coreos.com/rkt/stage1/kvm/rootfs"
 FLAG_ROOTFS = "kvm-rootfs"
 QEMU_IMG = "qemu-img"
 RECORD = "disks.json"
+CACHE_DIR = "kvm-disks"  # under DIR/cache: empty volumes' images, empty layers
 
 
 class RootfsKind(enum.StrEnum):
@@ -144,6 +146,42 @@ def new_layer(layer: Path, base: Path, cache: Path) -> None:
         os.replace(tmp, first)
     shutil.copyfile(first, layer)
 
+
+QCOW2_MAGIC = b"QFI\xfb"
+QCOW2_HEADER_MAX = 65536  # where a backing file's name can be, at most (sweep_layers)
+
+
+def backing_of(layer: Path) -> Path | None:
+    """The backing file a qcow2 layer names in its header (bounded reads), or None."""
+    with layer.open("rb") as f:
+        head = f.read(20)
+        if len(head) < 20 or head[:4] != QCOW2_MAGIC:
+            return None
+        offset = int.from_bytes(head[8:16], "big")
+        size = int.from_bytes(head[16:20], "big")
+        if not offset or not size or offset + size > QCOW2_HEADER_MAX:
+            return None
+        f.seek(offset)
+        return Path(os.fsdecode(f.read(size)))
+
+
+def sweep_layers(cache: Path) -> list[Path]:
+    """Remove the empty layers new_layer keeps in cache whose base is gone or was built
+    again after them (its image removed by `rkt image gc`, or fetched again): no pod
+    can use them any more (a new base has another key). Returns what was removed."""
+    removed = []
+    for layer in sorted(cache.glob("layer-*.qcow2")):
+        try:
+            base = backing_of(layer)
+            stale = base is None or base.stat().st_mtime_ns > layer.stat().st_mtime_ns
+        except FileNotFoundError:
+            stale = True
+        except OSError:
+            continue
+        if stale:
+            layer.unlink(missing_ok=True)
+            removed.append(layer)
+    return removed
 
 def pod_disks(pod: Path, plan: PodPlan, cache: Path) -> PodDisks:
     """The pod's disks: app_disks and volume_disks (cache: where the empty volumes'

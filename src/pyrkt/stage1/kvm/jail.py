@@ -106,14 +106,14 @@ def for_pod(pod: Path, vp: VmPlan, hypervisor: tuple[tuple[Path, Access], ...],
             netns: Path | None = None, cgroups: tuple[Path, ...] = ()) -> Jail:
     """The jail of a pod's VM: the pod's kvm/ (sockets, serial log, the control share)
     and logs/, the shares, the disks' files (only a disk's last layer writable, also for
-    disks hot-plugged after a restore), kernel and initrd (a restore's: its template's
-    kernel head and RAM file; its state comes as an fd), the hypervisor's own files, the
-    devices."""
+    disks in a template's slots or hot-plugged after a restore), kernel and initrd (a
+    restore's: its template's kernel head and RAM file; its state comes as an fd), the
+    hypervisor's own files, the devices."""
     files: list[tuple[Path, Access]] = [(pod / "kvm", Access.RW)]
     if vp.app_log_dir is not None:
         files.append((pod / vp.app_log_dir, Access.RW))
     files += [(s.path, Access.RO if s.read_only else Access.RW) for s in vp.shares]
-    for d in vp.disks:  # the image's ext4 stays read-only: every pod of the image reads it
+    for d in vp.all_disks():  # the image's ext4 stays read-only: every pod of the image reads it
         files.append((d.base, Access.RW if d.scratch and not d.layers else Access.RO))
         files += [(p, Access.RW if p == d.layers[-1] else Access.RO) for p in d.layers]
     files.append((vp.kernel, Access.RO))

@@ -448,7 +448,7 @@ def _disks(pod: Path, plan: PodPlan, opts: RunOptions, hypervisor: str) -> PodDi
     if hypervisor != hypervisors.HypervisorName.QEMU:
         raise RktError(f"rootfs={kind}: not supported with the {hypervisor} hypervisor",
                        f"use --{disks.FLAG_ROOTFS}=9p, or a qemu stage1")  # fmt: skip
-    return disks.pod_disks(pod, plan, cache_dir_for(pod) / "kvm-disks")
+    return disks.pod_disks(pod, plan, cache_dir_for(pod) / disks.CACHE_DIR)
 
 
 def template_cmdline(vp: VmPlan) -> tuple[str, ...]:
@@ -459,9 +459,9 @@ def template_cmdline(vp: VmPlan) -> tuple[str, ...]:
     its command line: `loglevel=6`, ~1 KB) rather than all of them (`quiet` keeps none;
     without either, 14 KB through the emulated serial port: +0.4 s for the first pod of
     a shape under TCG). It loads the disk drivers (`rkt.disks=1`) whether the pod has
-    disks or not: a pod's disks are hot-plugged after the restore (restore.py), so one
-    template serves pods on 9p and on disks (the tailored kernel has the drivers built
-    in: nothing to load)."""
+    disks or not: a template's disk slots are empty, a pod's disks go behind them at the
+    restore (templates/shape.py), so one template serves pods on 9p and on disks (the
+    tailored kernel has the drivers built in: nothing to load)."""
     args = kernel_cmdline(False, False, net=bool(vp.taps), disks=True)
     return (*("loglevel=6" if a == "quiet" else a for a in args), "rkt.template=1")
 

@@ -68,6 +68,15 @@ class Disk:
     scratch: bool = False
 
 
+# The capacity of an empty disk slot (VmPlan.disk_slots): the guest reads a virtio-blk
+# disk's size once, when it probes the template's device, and keeps it; a pod's disk
+# goes into a slot only if it is at most that big (else it is hot-plugged). 1 TiB: an
+# image's ext4 is twice its tree plus 8 GiB (image/fsimage.py), so only a tree of more
+# than 500 GiB is hot-plugged; a sparse file of more than 16 TiB, which a test of that
+# path would need, cannot be made on a host's ext4.
+DISK_SLOT_BYTES = 1 << 40
+
+
 @record
 class Tap:
     """A tap device (created by NET inside the pod netns) given to the guest as a NIC."""
@@ -97,10 +106,14 @@ class VmPlan:
     machine: Machine = Machine.PC
     shares: tuple[Share, ...] = ()
     disks: tuple[Disk, ...] = ()
-    # The disks are hot-plugged over QMP once QEMU runs (a pod restored from a template,
-    # whose devices have none: templates/restore.py), not on the command line; its jail
-    # still holds their files.
+    # The disks are hot-plugged over QMP once QEMU runs (a pod restored from a template
+    # with more disks than slots, or one too big for a slot: templates/restore.py), not
+    # on the command line; its jail still holds their files.
     disks_hotplugged: bool = False
+    # A template's virtio-blk disk slots (templates/shape.py): devices that are part of
+    # its layout, each holding a disk of the pod (restored into the template) or, None,
+    # an empty placeholder (zeros, writes dropped). After the shares, before `disks`.
+    disk_slots: tuple[Disk | None, ...] = ()
     taps: tuple[Tap, ...] = ()
     console: ConsoleMode = ConsoleMode.STREAMS
     # STREAMS with our stdin a terminal: QEMU reads it for its escape key (Ctrl-a x
@@ -137,3 +150,7 @@ class VmPlan:
     # privilege changes, no new processes, no scheduler changes), part of its jail.
     sandbox: bool = False
     extra_args: tuple[str, ...] = ()
+
+    def all_disks(self) -> tuple[Disk, ...]:
+        """Every disk of the pod: in a slot, on the command line or hot-plugged."""
+        return (*(d for d in self.disk_slots if d is not None), *self.disks)

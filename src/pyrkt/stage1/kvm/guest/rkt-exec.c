@@ -51,13 +51,22 @@
  *   host -> guest: 'W' rows cols (2 bytes each, the first frame), 'D' input
  * The host closing the port hangs the session up.
  *
- *   rkt-exec --restore SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...]   (restore_pod)
+ *   rkt-exec --restore SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...] [disk=SERIAL...]
  *
  * runs first in a pod restored from a template (the init's "go"): sets the wall clock to
  * the host's, mixes SEED (hex, up to 256 random bytes from the host) into the kernel's
  * entropy pool, credited, and reseeds its RNG at once (every clone of a template starts
- * with the template's RNG state), and gives the NIC whose MAC is OLDMAC (the template's)
- * the pod's NEWMAC. One process for all of it: each fork+exec costs milliseconds.
+ * with the template's RNG state), gives the NIC whose MAC is OLDMAC (the template's)
+ * the pod's NEWMAC, and drops what the guest's page cache holds of each virtio-blk disk
+ * (BLKFLSBUF): the template probed its disk slots with empty placeholders behind them,
+ * the pod has its own disks there (templates/shape.py), and a mount must read those,
+ * not the zeros the template's partition scan cached. One process for all of it: each
+ * fork+exec costs milliseconds. With disk=SERIAL words (the pod's disks), a child of it
+ * mounts them in the background (mount_disks), while the init mounts its shares: each
+ * disk, found by its serial number, at DISKS_DIR/SERIAL (ext4, noatime, nodev); then
+ * it writes one line to the FIFO DISKS_DIR/ready, made before the child starts: "ok",
+ * or "missing SERIAL" / "mount SERIAL" (the first that failed). The pod script reads
+ * that line and moves each mount where it belongs (guest/script.py disk_lines).
  *
  * As PID 1 (the kernel starts it as /init): makes the init's root a mount (see boot) and
  * execs the init script, /init.sh.
@@ -287,6 +296,35 @@ static void send_frame(int port, char type, const void *data, size_t n) {
     if (n) write_all(port, data, n);
 }
 
+/* The entry of the sysfs folder dir whose name starts with prefix and whose attribute
+ * attr (one line) reads value, in entry (at most 32 bytes); 0 when found. */
+static int sysfs_find(const char *dir, const char *prefix, const char *attr,
+                      const char *value, char entry[32]) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int found = -1;
+    for (struct dirent *e; found < 0 && (e = readdir(d));) {
+        if (e->d_name[0] == '.' || strncmp(e->d_name, prefix, strlen(prefix)) != 0 ||
+            strlen(e->d_name) >= 32)
+            continue;
+        char path[128], buf[128];
+        snprintf(path, sizeof path, "%.40s/%.31s/%.40s", dir, e->d_name, attr);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0) continue;
+        buf[n] = 0;
+        buf[strcspn(buf, "\n")] = 0;
+        if (strcmp(buf, value) == 0) {
+            snprintf(entry, 32, "%.31s", e->d_name);
+            found = 0;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
 /* The device (/dev/vportNpM) of the virtio-serial port whose name is `name`; "fd:N" is
  * the inherited fd N instead (tests on the host, over a socketpair). */
 static int open_port(const char *name) {
@@ -295,31 +333,15 @@ static int open_port(const char *name) {
         if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) die("port", name);
         return fd;
     }
-    DIR *d = opendir("/sys/class/virtio-ports");
-    if (!d) die("opendir", "/sys/class/virtio-ports");
-    struct dirent *e;
-    char path[512], buf[128];
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(path, sizeof path, "/sys/class/virtio-ports/%s/name", e->d_name);
-        int fd = open(path, O_RDONLY);
-        if (fd < 0) continue;
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n <= 0) continue;
-        buf[n] = 0;
-        buf[strcspn(buf, "\n")] = 0;
-        if (strcmp(buf, name) != 0) continue;
-        snprintf(path, sizeof path, "/dev/%s", e->d_name);
-        closedir(d);
-        int p = open(path, O_RDWR | O_CLOEXEC);
-        if (p < 0) die("open", path);
-        return p;
+    char entry[32], path[48];
+    if (sysfs_find("/sys/class/virtio-ports", "", "name", name, entry) < 0) {
+        errno = ENOENT;
+        die("virtio port", name);
     }
-    closedir(d);
-    errno = ENOENT;
-    die("virtio port", name);
-    return -1;
+    snprintf(path, sizeof path, "/dev/%s", entry);
+    int p = open(path, O_RDWR | O_CLOEXEC);
+    if (p < 0) die("open", path);
+    return p;
 }
 
 static void set_winsize(int master, const unsigned char *p) {
@@ -877,6 +899,68 @@ static void set_mac(int sock, const unsigned char *mac, const unsigned char *new
     die("no NIC for", arg);
 }
 
+/* Drop the page cache of every virtio-blk disk (/dev/vd*): what the template read of
+ * its empty slots. A disk being hot-plugged may have no node yet: nothing cached. */
+static void flush_disks(void) {
+    DIR *d = opendir("/sys/block");
+    if (!d) die("opendir", "/sys/block");
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strncmp(e->d_name, "vd", 2) != 0) continue;
+        char dev[sizeof e->d_name + 5];
+        snprintf(dev, sizeof dev, "/dev/%s", e->d_name);
+        int fd = open(dev, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0) {
+            if (errno == ENOENT || errno == ENXIO || errno == ENODEV) continue;
+            die("open", dev);
+        }
+        if (ioctl(fd, BLKFLSBUF, 0) < 0) die("BLKFLSBUF", dev);
+        close(fd);
+    }
+    closedir(d);
+}
+
+#define DISKS_DIR "/run/rkt-disks"
+#define DISK_WAIT_NS 10000000L /* 10 ms between looks for a disk being hot-plugged */
+#define DISK_WAIT_STEPS 6000   /* a minute */
+
+/* The device (/dev/vdX) of the virtio-blk disk whose serial number is serial, in dev
+ * (48 bytes); 0 when found. */
+static int find_disk(const char *serial, char *dev) {
+    char entry[32];
+    if (sysfs_find("/sys/block", "vd", "serial", serial, entry) < 0) return -1;
+    snprintf(dev, 48, "/dev/%s", entry);
+    return 0;
+}
+
+/* The background child of --restore: mount each disk (serials) at DISKS_DIR/SERIAL and
+ * say how it went on the FIFO DISKS_DIR/ready (its open waits for the pod script). */
+static void mount_disks(char **serials, int n) {
+    char result[96] = "ok";
+    for (int i = 0; i < n && strcmp(result, "ok") == 0; i++) {
+        char dev[48], dir[96];
+        int step = 0;
+        while (find_disk(serials[i], dev) < 0) {
+            if (++step >= DISK_WAIT_STEPS) break;
+            struct timespec ts = {0, DISK_WAIT_NS};
+            nanosleep(&ts, NULL);
+        }
+        if (step >= DISK_WAIT_STEPS) {
+            snprintf(result, sizeof result, "missing %s", serials[i]);
+            break;
+        }
+        snprintf(dir, sizeof dir, "%s/%s", DISKS_DIR, serials[i]);
+        if ((mkdir(dir, 0700) < 0 && errno != EEXIST) ||
+            mount(dev, dir, "ext4", MS_NOATIME | MS_NODEV, NULL) < 0) {
+            warn("mount", dev);
+            snprintf(result, sizeof result, "mount %s", serials[i]);
+        }
+    }
+    int fd = open(DISKS_DIR "/ready", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) die("open", DISKS_DIR "/ready");
+    dprintf(fd, "%s\n", result);
+    close(fd);
+}
+
 static int restore_main(int argc, char **argv) {
     if (argc < 5) {
         fprintf(stderr, "usage: rkt-exec --restore SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...]\n");
@@ -901,9 +985,21 @@ static int restore_main(int argc, char **argv) {
     /* ENODATA: the RNG was not initialized yet; the credited seed just initialized it. */
     if (ioctl(rnd, RNDRESEEDCRNG) < 0 && errno != ENODATA) die("RNDRESEEDCRNG", "/dev/urandom");
     close(rnd);
-    int sock = argc > 5 ? socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0) : -1;
-    if (argc > 5 && sock < 0) die("socket", "AF_INET");
+    char *serials[argc];
+    int disks = 0, sock = -1;
     for (int i = 5; i < argc; i++) {
+        if (strncmp(argv[i], "disk=", 5) == 0) {
+            const char *sn = argv[i] + 5;
+            if (!*sn || strlen(sn) > 20 || strspn(sn, "abcdefghijklmnopqrstuvwxyz0123456789-")
+                                            != strlen(sn)) {
+                errno = EINVAL;
+                die("disk", argv[i]);
+            }
+            serials[disks++] = argv[i] + 5;
+            continue;
+        }
+        if (sock < 0 && (sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+            die("socket", "AF_INET");
         unsigned char macs[12];
         const char *eq = strchr(argv[i], '=');
         char old[18];
@@ -918,6 +1014,19 @@ static int restore_main(int argc, char **argv) {
             die("MAC pair", argv[i]);
         }
         set_mac(sock, macs, macs + 6, argv[i]);
+    }
+    flush_disks();
+    if (disks == 0) return 0;
+    if ((mkdir(DISKS_DIR, 0700) < 0 && errno != EEXIST) ||
+        mkfifo(DISKS_DIR "/ready", 0600) < 0)
+        die("mkfifo", DISKS_DIR "/ready");
+    pid_t pid = fork();
+    if (pid < 0) die("fork", "");
+    if (pid == 0) { /* the init's fds (its ports) are not the child's business */
+        for (int fd = 0; fd < 256; fd++)
+            if (fd != 2) close(fd);
+        mount_disks(serials, disks);
+        _exit(0);
     }
     return 0;
 }

@@ -381,6 +381,11 @@ def watcher_lines(plan: PodPlan, app: AppPlan, seccomp: bool) -> list[str]:
 # How long the guest waits for its disks (a hot-plugged one appears after the restore).
 DISK_WAIT_STEPS = 1200
 DISK_WAIT_STEP_S = "0.05"
+# Where rkt-exec --restore mounts a restored pod's disks (GUEST_DISKS/SERIAL), and its
+# FIFO; how long the pod script waits for its word (it waits up to a minute per disk).
+GUEST_DISKS = "/run/rkt-disks"
+GUEST_DISKS_READY = f"{GUEST_DISKS}/ready"
+DISK_WAIT_RESTORED_S = 300
 
 
 GUEST_VOLUMES = "/run/rkt-volumes"
@@ -403,37 +408,59 @@ def disk_lines(plan: PodPlan, disks: Mapping[str, str],
                volume_disks: Mapping[str, str] | None = None) -> list[str]:
     """Mount each app's disk (disks: app name -> the disk's serial number) at the app's
     rootfs path and each volume's disk (volume_disks: volume name -> serial number) at
-    volume_mount_point, found by serial number in /sys/block/vd*/serial (builtins
-    only); waits for disks still being hot-plugged; without them the pod cannot run."""
+    volume_mount_point; without them the pod cannot run.
+
+    In a pod restored from a VM template, rkt-exec --restore mounted them already, in
+    the background while the init mounted its shares, each at GUEST_DISKS/SERIAL, and
+    says how that went on the FIFO GUEST_DISKS/ready (its being there tells the two
+    cases apart: the same script runs after a boot when a restore failed): the script
+    waits for that line and moves each mount into place. After a boot it finds each
+    disk by its serial number in /sys/block/vd*/serial (builtins only; each read asks
+    the device: the scan stops once all are found), waiting for disks still appearing,
+    and mounts it."""
     targets = [(disks[a.name], guest_rootfs(a), f"app {a.name}")
                for a in plan.apps if a.name in disks]
     targets += [(sn, volume_mount_point(v), f"volume {v}")
                 for v, sn in (volume_disks or {}).items()]
     if not targets:
         return []
+    missing = fail("the pod's disks did not appear")
+    out = []
+    if volume_disks:
+        out.append("mkdir -p " + " ".join(q(volume_mount_point(v)) for v in volume_disks))
+    said = "".join(f"\t{q(f'mount {sn}')}) {fail(f'cannot mount the disk of {what}')} ;;\n"
+                   for sn, _, what in targets)
+    out += [
+        f"if [ -p {GUEST_DISKS_READY} ]; then",
+        f"exec 8<>{GUEST_DISKS_READY}",
+        f"read -t {DISK_WAIT_RESTORED_S} -r rkt_res <&8",
+        "exec 8<&-",
+        "case $rkt_res in\n\tok) ;;\n" + said + f"\t*) {missing} ;;\nesac",
+    ]
+    out += [f"mount --move {q(f'{GUEST_DISKS}/{sn}')} {q(target)} || "
+            + fail(f"cannot mount the disk of {what}") for sn, target, what in targets]
     cases = "".join(f"\t{q(sn)}) rkt_disk_{i}=/dev/${{b##*/}} ;;\n"
                     for i, (sn, _, _) in enumerate(targets))
     have = " && ".join(f'[ -n "$rkt_disk_{i}" ]' for i in range(len(targets)))
-    out = [
+    out += [
+        "else",
         "rkt_n=0",
         "while :; do",
         "for b in /sys/block/vd*; do",
         # no newline at the end of a serial: `read` sets s and returns 1
         '[ -r "$b/serial" ] || continue; s=; read -r s <"$b/serial"',
         "case $s in\n" + cases + "esac",
+        f"{have} && break",
         "done",
         f"{have} && break",
-        f"rkt_n=$((rkt_n + 1)); [ $rkt_n -lt {DISK_WAIT_STEPS} ] || "
-        + fail("the pod's disks did not appear"),
+        f"rkt_n=$((rkt_n + 1)); [ $rkt_n -lt {DISK_WAIT_STEPS} ] || {missing}",
         f"sleep {DISK_WAIT_STEP_S}",
         "done",
     ]
-    if volume_disks:
-        out.append("mkdir -p " + " ".join(q(volume_mount_point(v)) for v in volume_disks))
     for i, (_, target, what) in enumerate(targets):
         out.append(f'mount -t ext4 -o noatime,nodev "$rkt_disk_{i}" {q(target)} || '
                    + fail(f"cannot mount the disk of {what}"))
-    return out
+    return [*out, "fi"]
 
 
 # The guest kernel's fs.nr_open: no open-files limit can be above it.

@@ -6,7 +6,8 @@ ttyS0 carries the firmware and kernel console (to a log file, and to stderr unde
 --debug); interactively, ttyS1 is the app's terminal on QEMU's stdio with the mux
 escape (Ctrl-a x). Each share is a virtio-9p device, each disk a virtio-blk one (its
 nodes and device as JSON: `blockdev_nodes`, `disk_device`, what a hot-plug over QMP
-sends too; a plan whose disks are `hotplugged` has none on its command line). A NIC
+sends too; a plan whose disks are `hotplugged` has none on its command line); a
+template's disk slots (`slot_args`) come before them, each holding a disk or empty. A NIC
 carries no option ROM (no PXE: SeaBIOS would run iPXE at every boot).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 
 from pyrkt.stage1.kvm.vm import (
+    DISK_SLOT_BYTES,
     PORT_AGENT,
     PORT_GO,
     PORT_STDERR,
@@ -86,6 +88,33 @@ def disk_device(disk: Disk) -> dict[str, Any]:
             "serial": disk.id}
 
 
+def slot_id(index: int) -> str:
+    """A disk slot's device id, and an empty slot's serial number (never a disk's)."""
+    return f"rkt-slot{index}"
+
+
+def slot_args(index: int, disk: Disk | None) -> list[str]:
+    """Disk slot index (VmPlan.disk_slots) holding disk, or empty: a `null-co` node of
+    DISK_SLOT_BYTES that reads zeros and drops writes (nothing of one pod can be in it
+    for another). The device is the same either way (a template's layout: the same id,
+    the same virtio-blk properties and features, writable as a pod's disk), but for its
+    backend and its serial number, which QEMU does not migrate: the guest asks the
+    device for its serial when it reads it."""
+    if disk is not None:
+        nodes = blockdev_nodes(disk)
+        device = {**disk_device(disk), "id": slot_id(index)}
+    else:
+        name = f"{slot_id(index)}-empty"
+        nodes = [{"node-name": name, "driver": "null-co", "size": DISK_SLOT_BYTES,
+                  "read-zeroes": True, "read-only": False}]
+        device = {"driver": "virtio-blk-pci", "id": slot_id(index), "drive": name,
+                  "serial": slot_id(index)}
+    a: list[str] = []
+    for node in nodes:
+        a += ["-blockdev", json.dumps(node, separators=(",", ":"))]
+    return [*a, "-device", json.dumps(device, separators=(",", ":"))]
+
+
 class Qemu:
     name = "qemu"
 
@@ -144,6 +173,8 @@ class Qemu:
                 "-device",
                 f"virtio-9p-pci,fsdev=fs{i},mount_tag={share.tag}",
             ]
+        for i, slot in enumerate(plan.disk_slots):
+            a += slot_args(i, slot)
         for disk in () if plan.disks_hotplugged else plan.disks:
             for node in blockdev_nodes(disk):
                 a += ["-blockdev", json.dumps(node, separators=(",", ":"))]

@@ -4,9 +4,11 @@ The pod's QEMU starts with the template's devices and the pod's backends, its RA
 mapped privately from the template's RAM file, `-incoming defer`, and two connected
 sockets: QMP and the rkt.go port. Over QMP: the `x-ignore-shared` capability,
 `migrate-incoming fd:N` on the template's state file (an fd it inherited), `cont`, and
-the pod's disks hot-plugged (`blockdev-add` + `device_add`: a template has none).
-Then the guest gets "go" on the rkt.go port (clock, RNG seed, MACs: shape.go_line) and
-answers "ok" once it took them; from there on the pod is like a booted one. Any failure
+the pod's disks that are not in the template's disk slots (shape.slotted: more than it
+has, or too big) hot-plugged (`blockdev-add` + `device_add`).
+Then the guest gets "go" on the rkt.go port (clock, RNG seed, MACs, the disks to mount:
+shape.go_line) and answers "ok" once it took them; from there on the pod is like a
+booted one (but for its disks, mounted in the background meanwhile). Any failure
 kills that QEMU and returns None: the runner boots the pod instead (said under
 --debug), and a template that failed to restore is marked failed (store.mark_failed).
 A QEMU stopped from outside meanwhile (killed, or SIGTERM) is returned as it is: the
@@ -70,6 +72,8 @@ def restore_pod(req: Request) -> Started | None:
             [role, digests.sha256(path, req.cache_dir)] for role, path in
             (("kernel", req.vm.kernel), ("initrd", req.vm.initrd)) if path is not None]
         key = shape.key(req.hypervisor.argv(shape.keyed_plan(tplan)), files + qemu_files)
+        # A disk's size is its image's: a pod's qcow2 layer has its backing file's.
+        sizes = {d.id: d.base.stat().st_size for d in req.vm.disks}
     except OSError as e:
         log.debug(f"kvm: no VM template: cannot read the VM's files: {e}")
         return None
@@ -77,13 +81,13 @@ def restore_pod(req: Request) -> Started | None:
     where = store.store_dir(req.cache_dir)
     try:
         with store.use(where, key, lambda final: build.make(final, recipe)) as t:
-            return _restore(req, t)
+            return _restore(req, t, sizes)
     except store.Unavailable as e:
         log.debug(f"kvm: {e.args[0]}: booting the VM")
         return None
 
 
-def _restore(req: Request, t: store.Template) -> Started | None:
+def _restore(req: Request, t: store.Template, sizes: dict[str, int]) -> Started | None:
     t0 = time.monotonic()
     pod = req.pod
     serial = pod / req.vm.serial_log if req.vm.serial_log else None
@@ -95,7 +99,7 @@ def _restore(req: Request, t: store.Template) -> Started | None:
     qmp_host, qmp_qemu = socket.socketpair()
     state = os.open(t.state, os.O_RDONLY | os.O_CLOEXEC)
     vp = shape.restore_plan(req.vm, req.cmdline, t.ram, t.kernel_head, go_qemu.fileno(),
-                            qmp_qemu.fileno())
+                            qmp_qemu.fileno(), sizes)
     p = None
     groups: list[Path] = []
     started = False
@@ -119,10 +123,11 @@ def _restore(req: Request, t: store.Template) -> Started | None:
             q.reply(i)
         _wait_restored(q)
         q.execute("cont")
-        if vp.disks:  # the guest's pod script waits for them by serial number
+        if vp.disks:  # not in a slot: the guest's pod script waits for them by serial
             _attach(q, vp)
         macs = [(shape.template_mac(i), tap.mac) for i, tap in enumerate(vp.taps)]
-        go_host.sendall(shape.go_line(time.time_ns(), secrets.token_bytes(SEED_BYTES), macs))
+        go_host.sendall(shape.go_line(time.time_ns(), secrets.token_bytes(SEED_BYTES), macs,
+                                      [d.id for d in vp.all_disks()]))
         said = build.read_line(go_host, GO_TIMEOUT_S)
         if not said:
             raise VmEnded("the VM ended before it took its go")

@@ -2,16 +2,21 @@
 
 A pod restores into its template only if QEMU's device layout is the same on both
 sides; what differs is only backends, which are not migrated: the shares' folders, the
-taps, the sockets and files of the serial ports, the fds. The pod's disks are no part of
-it: a restore hot-plugs them. So the template's plan is the pod's plan without disks and
-with the template's own backends (`template_plan`), the restore's plan is the pod's plan
-with the template's RAM file and `-incoming` (`restore_plan`), and the key hashes the
-template's command line with placeholders for its files (`key`): any change of machine,
-accelerator, vCPUs, memory, devices or kernel command line, in the pod or in the
-driver's code, gives another key, as do other kernel, initramfs or QEMU files. Every
-console mode has the same devices (`uniform_devices`) and there is no balloon (see
-`restore_plan`), so one template serves interactive and --debug pods too, on 9p or on
-disks.
+taps, the sockets and files of the serial ports, the fds, the disks behind the disk
+slots. A template has SLOTS virtio-blk devices probed at its boot, each backed by an
+empty placeholder (zeros, writes dropped: `hypervisors/qemu.slot_args`); a pod
+restored from it has the same devices with its own disks behind the first ones
+(Firecracker's way: the drives are in the snapshot, their files swapped per VM), and
+what does not fit (more disks than slots, a disk bigger than a slot) is hot-plugged
+after the restore. So the template's plan is the pod's plan with empty slots for disks
+and the template's own backends (`template_plan`), the restore's plan is the pod's plan
+with its disks in the slots, the template's RAM file and `-incoming` (`restore_plan`),
+and the key hashes the template's command line with placeholders for its files (`key`):
+any change of machine, accelerator, vCPUs, memory, devices or kernel command line, in
+the pod or in the driver's code, gives another key, as do other kernel, initramfs or
+QEMU files. Every console mode has the same devices (`uniform_devices`) and there is no
+balloon (see `restore_plan`), so one template serves interactive and --debug pods too,
+on 9p or on disks.
 """
 
 from __future__ import annotations
@@ -19,15 +24,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pyrkt.record import replace
-from pyrkt.stage1.kvm.vm import ConsoleMode, MemoryFile, Share, Tap, VmPlan
+from pyrkt.stage1.kvm.vm import DISK_SLOT_BYTES, ConsoleMode, Disk, MemoryFile, Share, Tap, VmPlan
 
 # The guest side of the handshake (the init's "ready"/"go", rkt-exec --restore): bump
 # when it changes, so that no template made by another version is used.
-PROTOCOL = 1
+PROTOCOL = 2
+# A template's disk slots: most pods have one app and no `empty` volume; each slot costs
+# the template's boot a virtio-blk probe, and every restore its device state (~1 ms).
+SLOTS = 4
 # A template's files, relative to its folder (the template QEMU's cwd).
 SHARE = "share"  # an empty folder behind every 9p device
 SERIAL_LOG = "serial.log"
@@ -46,14 +54,14 @@ def template_mac(index: int) -> str:
 
 
 def template_plan(vp: VmPlan, cmdline: Sequence[str]) -> VmPlan:
-    """The template for vp's shape: vp's devices but its disks, the template's own
-    backends (files in its folder, NICs without a backend), its RAM in a shared file,
-    booted with cmdline. RAM file and fds are placeholders until the build sets them.
-    No disks: they are the pod's own (its layers), hot-plugged after the restore
-    (`restore_plan`), so pods on 9p and on disks share one template."""
+    """The template for vp's shape: vp's devices with empty disk slots for its disks,
+    the template's own backends (files in its folder, NICs without a backend), its RAM
+    in a shared file, booted with cmdline. RAM file and fds are placeholders until the
+    build sets them. No pod's disk: a restore puts them in the slots (`restore_plan`),
+    so pods on 9p and on disks share one template."""
     return _templated(
         vp, cmdline, MemoryFile(_RAM, shared=True), go_fd=_FD, qmp_fd=_FD, incoming=False,
-        disks=(),
+        disks=(), disk_slots=(None,) * SLOTS,
         shares=tuple(Share(s.tag, Path(SHARE), read_only=True) for s in vp.shares),
         taps=tuple(Tap("", template_mac(i)) for i in range(len(vp.taps))),
         console=ConsoleMode.STREAMS,
@@ -71,19 +79,38 @@ def template_plan(vp: VmPlan, cmdline: Sequence[str]) -> VmPlan:
 
 
 def restore_plan(vp: VmPlan, cmdline: Sequence[str], ram: Path, kernel: Path, go_fd: int,
-                 qmp_fd: int) -> VmPlan:
+                 qmp_fd: int, sizes: Mapping[str, int]) -> VmPlan:
     """The pod's VM restored from a template: vp with the template's devices (and its
     kernel command line: the guest booted with it; QEMU only keeps it for a reboot, which
     ends a pod), its RAM mapped privately from ram, its state to come over QMP, and as
     its kernel only the template kernel's head (`kernel_head`), no initramfs. Its disks
-    are not on its command line (the template has none): the restore hot-plugs them over
-    QMP once the VM runs (`disks_hotplugged`).
+    go into the template's slots (`slotted`; sizes: each disk's size in bytes, by id);
+    the others are not on its command line: the restore hot-plugs them over QMP once
+    the VM runs (`disks_hotplugged`).
 
     No balloon: QEMU 7.2 gives the pages a balloon reports free back by punching holes
     in the RAM file (`ram_block_discard_range`), which would zero them in the template
     under every other pod; QEMU 8.2 only drops the pod's private copies."""
+    slots, rest = slotted(vp.disks, sizes)
     return _templated(vp, cmdline, MemoryFile(ram, shared=False), go_fd=go_fd, qmp_fd=qmp_fd,
-                      incoming=True, kernel=kernel, initrd=None, disks_hotplugged=True)
+                      incoming=True, kernel=kernel, initrd=None, disk_slots=slots,
+                      disks=rest, disks_hotplugged=True)
+
+
+def slotted(disks: Sequence[Disk], sizes: Mapping[str, int],
+            ) -> tuple[tuple[Disk | None, ...], tuple[Disk, ...]]:
+    """The SLOTS disk slots of a restore (the first disks that fit, in order; None: an
+    empty slot) and the disks to hot-plug: those beyond the slots, and those bigger than
+    a slot's capacity (or of unknown size), which the guest, having read the slot's
+    size at the template's boot, would see cut."""
+    slots: list[Disk | None] = []
+    rest: list[Disk] = []
+    for d in disks:
+        if len(slots) < SLOTS and 0 < sizes.get(d.id, 0) <= DISK_SLOT_BYTES:
+            slots.append(d)
+        else:
+            rest.append(d)
+    return (*slots, *(None,) * (SLOTS - len(slots))), tuple(rest)
 
 
 def _templated(vp: VmPlan, cmdline: Sequence[str], ram: MemoryFile, *, go_fd: int,
@@ -141,9 +168,13 @@ def qemu_files(binary: str, found: Path, pod: Path) -> list[list[object]]:
     return out
 
 
-def go_line(now_ns: int, seed: bytes, macs: Sequence[tuple[str, str]]) -> bytes:
-    """The "go" a restored guest gets: the time, seed bytes for its RNG, and per NIC the
-    template's MAC and the pod's (init.sh, rkt-exec --restore)."""
+def go_line(now_ns: int, seed: bytes, macs: Sequence[tuple[str, str]],
+            disks: Sequence[str] = ()) -> bytes:
+    """The "go" a restored guest gets: the time, seed bytes for its RNG, per NIC the
+    template's MAC and the pod's, and the serial numbers of the pod's disks, which
+    rkt-exec --restore mounts in the background while the init mounts its shares (the
+    pod script moves them into place: guest/script.py disk_lines)."""
     words = ["go", str(now_ns // 1_000_000_000), str(now_ns % 1_000_000_000), seed.hex()]
     words += [f"{old}={new}" for old, new in macs]
+    words += [f"disk={sn}" for sn in disks]
     return (" ".join(words) + "\n").encode()
