@@ -73,27 +73,25 @@ done
 # The loopback interface, here rather than in the pod script: a template has it up
 # already when a pod is restored from it.
 ip link set lo up
-# A template (rkt.template=1: stage1/kvm/templates/) says "ready" on the rkt.go port and
-# waits there for its "go": the host saves the VM meanwhile. A pod restored from it
-# resumes in that `read`, with the host's "go SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...]":
-# the clock, a reseeded RNG and the pod's MACs (rkt-exec --restore), then "ok", and the
-# pod starts as after a boot. The host gone (end of file): power off.
+# The pod's shares (rkt.stage1 at /stage1, rkt.ctl at /ctl: the mount plan
+# /etc/rkt-mounts, initramfs.MOUNTS) mounted by rkt-exec with mount(2), no `mount`.
+# A template (rkt.template=1: stage1/kvm/templates/) waits for its pod in `rkt-exec --go`,
+# started before the host saves the VM: it says "ready" on the rkt.go port and waits
+# there. A pod restored from the template resumes in that wait, with the host's "go
+# SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...]": the clock, a reseeded RNG and the pod's
+# MACs, then "ok", then the shares; and the pod starts as after a boot, without a
+# fork+exec in between. The host gone (end of file) or a failure: power off.
 case $rkt_cmdline in
 *" rkt.template=1 "*)
-	exec 6<>"$rkt_port_go" && echo ready >&6 && read -r rkt_go rkt_go_args <&6 &&
-		[ "$rkt_go" = go ] || rkt_halt
-	# shellcheck disable=SC2086 # the words of the go line are rkt-exec's arguments
-	rkt-exec --restore $rkt_go_args || { echo failed >&6; rkt_halt; }
-	echo ok >&6
-	exec 6>&-
+	rkt-exec --go "$rkt_port_go" /etc/rkt-mounts || rkt_halt
+	;;
+*)
+	if ! rkt-exec --mount /etc/rkt-mounts; then
+		rkt_say "cannot mount the pod share"
+		rkt_halt
+	fi
 	;;
 esac
-# The two pod shares (rkt.stage1 at /stage1, rkt.ctl at /ctl) in
-# one `mount` (initramfs.FSTAB) instead of two.
-if ! mount -a -T /etc/rkt-fstab; then
-	rkt_say "cannot mount the pod share"
-	rkt_halt
-fi
 # The enter/stop agent: one request line at a time on the rkt.agent port. The commands
 # (rkt-exec --ns: in the app's namespace) get none of the init's ports.
 #   enter ID -> runs /ctl/enter/ID/cmd.sh, replies "done ID RC"

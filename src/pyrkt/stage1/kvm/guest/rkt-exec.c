@@ -53,11 +53,24 @@
  *
  *   rkt-exec --restore SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...]   (restore_pod)
  *
- * runs first in a pod restored from a template (the init's "go"): sets the wall clock to
- * the host's, mixes SEED (hex, up to 256 random bytes from the host) into the kernel's
- * entropy pool, credited, and reseeds its RNG at once (every clone of a template starts
- * with the template's RNG state), and gives the NIC whose MAC is OLDMAC (the template's)
- * the pod's NEWMAC. One process for all of it: each fork+exec costs milliseconds.
+ * what a pod restored from a template does first (the words of its "go"): sets the wall
+ * clock to the host's, mixes SEED (hex, up to 256 random bytes from the host) into the
+ * kernel's entropy pool, credited, and reseeds its RNG at once (every clone of a template
+ * starts with the template's RNG state), and gives the NIC whose MAC is OLDMAC (the
+ * template's) the pod's NEWMAC.
+ *
+ *   rkt-exec --go PORT MOUNTS                   (a template's init, templates/restore.py)
+ *
+ * the template's side of the handshake, started by the init before the template is
+ * saved: says "ready" on PORT (the rkt.go port's device) and waits there; a pod restored
+ * from the template resumes in that wait with the host's "go WORDS...", takes the words
+ * as --restore does, answers "ok" ("failed" when it cannot; nothing, exit status 1, when
+ * the host closed the port: the template's QEMU is done), then makes the steps of MOUNTS
+ * (a mount plan, as --mounts: the pod's shares). So no fork+exec stands between the
+ * restore and the pod script: under emulation the first ones after a restore cost tens
+ * of milliseconds (the translations of the template's boot are not saved).
+ *
+ *   rkt-exec --mount MOUNTS                     (a booted pod's init: the same mounts)
  *
  * As PID 1 (the kernel starts it as /init): makes the init's root a mount (see boot) and
  * execs the init script, /init.sh.
@@ -99,10 +112,13 @@
  * that `rkt enter` fails at once instead of waiting for the namespace). */
 static int ns_dirfd = -1;
 static const char *ns_base;
+/* --go: the rkt.go port while the host waits for the answer to its go. */
+static int go_port = -1;
 
 static void die(const char *what, const char *arg) {
     int e = errno;
     if (ns_dirfd >= 0) unlinkat(ns_dirfd, ns_base, 0);
+    if (go_port >= 0 && write(go_port, "failed\n", 7) < 0) {} /* the host boots the pod */
     fprintf(stderr, "rkt-exec: %s %s: %s\n", what, arg, strerror(e));
     exit(127);
 }
@@ -922,6 +938,61 @@ static int restore_main(int argc, char **argv) {
     return 0;
 }
 
+#define GO_MAX 4096  /* bytes of the go line */
+#define GO_WORDS 64  /* its words: the NICs' MAC pairs but 4 */
+
+/* Runs the steps of the mount plan at path (the init's own mounts: the pod's shares). */
+static void init_mounts(const char *path) {
+    size_t len;
+    char *plan = read_file(path, PLAN_MAX, &len);
+    run_plan(plan, path);
+    free(plan);
+}
+
+static int go_main(const char *port_path, const char *mounts) {
+    int port = open(port_path, O_RDWR | O_CLOEXEC);
+    if (port < 0) die("open", port_path);
+    write_all(port, "ready\n", 6);
+    static char line[GO_MAX];
+    size_t n = 0;
+    char *nl = NULL;
+    while (!nl) {
+        if (n == sizeof line - 1) {
+            go_port = port;
+            errno = E2BIG;
+            die("go", "(line)");
+        }
+        ssize_t r = read(port, line + n, sizeof line - 1 - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return 1; /* the host closed the port: no go will come */
+        nl = memchr(line + n, '\n', (size_t)r);
+        n += (size_t)r;
+    }
+    *nl = 0;
+    go_port = port;
+    /* "go WORDS...": --restore's arguments */
+    char *words[GO_WORDS + 2] = {"rkt-exec", "--restore"}, *save;
+    char *w = strtok_r(line, " ", &save);
+    if (!w || strcmp(w, "go") != 0) {
+        errno = EINVAL;
+        die("go", w ? w : "(empty)");
+    }
+    int nw = 2;
+    while ((w = strtok_r(NULL, " ", &save)) != NULL) {
+        if (nw == GO_WORDS + 2) {
+            errno = E2BIG;
+            die("go", "(words)");
+        }
+        words[nw++] = w;
+    }
+    if (restore_main(nw, words) != 0) die("go", "(too few words)");
+    write_all(port, "ok\n", 3);
+    go_port = -1;
+    close(port);
+    init_mounts(mounts);
+    return 0;
+}
+
 static void join_cgroup(int fd, const char *cgroup) {
     if (fd < 0) return;
     char pid[32];
@@ -1024,6 +1095,11 @@ static int diagnose(const char *path) {
 
 int main(int argc, char **argv) {
     if (getpid() == 1) boot(argc, argv);
+    if (argc == 4 && strcmp(argv[1], "--go") == 0) return go_main(argv[2], argv[3]);
+    if (argc == 3 && strcmp(argv[1], "--mount") == 0) {
+        init_mounts(argv[2]);
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "--restore") == 0)
         return restore_main(argc, argv);
     const char *port_name = NULL, *rid = NULL, *ns_file = NULL, *plan = NULL;
