@@ -110,6 +110,7 @@ def build(out: Path, *, kver: str) -> None:
             "ctl", "tmp", "run", "run/rkt", "mnt",
         )]  # fmt: skip
         entries.append(_Entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)))
+        entries.append(_Entry("run/rkt-halt", stat.S_IFIFO | 0o600))  # init.sh: the halter
         # The kernel starts rkt-exec as /init (it makes the init's root a mount, which
         # each app's pivot_root needs), which execs the init script.
         entries.append(_Entry("init", stat.S_IFLNK | 0o777, b"bin/rkt-exec"))

@@ -502,7 +502,7 @@ def pod_script(
     ]
     for i, app in enumerate(plan.apps):
         out.append(f"rkt_wait_watcher $rkt_w_{i} {q(status_file(app))}")
-    # The init powers off with busybox's `reboot -f`, which syncs first (no -n): the
+    # The init ends the VM with its halter (init.sh: rkt_halt), which syncs first: the
     # disks' writes reach QEMU without a `sync` (a fork+exec).
     out += ["kill $rkt_agent_pid 2>/dev/null", ""]
     return "\n".join(out)
