@@ -86,26 +86,8 @@ done
 ip link set lo up
 rkt-exec --halter <>/run/rkt-halt &
 rkt_halter=$!
-# The pod's shares (rkt.stage1 at /stage1, rkt.ctl at /ctl: the mount plan
-# /etc/rkt-mounts, initramfs.MOUNTS) mounted by rkt-exec with mount(2), no `mount`.
-# A template (rkt.template=1: stage1/kvm/templates/) waits for its pod in `rkt-exec --go`,
-# started before the host saves the VM: it says "ready" on the rkt.go port and waits
-# there. A pod restored from the template resumes in that wait, with the host's "go
-# SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...]": the clock, a reseeded RNG and the pod's
-# MACs, then "ok", then the shares; and the pod starts as after a boot, without a
-# fork+exec in between. The host gone (end of file) or a failure: power off.
-case $rkt_cmdline in
-*" rkt.template=1 "*)
-	rkt-exec --go "$rkt_port_go" /etc/rkt-mounts || rkt_halt
-	;;
-*)
-	if ! rkt-exec --mount /etc/rkt-mounts; then
-		rkt_say "cannot mount the pod share"
-		rkt_halt
-	fi
-	;;
-esac
-# The enter/stop agent: one request line at a time on the rkt.agent port. The commands
+# The enter/stop agent: one request line at a time on the rkt.agent port (defined
+# before a template is saved: a restored pod has it parsed already). The commands
 # (rkt-exec --ns: in the app's namespace) get none of the init's ports.
 #   enter ID -> runs /ctl/enter/ID/cmd.sh, replies "done ID RC"
 #   tty ID   -> starts /ctl/enter/ID/cmd.sh (rkt-exec --tty: a pty relayed on the rkt.tty
@@ -167,6 +149,25 @@ rkt_agent() {
 		esac
 	done
 }
+# The pod's shares (rkt.stage1 at /stage1, rkt.ctl at /ctl: the mount plan
+# /etc/rkt-mounts, initramfs.MOUNTS) mounted by rkt-exec with mount(2), no `mount`.
+# A template (rkt.template=1: stage1/kvm/templates/) waits for its pod in `rkt-exec --go`,
+# started before the host saves the VM: it says "ready" on the rkt.go port and waits
+# there. A pod restored from the template resumes in that wait, with the host's "go
+# SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...]": the clock, a reseeded RNG and the pod's
+# MACs, then "ok", then the shares; and the pod starts as after a boot, without a
+# fork+exec in between. The host gone (end of file) or a failure: power off.
+case $rkt_cmdline in
+*" rkt.template=1 "*)
+	rkt-exec --go "$rkt_port_go" /etc/rkt-mounts || rkt_halt
+	;;
+*)
+	if ! rkt-exec --mount /etc/rkt-mounts; then
+		rkt_say "cannot mount the pod share"
+		rkt_halt
+	fi
+	;;
+esac
 if [ -r /ctl/pod.sh ]; then
 	. /ctl/pod.sh
 else
