@@ -18,7 +18,7 @@ once (`sleep`), restored, and again booted, and prints their PSS per pod
 <= 40 MiB restored) and RSS.
 
     sudo .venv/bin/python bench/kvm_boot.py [--runs 5] [--pods 8] [--jail] [--app-uptime]
-                                            [--peer SRC]
+                                            [--peer SRC] [--rootfs block|9p]
 
 --jail adds the cost of QEMU's confinement (stage1/kvm/jail.py) measured side by side on
 this tree: `rkt run` with and without it (PYRKT_KVM_JAIL=off), interleaved run by run,
@@ -27,8 +27,9 @@ and the launcher alone (rkt-jail with a pod's file view starting `qemu -version`
 
 --peer SRC times a booted pod of this tree against the same pod with the pyrkt whose
 sources are at SRC (its own stage1 image and code, e.g. an older tree's `src` for the
-before of a change), run by run, alternating which goes first, so that both see the
-same minutes of a shared machine. --app-uptime adds the guest's uptime when the app
+before of a change), then a restored pod against the peer's restored one (a peer
+without templates boots), run by run, alternating which goes first, so that both see
+the same minutes of a shared machine. --app-uptime adds the guest's uptime when the app
 starts (the app: `cat /proc/uptime`), which leaves out the host's share of a pod start.
 """
 
@@ -94,6 +95,8 @@ def main() -> int:
     ap.add_argument("--app-uptime", action="store_true",
                     help="also the guest's uptime when a booted pod's app starts")
     ap.add_argument("--peer", type=Path, help="another pyrkt's src folder, timed alongside")
+    ap.add_argument("--rootfs", choices=("block", "9p"),
+                    help="the apps' rootfs of every pod (--kvm-rootfs; default: rkt's)")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kvm-bench-"))
     try:
@@ -113,7 +116,8 @@ def bench(work: Path, a: argparse.Namespace) -> int:
     env = dict(os.environ, **{accel.ENV_FORCE: decision.accel.value,
                               templates.ENV_TEMPLATE: "on"})
     rkt = [sys.executable, "-m", "pyrkt", f"--dir={work / 'rkt'}"]
-    run = [*rkt, "run", "--insecure-options=image", "--net=none", f"--stage1-path={stage1}"]
+    run = [*rkt, "run", "--insecure-options=image", "--net=none", f"--stage1-path={stage1}",
+           *([f"--kvm-rootfs={a.rootfs}"] if a.rootfs else [])]
     true = [str(image), "--exec", "/bin/true"]
     gc = [*rkt, "gc", "--grace-period=0s"]
     # The same VM as the pod's: one app without limits.
@@ -153,7 +157,7 @@ def bench(work: Path, a: argparse.Namespace) -> int:
     if a.jail:
         jail_cost([*run, *true], env, a.runs, work / "rkt")
     if a.peer or a.app_uptime:
-        peer_cost(work, [*run, "--kvm-template=off", *true], env, image, a)
+        peer_cost(work, run, true, env, image, a)
     for mode in ("on", "off") if a.pods else ():  # --pods 0: start-up only
         memory(work, rkt, stage1, image, dict(env, **{templates.ENV_TEMPLATE: mode}), a, mode)
     return 0
@@ -167,9 +171,10 @@ def app_uptime(run: list[str], env: dict[str, str]) -> float:
     return float(out.split()[0])
 
 
-def peer_pod(work: Path, src: Path, image: Path,
-             env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-    """`rkt run /bin/true` with the pyrkt at src: its stage1 image, its code; warmed."""
+def peer_pod(work: Path, src: Path, image: Path, env: dict[str, str],
+             rootfs: str | None) -> tuple[list[str], dict[str, str]]:
+    """`rkt run /bin/true` with the pyrkt at src: its stage1 image, its code; warmed (its
+    template made, when it has templates)."""
     peer_env = dict(env, PYTHONPATH=str(src))
     build = ("import sys; from pathlib import Path; from pyrkt.stage1.build.aci import "
              "Flavor, Hypervisor, build_stage1_aci; print(build_stage1_aci(Flavor.KVM, "
@@ -177,30 +182,35 @@ def peer_pod(work: Path, src: Path, image: Path,
     stage1 = subprocess.run([sys.executable, "-c", build, str(work / "s1-peer")], env=peer_env,
                             check=True, capture_output=True, text=True).stdout.strip()
     run = [sys.executable, "-m", "pyrkt", f"--dir={work / 'rkt-peer'}", "run",
-           "--insecure-options=image", "--net=none", f"--stage1-path={stage1}", str(image),
-           "--exec", "/bin/true"]
+           "--insecure-options=image", "--net=none", f"--stage1-path={stage1}",
+           *([f"--kvm-rootfs={rootfs}"] if rootfs else []), str(image), "--exec", "/bin/true"]
     timed(run, peer_env)
     return run, peer_env
 
 
-def peer_cost(work: Path, booted: list[str], env: dict[str, str], image: Path,
-              a: argparse.Namespace) -> None:
-    """--peer and --app-uptime: booted (this tree's booted pod) against the peer's, run by
-    run, alternating which goes first."""
-    peer = peer_pod(work, a.peer, image, env) if a.peer else None
+def peer_cost(work: Path, run: list[str], true: list[str], env: dict[str, str],
+              image: Path, a: argparse.Namespace) -> None:
+    """--peer and --app-uptime: this tree's booted pod (`run` + --kvm-template=off +
+    `true`) against the peer's, then its restored pod against the peer's, run by run,
+    alternating which goes first."""
+    booted = [*run, "--kvm-template=off", *true]
+    peer = peer_pod(work, a.peer, image, env, a.rootfs) if a.peer else None
     if peer is not None:
-        mine, theirs = [], []
-        for i in range(a.runs):
-            for which in ((0, 1) if i % 2 == 0 else (1, 0)):
-                if which == 0:
-                    mine.append(timed(booted, env))
-                else:
-                    theirs.append(timed(*peer))
-        paired = [t / p for t, p in zip(mine, theirs, strict=True)]
-        print(f"booted pod, this tree: {statistics.median(mine):.2f} s  {_r(mine)}; "
-              f"peer {a.peer}: {statistics.median(theirs):.2f} s  {_r(theirs)}")
-        print(f"this / peer, run by run: median {statistics.median(paired):.3f}  "
-              f"{[round(r, 3) for r in paired]}")
+        for what, flags in (("booted", ["--kvm-template=off"]), ("restored", [])):
+            at = peer[0].index(str(image))
+            theirs_run = [*peer[0][:at], *flags, *peer[0][at:]]
+            mine, theirs = [], []
+            for i in range(a.runs):
+                for which in ((0, 1) if i % 2 == 0 else (1, 0)):
+                    if which == 0:
+                        mine.append(timed([*run, *flags, *true], env))
+                    else:
+                        theirs.append(timed(theirs_run, peer[1]))
+            paired = [t / p for t, p in zip(mine, theirs, strict=True)]
+            print(f"{what} pod, this tree: {statistics.median(mine):.2f} s  {_r(mine)}; "
+                  f"peer {a.peer}: {statistics.median(theirs):.2f} s  {_r(theirs)}")
+            print(f"this / peer, run by run: median {statistics.median(paired):.3f}  "
+                  f"{[round(r, 3) for r in paired]}")
     if a.app_uptime:
         ups, peer_ups = [], []
         for i in range(a.runs):
@@ -230,7 +240,8 @@ def memory(work: Path, rkt: list[str], stage1: Path, image: Path, env: dict[str,
             uf = work / f"uuid-{mode}-{i}"
             procs.append((uf, subprocess.Popen(
                 [*rkt, "run", "--insecure-options=image", "--net=none",
-                 f"--stage1-path={stage1}", f"--uuid-file-save={uf}", str(image),
+                 f"--stage1-path={stage1}", f"--uuid-file-save={uf}",
+                 *([f"--kvm-rootfs={a.rootfs}"] if a.rootfs else []), str(image),
                  "--exec", "/bin/sleep", "--", "3600"],
                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL)))

@@ -437,6 +437,27 @@ def disk_lines(plan: PodPlan, disks: Mapping[str, str],
     return out
 
 
+# The read-ahead of the apps' rootfs disks (KiB; the kernel's default is 128): an
+# executable's page faults read this much around them, so that starting a busybox app
+# reads its disk in 13 requests instead of 27-32 (each one a round trip through QEMU,
+# milliseconds under emulation). Volumes' disks keep the default (random access).
+ROOTFS_READ_AHEAD_KB = 2048
+
+
+def read_ahead_lines(disks: Mapping[str, str]) -> list[str]:
+    """Raise the read-ahead of the apps' rootfs disks (disks: app name -> serial
+    number; found as disk_lines finds them, builtins only) before any app starts."""
+    if not disks:
+        return []
+    serials = "|".join(q(sn) for sn in sorted(set(disks.values())))
+    return [
+        "for b in /sys/block/vd*; do",
+        '[ -r "$b/serial" ] || continue; s=; read -r s <"$b/serial"',
+        f'case $s in {serials}) echo {ROOTFS_READ_AHEAD_KB} >"$b/queue/read_ahead_kb" ;; esac',
+        "done",
+    ]
+
+
 # The guest kernel's fs.nr_open: no open-files limit can be above it.
 GUEST_NR_OPEN = 1 << 20
 
@@ -482,6 +503,7 @@ def pod_script(
             f"echo {enable} > {CGROUP_ROOT}/cgroup.subtree_control",
         ]
     out += disk_lines(plan, disks or {}, volume_disks)
+    out += read_ahead_lines(disks or {})
     if not plan.interactive:
         # A virtio port opens once: the init holds it and every app inherits it.
         out.append('exec 4>"$rkt_port_out" 5>"$rkt_port_err"')
