@@ -1006,8 +1006,9 @@ static int go_main(const char *port_path, const char *mounts) {
  * the PIIX3's reset control, I/O port 0xcf9, written through /dev/port), without the
  * kernel's shutdown of every device first (~15 ms under emulation): nothing is left to
  * flush after the sync (the 9p shares are written through; what the apps write to
- * their virtio-serial ports reaches QEMU before write(2) returns). Only where the PIIX3
- * is (PCI 00:01.0, 8086:7000); elsewhere (or if QEMU did not end) the kernel's reboot. */
+ * their virtio-serial ports reaches QEMU as it is written: ioeventfd=off,
+ * hypervisors/qemu.py). Only where the PIIX3 is (PCI 00:01.0, 8086:7000); elsewhere (or
+ * if QEMU did not end) the kernel's reboot. */
 static void fast_reset(void) {
     static const char *const id[][2] = {
         {"/sys/bus/pci/devices/0000:00:01.0/vendor", "0x8086\n"},
