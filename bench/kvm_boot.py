@@ -18,7 +18,7 @@ once (`sleep`), restored, and again booted, and prints their PSS per pod
 <= 40 MiB restored) and RSS.
 
     sudo .venv/bin/python bench/kvm_boot.py [--runs 5] [--pods 8] [--jail] [--app-uptime]
-                                            [--peer SRC]
+                                            [--peer SRC] [--rootfs block|9p]
 
 --jail adds the cost of QEMU's confinement (stage1/kvm/jail.py) measured side by side on
 this tree: `rkt run` with and without it (PYRKT_KVM_JAIL=off), interleaved run by run,
@@ -29,7 +29,8 @@ and the launcher alone (rkt-jail with a pod's file view starting `qemu -version`
 sources are at SRC (its own stage1 image, code and data dir, e.g. an older tree's `src`
 for the before of a change), then a restored pod of each (each from its own template),
 run by run, alternating which goes first, so that both see the same minutes of a shared
-machine. --pods 0 leaves out the idle pods' memory. --app-uptime adds the guest's uptime
+machine. --pods 0 leaves out the idle pods' memory. --rootfs passes --kvm-rootfs to
+every pod (default: the stage1's default). --app-uptime adds the guest's uptime
 when the app starts (the app: `cat /proc/uptime`), which leaves out the host's share of
 a pod start.
 """
@@ -96,6 +97,8 @@ def main() -> int:
     ap.add_argument("--app-uptime", action="store_true",
                     help="also the guest's uptime when a booted pod's app starts")
     ap.add_argument("--peer", type=Path, help="another pyrkt's src folder, timed alongside")
+    ap.add_argument("--rootfs", choices=("block", "9p"),
+                    help="the apps' rootfs of every pod (--kvm-rootfs; default: rkt's)")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kvm-bench-"))
     try:
@@ -119,7 +122,8 @@ def bench(work: Path, a: argparse.Namespace) -> int:
     # compiled recompiles the changed modules on every `rkt run` (tens of ms).
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     rkt = [sys.executable, "-m", "pyrkt", f"--dir={work / 'rkt'}"]
-    run = [*rkt, "run", "--insecure-options=image", "--net=none", f"--stage1-path={stage1}"]
+    run = [*rkt, "run", "--insecure-options=image", "--net=none", f"--stage1-path={stage1}",
+           *([f"--kvm-rootfs={a.rootfs}"] if a.rootfs else [])]
     true = [str(image), "--exec", "/bin/true"]
     gc = [*rkt, "gc", "--grace-period=0s"]
     # The same VM as the pod's: one app without limits.
@@ -174,9 +178,10 @@ def app_uptime(run: list[str], env: dict[str, str]) -> float:
     return float(out.split()[0])
 
 
-def peer_pod(work: Path, src: Path, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+def peer_pod(work: Path, src: Path, env: dict[str, str],
+             rootfs: str | None) -> tuple[list[str], dict[str, str]]:
     """`rkt run` (to be followed by flags and the image) with the pyrkt at src: its
-    stage1 image, its code, its own data dir."""
+    stage1 image, its code, its own data dir (rootfs: --rootfs, its --kvm-rootfs)."""
     peer_env = dict(env, PYTHONPATH=str(src))
     build = ("import sys; from pathlib import Path; from pyrkt.stage1.build.aci import "
              "Flavor, Hypervisor, build_stage1_aci; print(build_stage1_aci(Flavor.KVM, "
@@ -184,7 +189,8 @@ def peer_pod(work: Path, src: Path, env: dict[str, str]) -> tuple[list[str], dic
     stage1 = subprocess.run([sys.executable, "-c", build, str(work / "s1-peer")], env=peer_env,
                             check=True, capture_output=True, text=True).stdout.strip()
     run = [sys.executable, "-m", "pyrkt", f"--dir={work / 'rkt-peer'}", "run",
-           "--insecure-options=image", "--net=none", f"--stage1-path={stage1}"]
+           "--insecure-options=image", "--net=none", f"--stage1-path={stage1}",
+           *([f"--kvm-rootfs={rootfs}"] if rootfs else [])]
     return run, peer_env
 
 
@@ -193,7 +199,7 @@ def peer_cost(work: Path, run: list[str], true: list[str], env: dict[str, str],
     """--peer and --app-uptime: this tree's pods against the peer's, booted and then
     restored (each tree from a template of its own, made by a first run), run by run,
     alternating which goes first."""
-    peer = peer_pod(work, a.peer, env) if a.peer else None
+    peer = peer_pod(work, a.peer, env, a.rootfs) if a.peer else None
     booted = [*run, "--kvm-template=off", *true]
     if peer is not None:
         for what, flags in (("booted", ["--kvm-template=off"]), ("restored", [])):
@@ -239,7 +245,8 @@ def memory(work: Path, rkt: list[str], stage1: Path, image: Path, env: dict[str,
             uf = work / f"uuid-{mode}-{i}"
             procs.append((uf, subprocess.Popen(
                 [*rkt, "run", "--insecure-options=image", "--net=none",
-                 f"--stage1-path={stage1}", f"--uuid-file-save={uf}", str(image),
+                 f"--stage1-path={stage1}", f"--uuid-file-save={uf}",
+                 *([f"--kvm-rootfs={a.rootfs}"] if a.rootfs else []), str(image),
                  "--exec", "/bin/sleep", "--", "3600"],
                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL)))

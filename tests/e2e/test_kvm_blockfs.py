@@ -139,7 +139,7 @@ def test_enter_and_export_of_a_pod_on_disks(rkt: Rkt, image: Path, tmp_path: Pat
     not what it removed), read back by a VM, never mounted on the host."""
     uuid_file = tmp_path / "uuid"
     # /etc/last is written an instant before the VM powers off: the guest's page cache
-    # must reach the disk without a sync of ours (busybox's `reboot -f` syncs).
+    # must reach the disk without a sync of ours (the guest init's halter syncs).
     script = ("trap 'echo bye > /etc/last; exit 3' TERM; echo written > /etc/written; "
               "mkfifo /etc/fifo; "
               "ln /etc/written /etc/link; rm /bin/awk; echo ready; "

@@ -216,6 +216,18 @@ def test_the_switch(rkt: Rkt, image: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert not any(restored(p) for p in kh.pod_dirs(rkt.dir))
 
 
+def test_a_pod_whose_halter_was_killed_still_ends(rkt: Rkt, image: Path) -> None:
+    """The guest's halter (rkt-exec --halter, forked before the template was saved)
+    ends the VM; killed (here by the app: root, with CAP_KILL, in the guest's one PID
+    namespace), the init ends it with busybox's `reboot -f`: the pod still ends, with
+    its app's exit code."""
+    script = ('for p in /proc/[0-9]*; do read -r c 2>/dev/null <"$p/comm"; '
+              '[ "$c" = rkt-exec ] && kill -KILL "${p#/proc/}" && echo killed; done; exit 5')
+    r = rkt.run(str(image), "--exec", "/bin/sh", "--", "-c", script)
+    assert (r.returncode, r.stdout) == (5, "killed\n"), r.stderr + kh.all_diagnostics(rkt.dir)
+    assert_all_restored(rkt.dir)
+
+
 @pytest.mark.parametrize("when", ["making", "restoring"])
 def test_rkt_run_killed_then_gc_leaves_nothing(rkt: Rkt, image: Path, tmp_path: Path,
                                                 when: str) -> None:

@@ -15,16 +15,8 @@ from pathlib import Path
 import pytest
 
 from pyrkt.stage1.kvm import ttysession
-from pyrkt.stage1.kvm.guest.initramfs import build_rkt_exec
 
 pytestmark = [pytest.mark.root]
-
-
-@pytest.fixture(scope="module")
-def rkt_exec(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("rkt-exec") / "rkt-exec"
-    build_rkt_exec(out)
-    return out
 
 
 class Session:

@@ -17,7 +17,6 @@ import pytest
 from pyrkt.linux.mount import umount
 from pyrkt.stage1 import devices
 from pyrkt.stage1.kvm.guest import script
-from pyrkt.stage1.kvm.guest.initramfs import build_rkt_exec
 from pyrkt.stage1.plan import AppPlan
 from support.cprog import static_program
 
@@ -39,13 +38,6 @@ int main(int argc, char **argv) {
     return 2;
 }
 """
-
-
-@pytest.fixture(scope="module")
-def rkt_exec(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("rkt-exec") / "rkt-exec"
-    build_rkt_exec(out)
-    return out
 
 
 @pytest.fixture(scope="module")

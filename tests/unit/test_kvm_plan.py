@@ -234,7 +234,7 @@ def test_initramfs_has_init_busybox_and_modules(tmp_path: Path) -> None:
     names = subprocess.run(["cpio", "-t"], input=gzip.decompress(img.read_bytes()),
                            capture_output=True, check=True).stdout.decode().split()
     for n in ("init", "init.sh", "bin/busybox", "bin/rkt-exec", "bin/sh", "dev/console", "ctl",
-              "etc/rkt-fstab", "run/rkt"):
+              "etc/rkt-mounts", "run/rkt"):
         assert n in names
     assert "lib/modules/9pnet_virtio.ko" in names
 

@@ -22,11 +22,22 @@ rkt_say() { echo "rkt-init: $*" >/dev/console; }
 # driver sets the order when it binds (before init), so this comes after.
 rkt_pro=/sys/module/page_reporting/parameters/page_reporting_order
 [ -w $rkt_pro ] && echo 6 >$rkt_pro
-# QEMU runs with -no-reboot: a reboot ends it (works with and without ACPI). No `sync`
-# (a fork+exec): busybox's `reboot -f` syncs the disks (rootfs=block) itself; the 9p
-# shares have no cache, they are written through. An exec, no fork: were it to fail,
-# PID 1 ending panics the kernel, which reboots too.
-rkt_halt() { exec reboot -f; }
+# QEMU runs with -no-reboot: a reboot ends it (works with and without ACPI). The halter
+# (`rkt-exec --halter`, started below, before a template is saved: a restored pod has it
+# already) resets the VM at a line on the FIFO /run/rkt-halt, after a sync (the disks of
+# rootfs=block, pages written through a cache=mmap mapping on 9p): no fork+exec and no
+# kernel shutdown of every device at the end of a pod. Without it (not started yet, or
+# killed: an OCI `kill KILL all` ends every process but the init and the agent),
+# busybox's `reboot -f`, which syncs too. An exec, no fork: were it to fail, PID 1
+# ending panics the kernel, which reboots too.
+rkt_halter=
+rkt_halt() {
+	if [ -n "$rkt_halter" ]; then
+		kill -CONT "$rkt_halter" 2>/dev/null # a `kill STOP all` stopped it
+		echo 1<>/run/rkt-halt && wait "$rkt_halter"
+	fi
+	exec reboot -f
+}
 rkt_modules=/etc/rkt-modules
 case $rkt_cmdline in
 *" rkt.net=1 "*) rkt_modules="$rkt_modules /etc/rkt-modules-net" ;;
@@ -70,31 +81,13 @@ for p in /sys/class/virtio-ports/*; do
 	rkt.go) rkt_port_go=/dev/${p##*/} ;;
 	esac
 done
-# The loopback interface, here rather than in the pod script: a template has it up
-# already when a pod is restored from it.
+# The loopback interface and the halter, here rather than in the pod script: a template
+# has them when a pod is restored from it.
 ip link set lo up
-# A template (rkt.template=1: stage1/kvm/templates/) says "ready" on the rkt.go port and
-# waits there for its "go": the host saves the VM meanwhile. A pod restored from it
-# resumes in that `read`, with the host's "go SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...]":
-# the clock, a reseeded RNG and the pod's MACs (rkt-exec --restore), then "ok", and the
-# pod starts as after a boot. The host gone (end of file): power off.
-case $rkt_cmdline in
-*" rkt.template=1 "*)
-	exec 6<>"$rkt_port_go" && echo ready >&6 && read -r rkt_go rkt_go_args <&6 &&
-		[ "$rkt_go" = go ] || rkt_halt
-	# shellcheck disable=SC2086 # the words of the go line are rkt-exec's arguments
-	rkt-exec --restore $rkt_go_args || { echo failed >&6; rkt_halt; }
-	echo ok >&6
-	exec 6>&-
-	;;
-esac
-# The two pod shares (rkt.stage1 at /stage1, rkt.ctl at /ctl) in
-# one `mount` (initramfs.FSTAB) instead of two.
-if ! mount -a -T /etc/rkt-fstab; then
-	rkt_say "cannot mount the pod share"
-	rkt_halt
-fi
-# The enter/stop agent: one request line at a time on the rkt.agent port. The commands
+rkt-exec --halter <>/run/rkt-halt &
+rkt_halter=$!
+# The enter/stop agent: one request line at a time on the rkt.agent port (defined
+# before a template is saved: a restored pod has it parsed already). The commands
 # (rkt-exec --ns: in the app's namespace) get none of the init's ports.
 #   enter ID -> runs /ctl/enter/ID/cmd.sh, replies "done ID RC"
 #   tty ID   -> starts /ctl/enter/ID/cmd.sh (rkt-exec --tty: a pty relayed on the rkt.tty
@@ -156,6 +149,25 @@ rkt_agent() {
 		esac
 	done
 }
+# The pod's shares (rkt.stage1 at /stage1, rkt.ctl at /ctl: the mount plan
+# /etc/rkt-mounts, initramfs.MOUNTS) mounted by rkt-exec with mount(2), no `mount`.
+# A template (rkt.template=1: stage1/kvm/templates/) waits for its pod in `rkt-exec --go`,
+# started before the host saves the VM: it says "ready" on the rkt.go port and waits
+# there. A pod restored from the template resumes in that wait, with the host's "go
+# SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...]": the clock, a reseeded RNG and the pod's
+# MACs, then "ok", then the shares; and the pod starts as after a boot, without a
+# fork+exec in between. The host gone (end of file) or a failure: power off.
+case $rkt_cmdline in
+*" rkt.template=1 "*)
+	rkt-exec --go "$rkt_port_go" /etc/rkt-mounts || rkt_halt
+	;;
+*)
+	if ! rkt-exec --mount /etc/rkt-mounts; then
+		rkt_say "cannot mount the pod share"
+		rkt_halt
+	fi
+	;;
+esac
 if [ -r /ctl/pod.sh ]; then
 	. /ctl/pod.sh
 else

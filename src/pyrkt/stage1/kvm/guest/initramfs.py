@@ -29,16 +29,18 @@ NET_MODULES = ("virtio_net",)
 DISK_MODULES = ("virtio_blk", "ext4")
 
 
-# What the init mounts once the modules are loaded, in one `mount -a` (a fork+exec
-# each costs tens of milliseconds under emulation): the pod shares. (No devpts or
-# /dev/shm: nothing runs in the init's view but the init; each app has its own /dev.)
+# What the init mounts once the modules are loaded: the pod shares, a mount plan for
+# `rkt-exec --go` (a restored pod) or `rkt-exec --mount` (a booted one), which make them
+# with mount(2) (no busybox `mount`: under emulation each fork+exec costs milliseconds,
+# the first ones after a restore tens). (No devpts or /dev/shm: nothing runs in the
+# init's view but the init; each app has its own /dev.)
 # The stage1 share (the apps' rootfs) caches mmap'd pages (`cache=mmap`): executables
 # and libraries are paged in by readahead instead of one 9p read per page fault (85 ->
 # 19 reads for a busybox app); reads, writes and metadata stay uncached, as without.
 NINEP = "trans=virtio,version=9p2000.L,msize=262144,access=any"
-FSTAB = (
-    f"rkt.stage1 /stage1 9p {NINEP},cache=mmap 0 0\n"
-    f"rkt.ctl /ctl 9p {NINEP} 0 0\n"
+MOUNTS = (
+    f"mount rkt.stage1 /stage1 9p {NINEP},cache=mmap\n"
+    f"mount rkt.ctl /ctl 9p {NINEP}\n"
 )
 
 
@@ -108,11 +110,12 @@ def build(out: Path, *, kver: str) -> None:
             "ctl", "tmp", "run", "run/rkt", "mnt",
         )]  # fmt: skip
         entries.append(_Entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)))
+        entries.append(_Entry("run/rkt-halt", stat.S_IFIFO | 0o600))  # init.sh: the halter
         # The kernel starts rkt-exec as /init (it makes the init's root a mount, which
         # each app's pivot_root needs), which execs the init script.
         entries.append(_Entry("init", stat.S_IFLNK | 0o777, b"bin/rkt-exec"))
         entries.append(_Entry("init.sh", stat.S_IFREG | 0o755, guest_file("init.sh")))
-        entries.append(_Entry("etc/rkt-fstab", stat.S_IFREG | 0o644, FSTAB.encode()))
+        entries.append(_Entry("etc/rkt-mounts", stat.S_IFREG | 0o644, MOUNTS.encode()))
         entries.append(_Entry("bin/busybox", stat.S_IFREG | 0o755, BUSYBOX.read_bytes()))
         entries.append(_Entry("bin/rkt-exec", stat.S_IFREG | 0o755, helper.read_bytes()))
         applets = proc.output([BUSYBOX, "--list"]).split()
@@ -141,7 +144,7 @@ def content_key(kver: str) -> str:
         h.update(guest_file(name))
     h.update(str(BUSYBOX.stat().st_size).encode() if BUSYBOX.exists() else b"")
     h.update(",".join(MODULES + NET_MODULES + DISK_MODULES).encode())
-    h.update(FSTAB.encode())
+    h.update(MOUNTS.encode())
     return h.hexdigest()[:16]
 
 

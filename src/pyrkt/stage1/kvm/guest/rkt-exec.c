@@ -53,20 +53,41 @@
  *
  *   rkt-exec --restore SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...] [disk=SERIAL...]
  *
- * runs first in a pod restored from a template (the init's "go"): sets the wall clock to
- * the host's, mixes SEED (hex, up to 256 random bytes from the host) into the kernel's
- * entropy pool, credited, and reseeds its RNG at once (every clone of a template starts
- * with the template's RNG state), gives the NIC whose MAC is OLDMAC (the template's)
- * the pod's NEWMAC, and drops what the guest's page cache holds of each virtio-blk disk
- * (BLKFLSBUF): the template probed its disk slots with empty placeholders behind them,
- * the pod has its own disks there (templates/shape.py), and a mount must read those,
- * not the zeros the template's partition scan cached. One process for all of it: each
- * fork+exec costs milliseconds. With disk=SERIAL words (the pod's disks), a child of it
- * mounts them in the background (mount_disks), while the init mounts its shares: each
- * disk, found by its serial number, at DISKS_DIR/SERIAL (ext4, noatime, nodev); then
- * it writes one line to the FIFO DISKS_DIR/ready, made before the child starts: "ok",
- * or "missing SERIAL" / "mount SERIAL" (the first that failed). The pod script reads
- * that line and moves each mount where it belongs (guest/script.py disk_lines).
+ * what a pod restored from a template does first (the words of its "go"): sets the wall
+ * clock to the host's, mixes SEED (hex, up to 256 random bytes from the host) into the
+ * kernel's entropy pool, credited, and reseeds its RNG at once (every clone of a template
+ * starts with the template's RNG state), gives the NIC whose MAC is OLDMAC (the
+ * template's) the pod's NEWMAC, and drops what the guest's page cache holds of each
+ * virtio-blk disk (BLKFLSBUF): the template probed its disk slots with empty placeholders
+ * behind them, the pod has its own disks there (templates/shape.py), and a mount must
+ * read those, not the zeros the template's partition scan cached. With disk=SERIAL words
+ * (the pod's disks), a child of it mounts them in the background (mount_disks), while
+ * the init mounts its shares: each disk, found by its serial number, at DISKS_DIR/SERIAL
+ * (ext4, noatime, nodev); then it writes one line to the FIFO DISKS_DIR/ready, made
+ * before the child starts: "ok", or "missing SERIAL" / "mount SERIAL" (the first that
+ * failed). The pod script reads that line and moves each mount where it belongs
+ * (guest/script.py disk_lines).
+ *
+ *   rkt-exec --go PORT MOUNTS                   (a template's init, templates/restore.py)
+ *
+ * the template's side of the handshake, started by the init before the template is
+ * saved: says "ready" on PORT (the rkt.go port's device) and waits there; a pod restored
+ * from the template resumes in that wait with the host's "go WORDS...", takes the words
+ * as --restore does, answers "ok" ("failed" when it cannot; nothing, exit status 1, when
+ * the host closed the port: the template's QEMU is done), then makes the steps of MOUNTS
+ * (a mount plan, as --mounts: the pod's shares). So no fork+exec stands between the
+ * restore and the pod script: under emulation the first ones after a restore cost tens
+ * of milliseconds (the translations of the template's boot are not saved).
+ *
+ *   rkt-exec --mount MOUNTS                     (a booted pod's init: the same mounts)
+ *
+ *   rkt-exec --halter                           (the init's, stdin a FIFO)
+ *
+ * the VM's end, started by the init before a template is saved: waits for a line on
+ * its stdin, then syncs the disks and resets the VM (fast_reset, else the kernel's
+ * reboot; QEMU runs with -no-reboot: it ends), so that no fork+exec of `reboot` and no
+ * shutdown of every device stand between a pod's last app and the VM's end. It ignores
+ * every signal it can (an OCI `kill SIG all` is for the apps).
  *
  * As PID 1 (the kernel starts it as /init): makes the init's root a mount (see boot) and
  * execs the init script, /init.sh.
@@ -92,6 +113,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/reboot.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -108,10 +130,13 @@
  * that `rkt enter` fails at once instead of waiting for the namespace). */
 static int ns_dirfd = -1;
 static const char *ns_base;
+/* --go: the rkt.go port while the host waits for the answer to its go. */
+static int go_port = -1;
 
 static void die(const char *what, const char *arg) {
     int e = errno;
     if (ns_dirfd >= 0) unlinkat(ns_dirfd, ns_base, 0);
+    if (go_port >= 0 && write(go_port, "failed\n", 7) < 0) {} /* the host boots the pod */
     fprintf(stderr, "rkt-exec: %s %s: %s\n", what, arg, strerror(e));
     exit(127);
 }
@@ -1022,13 +1047,110 @@ static int restore_main(int argc, char **argv) {
         die("mkfifo", DISKS_DIR "/ready");
     pid_t pid = fork();
     if (pid < 0) die("fork", "");
-    if (pid == 0) { /* the init's fds (its ports) are not the child's business */
+    if (pid == 0) { /* the init's fds (its ports, --go's) are not the child's business */
+        go_port = -1;
         for (int fd = 0; fd < 256; fd++)
             if (fd != 2) close(fd);
         mount_disks(serials, disks);
         _exit(0);
     }
     return 0;
+}
+
+#define GO_MAX 4096  /* bytes of the go line */
+#define GO_WORDS 64  /* its words: the NICs' MAC pairs but 4 */
+
+/* Runs the steps of the mount plan at path (the init's own mounts: the pod's shares). */
+static void init_mounts(const char *path) {
+    size_t len;
+    char *plan = read_file(path, PLAN_MAX, &len);
+    run_plan(plan, path);
+    free(plan);
+}
+
+static int go_main(const char *port_path, const char *mounts) {
+    int port = open(port_path, O_RDWR | O_CLOEXEC);
+    if (port < 0) die("open", port_path);
+    write_all(port, "ready\n", 6);
+    static char line[GO_MAX];
+    size_t n = 0;
+    char *nl = NULL;
+    while (!nl) {
+        if (n == sizeof line - 1) {
+            go_port = port;
+            errno = E2BIG;
+            die("go", "(line)");
+        }
+        ssize_t r = read(port, line + n, sizeof line - 1 - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return 1; /* the host closed the port: no go will come */
+        nl = memchr(line + n, '\n', (size_t)r);
+        n += (size_t)r;
+    }
+    *nl = 0;
+    go_port = port;
+    /* "go WORDS...": --restore's arguments */
+    char *words[GO_WORDS + 2] = {"rkt-exec", "--restore"}, *save;
+    char *w = strtok_r(line, " ", &save);
+    if (!w || strcmp(w, "go") != 0) {
+        errno = EINVAL;
+        die("go", w ? w : "(empty)");
+    }
+    int nw = 2;
+    while ((w = strtok_r(NULL, " ", &save)) != NULL) {
+        if (nw == GO_WORDS + 2) {
+            errno = E2BIG;
+            die("go", "(words)");
+        }
+        words[nw++] = w;
+    }
+    if (restore_main(nw, words) != 0) die("go", "(too few words)");
+    write_all(port, "ok\n", 3);
+    go_port = -1;
+    close(port);
+    init_mounts(mounts);
+    return 0;
+}
+
+/* The reset the kernel's reboot ends with on QEMU's pc machine (its ACPI reset register:
+ * the PIIX3's reset control, I/O port 0xcf9, written through /dev/port), without the
+ * kernel's shutdown of every device first (~15 ms under emulation): nothing is left to
+ * flush after the sync (the 9p shares are written through; what the apps write to
+ * their virtio-serial ports reaches QEMU as it is written: ioeventfd=off,
+ * hypervisors/qemu.py). Only where the PIIX3 is (PCI 00:01.0, 8086:7000); elsewhere (or
+ * if QEMU did not end) the kernel's reboot. */
+static void fast_reset(void) {
+    static const char *const id[][2] = {
+        {"/sys/bus/pci/devices/0000:00:01.0/vendor", "0x8086\n"},
+        {"/sys/bus/pci/devices/0000:00:01.0/device", "0x7000\n"},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        char buf[16] = "";
+        int fd = open(id[i][0], O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+        if (fd >= 0) close(fd);
+        if (n <= 0 || strcmp(buf, id[i][1]) != 0) return;
+    }
+    int port = open("/dev/port", O_WRONLY | O_CLOEXEC);
+    if (port < 0 || pwrite(port, "\x06", 1, 0xcf9) != 1) {
+        if (port >= 0) close(port);
+        return;
+    }
+    struct timespec ts = {1, 0}; /* QEMU ends meanwhile */
+    nanosleep(&ts, NULL);
+}
+
+static int halter_main(void) {
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_IGN);
+    close_fds(-1);
+    char c;
+    while (read(0, &c, 1) < 0 && errno == EINTR) {}
+    sync();
+    fast_reset();
+    reboot(RB_AUTOBOOT);
+    die("reboot", "");
+    return 127;
 }
 
 static void join_cgroup(int fd, const char *cgroup) {
@@ -1133,6 +1255,12 @@ static int diagnose(const char *path) {
 
 int main(int argc, char **argv) {
     if (getpid() == 1) boot(argc, argv);
+    if (argc == 2 && strcmp(argv[1], "--halter") == 0) return halter_main();
+    if (argc == 4 && strcmp(argv[1], "--go") == 0) return go_main(argv[2], argv[3]);
+    if (argc == 3 && strcmp(argv[1], "--mount") == 0) {
+        init_mounts(argv[2]);
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "--restore") == 0)
         return restore_main(argc, argv);
     const char *port_name = NULL, *rid = NULL, *ns_file = NULL, *plan = NULL;

@@ -381,7 +381,7 @@ def watcher_lines(plan: PodPlan, app: AppPlan, seccomp: bool) -> list[str]:
 # How long the guest waits for its disks (a hot-plugged one appears after the restore).
 DISK_WAIT_STEPS = 1200
 DISK_WAIT_STEP_S = "0.05"
-# Where rkt-exec --restore mounts a restored pod's disks (GUEST_DISKS/SERIAL), and its
+# Where rkt-exec --go mounts a restored pod's disks (GUEST_DISKS/SERIAL), and its
 # FIFO; how long the pod script waits for its word (it waits up to a minute per disk).
 GUEST_DISKS = "/run/rkt-disks"
 GUEST_DISKS_READY = f"{GUEST_DISKS}/ready"
@@ -410,7 +410,7 @@ def disk_lines(plan: PodPlan, disks: Mapping[str, str],
     rootfs path and each volume's disk (volume_disks: volume name -> serial number) at
     volume_mount_point; without them the pod cannot run.
 
-    In a pod restored from a VM template, rkt-exec --restore mounted them already, in
+    In a pod restored from a VM template, rkt-exec --go mounted them already, in
     the background while the init mounted its shares, each at GUEST_DISKS/SERIAL, and
     says how that went on the FIFO GUEST_DISKS/ready (its being there tells the two
     cases apart: the same script runs after a boot when a restore failed): the script
@@ -463,6 +463,27 @@ def disk_lines(plan: PodPlan, disks: Mapping[str, str],
     return [*out, "fi"]
 
 
+# The read-ahead of the apps' rootfs disks (KiB; the kernel's default is 128): an
+# executable's page faults read this much around them, so that starting a busybox app
+# reads its disk in 13 requests instead of 27-32 (each one a round trip through QEMU,
+# milliseconds under emulation). Volumes' disks keep the default (random access).
+ROOTFS_READ_AHEAD_KB = 2048
+
+
+def read_ahead_lines(disks: Mapping[str, str]) -> list[str]:
+    """Raise the read-ahead of the apps' rootfs disks (disks: app name -> serial
+    number; found as disk_lines finds them, builtins only) before any app starts."""
+    if not disks:
+        return []
+    serials = "|".join(q(sn) for sn in sorted(set(disks.values())))
+    return [
+        "for b in /sys/block/vd*; do",
+        '[ -r "$b/serial" ] || continue; s=; read -r s <"$b/serial"',
+        f'case $s in {serials}) echo {ROOTFS_READ_AHEAD_KB} >"$b/queue/read_ahead_kb" ;; esac',
+        "done",
+    ]
+
+
 # The guest kernel's fs.nr_open: no open-files limit can be above it.
 GUEST_NR_OPEN = 1 << 20
 
@@ -508,6 +529,7 @@ def pod_script(
             f"echo {enable} > {CGROUP_ROOT}/cgroup.subtree_control",
         ]
     out += disk_lines(plan, disks or {}, volume_disks)
+    out += read_ahead_lines(disks or {})
     if not plan.interactive:
         # A virtio port opens once: the init holds it and every app inherits it.
         out.append('exec 4>"$rkt_port_out" 5>"$rkt_port_err"')
@@ -528,7 +550,7 @@ def pod_script(
     ]
     for i, app in enumerate(plan.apps):
         out.append(f"rkt_wait_watcher $rkt_w_{i} {q(status_file(app))}")
-    # The init powers off with busybox's `reboot -f`, which syncs first (no -n): the
+    # The init ends the VM with its halter (init.sh: rkt_halt), which syncs first: the
     # disks' writes reach QEMU without a `sync` (a fork+exec).
     out += ["kill $rkt_agent_pid 2>/dev/null", ""]
     return "\n".join(out)

@@ -30,9 +30,9 @@ from pathlib import Path
 from pyrkt.record import replace
 from pyrkt.stage1.kvm.vm import DISK_SLOT_BYTES, ConsoleMode, Disk, MemoryFile, Share, Tap, VmPlan
 
-# The guest side of the handshake (the init's "ready"/"go", rkt-exec --restore): bump
+# The guest side of the handshake (rkt-exec --go: "ready", "go", "ok"): bump
 # when it changes, so that no template made by another version is used.
-PROTOCOL = 2
+PROTOCOL = 3
 # A template's disk slots: most pods have one app and no `empty` volume; each slot costs
 # the template's boot a virtio-blk probe, and every restore its device state (~1 ms).
 SLOTS = 4
@@ -172,7 +172,7 @@ def go_line(now_ns: int, seed: bytes, macs: Sequence[tuple[str, str]],
             disks: Sequence[str] = ()) -> bytes:
     """The "go" a restored guest gets: the time, seed bytes for its RNG, per NIC the
     template's MAC and the pod's, and the serial numbers of the pod's disks, which
-    rkt-exec --restore mounts in the background while the init mounts its shares (the
+    rkt-exec --go mounts in the background while the init mounts its shares (the
     pod script moves them into place: guest/script.py disk_lines)."""
     words = ["go", str(now_ns // 1_000_000_000), str(now_ns % 1_000_000_000), seed.hex()]
     words += [f"{old}={new}" for old, new in macs]
