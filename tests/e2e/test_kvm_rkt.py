@@ -99,6 +99,10 @@ class Rkt:
         for pod in kh.pod_dirs(self.dir):
             for pid in kh.qemu_pids_for(str(pod)):
                 os.kill(pid, 9)
+        # What a pod stopped with --force or killed still holds (its QEMU's cgroups, the
+        # data dir's templates' RAM files on /dev/shm) goes with `rkt gc`, as a user's.
+        if self.dir.is_dir():
+            self("gc", "--grace-period=0s", timeout=120)
 
 
 @pytest.fixture
