@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
@@ -100,6 +101,41 @@ def _template_ram_of_the_test(tmp_path: Path) -> Iterator[None]:
     tmpfs: a whole run would otherwise hold gigabytes until the session ends)."""
     yield
     _remove_template_ram_under(tmp_path)
+
+
+_CGROUPS = Path("/sys/fs/cgroup")
+
+
+def _pod_cgroups() -> set[Path]:
+    """The pods' cgroups (pyrkt.linux.cgroup: HIERARCHY/pyrkt/UUID) on this host."""
+    return {d for d in _CGROUPS.glob("*/pyrkt/*-*-*-*-*") if d.is_dir()}
+
+
+def _empty(group: Path) -> bool:
+    try:
+        return not any((d / "cgroup.procs").read_text().strip()
+                       for d in (group, *(x for x in group.iterdir() if x.is_dir())))
+    except OSError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _no_pod_cgroup_left(tmp_path: Path) -> Iterator[None]:
+    """After each test (and its fixtures' teardown, `rkt gc` included), no empty cgroup
+    of a pod whose folder is in the test's own folder: what `rkt gc` or the pod's end
+    must remove (a process still in one: a pod still ending, not counted)."""
+    before = _pod_cgroups()
+    yield
+    mine = [d for d in _pod_cgroups() - before if any(tmp_path.glob(f"**/pods/*/{d.name}"))]
+    deadline = time.monotonic() + 10  # a QEMU killed by the teardown, not reaped yet
+    while any(d.is_dir() and not _empty(d) for d in mine) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [d for d in mine if d.is_dir() and _empty(d)]
+    for d in left:  # reported, and removed: the next tests start clean
+        for leaf in (x for x in d.iterdir() if x.is_dir()):
+            leaf.rmdir()
+        d.rmdir()
+    assert not left, f"pod cgroups left behind (no `rkt gc`?): {sorted(map(str, left))}"
 
 
 def _sweep_template_ram(session: pytest.Session) -> None:
