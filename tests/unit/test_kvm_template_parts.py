@@ -46,7 +46,9 @@ def layout(argv: list[str]) -> list[str]:
     their backends, nor a NIC's MAC, which the guest is given after the restore)."""
     out = []
     for opt, val in itertools.pairwise(argv):
-        if opt in ("-M", "-accel", "-smp", "-m", "-cpu"):
+        if opt == "-accel":  # TCG's translation cache is no part of the state
+            out.append(f"{opt} {','.join(p for p in val.split(',') if 'tb-size' not in p)}")
+        elif opt in ("-M", "-smp", "-m", "-cpu"):
             out.append(f"{opt} {val}")
         elif opt == "-serial":
             out.append("-serial")
@@ -88,6 +90,9 @@ def test_a_pod_restores_into_its_template_s_devices(kw: dict[str, object]) -> No
     assert layout(tpl) == layout(restore)
     # The restore keeps the pod's backends; the template has its own.
     assert "-incoming" in restore and "-incoming" not in tpl
+    # A restored TCG guest gets the bigger translation cache (shape.RESTORED_TCG_TB_MIB).
+    if "-accel" in restore and "tcg" in restore[restore.index("-accel") + 1]:
+        assert f"tb-size={shape.RESTORED_TCG_TB_MIB}" in restore[restore.index("-accel") + 1]
     # The restore loads only the head of the template's kernel, no initramfs.
     assert restore[restore.index("-kernel") + 1] == "/t/kernel-head"
     assert "-initrd" not in restore and "-initrd" in tpl

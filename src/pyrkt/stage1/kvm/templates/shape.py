@@ -33,6 +33,14 @@ from pyrkt.stage1.kvm.vm import DISK_SLOT_BYTES, ConsoleMode, Disk, MemoryFile, 
 # The guest side of the handshake (rkt-exec --go: "ready", "go", "ok"): bump
 # when it changes, so that no template made by another version is used.
 PROTOCOL = 3
+# TCG's translation cache of a restored pod (MiB; a booted one has runner.TCG_TB_MIB): a
+# restore runs code a boot translated long before (in the template's QEMU: translations
+# are no part of the saved state), and 16 MiB thrashed: `rkt run /bin/true` restored
+# (on disks) in 0.34 s with 32 MiB, 0.41-0.43 s with 16, 0.54 with 12, 0.67 with 8
+# (bench/kvm_boot.py --peer, run by run; BENCHMARKS.md); it
+# costs an idle restored pod ~3 MiB of PSS (48.0 against 44.9 MiB, 8 pods). Not in the
+# key: the cache is no part of the migrated state.
+RESTORED_TCG_TB_MIB = 32
 # A template's disk slots: most pods have one app and no `empty` volume; each slot costs
 # the template's boot a virtio-blk probe, and every restore its device state (~1 ms).
 SLOTS = 4
@@ -92,9 +100,10 @@ def restore_plan(vp: VmPlan, cmdline: Sequence[str], ram: Path, kernel: Path, go
     in the RAM file (`ram_block_discard_range`), which would zero them in the template
     under every other pod; QEMU 8.2 only drops the pod's private copies."""
     slots, rest = slotted(vp.disks, sizes)
+    tb = max(vp.tcg_tb_mib, RESTORED_TCG_TB_MIB) if vp.tcg_tb_mib else vp.tcg_tb_mib
     return _templated(vp, cmdline, MemoryFile(ram, shared=False), go_fd=go_fd, qmp_fd=qmp_fd,
                       incoming=True, kernel=kernel, initrd=None, disk_slots=slots,
-                      disks=rest, disks_hotplugged=True)
+                      disks=rest, disks_hotplugged=True, tcg_tb_mib=tb)
 
 
 def slotted(disks: Sequence[Disk], sizes: Mapping[str, int],
