@@ -20,7 +20,7 @@ from pyrkt.record import replace
 from pyrkt.stage1.kvm import templates
 from pyrkt.stage1.kvm.hypervisors.qemu import Qemu
 from pyrkt.stage1.kvm.qmp import MAX_LINE, Qmp, QmpError
-from pyrkt.stage1.kvm.templates import shape, store
+from pyrkt.stage1.kvm.templates import build, shape, store
 from pyrkt.stage1.kvm.vm import DISK_SLOT_BYTES, Accel, ConsoleMode, Disk, Share, Tap, VmPlan
 
 CMDLINE = ("console=ttyS0", "quiet", "rkt.template=1")
@@ -389,7 +389,7 @@ def test_a_restore_sends_its_commands_at_once_and_waits_for_the_state_loaded(
         assert q.greeting() == GREETING
         for i in sent:
             assert q.reply(i) == {}
-        restore._wait_restored(q)
+        build.wait_migration(q, 5.0)
         assert ("RESUME" in q.events) is saved_running
         q.execute("query-status")  # the peer has seen all that came before
     assert [m["execute"] for m in seen] == [
@@ -409,7 +409,7 @@ def test_a_restore_whose_state_fails_to_load_is_an_error() -> None:
         for i in sent:
             q.reply(i)
         with pytest.raises(QmpError, match="failed"):
-            restore._wait_restored(q)
+            build.wait_migration(q, 5.0)
 
 
 def test_qmp_replies_are_read_in_the_order_sent_and_events_waited_for() -> None:

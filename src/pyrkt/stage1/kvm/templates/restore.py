@@ -121,7 +121,7 @@ def _restore(req: Request, t: store.Template, sizes: dict[str, int]) -> Started 
         started = True  # from here on a failure is the template's
         for i in sent[1:]:
             q.reply(i)
-        _wait_restored(q)
+        build.wait_migration(q, QMP_TIMEOUT_S)
         q.execute("cont")
         if vp.disks:  # not in a slot: the guest's pod script waits for them by serial
             _attach(q, vp)
@@ -158,24 +158,12 @@ def _send_restore(q: Qmp, state: int) -> list[int]:
     """The restore's first commands, sent at once as QEMU starts, before its greeting
     (it answers them as soon as its main loop runs: one round trip for all, none spent
     after QEMU is up): leave capabilities negotiation, keep the RAM out of the stream
-    (it is the template's file), migration events on (no polling: `_wait_restored`),
-    load the state from the fd QEMU inherited. Their ids, to read the replies."""
-    caps = [{"capability": c, "state": True} for c in ("x-ignore-shared", "events")]
+    (it is the template's file), migration events on (no polling:
+    `build.wait_migration`), load the state from the fd QEMU inherited. Their ids, to
+    read the replies."""
     return [q.send("qmp_capabilities"),
-            q.send("migrate-set-capabilities", {"capabilities": caps}),
+            q.send("migrate-set-capabilities", {"capabilities": build.MIGRATION_CAPS}),
             q.send("migrate-incoming", {"uri": f"fd:{state}"})]
-
-
-def _wait_restored(q: Qmp) -> None:
-    """Until the MIGRATION event says the state is loaded (then `cont` runs the VM;
-    one saved running would already run). QEMU exits when it cannot load the state
-    (QmpError: the connection closed)."""
-    while True:
-        st = q.wait_event("MIGRATION", QMP_TIMEOUT_S).get("status")
-        if st == "completed":
-            return
-        if st in ("failed", "cancelled"):
-            raise QmpError(f"loading the template's state: {st}")
 
 
 def _copy_to_stderr(path: Path) -> None:
