@@ -470,17 +470,19 @@ def disk_lines(plan: PodPlan, disks: Mapping[str, str],
 ROOTFS_READ_AHEAD_KB = 2048
 
 
-def read_ahead_lines(disks: Mapping[str, str]) -> list[str]:
-    """Raise the read-ahead of the apps' rootfs disks (disks: app name -> serial
-    number; found as disk_lines finds them, builtins only) before any app starts."""
-    if not disks:
+def read_ahead_lines(plan: PodPlan, disks: Mapping[str, str]) -> list[str]:
+    """Raise the read-ahead of the apps' rootfs disks (disks: app name -> serial number)
+    once disk_lines mounted them, before any app starts: each found by its mount point in
+    the init's mountinfo (builtins only, and no device asked: a read of a disk's serial
+    number is a request to it), its queue by its device number."""
+    roots = [q(guest_rootfs(a)) for a in plan.apps if a.name in disks]
+    if not roots:
         return []
-    serials = "|".join(q(sn) for sn in sorted(set(disks.values())))
     return [
-        "for b in /sys/block/vd*; do",
-        '[ -r "$b/serial" ] || continue; s=; read -r s <"$b/serial"',
-        f'case $s in {serials}) echo {ROOTFS_READ_AHEAD_KB} >"$b/queue/read_ahead_kb" ;; esac',
-        "done",
+        "while read -r _ _ rkt_mm _ rkt_mp _; do",
+        f'case $rkt_mp in {"|".join(roots)}) '
+        f'echo {ROOTFS_READ_AHEAD_KB} >"/sys/dev/block/$rkt_mm/queue/read_ahead_kb" ;; esac',
+        "done </proc/self/mountinfo",
     ]
 
 
@@ -529,7 +531,7 @@ def pod_script(
             f"echo {enable} > {CGROUP_ROOT}/cgroup.subtree_control",
         ]
     out += disk_lines(plan, disks or {}, volume_disks)
-    out += read_ahead_lines(disks or {})
+    out += read_ahead_lines(plan, disks or {})
     if not plan.interactive:
         # A virtio port opens once: the init holds it and every app inherits it.
         out.append('exec 4>"$rkt_port_out" 5>"$rkt_port_err"')
