@@ -2,16 +2,19 @@
 many pods in a row and at once (each its own RNG, boot id, hostname, address, MAC,
 clock), stop/enter/SIGTERM and --interactive on restored pods (test_kvm_rkt's and
 test_kvm_boot's tests, collected again here with templates on), a broken template
-refused for a boot, the switch, and `rkt gc` after a `rkt run` killed while it made or
+refused for a boot, a stage1 image whose guest speaks another template protocol
+booted without one, the switch, and `rkt gc` after a `rkt run` killed while it made or
 restored a template. A failing test prints every pod's serial log and QEMU command
 line."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +26,8 @@ import test_kvm_gaps as gaps
 import test_kvm_rkt as base
 from test_kvm_rkt import Rkt
 
-from pyrkt.stage1.kvm import templates
-from pyrkt.stage1.kvm.templates import store
+from pyrkt.stage1.kvm import assets, templates
+from pyrkt.stage1.kvm.templates import shape, store
 from pyrkt.stage1.kvm.vm import Accel
 
 pytestmark = [pytest.mark.qemu, pytest.mark.root]
@@ -198,6 +201,40 @@ def test_a_broken_template_is_refused_and_the_pod_boots(rkt: Rkt, image: Path) -
     assert any("its RAM file" in ln and "changed since it was made" in ln
                for ln in debug_lines(r.stderr)), r.stderr
     assert sum(not restored(p) for p in kh.pod_dirs(rkt.dir)) == 2
+
+
+def with_protocol(aci: Path, out: Path, protocol: bytes) -> Path:
+    """aci (a stage1 image of this tree) with its guest's template protocol replaced."""
+    rel = f"rootfs/{assets.ASSET_DIR}/{assets.PROTOCOL}"
+    with tarfile.open(aci) as src, tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as dst:
+        for m in src.getmembers():
+            f = src.extractfile(m) if m.isfile() else None
+            if m.name == rel:
+                assert f is not None and f.read() == f"{shape.PROTOCOL}\n".encode()
+                f, m.size = io.BytesIO(protocol), len(protocol)
+            dst.addfile(m, f)
+    return out
+
+
+def test_a_stage1_image_of_another_protocol_boots_without_making_a_template(
+        rkt: Rkt, image: Path, tmp_path: Path) -> None:
+    """A stage1 image built by a pyrkt whose guest speaks another template protocol:
+    its guest would refuse the go, so no template is made for nothing; the pod boots."""
+    older = shape.PROTOCOL - 1
+    rkt.stage1 = with_protocol(rkt.stage1, tmp_path / "stage1-older.aci", f"{older}\n".encode())
+    r = rkt.run(str(image), "--exec", "/bin/sh", "--", "-c", "echo booted; exit 6", debug=True)
+    assert (r.returncode, r.stdout) == (6, "booted\n"), r.stderr
+    said = [ln for ln in r.stderr.splitlines() if "template protocol" in ln]
+    assert said == [f"stage1: kvm: no VM template: the stage1 image's guest speaks template "
+                    f"protocol {older}, this rkt speaks {shape.PROTOCOL}; rebuild the image "
+                    "with `rkt stage1 build`"], r.stderr
+    assert "Linux version" in r.stderr  # a boot's kernel messages, under --debug
+    assert not any(restored(p) for p in kh.pod_dirs(rkt.dir))
+    assert not any("template" in ln and ln not in said for ln in debug_lines(r.stderr)), \
+        debug_lines(r.stderr)  # neither made nor tried
+    where = rkt.dir / "cache" / store.STORE
+    assert not where.exists() or not list(where.iterdir())
+    assert not kh.template_ram_of(rkt.dir)
 
 
 def test_the_switch(rkt: Rkt, image: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,5 +1,6 @@
-"""The kvm flavor's assets in a stage1 rootfs: `/kvm/vmlinuz`, `/kvm/initrd.img`, and
-two host-side static programs: the waiter `/kvm/rkt-wait` (`rkt-wait.c`) and the
+"""The kvm flavor's assets in a stage1 rootfs: `/kvm/vmlinuz`, `/kvm/initrd.img`, the
+VM template protocol its guest speaks (`/kvm/template-protocol`, templates/__init__.py),
+and two host-side static programs: the waiter `/kvm/rkt-wait` (`rkt-wait.c`) and the
 hypervisor's launcher `/kvm/rkt-jail` (`rkt-jail.c`, see jail.py).
 
 STAGE1-BUILD calls `populate_stage1_rootfs` when it makes the stage1-kvm ACI; at run
@@ -17,6 +18,9 @@ ASSET_DIR = "kvm"
 KERNEL = "vmlinuz"
 INITRD = "initrd.img"
 KVER = "kernel-release"
+# The template protocol (templates/shape.PROTOCOL) of the guest in INITRD, as decimal: a
+# host whose protocol differs makes no template from this image (templates.skew).
+PROTOCOL = "template-protocol"
 WAITER = "rkt-wait"
 JAIL = "rkt-jail"
 
@@ -52,6 +56,7 @@ def populate_stage1_rootfs(rootfs: Path, *, kernel: Path | None = None) -> None:
     import shutil
 
     from pyrkt.stage1.kvm.guest import initramfs
+    from pyrkt.stage1.kvm.templates import shape
 
     kernel = kernel or default_kernel()
     if not os.access(kernel, os.R_OK):
@@ -62,6 +67,7 @@ def populate_stage1_rootfs(rootfs: Path, *, kernel: Path | None = None) -> None:
     shutil.copyfile(kernel, d / KERNEL)
     initramfs.copy_cached(cache_dir(), d / INITRD, kver=kver)
     (d / KVER).write_text(kver + "\n")
+    (d / PROTOCOL).write_text(f"{shape.PROTOCOL}\n")  # the guest's, with its initramfs
     shutil.copy2(cached_waiter(cache_dir()), d / WAITER)
     shutil.copy2(cached_program(JAIL, cache_dir()), d / JAIL)
 

@@ -473,7 +473,8 @@ def _restored(pod: Path, plan: PodPlan, opts: RunOptions, vp: VmPlan, name: str,
     cgroups to remove after it; or None (said why under --debug) for a boot."""
     from pyrkt.stage1.kvm import templates
 
-    why = templates.refused(name, plan.annotations, opts.template)
+    why = templates.refused(name, plan.annotations, opts.template) or templates.skew(
+        contract.stage1_image_rootfs(pod))  # the image whose initramfs the VM boots
     if why:
         log.debug(f"kvm: no VM template: {why}")
         return None

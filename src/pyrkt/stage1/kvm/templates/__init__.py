@@ -19,13 +19,17 @@ and the NICs' MACs, and the init goes on as after a boot.
 
 Off with `--kvm-template=off` (the stage1 flag), the pod annotation
 `coreos.com/rkt/stage1/kvm/template=off`, or `RKT_KVM_TEMPLATE=off` in the environment
-(the first of these that is set wins); see docs/kvm.md for the trade-off.
+(the first of these that is set wins); see docs/kvm.md for the trade-off. Nor is there
+one when the stage1 image's guest (its rkt-exec and init, in the initramfs, built with
+the image) speaks another protocol than this rkt's host side (`skew`): its guest would
+refuse the restore's "go", and the template would be made for nothing.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 ANN_TEMPLATE = "coreos.com/rkt/stage1/kvm/template"
 ENV_TEMPLATE = "RKT_KVM_TEMPLATE"
@@ -33,6 +37,8 @@ FLAG_TEMPLATE = "kvm-template"
 DEFAULT = True
 _WORDS = {"on": True, "true": True, "1": True, "yes": True,
           "off": False, "false": False, "0": False, "no": False}
+# kvm/template-protocol holds a number and a newline; the image is hostile.
+PROTOCOL_MAX_BYTES = 16
 
 
 def parse_switch(value: str | None) -> bool | None:
@@ -53,3 +59,35 @@ def refused(hypervisor: str, annotations: Mapping[str, str], flag: bool | None) 
         if value is not None:
             return "" if value else f"off by {where}"
     return "" if DEFAULT else "off by default"
+
+
+def guest_protocol(stage1_rootfs: Path) -> int | None:
+    """The template protocol a stage1 image's guest speaks, as the stage1 build wrote it
+    beside its initramfs (assets.PROTOCOL); None when the image does not say (built
+    before images said it) or says it in no readable way: not a regular file (a
+    symlink, followed by nothing), bigger than PROTOCOL_MAX_BYTES, not a number."""
+    from pyrkt.linux import beneath
+    from pyrkt.stage1.kvm import assets
+
+    try:
+        raw = beneath.read_file(stage1_rootfs, f"{assets.ASSET_DIR}/{assets.PROTOCOL}",
+                                PROTOCOL_MAX_BYTES)
+    except OSError:
+        return None
+    text = raw.strip()
+    return int(text) if text.isdigit() else None
+
+
+def skew(stage1_rootfs: Path) -> str:
+    """Why the stage1 image in stage1_rootfs gets no template ("" when it can have one):
+    its guest speaks another template protocol than this rkt (shape.PROTOCOL), or does
+    not say which."""
+    from pyrkt.stage1.kvm.templates.shape import PROTOCOL
+
+    said = guest_protocol(stage1_rootfs)
+    if said == PROTOCOL:
+        return ""
+    speaks = ("does not say which template protocol it speaks" if said is None
+              else f"speaks template protocol {said}")
+    return (f"the stage1 image's guest {speaks}, this rkt speaks {PROTOCOL}; "
+            "rebuild the image with `rkt stage1 build`")

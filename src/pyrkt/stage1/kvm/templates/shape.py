@@ -31,7 +31,10 @@ from pyrkt.record import replace
 from pyrkt.stage1.kvm.vm import DISK_SLOT_BYTES, ConsoleMode, Disk, MemoryFile, Share, Tap, VmPlan
 
 # The guest side of the handshake (rkt-exec --go: "ready", "go", "ok"): bump
-# when it changes, so that no template made by another version is used.
+# when it changes, so that no template made by another version is used. A stage1
+# image records its guest's (kvm/template-protocol, written by the build:
+# assets.populate_stage1_rootfs); the host makes no template from an image whose
+# guest speaks another (templates.skew).
 PROTOCOL = 3
 # TCG's translation cache of a restored pod (MiB; a booted one has runner.TCG_TB_MIB): a
 # restore runs code a boot translated long before (in the template's QEMU: translations
