@@ -18,6 +18,7 @@ import pytest
 
 from pyrkt.record import replace
 from pyrkt.stage1.kvm import templates
+from pyrkt.stage1.kvm.guest import script
 from pyrkt.stage1.kvm.hypervisors.qemu import Qemu
 from pyrkt.stage1.kvm.qmp import MAX_LINE, Qmp, QmpError
 from pyrkt.stage1.kvm.templates import build, shape, store
@@ -157,9 +158,13 @@ def test_the_go_line() -> None:
     line = shape.go_line(1_700_000_000_123_456_789, b"\x01\xab",
                          [(shape.template_mac(0), "aa:bb:cc:dd:ee:01")])
     assert line == b"go 1700000000 123456789 01ab 02:72:6b:74:00:00=aa:bb:cc:dd:ee:01\n"
-    # The pod's disks, which rkt-exec --restore mounts in the background.
-    line = shape.go_line(5_000_000_000, b"\xff", [], ["rkt-d0", "rkt-d1"])
-    assert line == b"go 5 0 ff disk=rkt-d0 disk=rkt-d1\n"
+    # The pod's disks, which rkt-exec --restore mounts in the background and moves to
+    # their targets, with their read-ahead.
+    targets = [script.DiskTarget("rkt-d0", "/stage1/opt/stage2/db/rootfs", "app db", 2048),
+               script.DiskTarget("rkt-d1", "/run/rkt-volumes/tmp", "volume tmp", 0)]
+    line = shape.go_line(5_000_000_000, b"\xff", [], targets)
+    assert line == (b"go 5 0 ff disk=rkt-d0:2048:/stage1/opt/stage2/db/rootfs"
+                    b" disk=rkt-d1:0:/run/rkt-volumes/tmp\n")
 
 
 def test_the_switch_flag_then_annotation_then_environment(

@@ -396,7 +396,8 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
                                      cache_dir_for(pod)) if jailed else None
     fds = [fd for fd, _ in vp.fd_sets]
     try:
-        started = _restored(pod, plan, opts, vp, name, hv, confinement, Path(found))
+        started = _restored(pod, plan, opts, vp, name, hv, confinement, Path(found),
+                            _disk_targets(plan, on_disks))
         if started is None:
             started = launch.spawn(
                 pod, vp, hv.argv(vp), confinement=confinement, netns=opts.netns,
@@ -466,9 +467,16 @@ def template_cmdline(vp: VmPlan) -> tuple[str, ...]:
     return (*("loglevel=6" if a == "quiet" else a for a in args), "rkt.template=1")
 
 
+def _disk_targets(plan: PodPlan, pd: PodDisks) -> tuple[script.DiskTarget, ...]:
+    """Where the guest mounts each of the pod's disks (the pod script's disk_lines)."""
+    return tuple(script.disk_targets(plan, {a: d.id for a, d in pd.apps.items()},
+                                     {v: d.id for v, d in pd.volumes.items()}))
+
+
 def _restored(pod: Path, plan: PodPlan, opts: RunOptions, vp: VmPlan, name: str,
-              hv: Hypervisor, confinement: launch.Confinement | None,
-              found: Path) -> tuple[subprocess.Popen[bytes], list[Path]] | None:
+              hv: Hypervisor, confinement: launch.Confinement | None, found: Path,
+              disks: tuple[script.DiskTarget, ...],
+              ) -> tuple[subprocess.Popen[bytes], list[Path]] | None:
     """The pod's VM restored from a template (made first if there is none), with the
     cgroups to remove after it; or None (said why under --debug) for a boot."""
     from pyrkt.stage1.kvm import templates
@@ -483,7 +491,7 @@ def _restored(pod: Path, plan: PodPlan, opts: RunOptions, vp: VmPlan, name: str,
     return restore.restore_pod(restore.Request(
         pod=pod, vm=vp, hypervisor=hv, qemu=found, cache_dir=cache_dir_for(pod),
         cmdline=template_cmdline(vp), netns=opts.netns, interactive=plan.interactive,
-        confinement=confinement,
+        confinement=confinement, disks=disks,
     ))
 
 

@@ -51,7 +51,8 @@
  *   host -> guest: 'W' rows cols (2 bytes each, the first frame), 'D' input
  * The host closing the port hangs the session up.
  *
- *   rkt-exec --restore SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...] [disk=SERIAL...]
+ *   rkt-exec --restore SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...]
+ *                      [disk=SERIAL:READAHEAD_KB:TARGET...]
  *
  * what a pod restored from a template does first (the words of its "go"): sets the wall
  * clock to the host's, mixes SEED (hex, up to 256 random bytes from the host) into the
@@ -60,13 +61,15 @@
  * template's) the pod's NEWMAC, and drops what the guest's page cache holds of each
  * virtio-blk disk (BLKFLSBUF): the template probed its disk slots with empty placeholders
  * behind them, the pod has its own disks there (templates/shape.py), and a mount must
- * read those, not the zeros the template's partition scan cached. With disk=SERIAL words
- * (the pod's disks), a child of it mounts them in the background (mount_disks), while
- * the init mounts its shares: each disk, found by its serial number, at DISKS_DIR/SERIAL
- * (ext4, noatime, nodev); then it writes one line to the FIFO DISKS_DIR/ready, made
- * before the child starts: "ok", or "missing SERIAL" / "mount SERIAL" (the first that
- * failed). The pod script reads that line and moves each mount where it belongs
- * (guest/script.py disk_lines).
+ * read those, not the zeros the template's partition scan cached. With disk= words (the
+ * pod's disks), a child of it mounts them in the background (mount_disks), while the
+ * init mounts its shares: each disk, found by its serial number, at DISKS_DIR/SERIAL
+ * (ext4, noatime, nodev), with READAHEAD_KB of read-ahead (0: the kernel's); once --go
+ * mounted the shares, it moves each to its TARGET (an app's rootfs in the stage1 share,
+ * or a volume's mount point: made if missing), so the pod script needs no `mount` (a
+ * fork+exec); then it writes one line to the FIFO DISKS_DIR/ready, made before the child
+ * starts: "ok", or "missing SERIAL" / "mount SERIAL" / "move SERIAL" (the first that
+ * failed). The pod script waits for that line (guest/script.py disk_lines).
  *
  *   rkt-exec --go PORT MOUNTS                   (a template's init, templates/restore.py)
  *
@@ -957,27 +960,77 @@ static int find_disk(const char *serial, char *dev) {
     return 0;
 }
 
-/* The background child of --restore: mount each disk (serials) at DISKS_DIR/SERIAL and
+/* A disk of the pod, as a "disk=SERIAL:READAHEAD_KB:TARGET" word of --restore names it. */
+struct pod_disk {
+    const char *serial, *target;
+    long read_ahead_kb; /* 0: the kernel's default */
+};
+
+/* Parse word (its "disk=" already skipped) into d, in place; 0 when it is well formed:
+ * SERIAL of [a-z0-9-] (1-20, a virtio serial number), READAHEAD_KB a number up to 65536,
+ * TARGET an absolute path of [A-Za-z0-9._/-] without a ".." (under PATH_MAX). */
+static int parse_disk(char *word, struct pod_disk *d) {
+    char *c1 = strchr(word, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    if (!c1 || !c2) return -1;
+    *c1 = *c2 = 0;
+    d->serial = word;
+    d->target = c2 + 1;
+    size_t sn = strlen(word), tn = strlen(d->target);
+    if (!sn || sn > 20 || strspn(word, "abcdefghijklmnopqrstuvwxyz0123456789-") != sn) return -1;
+    char *end;
+    d->read_ahead_kb = strtol(c1 + 1, &end, 10);
+    if (end == c1 + 1 || *end || d->read_ahead_kb < 0 || d->read_ahead_kb > 65536) return -1;
+    if (d->target[0] != '/' || tn >= PATH_MAX - 64 || strstr(d->target, "..") ||
+        strspn(d->target, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._/-")
+            != tn)
+        return -1;
+    return 0;
+}
+
+/* The background child of --restore: mount each disk at DISKS_DIR/SERIAL (while the
+ * init mounts its shares) and give it its read-ahead; once the shares are mounted (the
+ * parent closed its end of shares, after --go's mounts), move each to its TARGET; then
  * say how it went on the FIFO DISKS_DIR/ready (its open waits for the pod script). */
-static void mount_disks(char **serials, int n) {
+static void mount_disks(const struct pod_disk *disks, int n, int shares) {
     char result[96] = "ok";
     for (int i = 0; i < n && strcmp(result, "ok") == 0; i++) {
+        const char *sn = disks[i].serial;
         char dev[48], dir[96];
         int step = 0;
-        while (find_disk(serials[i], dev) < 0) {
+        while (find_disk(sn, dev) < 0) {
             if (++step >= DISK_WAIT_STEPS) break;
             struct timespec ts = {0, DISK_WAIT_NS};
             nanosleep(&ts, NULL);
         }
         if (step >= DISK_WAIT_STEPS) {
-            snprintf(result, sizeof result, "missing %s", serials[i]);
+            snprintf(result, sizeof result, "missing %s", sn);
             break;
         }
-        snprintf(dir, sizeof dir, "%s/%s", DISKS_DIR, serials[i]);
+        snprintf(dir, sizeof dir, "%s/%s", DISKS_DIR, sn);
         if ((mkdir(dir, 0700) < 0 && errno != EEXIST) ||
             mount(dev, dir, "ext4", MS_NOATIME | MS_NODEV, NULL) < 0) {
             warn("mount", dev);
-            snprintf(result, sizeof result, "mount %s", serials[i]);
+            snprintf(result, sizeof result, "mount %s", sn);
+            break;
+        }
+        if (disks[i].read_ahead_kb > 0) { /* the queue of /dev/vdX: /sys/block/vdX */
+            char ra[96];
+            snprintf(ra, sizeof ra, "/sys/block/%.40s/queue/read_ahead_kb", dev + 5);
+            int fd = open(ra, O_WRONLY | O_CLOEXEC);
+            if (fd < 0 || dprintf(fd, "%ld\n", disks[i].read_ahead_kb) < 0) warn("write", ra);
+            if (fd >= 0) close(fd);
+        }
+    }
+    char c;
+    while (read(shares, &c, 1) < 0 && errno == EINTR) {} /* end of file: shares mounted */
+    close(shares);
+    for (int i = 0; i < n && strcmp(result, "ok") == 0; i++) {
+        char dir[96];
+        snprintf(dir, sizeof dir, "%s/%s", DISKS_DIR, disks[i].serial);
+        if (mkdir_p(disks[i].target, 0755) < 0 ||
+            mount(dir, disks[i].target, NULL, MS_MOVE, NULL) < 0) {
+            warn("move", disks[i].target);
+            snprintf(result, sizeof result, "move %s", disks[i].serial);
         }
     }
     int fd = open(DISKS_DIR "/ready", O_WRONLY | O_CLOEXEC);
@@ -986,9 +1039,13 @@ static void mount_disks(char **serials, int n) {
     close(fd);
 }
 
+/* --go's end of the pipe the disks' child waits on (closed once the shares are mounted). */
+static int shares_fd = -1;
+
 static int restore_main(int argc, char **argv) {
     if (argc < 5) {
-        fprintf(stderr, "usage: rkt-exec --restore SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...]\n");
+        fprintf(stderr, "usage: rkt-exec --restore SECONDS NANOSECONDS SEED [OLDMAC=NEWMAC...] "
+                        "[disk=SERIAL:READAHEAD_KB:TARGET...]\n");
         return 127;
     }
     struct timespec ts = {(time_t)strtoll(argv[2], NULL, 10), strtol(argv[3], NULL, 10)};
@@ -1010,17 +1067,15 @@ static int restore_main(int argc, char **argv) {
     /* ENODATA: the RNG was not initialized yet; the credited seed just initialized it. */
     if (ioctl(rnd, RNDRESEEDCRNG) < 0 && errno != ENODATA) die("RNDRESEEDCRNG", "/dev/urandom");
     close(rnd);
-    char *serials[argc];
+    struct pod_disk disk[argc];
     int disks = 0, sock = -1;
     for (int i = 5; i < argc; i++) {
         if (strncmp(argv[i], "disk=", 5) == 0) {
-            const char *sn = argv[i] + 5;
-            if (!*sn || strlen(sn) > 20 || strspn(sn, "abcdefghijklmnopqrstuvwxyz0123456789-")
-                                            != strlen(sn)) {
+            if (parse_disk(argv[i] + 5, &disk[disks]) < 0) {
                 errno = EINVAL;
                 die("disk", argv[i]);
             }
-            serials[disks++] = argv[i] + 5;
+            disks++;
             continue;
         }
         if (sock < 0 && (sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
@@ -1045,15 +1100,19 @@ static int restore_main(int argc, char **argv) {
     if ((mkdir(DISKS_DIR, 0700) < 0 && errno != EEXIST) ||
         mkfifo(DISKS_DIR "/ready", 0600) < 0)
         die("mkfifo", DISKS_DIR "/ready");
+    int shares[2];
+    if (pipe2(shares, O_CLOEXEC) < 0) die("pipe2", "");
     pid_t pid = fork();
     if (pid < 0) die("fork", "");
     if (pid == 0) { /* the init's fds (its ports, --go's) are not the child's business */
         go_port = -1;
         for (int fd = 0; fd < 256; fd++)
-            if (fd != 2) close(fd);
-        mount_disks(serials, disks);
+            if (fd != 2 && fd != shares[0]) close(fd);
+        mount_disks(disk, disks, shares[0]);
         _exit(0);
     }
+    close(shares[0]);
+    shares_fd = shares[1];
     return 0;
 }
 
@@ -1109,6 +1168,7 @@ static int go_main(const char *port_path, const char *mounts) {
     go_port = -1;
     close(port);
     init_mounts(mounts);
+    if (shares_fd >= 0) close(shares_fd); /* the disks' child moves them into place now */
     return 0;
 }
 

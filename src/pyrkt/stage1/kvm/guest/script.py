@@ -404,46 +404,65 @@ def volume_mount_point(volume: str) -> str:
     return f"{GUEST_VOLUMES}/{volume}"
 
 
-def disk_lines(plan: PodPlan, disks: Mapping[str, str],
-               volume_disks: Mapping[str, str] | None = None) -> list[str]:
-    """Mount each app's disk (disks: app name -> the disk's serial number) at the app's
-    rootfs path and each volume's disk (volume_disks: volume name -> serial number) at
-    volume_mount_point; without them the pod cannot run.
+# The read-ahead of the apps' rootfs disks (KiB; the kernel's default is 128): an
+# executable's page faults read this much around them, so that starting a busybox app
+# reads its disk in 13 requests instead of 27-32 (each one a round trip through QEMU,
+# milliseconds under emulation). Volumes' disks keep the default (random access).
+ROOTFS_READ_AHEAD_KB = 2048
 
-    In a pod restored from a VM template, rkt-exec --go mounted them already, in
-    the background while the init mounted its shares, each at GUEST_DISKS/SERIAL, and
-    says how that went on the FIFO GUEST_DISKS/ready (its being there tells the two
-    cases apart: the same script runs after a boot when a restore failed): the script
-    waits for that line and moves each mount into place. After a boot it finds each
-    disk by its serial number in /sys/block/vd*/serial (builtins only; each read asks
-    the device: the scan stops once all are found), waiting for disks still appearing,
-    and mounts it."""
-    targets = [(disks[a.name], guest_rootfs(a), f"app {a.name}")
-               for a in plan.apps if a.name in disks]
-    targets += [(sn, volume_mount_point(v), f"volume {v}")
-                for v, sn in (volume_disks or {}).items()]
+
+@record
+class DiskTarget:
+    """Where the guest mounts one of the pod's disks."""
+
+    serial: str  # the disk's serial number (vm.Disk.id)
+    target: str  # the guest path: an app's rootfs, or a volume's mount point
+    what: str  # for messages: "app NAME" / "volume NAME"
+    read_ahead_kb: int  # 0: the kernel's default
+
+
+def disk_targets(plan: PodPlan, disks: Mapping[str, str],
+                 volume_disks: Mapping[str, str] | None = None) -> list[DiskTarget]:
+    """Each app's disk (disks: app name -> the disk's serial number) at the app's rootfs
+    path, read ahead ROOTFS_READ_AHEAD_KB; each volume's disk (volume_disks: volume name
+    -> serial number) at volume_mount_point."""
+    out = [DiskTarget(disks[a.name], guest_rootfs(a), f"app {a.name}", ROOTFS_READ_AHEAD_KB)
+           for a in plan.apps if a.name in disks]
+    return out + [DiskTarget(sn, volume_mount_point(v), f"volume {v}", 0)
+                  for v, sn in (volume_disks or {}).items()]
+
+
+def disk_lines(targets: Sequence[DiskTarget]) -> list[str]:
+    """Mount each of the pod's disks at its target (disk_targets); without them the pod
+    cannot run.
+
+    In a pod restored from a VM template, rkt-exec --go did it (in the background while
+    the init mounted its shares, then moved into place) and says how that went on the
+    FIFO GUEST_DISKS/ready (its being there tells the two cases apart: the same script
+    runs after a boot when a restore failed): the script waits for that line. After a
+    boot it finds each disk by its serial number in /sys/block/vd*/serial (builtins only;
+    each read asks the device: the scan stops once all are found), waiting for disks
+    still appearing, mounts it and sets its read-ahead (read_ahead_lines)."""
     if not targets:
         return []
     missing = fail("the pod's disks did not appear")
-    out = []
-    if volume_disks:
-        out.append("mkdir -p " + " ".join(q(volume_mount_point(v)) for v in volume_disks))
-    said = "".join(f"\t{q(f'mount {sn}')}) {fail(f'cannot mount the disk of {what}')} ;;\n"
-                   for sn, _, what in targets)
-    out += [
+    said = "".join(f"\t{q(f'mount {t.serial}')}|{q(f'move {t.serial}')}) "
+                   f"{fail(f'cannot mount the disk of {t.what}')} ;;\n" for t in targets)
+    out = [
         f"if [ -p {GUEST_DISKS_READY} ]; then",
         f"exec 8<>{GUEST_DISKS_READY}",
         f"read -t {DISK_WAIT_RESTORED_S} -r rkt_res <&8",
         "exec 8<&-",
         "case $rkt_res in\n\tok) ;;\n" + said + f"\t*) {missing} ;;\nesac",
+        "else",
     ]
-    out += [f"mount --move {q(f'{GUEST_DISKS}/{sn}')} {q(target)} || "
-            + fail(f"cannot mount the disk of {what}") for sn, target, what in targets]
-    cases = "".join(f"\t{q(sn)}) rkt_disk_{i}=/dev/${{b##*/}} ;;\n"
-                    for i, (sn, _, _) in enumerate(targets))
+    volumes = [q(t.target) for t in targets if not t.read_ahead_kb]
+    if volumes:
+        out.append("mkdir -p " + " ".join(volumes))
+    cases = "".join(f"\t{q(t.serial)}) rkt_disk_{i}=/dev/${{b##*/}} ;;\n"
+                    for i, t in enumerate(targets))
     have = " && ".join(f'[ -n "$rkt_disk_{i}" ]' for i in range(len(targets)))
     out += [
-        "else",
         "rkt_n=0",
         "while :; do",
         "for b in /sys/block/vd*; do",
@@ -457,31 +476,25 @@ def disk_lines(plan: PodPlan, disks: Mapping[str, str],
         f"sleep {DISK_WAIT_STEP_S}",
         "done",
     ]
-    for i, (_, target, what) in enumerate(targets):
-        out.append(f'mount -t ext4 -o noatime,nodev "$rkt_disk_{i}" {q(target)} || '
-                   + fail(f"cannot mount the disk of {what}"))
-    return [*out, "fi"]
+    for i, t in enumerate(targets):
+        out.append(f'mount -t ext4 -o noatime,nodev "$rkt_disk_{i}" {q(t.target)} || '
+                   + fail(f"cannot mount the disk of {t.what}"))
+    return [*out, *read_ahead_lines(targets), "fi"]
 
 
-# The read-ahead of the apps' rootfs disks (KiB; the kernel's default is 128): an
-# executable's page faults read this much around them, so that starting a busybox app
-# reads its disk in 13 requests instead of 27-32 (each one a round trip through QEMU,
-# milliseconds under emulation). Volumes' disks keep the default (random access).
-ROOTFS_READ_AHEAD_KB = 2048
-
-
-def read_ahead_lines(plan: PodPlan, disks: Mapping[str, str]) -> list[str]:
-    """Raise the read-ahead of the apps' rootfs disks (disks: app name -> serial number)
+def read_ahead_lines(targets: Sequence[DiskTarget]) -> list[str]:
+    """After a boot, raise the read-ahead of the disks that want it (the apps' rootfs)
     once disk_lines mounted them, before any app starts: each found by its mount point in
     the init's mountinfo (builtins only, and no device asked: a read of a disk's serial
     number is a request to it), its queue by its device number."""
-    roots = [q(guest_rootfs(a)) for a in plan.apps if a.name in disks]
-    if not roots:
+    cases = "".join(f"\t{q(t.target)}) echo {t.read_ahead_kb} "
+                    f'>"/sys/dev/block/$rkt_mm/queue/read_ahead_kb" ;;\n'
+                    for t in targets if t.read_ahead_kb)
+    if not cases:
         return []
     return [
         "while read -r _ _ rkt_mm _ rkt_mp _; do",
-        f'case $rkt_mp in {"|".join(roots)}) '
-        f'echo {ROOTFS_READ_AHEAD_KB} >"/sys/dev/block/$rkt_mm/queue/read_ahead_kb" ;; esac',
+        "case $rkt_mp in\n" + cases + "esac",
         "done </proc/self/mountinfo",
     ]
 
@@ -530,8 +543,7 @@ def pod_script(
             f"mkdir -p {CGROUP_ROOT}",
             f"echo {enable} > {CGROUP_ROOT}/cgroup.subtree_control",
         ]
-    out += disk_lines(plan, disks or {}, volume_disks)
-    out += read_ahead_lines(plan, disks or {})
+    out += disk_lines(disk_targets(plan, disks or {}, volume_disks))
     if not plan.interactive:
         # A virtio port opens once: the init holds it and every app inherits it.
         out.append('exec 4>"$rkt_port_out" 5>"$rkt_port_err"')

@@ -33,6 +33,7 @@ from pyrkt.errors import RktError
 from pyrkt.record import record
 from pyrkt.stage1 import contract
 from pyrkt.stage1.kvm import digests, launch
+from pyrkt.stage1.kvm.guest.script import DiskTarget
 from pyrkt.stage1.kvm.hypervisors.base import Hypervisor
 from pyrkt.stage1.kvm.qmp import Qmp, QmpError
 from pyrkt.stage1.kvm.templates import build, shape, store
@@ -56,6 +57,7 @@ class Request:
     netns: Path | None
     interactive: bool
     confinement: launch.Confinement | None  # the pod's jail
+    disks: tuple[DiskTarget, ...] = ()  # where the guest mounts each of the pod's disks
 
 
 Started = tuple[subprocess.Popen[bytes], list[Path]]
@@ -127,7 +129,7 @@ def _restore(req: Request, t: store.Template, sizes: dict[str, int]) -> Started 
             _attach(q, vp)
         macs = [(shape.template_mac(i), tap.mac) for i, tap in enumerate(vp.taps)]
         go_host.sendall(shape.go_line(time.time_ns(), secrets.token_bytes(SEED_BYTES), macs,
-                                      [d.id for d in vp.all_disks()]))
+                                      req.disks))
         said = build.read_line(go_host, GO_TIMEOUT_S)
         if not said:
             raise VmEnded("the VM ended before it took its go")

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pyrkt.record import replace
+from pyrkt.stage1.kvm.guest.script import DiskTarget
 from pyrkt.stage1.kvm.vm import DISK_SLOT_BYTES, ConsoleMode, Disk, MemoryFile, Share, Tap, VmPlan
 
 # The guest side of the handshake (rkt-exec --go: "ready", "go", "ok"): bump
@@ -35,7 +36,7 @@ from pyrkt.stage1.kvm.vm import DISK_SLOT_BYTES, ConsoleMode, Disk, MemoryFile, 
 # image records its guest's (kvm/template-protocol, written by the build:
 # assets.populate_stage1_rootfs); the host makes no template from an image whose
 # guest speaks another (templates.skew).
-PROTOCOL = 3
+PROTOCOL = 4
 # TCG's translation cache of a restored pod (MiB; a booted one has runner.TCG_TB_MIB): a
 # restore runs code a boot translated long before (in the template's QEMU: translations
 # are no part of the saved state), and 16 MiB thrashed: `rkt run /bin/true` restored
@@ -181,12 +182,12 @@ def qemu_files(binary: str, found: Path, pod: Path) -> list[list[object]]:
 
 
 def go_line(now_ns: int, seed: bytes, macs: Sequence[tuple[str, str]],
-            disks: Sequence[str] = ()) -> bytes:
+            disks: Sequence[DiskTarget] = ()) -> bytes:
     """The "go" a restored guest gets: the time, seed bytes for its RNG, per NIC the
-    template's MAC and the pod's, and the serial numbers of the pod's disks, which
-    rkt-exec --go mounts in the background while the init mounts its shares (the
-    pod script moves them into place: guest/script.py disk_lines)."""
+    template's MAC and the pod's, and the pod's disks (serial number, read-ahead, where
+    in the guest), which rkt-exec --go mounts in the background while the init mounts
+    its shares, and moves into place once they are (guest/script.py disk_lines)."""
     words = ["go", str(now_ns // 1_000_000_000), str(now_ns % 1_000_000_000), seed.hex()]
     words += [f"{old}={new}" for old, new in macs]
-    words += [f"disk={sn}" for sn in disks]
+    words += [f"disk={d.serial}:{d.read_ahead_kb}:{d.target}" for d in disks]
     return (" ".join(words) + "\n").encode()
