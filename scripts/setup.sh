@@ -13,7 +13,7 @@ PACKAGES=(
   containernetworking-plugins iptables iproute2
   redis-server redis-tools zstd gnupg e2fsprogs hyperfine
   # the tailored guest kernel (rkt stage1 kernel) and the stage1 build (make, strace in tests)
-  linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev make git strace
+  linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev lz4 make git strace
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
