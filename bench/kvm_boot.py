@@ -15,7 +15,8 @@ and under 0.4 s for the whole `rkt run`), and the first pod's ratio to a booted 
 which a loaded machine inflates less than the wall time. Then it starts N idle pods at
 once (`sleep`), restored, and again booted, and prints their PSS per pod
 (`/proc/PID/smaps_rollup` of each pod's QEMU and waiter, summed, divided by N; goal
-<= 40 MiB restored) and RSS.
+<= 40 MiB restored) and RSS, and the host CPU their QEMUs use while the pods are idle
+(per pod, in the second half of --settle).
 
     sudo .venv/bin/python bench/kvm_boot.py [--runs 5] [--pods 8] [--jail] [--app-uptime]
                                             [--peer SRC] [--rootfs block|9p]
@@ -253,17 +254,22 @@ def memory(work: Path, rkt: list[str], stage1: Path, image: Path, env: dict[str,
             if i == 0 and mode == "on":
                 _wait_started(work, [procs[0][0]])  # the template, made once
         pods = _wait_started(work, [uf for uf, _ in procs])
-        time.sleep(a.settle)
+        qemus = [int((pod / "pid").read_text()) for pod in pods]
+        time.sleep(a.settle / 2)
+        t0, cpu0 = time.monotonic(), sum(_cpu_s(q) for q in qemus)
+        time.sleep(a.settle / 2)
+        idle_cpu = (sum(_cpu_s(q) for q in qemus) - cpu0) / (time.monotonic() - t0)
         pss = rss = 0
-        for (_, p), pod in zip(procs, pods, strict=True):
-            qemu = int((pod / "pid").read_text())
+        for (_, p), qemu in zip(procs, qemus, strict=True):
             pss += kib(qemu, "Pss") + kib(p.pid, "Pss")
             rss += kib(qemu, "Rss") + kib(p.pid, "Rss")
         n = len(procs)
         what = "restored from a template" if mode == "on" else "booted (templates off)"
         print(f"{n} idle VM pods, {what}: PSS {pss / n / MIB:.1f} MiB per pod"
               f"{' (goal <= 40)' if mode == 'on' else ''}, RSS {rss / n / MIB:.1f} MiB per "
-              f"pod (QEMU + waiter, {a.settle:.0f} s after the last started)")
+              f"pod (QEMU + waiter, {a.settle:.0f} s after the last started); host CPU "
+              f"while idle {100 * idle_cpu / n:.1f}% of a core per pod (QEMU, the last "
+              f"{a.settle / 2:.1f} s)")
     finally:
         for uf, _ in procs:
             if uf.exists():
@@ -275,6 +281,12 @@ def memory(work: Path, rkt: list[str], stage1: Path, image: Path, env: dict[str,
             p.wait()
         subprocess.run([*rkt, "gc", "--grace-period=0s"], env=env, check=False,
                        capture_output=True)
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process pid (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait_started(work: Path, uuid_files: list[Path], timeout: float = 600) -> list[Path]:
