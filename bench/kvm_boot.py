@@ -26,6 +26,10 @@ this tree: `rkt run` with and without it (PYRKT_KVM_JAIL=off), interleaved run b
 and the launcher alone (rkt-jail with a pod's file view starting `qemu -version`, against
 `qemu -version`, 20 each, interleaved).
 
+--bare-kernel BZIMAGE adds, each round, a bare boot of another image of the kernel (e.g. an
+earlier build of the tailored kernel, from its cache folder), and the restored pod's
+ratio to it.
+
 --peer SRC times a booted pod of this tree against the same pod with the pyrkt whose
 sources are at SRC (its own stage1 image, code and data dir, e.g. an older tree's `src`
 for the before of a change), then a restored pod of each (each from its own template),
@@ -56,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e")
 import kvm_helpers as kh
 
 from pyrkt.linux import ns, prctl
+from pyrkt.record import replace
 from pyrkt.stage1.build.aci import Flavor, Hypervisor, build_stage1_aci
 from pyrkt.stage1.kvm import accel, templates
 from pyrkt.stage1.kvm.hypervisors.qemu import Qemu
@@ -98,6 +103,9 @@ def main() -> int:
     ap.add_argument("--app-uptime", action="store_true",
                     help="also the guest's uptime when a booted pod's app starts")
     ap.add_argument("--peer", type=Path, help="another pyrkt's src folder, timed alongside")
+    ap.add_argument("--bare-kernel", type=Path, metavar="BZIMAGE",
+                    help="also a bare boot of this kernel image each round (e.g. an "
+                         "earlier build of the tailored kernel)")
     ap.add_argument("--rootfs", choices=("block", "9p"),
                     help="the apps' rootfs of every pod (--kvm-rootfs; default: rkt's)")
     a = ap.parse_args()
@@ -134,6 +142,7 @@ def bench(work: Path, a: argparse.Namespace) -> int:
                        vcpus=size.vcpus, memory_mib=size.memory_mib, accel=decision.accel,
                        tcg_tb_mib=TCG_TB_MIB)
     bare = Qemu().argv(bare_plan)
+    other = Qemu().argv(replace(bare_plan, kernel=a.bare_kernel)) if a.bare_kernel else None
     # The pod's QEMU runs without transparent huge pages (the runner sets it): the same
     # for the bare boot, so both run under the same host memory conditions.
     prctl.set_thp_disable()
@@ -141,6 +150,8 @@ def bench(work: Path, a: argparse.Namespace) -> int:
     times: dict[str, list[float]] = {"bare": [], "booted": [], "first": [], "restored": []}
     for _ in range(a.runs):
         times["bare"].append(timed(bare, env, "bare"))
+        if other:
+            times.setdefault("other", []).append(timed(other, env, "other"))
         times["booted"].append(timed([*run, "--kvm-template=off", *true], env, "booted"))
         subprocess.run(gc, env=env, check=True, capture_output=True)  # no template
         times["first"].append(timed([*run, *true], env, "first"))
@@ -158,6 +169,10 @@ def bench(work: Path, a: argparse.Namespace) -> int:
         print(f"rkt run /bin/true, {what:30} {med[k]:.2f} s  {_r(times[k])}  "
               f"{med[k] / med['bare']:.2f}x bare; CPU {cpu[k]:.2f} s, "
               f"{cpu[k] / cpu['bare']:.2f}x bare")
+    if other:
+        print(f"bare QEMU boot+poweroff of {a.bare_kernel}: {med['other']:.2f} s  "
+              f"{_r(times['other'])}  CPU {cpu['other']:.2f} s; restored / that: "
+              f"{med['restored'] / med['other']:.2f}")
     print(f"restored / bare: {med['restored'] / med['bare']:.2f} (goal <= 0.3); restored "
           f"{med['restored']:.2f} s (goal < 0.4 s under TCG); first / booted: "
           f"{med['first'] / med['booted']:.2f} (goal <= 1.3)")
