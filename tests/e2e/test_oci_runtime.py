@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -222,13 +223,56 @@ def test_terminal_through_the_console_socket(rt: Runtime, tmp_path: Path) -> Non
     rt.ok("delete", "c4")
 
 
-def test_refusals_leave_nothing(rt: Runtime, tmp_path: Path) -> None:
-    one_file = tmp_path / "f"
-    one_file.write_text("x")
-    set_config(rt.bundle, mounts=[{"destination": "/opt/f", "type": "bind",
-                                   "source": str(one_file), "options": ["bind"]}])
+def file_bind(dest: str, source: Path, *opts: str) -> dict[str, object]:
+    return {"destination": dest, "type": "bind", "source": str(source),
+            "options": ["bind", *opts]}
+
+
+@pytest.fixture
+def elsewhere(tmp_path: Path) -> Iterator[Path]:
+    """A folder on another file system than the runtime's root (/dev/shm)."""
+    d = Path("/dev/shm") / f"pyrkt-test-{tmp_path.name}"
+    assert os.stat("/dev/shm").st_dev != tmp_path.stat().st_dev
+    d.mkdir()
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_single_file_binds(rt: Runtime, tmp_path: Path, elsewhere: Path) -> None:
+    """A read-only bind of a file (a copy: it is on another file system than --root) and
+    a read-write one (the user's file itself, through a hard link): the container reads
+    the one and appends to the other, and the host sees the append in its file."""
+    conf = elsewhere / "app.conf"
+    conf.write_text("greeting=hello\n")
+    log = tmp_path / "app.log"
+    log.write_text("host-line\n")
+    set_config(rt.bundle, mounts=[file_bind("/etc/app.conf", conf, "ro"),
+                                  file_bind("/var/log/app.log", log, "rw")])
+    set_args(rt.bundle, ["sh", "-c", "cat /etc/app.conf; echo guest-line >> /var/log/app.log;"
+                         " echo x >> /etc/app.conf || echo ro-refused"])
+    out = tmp_path / "out"
+    pid = started(rt, "c7", out)
+    assert wait_exit(pid) == 0, f"{out.read_text()}\n{runtime_diagnostics(rt.root)}"
+    text = out.read_text()
+    assert "greeting=hello" in text and "ro-refused" in text, text
+    assert log.read_text() == "host-line\nguest-line\n"
+    assert conf.read_text() == "greeting=hello\n"
+    rt.ok("delete", "c7")
+    assert log.read_text() == "host-line\nguest-line\n"  # delete leaves the user's file
+
+
+def test_refusals_leave_nothing(rt: Runtime, tmp_path: Path, elsewhere: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    set_config(rt.bundle, mounts=[file_bind("/opt/f", fifo)])
     cp = rt("create", "--bundle", str(rt.bundle), "c5")
-    assert cp.returncode == 1 and "single file" in cp.stderr
+    assert cp.returncode == 1 and "is a FIFO, not a file or a folder" in cp.stderr, cp.stderr
+    one_file = elsewhere / "f"
+    one_file.write_text("x")
+    set_config(rt.bundle, mounts=[file_bind("/opt/f", one_file, "rw")])
+    cp = rt("create", "--bundle", str(rt.bundle), "c5")  # refused once its state is made
+    assert cp.returncode == 1 and "cannot bind the file" in cp.stderr, cp.stderr
+    assert not any(rt.root.iterdir()) and one_file.read_text() == "x"
     set_config(rt.bundle, mounts=[], linux={"namespaces": [
         {"type": "network", "path": "/proc/self/ns/net"}]})  # the host's, to the runtime
     cp = rt("create", "--bundle", str(rt.bundle), "c6")

@@ -4,13 +4,17 @@ signals, features, and the guest command lines the rules turn into."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pyrkt.errors import RktError
+from pyrkt.oci import filebind
 from pyrkt.oci import plan as oplan
 from pyrkt.oci.container import parse_signal
 from pyrkt.oci.features import features
@@ -128,11 +132,81 @@ def test_refused_with_the_key_named(tmp_path: Path, over: dict[str, Any], words:
         planned(tmp_path, **over)
 
 
-def test_single_file_bind_elsewhere_is_refused(tmp_path: Path) -> None:
+def file_bind(f: Path, *opts: str) -> dict[str, Any]:
+    return {"destination": "/opt/f", "type": "bind", "source": str(f),
+            "options": ["bind", *opts]}
+
+
+@pytest.fixture
+def elsewhere(tmp_path: Path) -> Iterator[Path]:
+    """A folder on another file system than tmp_path (/dev/shm), removed afterwards."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs /dev/shm on a file system of its own")
+    d = shm / f"pyrkt-test-{tmp_path.name}"
+    d.mkdir()
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_single_file_bind_is_the_users_file(tmp_path: Path) -> None:
     f = tmp_path / "f"
     f.write_text("x")
-    with pytest.raises(SpecError, match="single file"):
-        planned(tmp_path, mounts=[{"destination": "/opt/f", "type": "bind", "source": str(f)}])
+    p = planned(tmp_path, mounts=[file_bind(f)])
+    (m,) = p.pod.apps[0].mounts
+    assert (m.target, m.kind.value, m.read_only) == ("/opt/f", "host", False)
+    (fb,) = p.file_binds
+    assert fb.staged == m.source and m.source.parent.parent == tmp_path / "state" / "pod"
+    assert filebind.stage(fb) is None
+    assert m.source.samefile(f)  # a hard link: what the app writes lands in f
+    assert not p.notes
+
+
+def test_read_only_file_on_another_fs_is_copied(tmp_path: Path, elsewhere: Path) -> None:
+    f = elsewhere / "conf"
+    f.write_text("setting=1\n")
+    f.chmod(0o640)
+    p = planned(tmp_path, mounts=[file_bind(f, "ro")])
+    (fb,) = p.file_binds
+    note = filebind.stage(fb)
+    assert note is not None and "copy" in note and str(f) in note
+    assert fb.staged.read_text() == "setting=1\n" and not fb.staged.samefile(f)
+    assert fb.staged.stat().st_mode & 0o777 == 0o640
+    fb.staged.unlink()
+    fb.staged.symlink_to(tmp_path / "victim")  # the copy is never written through one
+    filebind.stage(fb)
+    assert not (tmp_path / "victim").exists() and not fb.staged.is_symlink()
+    assert fb.staged.read_text() == "setting=1\n"
+
+
+def test_read_only_copy_is_bounded(tmp_path: Path, elsewhere: Path) -> None:
+    f = elsewhere / "big"
+    with open(f, "wb") as out:
+        out.truncate(oplan.MAX_FILE_COPY + 1)
+    (fb,) = planned(tmp_path, mounts=[file_bind(f, "ro")]).file_binds
+    with pytest.raises(SpecError, match="larger than"):
+        filebind.stage(fb)
+
+
+def test_read_write_file_on_another_fs_is_refused(tmp_path: Path, elsewhere: Path) -> None:
+    f = elsewhere / "data"
+    f.write_text("x")
+    (fb,) = planned(tmp_path, mounts=[file_bind(f, "rw")]).file_binds
+    with pytest.raises(SpecError, match=r"mounts\[0\] \(/opt/f\): cannot bind the file .* "
+                       "read-write") as e:
+        filebind.stage(fb)
+    assert e.value.hint is not None and "same file system" in e.value.hint
+    assert not fb.staged.exists()
+
+
+def test_fifo_source_is_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for dest in ("/opt/f", "/etc/hosts"):  # never opened (that would block)
+        with pytest.raises(SpecError, match=r"is a FIFO, not a file or a folder"):
+            planned(tmp_path, mounts=[{**file_bind(fifo), "destination": dest}])
 
 
 def test_namespaces(tmp_path: Path) -> None:

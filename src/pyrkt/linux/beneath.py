@@ -140,7 +140,8 @@ def open_beneath(dirfd: int, rel: str | os.PathLike[str], flags: int, mode: int 
         raise OSError(e.errno, f"openat({'/'.join(parts)}): {os.strerror(e.errno or 0)}") from e
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words ("a FIFO")."""
     for test, name in ((stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"),
                        (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")):
@@ -192,7 +193,7 @@ class Root:
         try:
             st = os.fstat(pfd)
             if not stat.S_ISREG(st.st_mode):
-                raise Refused(errno.EINVAL, f"{rel}: {_kind(st.st_mode)}, not a regular file")
+                raise Refused(errno.EINVAL, f"{rel}: {file_kind(st.st_mode)}, not a regular file")
             if limit is not None and st.st_size > limit:
                 raise Refused(errno.EFBIG, f"{rel}: {st.st_size} bytes, more than {limit}")
             fd = os.open(f"/proc/self/fd/{pfd}",
@@ -313,7 +314,7 @@ class Root:
                 st = os.stat(parts[-1], dir_fd=parent.fd, follow_symlinks=False)
                 if not stat.S_ISDIR(st.st_mode):
                     raise Refused(errno.EEXIST,
-                                  f"{rel}: exists ({_kind(st.st_mode)})") from None
+                                  f"{rel}: exists ({file_kind(st.st_mode)})") from None
 
     def symlink(self, rel: str | os.PathLike[str], target: str) -> None:
         """Create rel as a symbolic link to target (symlinkat under the parent's fd);

@@ -77,6 +77,15 @@ def _prepare_pod(pod: Path, cp: ContainerPlan) -> None:
         d.mkdir(parents=True, mode=0o755)
 
 
+def _stage_files(cp: ContainerPlan) -> list[str]:
+    """The single files bound into the container, staged in its pod folder; the notes."""
+    if not cp.file_binds:
+        return []
+    from pyrkt.oci import filebind
+
+    return [n for n in map(filebind.stage, cp.file_binds) if n is not None]
+
+
 def create(store: Store, a: CreateArgs, rlog: RuntimeLog) -> None:
     from pyrkt.oci import netattach
     from pyrkt.oci.plan import container_plan
@@ -104,6 +113,8 @@ def create(store: Store, a: CreateArgs, rlog: RuntimeLog) -> None:
             states: list[IfaceState] = []
             if not cp.sandbox:
                 _prepare_pod(d / "pod", cp)
+                for note in _stage_files(cp):
+                    rlog.warn(note)
                 if cp.netns is not None:
                     taps, states = netattach.attach(cp.netns)
                     st = replace(st, taps=tuple(taps))

@@ -12,6 +12,7 @@ import os
 import stat
 from pathlib import Path
 
+from pyrkt.linux import beneath
 from pyrkt.oci.spec import Mount, Process, Spec, SpecError, read_bounded
 from pyrkt.oci.state import APP, pod_uuid
 from pyrkt.record import record
@@ -23,6 +24,11 @@ from pyrkt.stage1.planner import normalize_cap, resolve_in_rootfs
 # empty list).
 NO_CAPS = ("none",)
 MAX_ETC_FILE = 64 * 1024
+# The largest single file a read-only bind gets a copy of (when no hard link can be made).
+MAX_FILE_COPY = 16 * 1024 * 1024
+# Where a single file bound into the container is staged (oci/filebind.py): in the pod
+# folder, which the host owns and the guest never sees (it shares only folders under it).
+FILES_DIR = "files"
 
 RLIMITS = {
     "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3,
@@ -45,6 +51,18 @@ SANDBOX_ANNOTATIONS = {"io.kubernetes.cri.container-type": "sandbox",
 
 
 @record
+class FileBind:
+    """A bind of a single regular file, staged at create (oci/filebind.py) as `staged`:
+    a hard link to the user's file, else (read-only only) a copy of it. The kvm runner
+    shares it with the VM as it shares `rkt run`'s file volumes."""
+
+    source: Path
+    staged: Path
+    read_only: bool
+    where: str  # the spec's key, for messages
+
+
+@record
 class ContainerPlan:
     """What `create` sets up: the pod the VM runs, and what is around it."""
 
@@ -57,6 +75,7 @@ class ContainerPlan:
     # namespace types the spec asks new ones of (no path): an infra container's process
     # makes them, since the pod's other containers join them through /proc/PID/ns/
     new_namespaces: tuple[str, ...] = ()
+    file_binds: tuple[FileBind, ...] = ()  # single files to stage in the pod folder
     notes: tuple[str, ...] = ()  # what was ignored, for the runtime's log
 
 
@@ -124,12 +143,17 @@ def _cpu_milli(spec: Spec) -> int | None:
     return max(1, -(-q * 1000 // per))
 
 
-def _mounts(
-    spec: Spec, pod_dir: Path, notes: list[str]
-) -> tuple[list[MountPlan], list[tuple[str, str]], list[Path]]:
-    plans: list[MountPlan] = []
-    etc: list[tuple[str, str]] = []
-    empty: list[Path] = []
+@record
+class _Mounts:
+    plans: list[MountPlan]
+    etc: list[tuple[str, str]]
+    empty: list[Path]
+    files: list[FileBind]
+
+
+def _mounts(spec: Spec, pod_dir: Path, notes: list[str]) -> _Mounts:
+    out = _Mounts([], [], [], [])
+    plans = out.plans
     for i, m in enumerate(spec.mounts):
         where = f"mounts[{i}] ({m.destination})"
         dest = os.path.normpath(m.destination)
@@ -144,21 +168,21 @@ def _mounts(
         target = resolve_in_rootfs(spec.root_path, dest)
         if m.type == "tmpfs":
             d = pod_dir / "volumes" / name
-            empty.append(d)
+            out.empty.append(d)
             notes.append(f"{where}: tmpfs as an empty folder of the container's state")
             plans.append(MountPlan(name, VolumeKind.EMPTY, d, target, read_only=m.read_only))
             continue
         if not m.is_bind:
             raise SpecError(f"{where}: mount type {m.type!r} is not supported",
                             "bind mounts of folders, tmpfs and the usual kernel file systems are")
-        plans_or_none = _bind(m, dest, target, name, where, etc, notes)
-        if plans_or_none is not None:
-            plans.append(plans_or_none)
-    return plans, etc, empty
+        mp = _bind(m, dest, target, name, where, pod_dir, out, notes)
+        if mp is not None:
+            plans.append(mp)
+    return out
 
 
-def _bind(m: Mount, dest: str, target: str, name: str, where: str,
-          etc: list[tuple[str, str]], notes: list[str]) -> MountPlan | None:
+def _bind(m: Mount, dest: str, target: str, name: str, where: str, pod_dir: Path,
+          out: _Mounts, notes: list[str]) -> MountPlan | None:
     src = Path(m.source)
     try:
         st = os.stat(src)
@@ -167,15 +191,20 @@ def _bind(m: Mount, dest: str, target: str, name: str, where: str,
     if stat.S_ISDIR(st.st_mode):
         return MountPlan(name, VolumeKind.HOST, src, target, read_only=m.read_only,
                          recursive="rbind" in m.options or m.type == "bind")
+    if not stat.S_ISREG(st.st_mode):
+        raise SpecError(f"{where}: {src} is {beneath.file_kind(st.st_mode)}, not a file "
+                        "or a folder", "the VM can share regular files and folders only")
     if dest in ETC_FILES:
-        etc.append((ETC_FILES[dest], read_bounded(src, where, MAX_ETC_FILE).decode(
+        out.etc.append((ETC_FILES[dest], read_bounded(src, where, MAX_ETC_FILE).decode(
             errors="replace")))
         return None
     if dest in INFO_FILES:
         notes.append(f"{where}: a single file, not shared with the VM: skipped")
         return None
-    raise SpecError(f"{where}: {src} is a single file",
-                    "the VM shares folders (9p), not files: mount its folder instead")
+    staged = pod_dir / FILES_DIR / name
+    out.files.append(FileBind(src, staged, m.read_only, where))
+    return MountPlan(name, VolumeKind.HOST, staged, target, read_only=m.read_only)
+
 
 
 def container_plan(spec: Spec, cid: str, pod_dir: Path) -> ContainerPlan:
@@ -195,14 +224,14 @@ def container_plan(spec: Spec, cid: str, pod_dir: Path) -> ContainerPlan:
             notes.append(f"linux.namespaces: joining the {ns.type} namespace {ns.path} "
                          "is ignored: the VM has its own")
     rootfs = contract.app_rootfs(pod_dir, APP)
-    mounts, etc, empty = _mounts(spec, pod_dir, notes)
+    mounts = _mounts(spec, pod_dir, notes)
     app = app_plan(
         spec.process, APP, rootfs,
         memory_limit=spec.resources.memory_limit,
         cpu_limit_milli=_cpu_milli(spec),
         cpu_shares=spec.resources.cpu_shares,
         readonly_rootfs=spec.root_readonly,
-        mounts=tuple(mounts),
+        mounts=tuple(mounts.plans),
     )
     pod = PodPlan(
         uuid=pod_uuid(pod_dir),
@@ -213,7 +242,8 @@ def container_plan(spec: Spec, cid: str, pod_dir: Path) -> ContainerPlan:
         annotations=dict(spec.annotations),
     )
     return ContainerPlan(
-        pod=pod, netns=netns, etc_files=tuple(etc), terminal=spec.process.terminal,
-        sandbox=is_sandbox(spec), empty_dirs=tuple(empty), notes=tuple(notes),
+        pod=pod, netns=netns, etc_files=tuple(mounts.etc), terminal=spec.process.terminal,
+        sandbox=is_sandbox(spec), empty_dirs=tuple(mounts.empty), notes=tuple(notes),
+        file_binds=tuple(mounts.files),
         new_namespaces=tuple(n.type for n in spec.namespaces if not n.path),
     )

@@ -28,6 +28,7 @@ from pyrkt.record import record
 from pyrkt.stage1 import contract
 from pyrkt.stage1.kvm import accel, assets, hypervisors, launch
 from pyrkt.stage1.kvm.disks import PodDisks
+from pyrkt.stage1.kvm.fileshare import SAME_FS_HINT, link_file
 from pyrkt.stage1.kvm.finish import FAILED_REL
 from pyrkt.stage1.kvm.finish import agent_socket_rel as agent_socket_rel
 from pyrkt.stage1.kvm.finish import finish_pod as finish_pod
@@ -223,18 +224,12 @@ def _link_file_volumes(pod: Path, tags: dict[tuple[str, MountPlan], str]) -> set
     for (_, m), tag in tags.items():
         if m not in single:
             continue
-        d = file_share_dir(pod, tag)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / script.FILE_SHARE_NAME).unlink(missing_ok=True)
         try:
-            os.link(m.source, d / script.FILE_SHARE_NAME)
+            link_file(m.source, file_share_dir(pod, tag) / script.FILE_SHARE_NAME)
         except OSError as e:
             raise RktError(
                 f"volume {m.volume!r}: cannot share the file {m.source} with the VM: "
-                f"{e.strerror}",
-                "the kvm flavor shares a single file through a hard link in the pod "
-                "folder: keep it on the same file system as rkt's data folder, or use a "
-                "volume of its folder",
+                f"{e.strerror}", SAME_FS_HINT.format(where="rkt's data folder"),
             ) from e
     return single
 
