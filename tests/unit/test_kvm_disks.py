@@ -105,7 +105,8 @@ def test_attach_over_qmp_adds_the_nodes_then_the_device() -> None:
 
 
 def test_pod_script_mounts_each_disk_by_serial() -> None:
-    text = script.pod_script(plan("web", "db"), disks={"db": "rkt-d1"})
+    text = script.pod_script(plan("web", "db"), disks=script.disk_targets(
+        plan("web", "db"), {"db": "rkt-d1"}))
     assert "rkt-d1) rkt_disk_0=/dev/${b##*/} ;;" in text
     assert "rkt_disk_1" not in text  # web stays on the share
     assert 'mount -t ext4 -o noatime,nodev "$rkt_disk_0" /stage1/opt/stage2/db/rootfs ||' in text
@@ -116,7 +117,8 @@ def test_a_restored_pod_s_script_waits_for_the_disks_rkt_exec_mounted() -> None:
     moves each mount into place) the script waits for its word and names the disk that
     failed; after a boot it mounts them itself and sets their read-ahead (the same
     script serves both)."""
-    text = script.pod_script(plan("web", "db"), disks={"db": "rkt-d0"})
+    text = script.pod_script(plan("web", "db"), disks=script.disk_targets(
+        plan("web", "db"), {"db": "rkt-d0"}))
     restored, booted = text.split("if [ -p /run/rkt-disks/ready ]; then\n", 1)[1].split(
         "\nelse\n", 1)
     assert "read -t 300 -r rkt_res <&8" in restored
@@ -143,7 +145,8 @@ def test_an_empty_volume_on_a_disk_is_mounted_once_and_bound_not_shared() -> Non
                     target="/data", read_only=True)
     p = replace(plan("a"), apps=(replace(plan("a").apps[0], mounts=(tmp,)),))
     assert script.mount_tags(p, ("tmp",)) == {}
-    text = script.pod_script(p, disks={"a": "rkt-d0"}, volume_disks={"tmp": "rkt-d1"})
+    text = script.pod_script(p, disks=script.disk_targets(p, {"a": "rkt-d0"},
+                                                             {"tmp": "rkt-d1"}))
     assert "rkt-d1) rkt_disk_1=" in text
     assert 'mount -t ext4 -o noatime,nodev "$rkt_disk_1" /run/rkt-volumes/tmp ||' in text
     assert "9p" not in text

@@ -148,15 +148,18 @@ def kernel_cmdline(debug: bool, interactive: bool, net: bool = False,
 
 
 def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions,
-                      pod_disks: PodDisks | None = None) -> None:
+                      pod_disks: PodDisks | None = None) -> tuple[script.DiskTarget, ...]:
     """The pod script, each app's mount plan and exec line, the /etc files and seccomp
     programs in the control share, and the apps' mount points in their rootfs: all
     through `beneath` (the image is hostile; a pod only runs once, so the guest has not
     written these shares yet, but an image can hold any symlink). An app on a disk
     (pod_disks) has its mount points in its image's ext4 (fsimage.pod_paths), or
     rkt-exec makes them there; it needs no tmpfs on /run (FIFOs and sockets work on a
-    disk)."""
+    disk). Returns where the guest mounts each disk (the pod script's, and a restore's
+    go: templates/shape.go_line)."""
     pd = pod_disks or PodDisks()
+    targets = tuple(script.disk_targets(plan, {a: d.id for a, d in pd.apps.items()},
+                                        {v: d.id for v, d in pd.volumes.items()}))
     g = guest_dir(pod)
     g.mkdir(parents=True, exist_ok=True)
     with beneath.Root(g) as ctl, beneath.Root(contract.stage1_rootfs(pod)) as s1:
@@ -182,8 +185,7 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions,
         names = [n for n, _ in opts.etc_files]
         text = script.pod_script(
             plan, net_script=opts.guest_net_script, seccomp_apps=tuple(programs),
-            disks={a: d.id for a, d in pd.apps.items()},
-            volume_disks={v: d.id for v, d in pd.volumes.items()},
+            disks=targets,
             nofile=resource.getrlimit(resource.RLIMIT_NOFILE),
         )
         ctl.write("pod.sh", text)
@@ -209,6 +211,7 @@ def write_guest_files(pod: Path, plan: PodPlan, opts: RunOptions,
                 protect_paths=opts.protect_paths, single_files=single))
             # `enter` appends the command to this prefix (rkt-exec --ns ... --).
             ctl.write(f"apps/{app.name}", script.exec_line(app, argv=()) + "\n")
+    return targets
 
 
 def file_share_dir(pod: Path, tag: str) -> Path:
@@ -378,7 +381,7 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
     serial_log(pod).unlink(missing_ok=True)
     (pod / app_log_dir_rel()).mkdir(exist_ok=True)
     on_disks = _disks(pod, plan, opts, name)
-    write_guest_files(pod, plan, opts, on_disks)
+    targets = write_guest_files(pod, plan, opts, on_disks)
     vp, reason = vm_plan(pod, plan, opts, on_disks, sandbox=jailed)
     if vp.accel is Accel.TCG and not reason.startswith("forced"):
         log.info("kvm: KVM is not usable here, using TCG (software emulation; --debug says why)")
@@ -392,7 +395,7 @@ def run_pod(pod: Path, plan: PodPlan, opts: RunOptions) -> int:
     fds = [fd for fd, _ in vp.fd_sets]
     try:
         started = _restored(pod, plan, opts, vp, name, hv, confinement, Path(found),
-                            _disk_targets(plan, on_disks))
+                            targets)
         if started is None:
             started = launch.spawn(
                 pod, vp, hv.argv(vp), confinement=confinement, netns=opts.netns,
@@ -460,12 +463,6 @@ def template_cmdline(vp: VmPlan) -> tuple[str, ...]:
     tailored kernel has the drivers built in: nothing to load)."""
     args = kernel_cmdline(False, False, net=bool(vp.taps), disks=True)
     return (*("loglevel=6" if a == "quiet" else a for a in args), "rkt.template=1")
-
-
-def _disk_targets(plan: PodPlan, pd: PodDisks) -> tuple[script.DiskTarget, ...]:
-    """Where the guest mounts each of the pod's disks (the pod script's disk_lines)."""
-    return tuple(script.disk_targets(plan, {a: d.id for a, d in pd.apps.items()},
-                                     {v: d.id for v, d in pd.volumes.items()}))
 
 
 def _restored(pod: Path, plan: PodPlan, opts: RunOptions, vp: VmPlan, name: str,

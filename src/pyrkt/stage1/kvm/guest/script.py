@@ -515,14 +515,13 @@ def nofile_lines(nofile: tuple[int, int] | None) -> list[str]:
 def pod_script(
     plan: PodPlan, *, net_script: str = "", stop_grace_s: int = 10,
     seccomp_apps: Sequence[str] = (),
-    disks: Mapping[str, str] | None = None,
-    volume_disks: Mapping[str, str] | None = None,
+    disks: Sequence[DiskTarget] = (),
     nofile: tuple[int, int] | None = None,
 ) -> str:
     """The script for plan; net_script: sh that configures the guest NICs (from NET);
-    seccomp_apps: apps whose seccomp filter the host wrote (seccomp_file); disks: per
-    app, the serial number of its rootfs disk (disk_lines); volume_disks: the same per
-    `empty` volume on a disk; nofile: the (soft, hard) open-files limits the apps get,
+    seccomp_apps: apps whose seccomp filter the host wrote (seccomp_file); disks: where
+    each of the pod's disks goes (disk_targets, disk_lines); nofile: the (soft, hard)
+    open-files limits the apps get,
     as `rkt run`'s own (what a container app inherits). Each app's mount plan
     (app_mounts) is the host's to write, at mounts_file."""
     out = [
@@ -543,7 +542,7 @@ def pod_script(
             f"mkdir -p {CGROUP_ROOT}",
             f"echo {enable} > {CGROUP_ROOT}/cgroup.subtree_control",
         ]
-    out += disk_lines(disk_targets(plan, disks or {}, volume_disks))
+    out += disk_lines(disks)
     if not plan.interactive:
         # A virtio port opens once: the init holds it and every app inherits it.
         out.append('exec 4>"$rkt_port_out" 5>"$rkt_port_err"')
