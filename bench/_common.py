@@ -1,5 +1,6 @@
-"""What the registry benches share: their size arguments, a loopback registry serving a
-bulk image of that size, and the summary line of a series of timings.
+"""What the benches share: running one in a scratch folder; for the registry benches,
+their size arguments, a loopback registry serving a bulk image of that size, and the
+summary line of a series of timings.
 
 Imported by the benches in this folder (run as `python bench/NAME.py`, so this folder
 is on sys.path); it puts `tests/` there too, for `support.images` and `support.registry`.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import statistics
 import sys
 import tempfile
@@ -20,6 +22,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from support.images import bulk_layout
 from support.registry import Registry
+
+
+def in_scratch(prefix: str, bench: Callable[[Path, argparse.Namespace], int],
+               a: argparse.Namespace) -> int:
+    """bench(work, a) in a fresh temporary folder, removed afterwards (also on errors)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        return bench(work, a)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def bulk_args() -> argparse.Namespace:

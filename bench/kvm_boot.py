@@ -46,18 +46,17 @@ import argparse
 import os
 import resource
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
 
 import kvm_helpers as kh
+from _common import in_scratch
 
 from pyrkt.linux import ns, prctl
 from pyrkt.record import replace
@@ -108,12 +107,7 @@ def main() -> int:
                          "earlier build of the tailored kernel)")
     ap.add_argument("--rootfs", choices=("block", "9p"),
                     help="the apps' rootfs of every pod (--kvm-rootfs; default: rkt's)")
-    a = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="kvm-bench-"))
-    try:
-        return bench(work, a)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    return in_scratch("kvm-bench-", bench, ap.parse_args())
 
 
 def bench(work: Path, a: argparse.Namespace) -> int:

@@ -26,17 +26,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
 
 import kvm_helpers as kh
+from _common import in_scratch
 
 from pyrkt.stage1.build.aci import Flavor, Hypervisor, build_stage1_aci
 
@@ -112,12 +111,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--peer", type=Path, help="another pyrkt's src folder, timed alongside")
-    a = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="kvm-phases-"))
-    try:
-        return bench(work, a)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    return in_scratch("kvm-phases-", bench, ap.parse_args())
 
 
 def bench(work: Path, a: argparse.Namespace) -> int:
